@@ -1,0 +1,67 @@
+// BF16 exponent coding: split into Huffman-coded exponents and raw
+// sign+mantissa bytes, laid out for the GPU decoder (gap and block-output
+// arrays). Pure: no I/O, no CUDA. docs/FORMAT.md is the specification.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "df11_errors.h"
+#include "huffman.h"
+#include "layout.h"
+
+namespace df11 {
+
+// One encoded BF16 tensor, sections owned.
+struct EncodedBf16 {
+  Bf16Geometry geom;
+  CodeLengths lengths{};
+  Histogram hist{};
+  std::vector<uint64_t> block_out;  // geom.block_out_entries()
+  std::vector<uint8_t> gaps;        // geom.gap_bytes(), two 4-bit gaps per byte, even thread low
+  std::vector<uint32_t> stream;     // geom.stream_words(), codes MSB-first in each word
+  std::vector<uint8_t> sm;          // geom.n bytes: sign << 7 | mantissa
+};
+
+// Encode n BF16 values (host order uint16). The result is byte-identical for
+// every thread count.
+EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads = 1);
+
+// Borrowed view of one BF16 tensor's sections, e.g. inside an mmapped container.
+struct Bf16View {
+  Bf16Geometry geom;
+  CodeLengths lengths{};
+  const uint64_t* block_out = nullptr;
+  const uint8_t* gaps = nullptr;
+  const uint32_t* stream = nullptr;
+  const uint8_t* sm = nullptr;
+};
+
+Bf16View view_of(const EncodedBf16& e);
+
+inline uint32_t gap_at(const uint8_t* gaps, uint64_t t) {
+  return (gaps[t >> 1] >> ((t & 1) * 4)) & 0xF;
+}
+
+// Every structural rule that the decoders (CPU and GPU) rely on for memory
+// safety: code lengths, geometry, gap range, block-output monotonicity,
+// zero stream padding. Cost: O(threads + blocks), independent of n except the
+// padding check. Also returns the largest per-block element count.
+Error validate_bf16(const Bf16View& v, uint64_t* max_block_elems = nullptr);
+
+// Fast CPU decoder. It walks the same arrays as the CUDA kernel: each chunk
+// starts at its gap, each block's output starts at its block-output entry,
+// and every count is checked against them. Requires validate_bf16() == Ok.
+Error decode_bf16(const Bf16View& v, uint16_t* out, unsigned threads = 1);
+
+// Slow, obvious oracle: reads the stream one bit at a time from bit 0 and
+// matches canonical codes; ignores gaps and blocks. For tests only.
+Error decode_bf16_reference(const Bf16View& v, uint16_t* out);
+
+// Exponent histogram recovered from the stream (for `df11 info`).
+Error decode_exponent_histogram(const Bf16View& v, Histogram& hist, unsigned threads = 1);
+
+inline uint16_t bf16_merge(uint8_t sm, uint8_t exponent) {
+  return static_cast<uint16_t>(((sm & 0x80u) << 8) | (uint32_t{exponent} << 7) | (sm & 0x7Fu));
+}
+
+}  // namespace df11

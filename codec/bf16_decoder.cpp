@@ -1,0 +1,178 @@
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "bf16_codec.h"
+#include "parallel.h"
+
+namespace df11 {
+
+namespace {
+
+// 12 bits of the stream starting at bit p (MSB-first words). The stream has
+// one word of padding past the last chunk, so p < n_threads * kChunkBits keeps
+// the 8-byte read inside it.
+inline uint32_t peek12(const uint32_t* stream, uint64_t p) {
+  uint64_t raw;
+  std::memcpy(&raw, stream + (p >> 5), 8);
+  const uint64_t window = (raw << 32) | (raw >> 32);  // word p>>5 in the high half
+  return static_cast<uint32_t>((window << (p & 31)) >> (64 - kLutBits));
+}
+
+struct FirstError {
+  std::mutex mu;
+  uint64_t where = UINT64_MAX;
+  Error err = Error::Ok;
+  void report(uint64_t at, Error e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (at < where) { where = at; err = e; }
+  }
+};
+
+// Decodes one GPU block's chunks exactly as the kernel does. `emit(index, symbol)`.
+template <typename Emit>
+Error decode_block(const Bf16View& v, const uint16_t* lut, uint64_t b, Emit&& emit) {
+  const Bf16Geometry& g = v.geom;
+  uint64_t out = v.block_out[b];
+  const uint64_t out_end = v.block_out[b + 1];
+  const uint64_t t_end = std::min<uint64_t>((b + 1) * kBlockThreads, g.n_threads);
+  for (uint64_t t = b * kBlockThreads; t < t_end; ++t) {
+    uint64_t p = t * kChunkBits + gap_at(v.gaps, t);
+    const uint64_t end = std::min<uint64_t>((t + 1) * kChunkBits, g.total_bits);
+    uint32_t bad = 0;
+    while (p < end) {
+      const uint16_t e = lut[peek12(v.stream, p)];
+      bad |= e;
+      if (out >= out_end) return Error::Df11StreamCorrupt;
+      emit(out++, static_cast<uint8_t>(e));
+      p += (e >> 8) & 0xF;
+    }
+    if (bad & kLutInvalid) return Error::Df11StreamCorrupt;
+    const uint64_t expect =
+        t + 1 < g.n_threads ? (t + 1) * kChunkBits + gap_at(v.gaps, t + 1) : g.total_bits;
+    if (p != expect) return Error::Df11BadGaps;
+  }
+  return out == out_end ? Error::Ok : Error::Df11StreamCorrupt;
+}
+
+template <typename Emit>
+Error decode_all_blocks(const Bf16View& v, unsigned threads, Emit&& emit) {
+  uint16_t lut[kLutSize];
+  build_decode_lut(v.lengths, lut);
+  const uint64_t nb = v.geom.n_blocks();
+  // Groups of blocks amortise thread hand-out; the grouping does not change results.
+  const uint64_t per_task = 64;
+  FirstError first;
+  parallel_for(div_ceil(nb, per_task), threads, [&](uint64_t task) {
+    const uint64_t b1 = std::min(nb, (task + 1) * per_task);
+    for (uint64_t b = task * per_task; b < b1; ++b) {
+      const Error e = decode_block(v, lut, b, emit);
+      if (e != Error::Ok) { first.report(b, e); return; }
+    }
+  });
+  return first.err;
+}
+
+}  // namespace
+
+Error validate_bf16(const Bf16View& v, uint64_t* max_block_elems) {
+  const Bf16Geometry& g = v.geom;
+  if (validate_code_lengths(v.lengths) != Error::Ok) return Error::Df11BadCodeLengths;
+  bool any = false;
+  uint32_t min_len = kMaxCodeLength;
+  for (int s = 0; s < 256; ++s)
+    if (v.lengths[s]) { any = true; min_len = std::min<uint32_t>(min_len, v.lengths[s]); }
+  if (g.n == 0) {
+    if (any || g.total_bits || g.n_threads) return Error::Df11BadIndex;
+  } else {
+    if (!any) return Error::Df11BadCodeLengths;
+    // Every code is 1..12 bits; the last code starts inside the last chunk.
+    if (g.total_bits < g.n * min_len || g.total_bits > g.n * kMaxCodeLength) return Error::Df11BadIndex;
+    if (g.n_threads == 0 || (g.n_threads - 1) * kChunkBits >= g.total_bits ||
+        g.total_bits > g.n_threads * kChunkBits + kMaxCodeLength)
+      return Error::Df11BadIndex;
+  }
+  for (uint64_t t = 0; t < g.n_threads; ++t) {
+    const uint32_t gap = gap_at(v.gaps, t);
+    if (gap >= kMaxCodeLength || (t == 0 && gap != 0) || t * kChunkBits + gap >= g.total_bits)
+      return Error::Df11BadGaps;
+  }
+  if ((g.n_threads & 1) && (v.gaps[g.n_threads >> 1] >> 4)) return Error::Df11NonzeroPadding;
+  const uint64_t nb = g.n_blocks();
+  if (v.block_out[0] != 0 || v.block_out[nb] != g.n) return Error::Df11BadBlockOffsets;
+  uint64_t max_elems = 0;
+  for (uint64_t b = 0; b < nb; ++b) {
+    if (v.block_out[b + 1] < v.block_out[b]) return Error::Df11BadBlockOffsets;
+    const uint64_t count = v.block_out[b + 1] - v.block_out[b];
+    // A block owns at most kBlockThreads chunks, each code at least min_len bits.
+    if (count > kBlockThreads * kChunkBits / min_len) return Error::Df11BadBlockOffsets;
+    max_elems = std::max(max_elems, count);
+  }
+  // Bits after total_bits MUST be zero.
+  const uint64_t words = g.stream_words();
+  const uint64_t tw = g.total_bits / 32, tb = g.total_bits % 32;
+  if (tw < words && tb && (v.stream[tw] << tb)) return Error::Df11NonzeroPadding;
+  for (uint64_t i = tw + (tb ? 1 : 0); i < words; ++i)
+    if (v.stream[i]) return Error::Df11NonzeroPadding;
+  if (max_block_elems) *max_block_elems = max_elems;
+  return Error::Ok;
+}
+
+Error decode_bf16(const Bf16View& v, uint16_t* out, unsigned threads) {
+  const uint8_t* sm = v.sm;
+  return decode_all_blocks(v, threads, [out, sm](uint64_t i, uint8_t e) { out[i] = bf16_merge(sm[i], e); });
+}
+
+Error decode_exponent_histogram(const Bf16View& v, Histogram& hist, unsigned threads) {
+  // Per-block histograms would cost 2 KB each; a mutex-merged per-task one is enough.
+  std::mutex mu;
+  hist.fill(0);
+  uint16_t lut[kLutSize];
+  build_decode_lut(v.lengths, lut);
+  const uint64_t nb = v.geom.n_blocks();
+  FirstError first;
+  parallel_for(div_ceil(nb, 64), threads, [&](uint64_t task) {
+    Histogram local{};
+    const uint64_t b1 = std::min(nb, (task + 1) * 64);
+    for (uint64_t b = task * 64; b < b1; ++b) {
+      const Error e = decode_block(v, lut, b, [&](uint64_t, uint8_t s) { ++local[s]; });
+      if (e != Error::Ok) { first.report(b, e); return; }
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    for (int s = 0; s < 256; ++s) hist[s] += local[s];
+  });
+  return first.err;
+}
+
+Error decode_bf16_reference(const Bf16View& v, uint16_t* out) {
+  const Bf16Geometry& g = v.geom;
+  if (validate_code_lengths(v.lengths) != Error::Ok) return Error::Df11BadCodeLengths;
+  // Canonical decoding (as in DEFLATE's puff.c): symbols sorted by (length,
+  // value); the codes of one length are consecutive starting at first[len].
+  uint32_t count[kMaxCodeLength + 1] = {};
+  uint8_t sorted[256];
+  int nsorted = 0;
+  for (uint32_t len = 1; len <= kMaxCodeLength; ++len)
+    for (int s = 0; s < 256; ++s)
+      if (v.lengths[s] == len) { ++count[len]; sorted[nsorted++] = static_cast<uint8_t>(s); }
+  const uint64_t stream_bits = g.stream_words() * 32;
+  uint64_t p = 0;
+  for (uint64_t i = 0; i < g.n; ++i) {
+    uint32_t code = 0, first = 0, index = 0;
+    int sym = -1;
+    for (uint32_t len = 1; len <= kMaxCodeLength; ++len) {
+      if (p >= stream_bits) return Error::Df11StreamCorrupt;
+      code |= (v.stream[p >> 5] >> (31 - (p & 31))) & 1;
+      ++p;
+      if (code - first < count[len]) { sym = sorted[index + code - first]; break; }
+      index += count[len];
+      first = (first + count[len]) << 1;
+      code <<= 1;
+    }
+    if (sym < 0) return Error::Df11StreamCorrupt;
+    out[i] = bf16_merge(v.sm[i], static_cast<uint8_t>(sym));
+  }
+  return p == g.total_bits ? Error::Ok : Error::Df11StreamCorrupt;
+}
+
+}  // namespace df11

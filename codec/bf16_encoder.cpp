@@ -1,0 +1,139 @@
+#include <cstring>
+
+#include "bf16_codec.h"
+#include "parallel.h"
+
+namespace df11 {
+
+namespace {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "df11 assumes a little-endian host");
+
+// Tensors below this many elements per thread are encoded by one thread:
+// the split's fixed costs would outweigh the gain.
+constexpr uint64_t kMinElemsPerSegment = uint64_t{1} << 20;
+
+struct Segment {
+  uint64_t begin = 0, end = 0;      // element range
+  uint64_t bit_begin = 0, bit_end = 0;
+  Histogram hist{};
+  std::vector<uint32_t> words;      // private stream words starting at word bit_begin / 32
+};
+
+// Encodes elements [s.begin, s.end) whose first code starts at s.bit_begin.
+// `out` receives words starting at global word s.bit_begin / 32. Gap and block
+// entries are recorded for every chunk whose first code lies in this range.
+void encode_segment(const uint16_t* w, const Segment& s, const uint32_t* table, uint32_t* out,
+                    uint8_t* gaps_unpacked, uint64_t* block_out, uint8_t* sm) {
+  uint64_t acc = 0;
+  uint32_t nacc = static_cast<uint32_t>(s.bit_begin & 31);
+  uint64_t wi = 0;
+  uint64_t p = s.bit_begin;
+  uint64_t next_boundary = align_up(p, kChunkBits);
+  for (uint64_t i = s.begin; i < s.end; ++i) {
+    const uint32_t v = w[i];
+    const uint32_t e = (v >> 7) & 0xFF;
+    sm[i] = static_cast<uint8_t>(((v >> 8) & 0x80) | (v & 0x7F));
+    const uint32_t entry = table[e];  // code << 8 | length
+    const uint32_t len = entry & 0xFF;
+    if (__builtin_expect(p >= next_boundary, 0)) {
+      const uint64_t c = p / kChunkBits;
+      gaps_unpacked[c] = static_cast<uint8_t>(p % kChunkBits);
+      if (c % kBlockThreads == 0) block_out[c / kBlockThreads] = i;
+      next_boundary = (c + 1) * kChunkBits;
+    }
+    p += len;
+    acc = (acc << len) | (entry >> 8);
+    nacc += len;
+    // Branchless flush: always store the top word, advance only when full.
+    const uint32_t full = nacc >= 32;
+    nacc -= full * 32;
+    out[wi] = static_cast<uint32_t>(acc >> nacc);
+    wi += full;
+  }
+  if (nacc) out[wi] = static_cast<uint32_t>(acc << (32 - nacc));
+}
+
+}  // namespace
+
+EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
+  EncodedBf16 r;
+  r.geom.n = n;
+  if (n == 0) {
+    r.block_out.assign(1, 0);
+    r.stream.assign(r.geom.stream_words(), 0);
+    return r;
+  }
+  const uint64_t nseg = std::max<uint64_t>(1, std::min<uint64_t>(threads, n / kMinElemsPerSegment));
+  std::vector<Segment> segs(nseg);
+  for (uint64_t k = 0; k < nseg; ++k) {
+    segs[k].begin = n * k / nseg;
+    segs[k].end = n * (k + 1) / nseg;
+  }
+  parallel_for(nseg, threads, [&](uint64_t k) {
+    segs[k].hist = exponent_histogram(w + segs[k].begin, segs[k].end - segs[k].begin);
+  });
+  for (const auto& s : segs)
+    for (int e = 0; e < 256; ++e) r.hist[e] += s.hist[e];
+  r.lengths = build_code_lengths(r.hist);
+  const auto codes = canonical_codes(r.lengths);
+  uint32_t table[256];
+  for (int e = 0; e < 256; ++e) table[e] = (codes[e] << 8) | r.lengths[e];
+
+  uint64_t bit = 0;
+  for (auto& s : segs) {
+    s.bit_begin = bit;
+    for (int e = 0; e < 256; ++e) bit += s.hist[e] * r.lengths[e];
+    s.bit_end = bit;
+  }
+  r.geom.total_bits = bit;
+  const uint64_t last_start = bit - r.lengths[(w[n - 1] >> 7) & 0xFF];
+  r.geom.n_threads = last_start / kChunkBits + 1;
+
+  r.stream.assign(r.geom.stream_words(), 0);
+  r.sm.resize(n);
+  r.block_out.assign(r.geom.block_out_entries(), 0);
+  r.block_out.back() = n;
+  std::vector<uint8_t> gaps_unpacked(r.geom.n_threads, 0);
+
+  if (nseg == 1) {
+    encode_segment(w, segs[0], table, r.stream.data(), gaps_unpacked.data(), r.block_out.data(),
+                   r.sm.data());
+  } else {
+    parallel_for(nseg, threads, [&](uint64_t k) {
+      Segment& s = segs[k];
+      s.words.assign((s.bit_end + 31) / 32 - s.bit_begin / 32 + 1, 0);
+      encode_segment(w, s, table, s.words.data(), gaps_unpacked.data(), r.block_out.data(),
+                     r.sm.data());
+    });
+    // Interior words belong to one segment; the first and last may be shared
+    // with neighbours, so they are OR-ed in.
+    for (const auto& s : segs) {
+      if (s.bit_end == s.bit_begin) continue;
+      const uint64_t w0 = s.bit_begin / 32, w1 = (s.bit_end - 1) / 32;
+      r.stream[w0] |= s.words[0];
+      if (w1 > w0) {
+        if (w1 > w0 + 1)
+          std::memcpy(&r.stream[w0 + 1], &s.words[1], (w1 - w0 - 1) * sizeof(uint32_t));
+        r.stream[w1] |= s.words[w1 - w0];
+      }
+    }
+  }
+  r.gaps.assign(r.geom.gap_bytes(), 0);
+  for (uint64_t t = 0; t < r.geom.n_threads; ++t)
+    r.gaps[t >> 1] |= static_cast<uint8_t>(gaps_unpacked[t] << ((t & 1) * 4));
+  return r;
+}
+
+Bf16View view_of(const EncodedBf16& e) {
+  Bf16View v;
+  v.geom = e.geom;
+  v.lengths = e.lengths;
+  v.block_out = e.block_out.data();
+  v.gaps = e.gaps.data();
+  v.stream = e.stream.data();
+  v.sm = e.sm.data();
+  return v;
+}
+
+}  // namespace df11

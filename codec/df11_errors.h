@@ -1,0 +1,72 @@
+// df11 error codes: one named error for each rule the readers enforce.
+// Public header (part of the library API, included by df11.h).
+#pragma once
+#include <cstdint>
+
+namespace df11 {
+
+enum class Error : int {
+  Ok = 0,
+
+  // ---- usage / environment --------------------------------------------------
+  Usage,                  // bad command-line arguments or API misuse
+  Io,                     // open/read/write/rename failed (errno in detail)
+  OutputExists,           // output path exists and overwrite was not allowed
+  Interrupted,            // SIGINT / SIGTERM arrived; partial output removed
+  CudaUnavailable,        // GPU requested but no CUDA device / not built with CUDA
+  CudaError,              // a CUDA runtime call failed
+
+  // ---- safetensors input (one per validation rule) ---------------------------
+  StTruncated,            // file shorter than the 8-byte header length
+  StHeaderTooLarge,       // header length above 100,000,000 bytes
+  StHeaderPastEnd,        // header length runs past the end of the file
+  StHeaderNotUtf8,        // header bytes are not valid UTF-8
+  StHeaderInvalidJson,    // header is not a JSON object
+  StDuplicateName,        // two tensors share a name
+  StUnknownDtype,         // dtype string not in the safetensors list
+  StInvalidShape,         // shape missing, not an array, negative or non-integer
+  StInvalidOffsets,       // data_offsets missing, not two non-negative integers
+  StOffsetsReversed,      // data_offsets begin > end ("out of order")
+  StSizeMismatch,         // product(shape) * dtype size != end - begin (or overflows)
+  StOffsetsOverlap,       // two tensors' byte ranges overlap
+  StOffsetsHole,          // bytes between tensors that no tensor owns
+  StOffsetsOutOfBounds,   // a tensor runs past the end of the file
+  StTrailingBytes,        // bytes after the last tensor
+  StInvalidMetadata,      // __metadata__ is not an object of strings
+  StInvalidTensorEntry,   // tensor entry not an object, or unknown keys in it
+
+  // ---- model directories -----------------------------------------------------
+  DirIndexInvalid,        // model.safetensors.index.json unreadable or malformed
+  DirIndexMissingShard,   // index weight_map names a shard that does not exist
+  DirIndexBadPath,        // index names an absolute path or one with '/' or '..'
+  DirManifestInvalid,     // df11 manifest unreadable, malformed, or unsafe path
+  DirUnsupportedEntry,    // a symlink or special file in the input directory
+
+  // ---- .df11 container -----------------------------------------------------
+  Df11Truncated,          // file shorter than its header says
+  Df11BadMagic,           // not a .df11 file
+  Df11UnsupportedVersion, // format version this reader does not know
+  Df11HeaderChecksum,     // XXH64 over header, embedded header and index differs
+  Df11BadHeaderField,     // a fixed-header field breaks a rule (sizes, params, reserved)
+  Df11BadIndex,           // tensor record breaks a rule (encoding, ranges, alignment)
+  Df11NonzeroPadding,     // a padding byte that MUST be zero is not
+  Df11BadCodeLengths,     // Huffman code lengths not a valid length-limited code
+  Df11BadGaps,            // gap value out of range or inconsistent with the stream
+  Df11BadBlockOffsets,    // block-output array not monotone / not ending at n
+  Df11StreamCorrupt,      // exponent stream does not decode to the recorded counts
+  Df11ZstdCorrupt,        // zstd frame fails to decode to the recorded size
+  Df11TensorChecksum,     // decoded tensor's XXH64 differs from the record
+  Df11FileChecksum,       // whole restored file's XXH64 differs from the header
+
+  // ---- verify ----------------------------------------------------------------
+  VerifyMismatch,         // decoded data differs from the --against original
+};
+
+// Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).
+const char* error_name(Error e) noexcept;
+
+// Process exit code documented in the README:
+// 0 ok, 1 verification mismatch or corrupt data, 2 usage, 3 I/O / invalid input / unsupported.
+int exit_code(Error e) noexcept;
+
+}  // namespace df11

@@ -1,0 +1,154 @@
+#include "huffman.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace df11 {
+
+namespace {
+
+struct Node {
+  uint64_t weight;
+  int32_t left;   // -1 for a leaf
+  int32_t right;  // symbol for a leaf
+};
+
+}  // namespace
+
+CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len) {
+  CodeLengths len{};
+  std::vector<Node> pool;
+  std::vector<int32_t> leaves;
+  for (int s = 0; s < 256; ++s)
+    if (hist[s]) {
+      leaves.push_back(static_cast<int32_t>(pool.size()));
+      pool.push_back({hist[s], -1, s});
+    }
+  const size_t n = leaves.size();
+  if (n == 0) return len;
+  if (n == 1) {
+    len[pool[leaves[0]].right] = 1;
+    return len;
+  }
+  // Stable sort by weight: ties keep symbol order, so the result is deterministic.
+  std::stable_sort(leaves.begin(), leaves.end(),
+                   [&](int32_t a, int32_t b) { return pool[a].weight < pool[b].weight; });
+
+  // Package-merge (Larmore & Hirschberg): max_len - 1 rounds of pairing the
+  // previous list and merging the pairs with the leaves; leaves win ties.
+  std::vector<int32_t> list = leaves;
+  for (uint32_t round = 1; round < max_len; ++round) {
+    std::vector<int32_t> packages;
+    for (size_t i = 0; i + 1 < list.size(); i += 2) {
+      packages.push_back(static_cast<int32_t>(pool.size()));
+      pool.push_back({pool[list[i]].weight + pool[list[i + 1]].weight, list[i], list[i + 1]});
+    }
+    std::vector<int32_t> merged;
+    merged.reserve(leaves.size() + packages.size());
+    size_t a = 0, b = 0;
+    while (a < leaves.size() || b < packages.size()) {
+      if (b == packages.size() ||
+          (a < leaves.size() && pool[leaves[a]].weight <= pool[packages[b]].weight))
+        merged.push_back(leaves[a++]);
+      else
+        merged.push_back(packages[b++]);
+    }
+    list.swap(merged);
+  }
+  // Each appearance of a leaf among the first 2n-2 items adds one to its length.
+  std::vector<int32_t> stack;
+  for (size_t i = 0; i < 2 * n - 2; ++i) {
+    stack.push_back(list[i]);
+    while (!stack.empty()) {
+      const Node& node = pool[stack.back()];
+      stack.pop_back();
+      if (node.left < 0) {
+        ++len[node.right];
+      } else {
+        stack.push_back(node.left);
+        stack.push_back(node.right);
+      }
+    }
+  }
+  return len;
+}
+
+Error validate_code_lengths(const CodeLengths& lengths) {
+  uint64_t kraft = 0;  // in units of 2^-kMaxCodeLength
+  int present = 0;
+  for (int s = 0; s < 256; ++s) {
+    const uint32_t l = lengths[s];
+    if (l == 0) continue;
+    if (l > kMaxCodeLength) return Error::Df11BadCodeLengths;
+    kraft += uint64_t{1} << (kMaxCodeLength - l);
+    ++present;
+  }
+  if (present == 0) return Error::Ok;  // caller checks that the stream is empty
+  if (present == 1) {
+    for (int s = 0; s < 256; ++s)
+      if (lengths[s]) return lengths[s] == 1 ? Error::Ok : Error::Df11BadCodeLengths;
+  }
+  return kraft == (uint64_t{1} << kMaxCodeLength) ? Error::Ok : Error::Df11BadCodeLengths;
+}
+
+std::array<uint32_t, 256> canonical_codes(const CodeLengths& lengths) {
+  std::array<uint32_t, 256> codes{};
+  uint32_t bl_count[kMaxCodeLength + 2] = {};
+  for (int s = 0; s < 256; ++s)
+    if (lengths[s]) ++bl_count[lengths[s]];
+  uint32_t next[kMaxCodeLength + 2] = {};
+  uint32_t code = 0;
+  for (uint32_t l = 1; l <= kMaxCodeLength; ++l) {
+    code = (code + bl_count[l - 1]) << 1;
+    next[l] = code;
+  }
+  for (int s = 0; s < 256; ++s)
+    if (lengths[s]) codes[s] = next[lengths[s]]++;
+  return codes;
+}
+
+void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]) {
+  for (uint32_t i = 0; i < kLutSize; ++i) lut[i] = kLutInvalid | (kMaxCodeLength << 8);
+  const auto codes = canonical_codes(lengths);
+  for (int s = 0; s < 256; ++s) {
+    const uint32_t l = lengths[s];
+    if (!l) continue;
+    const uint32_t first = codes[s] << (kMaxCodeLength - l);
+    const uint32_t count = 1u << (kMaxCodeLength - l);
+    const uint16_t entry = static_cast<uint16_t>(s | (l << 8));
+    for (uint32_t i = 0; i < count; ++i) lut[first + i] = entry;
+  }
+}
+
+Histogram exponent_histogram(const uint16_t* w, uint64_t n) {
+  // Four tables break the store-to-load dependency on repeated exponents.
+  uint64_t h[4][256] = {};
+  uint64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[0][(w[i] >> 7) & 0xFF];
+    ++h[1][(w[i + 1] >> 7) & 0xFF];
+    ++h[2][(w[i + 2] >> 7) & 0xFF];
+    ++h[3][(w[i + 3] >> 7) & 0xFF];
+  }
+  for (; i < n; ++i) ++h[0][(w[i] >> 7) & 0xFF];
+  Histogram out{};
+  for (int s = 0; s < 256; ++s) out[s] = h[0][s] + h[1][s] + h[2][s] + h[3][s];
+  return out;
+}
+
+double entropy_bits(const Histogram& hist) {
+  uint64_t total = 0;
+  for (uint64_t c : hist) total += c;
+  if (total == 0) return 0.0;
+  double h = 0.0;
+  for (uint64_t c : hist)
+    if (c) {
+      const double p = static_cast<double>(c) / static_cast<double>(total);
+      h -= p * std::log2(p);
+    }
+  return h;
+}
+
+}  // namespace df11

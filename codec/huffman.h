@@ -1,0 +1,37 @@
+// Length-limited canonical Huffman codes over the 256 BF16 exponent values.
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "df11_errors.h"
+#include "layout.h"
+
+namespace df11 {
+
+using Histogram = std::array<uint64_t, 256>;
+using CodeLengths = std::array<uint8_t, 256>;  // 0 = symbol absent
+
+// Optimal code lengths limited to max_len (package-merge). Deterministic:
+// ties are broken by symbol value. One present symbol gets length 1; none
+// present gives all zeros.
+CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len = kMaxCodeLength);
+
+// Rules of the spec for a stored code-length table: every length <= kMaxCodeLength,
+// and either the code is complete (Kraft sum == 1) or exactly one symbol has
+// length 1. An all-zero table is valid only for an empty stream.
+Error validate_code_lengths(const CodeLengths& lengths);
+
+// Canonical codes (DEFLATE order: by length, then symbol). codes[s] holds the
+// code right-aligned in its length.
+std::array<uint32_t, 256> canonical_codes(const CodeLengths& lengths);
+
+// 4096-entry decode table (see kLutInvalid in layout.h). Lengths must be valid.
+void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]);
+
+// Exponent histogram of n BF16 values (little-endian uint16).
+Histogram exponent_histogram(const uint16_t* w, uint64_t n);
+
+// Shannon entropy (bits/symbol) of a histogram.
+double entropy_bits(const Histogram& hist);
+
+}  // namespace df11

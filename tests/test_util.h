@@ -1,0 +1,27 @@
+// Helpers shared by the tests: deterministic synthetic weights and temp dirs.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace df11test {
+
+// BF16 weights drawn from N(0, stddev^2) with a fixed seed, rounded to nearest even.
+std::vector<uint16_t> gaussian_bf16(uint64_t n, double stddev, uint64_t seed);
+
+// Path of the shared GPT-2 test file, or "" when ../shared is absent.
+std::string shared_gpt2_path();
+
+// A fresh empty directory under the system temp dir, removed by the destructor.
+struct TempDir {
+  std::string path;
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+std::vector<uint8_t> read_file(const std::string& path);
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
+
+}  // namespace df11test
