@@ -1,0 +1,129 @@
+// df11 public API. The command-line tool uses only this header (and, for the
+// GPU, cuda/df11_cuda.h). Format: docs/FORMAT.md.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bf16_codec.h"
+#include "df11_errors.h"
+#include "synthetic.h"
+
+namespace df11 {
+
+constexpr uint32_t kFormatVersion = 1;
+const char* version_string() noexcept;  // "1.0.0"
+
+// Result of an operation: a code and a one-line message naming the file and
+// the rule broken, e.g. "model.safetensors: tensor 'a' overlaps 'b' (StOffsetsOverlap)".
+struct Status {
+  Error code = Error::Ok;
+  std::string message;
+  bool ok() const { return code == Error::Ok; }
+  static Status Ok() { return {}; }
+};
+
+struct Options {
+  unsigned threads = 0;           // 0: all cores
+  bool overwrite = false;         // -f
+  bool verify_after = false;      // compress --verify: decode what was written before success
+  std::string device = "auto";    // verify: auto | cpu | cuda | cuda:N
+  // Progress in bytes of input processed; called from the calling thread.
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+struct TensorReport {
+  std::string name;
+  std::string dtype;
+  std::vector<uint64_t> shape;
+  std::string encoding;            // "bf16-huffman", "zstd", "raw"
+  uint64_t original_bytes = 0;
+  uint64_t stored_bytes = 0;       // payload bytes, sections and inner padding included
+  double bits_per_weight = 0;      // stored bits / elements (BF16: vs 16)
+  double exponent_entropy = 0;     // BF16 only: bits
+  uint32_t longest_code = 0;       // BF16 only
+};
+
+struct FileReport {
+  std::string path;                // relative path inside a directory, or the file path
+  uint64_t original_bytes = 0;
+  uint64_t stored_bytes = 0;
+  std::vector<TensorReport> tensors;  // filled by info(); compress fills it too
+  bool is_safetensors = true;      // false: copied verbatim (directory mode)
+};
+
+struct Report {
+  std::vector<FileReport> files;
+  uint64_t original_bytes = 0;
+  uint64_t stored_bytes = 0;
+  double seconds = 0;
+};
+
+// IN is a .safetensors file or a model directory. OUT: for a file, default is
+// IN with ".df11" in place of ".safetensors"; for a directory, required.
+// Output appears atomically (temp + rename); nothing is left on failure.
+Status compress(const std::string& in, const std::string& out, const Options& opt, Report* report);
+
+// IN is a .df11 file or a df11 directory (with df11-manifest.json).
+Status decompress(const std::string& in, const std::string& out, const Options& opt, Report* report);
+
+struct VerifyReport {
+  std::vector<std::string> failures;  // one line per failing tensor or file
+  uint64_t tensors_checked = 0;
+  uint64_t files_checked = 0;
+  std::string device;                 // "cpu" or "cuda:N (name)"
+  uint64_t decoded_bytes = 0;         // BF16 bytes produced by the decoder
+  double decode_seconds = 0;          // time inside the decoder only
+};
+
+// Decodes every tensor and checks every checksum; with `against`, compares
+// with the original file or directory too. Returns VerifyMismatch (exit 1) if
+// any check failed; the report names each failure.
+Status verify(const std::string& in, const std::string& against, const Options& opt,
+              VerifyReport* report);
+
+// Per-tensor statistics of a .df11 file or df11 directory.
+Status info(const std::string& in, const Options& opt, Report* report);
+
+// Default output path for a single file: "x.safetensors" -> "x.df11".
+std::string default_output_path(const std::string& in, bool compressing);
+
+// ---- Reader: a mapped, fully validated container ---------------------------
+// Sections are 64-byte aligned views into the mapping, ready for upload.
+
+struct ReaderTensor {
+  std::string name;
+  std::string dtype;
+  std::vector<uint64_t> shape;
+  uint32_t encoding = 0;       // 0 RAW, 1 ZSTD, 2 BF16_HUFFMAN
+  uint64_t orig_offset = 0;
+  uint64_t orig_size = 0;
+  uint64_t orig_xxh64 = 0;
+  const uint8_t* payload = nullptr;
+  uint64_t payload_size = 0;
+  Bf16View bf16;               // valid when encoding == 2
+  uint64_t max_block_elems = 0;
+};
+
+class Reader {
+ public:
+  // Maps and validates header, index and every structural rule (no decoding).
+  static Status open(const std::string& path, std::unique_ptr<Reader>* out);
+  ~Reader();
+  const std::string& path() const;
+  uint64_t original_size() const;
+  const std::vector<ReaderTensor>& tensors() const;  // in data-offset order
+  // Decode tensor i on the CPU into `out` (orig_size bytes) and check its XXH64.
+  Status decode_tensor(size_t i, uint8_t* out, unsigned threads) const;
+  // The original file's first 8 + json_size bytes.
+  std::vector<uint8_t> original_header() const;
+
+ private:
+  Reader();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace df11
