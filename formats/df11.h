@@ -87,6 +87,10 @@ Status verify(const std::string& in, const std::string& against, const Options& 
 // Per-tensor statistics of a .df11 file or df11 directory.
 Status info(const std::string& in, const Options& opt, Report* report);
 
+// Installs SIGINT/SIGTERM handlers: running operations then stop at the next
+// tensor, remove their temporary output and return Error::Interrupted.
+void install_interrupt_handlers();
+
 // Default output path for a single file: "x.safetensors" -> "x.df11".
 std::string default_output_path(const std::string& in, bool compressing);
 
@@ -114,6 +118,7 @@ class Reader {
   ~Reader();
   const std::string& path() const;
   uint64_t original_size() const;
+  uint64_t original_xxh64() const;
   const std::vector<ReaderTensor>& tensors() const;  // in data-offset order
   // Decode tensor i on the CPU into `out` (orig_size bytes) and check its XXH64.
   Status decode_tensor(size_t i, uint8_t* out, unsigned threads) const;

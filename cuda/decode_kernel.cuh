@@ -1,0 +1,333 @@
+// The df11 BF16 decode kernel (docs/FORMAT.md section 4; codec/bf16_decoder.cpp
+// is the CPU decoder that walks the same arrays with the same checks).
+//
+// One CUDA block of 64 threads decodes one format block (64 chunks of 1024
+// stream bits); one launch covers a whole batch of tensors, each block finding
+// its tensor by a 32-ary search of the block prefix.
+//
+//   1. the tensor's decode table (global -> shared, 16-byte loads); each thread
+//      loads its chunk's 32 stream words + 1 following word into registers
+//      (8 x 16-byte loads + 1 word);
+//   2. pass 1 counts the codes that start in [gap, min(1024, total_bits - 1024 t))
+//      of its chunk;
+//   3. a block exclusive scan of the counts gives each thread its output offset;
+//      the block's total must equal block_out[b+1] - block_out[b];
+//   4. pass 2 decodes again, writing exponent bytes into a shared buffer offset by
+//      block_out[b] & 15 so that buffer position and global index agree mod 16;
+//   5. the block merges exponents with the sign+mantissa bytes, 16 weights per
+//      thread step: one 16-byte load of sign-mantissa bytes, one 16-byte shared
+//      load of exponents, two 16-byte stores (scalar stores only in the two
+//      ragged groups at the block's ends).
+//
+// Decoding keeps the stream in registers (fully unrolled loop over the 32 words,
+// so no dynamic register indexing): window = w[k]:w[k+1], position p in [0, 32).
+// kMulti: the shared table is the uint32 multi-symbol table (up to 3 codes per
+// 12-bit lookup, all starting inside the window); near the chunk end (where a
+// later code of the window could start past the chunk end) it falls back to
+// the single-symbol uint16 table, read through the read-only cache.
+//
+// Safety: every read is at a position fixed by the (host-validated) geometry,
+// never by stream contents; writes go only to [block_out[b], block_out[b+1])
+// and to the shared buffer: a block whose count is wrong writes nothing.
+// Inconsistencies are reported through atomicMin on a 64-bit status key
+// (block, chunk, code) so that the first error is the one the CPU decoder reports.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace df11::cuda::detail {
+
+constexpr int kThreads = 64;           // = kBlockThreads of the format
+constexpr int kWords = 32;             // = kChunkWords
+constexpr uint32_t kMultiInvalid = 0x80000000u;
+
+// Status key codes (low 2 bits); the key is (global block << 9) | (chunk << 2) | code.
+constexpr unsigned long long kStatusClear = ~0ull;
+constexpr uint32_t kCodeStreamCorrupt = 1;
+constexpr uint32_t kCodeBadGaps = 2;
+constexpr uint32_t kCodeBadBlockOffsets = 3;
+
+// One tensor of a launch (device table entry).
+struct TensorDesc {
+  const uint64_t* block_out;
+  const uint8_t* gaps;
+  const uint32_t* stream;
+  const uint8_t* sm;
+  const uint16_t* lut;
+  const uint32_t* lut_multi;
+  uint16_t* out;
+  uint64_t n;
+  uint64_t total_bits;
+  uint64_t n_threads;
+  uint32_t out_aligned;  // out is 16-byte aligned
+  uint32_t reserved;
+};
+
+struct LaunchParams {
+  const TensorDesc* table;        // count entries
+  const uint64_t* block_begin;    // count + 1 entries: first CUDA block of each tensor
+  unsigned long long* status;     // kStatusClear or the smallest error key
+  uint32_t count;
+  uint32_t buf_bytes;             // exponent buffer bytes in shared memory
+};
+
+struct KernelConfig {
+  bool multi;        // multi-symbol table
+  bool prefetch;     // L2 prefetch of the block's sign-mantissa bytes at block start
+};
+
+__device__ __forceinline__ uint32_t window12(uint32_t hi, uint32_t lo, int p) {
+  // Top 12 bits of (hi:lo) << p, for 0 <= p < 32.
+  return __funnelshift_l(lo, hi, static_cast<uint32_t>(p)) >> 20;
+}
+
+// Decodes the codes of one chunk that start in [p0, end) (chunk-relative bits).
+// kWrite: store exponent bytes at buf[o...]. Returns the end position; adds the
+// count to `o` and ORs the table entries' invalid flags into bit 31 of `bad`.
+template <bool kMulti, bool kWrite>
+__device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int p, const int end,
+                                            const void* lut_smem, const uint16_t* __restrict__ lut_global,
+                                            uint8_t* buf, uint32_t& o, uint32_t& bad) {
+#pragma unroll
+  for (int k = 0; k < kWords; ++k) {
+    const uint32_t hi = w[k], lo = w[k + 1];
+    const int rem = end - 32 * k;  // chunk bits left from the start of word k
+    if (kMulti) {
+      const uint32_t* lutm = static_cast<const uint32_t*>(lut_smem);
+      const int lim_m = min(32, rem - 11);  // every code of the window starts before `end`
+      while (p < lim_m) {
+        const uint32_t e = lutm[window12(hi, lo, p)];
+        bad |= e;
+        const uint32_t c = e >> 28;  // 1..3 (bit 31 only with c == 1 for invalid entries)
+        if (kWrite) {
+          buf[o] = static_cast<uint8_t>(e);
+          if ((c & 3) > 1) buf[o + 1] = static_cast<uint8_t>(e >> 8);
+          if ((c & 3) > 2) buf[o + 2] = static_cast<uint8_t>(e >> 16);
+        }
+        o += c & 3;
+        p += (e >> 24) & 0xF;
+      }
+      const int lim_s = min(32, rem);
+      while (p < lim_s) {
+        const uint32_t e = __ldg(lut_global + window12(hi, lo, p));
+        bad |= e << 19;  // kLutInvalid (bit 12) -> bit 31
+        if (kWrite) buf[o] = static_cast<uint8_t>(e);
+        o += 1;
+        p += (e >> 8) & 0xF;
+      }
+    } else {
+      const uint16_t* luts = static_cast<const uint16_t*>(lut_smem);
+      const int lim_s = min(32, rem);
+      while (p < lim_s) {
+        const uint32_t e = luts[window12(hi, lo, p)];
+        bad |= e << 19;
+        if (kWrite) buf[o] = static_cast<uint8_t>(e);
+        o += 1;
+        p += (e >> 8) & 0xF;
+      }
+    }
+    p -= 32;
+  }
+  return p + 32 * kWords;
+}
+
+// 2 weights: sign-mantissa bytes s (byte i = weight i) and exponents e -> one u32 of 2 BF16.
+__device__ __forceinline__ uint32_t merge2(uint32_t s, uint32_t e, uint32_t sel) {
+  const uint32_t v = __byte_perm(s, e, sel);  // (e << 8 | s) per 16-bit lane
+  return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);
+}
+
+__device__ __forceinline__ void merge16(const uint4 s, const uint4 e, uint4& o0, uint4& o1) {
+  o0.x = merge2(s.x, e.x, 0x5140);
+  o0.y = merge2(s.x, e.x, 0x7362);
+  o0.z = merge2(s.y, e.y, 0x5140);
+  o0.w = merge2(s.y, e.y, 0x7362);
+  o1.x = merge2(s.z, e.z, 0x5140);
+  o1.y = merge2(s.z, e.z, 0x7362);
+  o1.z = merge2(s.w, e.w, 0x5140);
+  o1.w = merge2(s.w, e.w, 0x7362);
+}
+
+__device__ __forceinline__ uint16_t merge1(uint32_t s, uint32_t e) {
+  return static_cast<uint16_t>(((s & 0x80u) << 8) | (e << 7) | (s & 0x7Fu));
+}
+
+__device__ __forceinline__ void report(unsigned long long* status, uint64_t block, uint32_t chunk,
+                                       uint32_t code) {
+  atomicMin(status, static_cast<unsigned long long>((block << 9) | (chunk << 2) | code));
+}
+
+template <bool kMulti, bool kPrefetch>
+__global__ void __launch_bounds__(kThreads) decode_kernel(const LaunchParams prm) {
+  constexpr uint32_t kLutBytes = kMulti ? 4096 * 4 : 4096 * 2;
+  extern __shared__ uint4 smem_u4[];
+  uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
+  uint8_t* const buf = smem + kLutBytes;
+  __shared__ uint32_t s_tensor;
+  __shared__ uint32_t s_warp_total[2];
+
+  const uint32_t tid = threadIdx.x;
+  const uint64_t gblock = blockIdx.x;
+
+  // Which tensor: the largest i with block_begin[i] <= gblock (empty tensors are not in the table).
+  if (tid < 32) {
+    uint32_t lo = 0, hi = prm.count;
+    while (hi - lo > 1) {
+      const uint32_t step = (hi - lo + 31) / 32;
+      const uint32_t i = lo + tid * step;
+      const bool ok = i < hi && prm.block_begin[i] <= gblock;
+      const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);  // bit 0 always set
+      const uint32_t last = 31 - __clz(m);
+      lo += last * step;
+      hi = min(hi, lo + step);
+    }
+    if (tid == 0) s_tensor = lo;
+  }
+  __syncthreads();
+  const TensorDesc& d = prm.table[s_tensor];
+  const uint64_t b = gblock - prm.block_begin[s_tensor];
+  const uint64_t n_threads = d.n_threads;
+  const uint64_t t = b * kThreads + tid;
+  const bool active = t < n_threads;
+
+  // Decode table -> shared memory.
+  {
+    const uint4* src = kMulti ? reinterpret_cast<const uint4*>(d.lut_multi) : reinterpret_cast<const uint4*>(d.lut);
+#pragma unroll
+    for (uint32_t i = tid; i < kLutBytes / 16; i += kThreads) smem_u4[i] = __ldg(src + i);
+  }
+
+  // The chunk's stream words.
+  uint32_t w[kWords + 1];
+  int p0 = 0, end = 0, expect = 0;
+  if (active) {
+    const uint4* s4 = reinterpret_cast<const uint4*>(d.stream + t * kWords);
+#pragma unroll
+    for (int j = 0; j < kWords / 4; ++j) {
+      const uint4 q = __ldg(s4 + j);
+      w[4 * j] = q.x;
+      w[4 * j + 1] = q.y;
+      w[4 * j + 2] = q.z;
+      w[4 * j + 3] = q.w;
+    }
+    w[kWords] = __ldg(d.stream + t * kWords + kWords);
+    const uint8_t g2 = __ldg(d.gaps + (t >> 1));
+    p0 = (g2 >> ((t & 1) * 4)) & 0xF;
+    const uint64_t chunk_start = t * 1024;
+    const uint64_t left = d.total_bits - chunk_start;  // > 0 (validated)
+    end = left < 1024 ? static_cast<int>(left) : 1024;
+    if (t + 1 < n_threads) {
+      const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
+      expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
+    } else {
+      expect = static_cast<int>(left);  // <= 1024 + 12
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j <= kWords; ++j) w[j] = 0;
+  }
+  const uint64_t out_begin = __ldg(d.block_out + b);
+  const uint64_t out_end = __ldg(d.block_out + b + 1);
+  const bool range_ok = out_begin <= out_end && out_end <= d.n && out_end - out_begin + 32 <= prm.buf_bytes;
+  const uint32_t expected = range_ok ? static_cast<uint32_t>(out_end - out_begin) : 0;
+  const uint32_t align = static_cast<uint32_t>(out_begin & 15);
+  if (kPrefetch && range_ok) {
+    const uint8_t* base = d.sm + (out_begin & ~uint64_t{127});
+    const uint64_t lines = (out_end - (out_begin & ~uint64_t{127}) + 127) >> 7;
+    for (uint64_t l = tid; l < lines; l += kThreads)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(base + (l << 7)));
+  }
+  __syncthreads();  // table ready
+
+  // Pass 1: count.
+  uint32_t cnt = 0, bad = 0;
+  int pend = 0;
+  if (active) pend = decode_chunk<kMulti, false>(w, p0, end, smem, d.lut, nullptr, cnt, bad);
+
+  // Block exclusive scan of the counts.
+  const uint32_t lane = tid & 31, warp = tid >> 5;
+  uint32_t incl = cnt;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, off);
+    if (lane >= static_cast<uint32_t>(off)) incl += v;
+  }
+  if (lane == 31) s_warp_total[warp] = incl;
+  __syncthreads();
+  if (warp == 1) incl += s_warp_total[0];
+  const uint32_t total = s_warp_total[0] + s_warp_total[1];
+  const uint32_t excl = incl - cnt;
+
+  // Checks, in the CPU decoder's order: per chunk (over-count, invalid pattern,
+  // wrong end), then the block's total.
+  if (!range_ok) {
+    if (tid == 0) report(prm.status, gblock, 0, kCodeBadBlockOffsets);
+    return;
+  }
+  if (active) {
+    const uint32_t code = incl > expected                ? kCodeStreamCorrupt
+                          : (bad & kMultiInvalid) != 0   ? kCodeStreamCorrupt
+                          : pend != expect               ? kCodeBadGaps
+                                                         : 0u;
+    if (code) report(prm.status, gblock, tid, code);
+  }
+  if (total != expected) {  // block-uniform: write nothing
+    if (tid == 0 && total < expected) report(prm.status, gblock, kThreads, kCodeStreamCorrupt);
+    return;
+  }
+
+  // Pass 2: exponents into the shared buffer.
+  if (active) {
+    uint32_t o = align + excl;
+    decode_chunk<kMulti, true>(w, p0, end, smem, d.lut, buf, o, bad);
+  }
+  __syncthreads();
+
+  // Merge with sign-mantissa bytes and store.
+  uint16_t* __restrict__ out = d.out;
+  const uint8_t* __restrict__ sm = d.sm;
+  if (d.out_aligned) {
+    const uint64_t gbase = out_begin - align;  // 16-aligned global index of buffer position 0
+    const uint32_t ngroups = (align + expected + 15) >> 4;
+    const uint32_t lo_full = (align + 15) >> 4;        // first group entirely inside
+    const uint32_t hi_full = (align + expected) >> 4;  // groups [lo_full, hi_full) are full
+    constexpr int kUnroll = 4;
+    for (uint32_t g0 = tid; g0 < ngroups; g0 += kThreads * kUnroll) {
+      uint4 s[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const uint32_t g = g0 + u * kThreads;
+        if (g < ngroups) s[u] = __ldcs(reinterpret_cast<const uint4*>(sm + gbase + 16ull * g));
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const uint32_t g = g0 + u * kThreads;
+        if (g < ngroups) {
+          const uint4 e = reinterpret_cast<const uint4*>(buf)[g];
+          uint4 o0, o1;
+          merge16(s[u], e, o0, o1);
+          uint16_t* dst = out + gbase + 16ull * g;
+          if (g >= lo_full && g < hi_full) {
+            __stcs(reinterpret_cast<uint4*>(dst), o0);
+            __stcs(reinterpret_cast<uint4*>(dst) + 1, o1);
+          } else {
+            const uint32_t first = 16 * g;
+            const uint32_t words[8] = {o0.x, o0.y, o0.z, o0.w, o1.x, o1.y, o1.z, o1.w};
+#pragma unroll
+            for (int j = 0; j < 16; ++j) {
+              const uint32_t pos = first + j;
+              if (pos >= align && pos < align + expected)
+                dst[j] = static_cast<uint16_t>(words[j >> 1] >> ((j & 1) * 16));
+            }
+          }
+        }
+      }
+    }
+  } else {
+    for (uint32_t j = tid; j < expected; j += kThreads)
+      out[out_begin + j] = merge1(sm[out_begin + j], buf[align + j]);
+  }
+}
+
+}  // namespace df11::cuda::detail

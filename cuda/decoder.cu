@@ -1,0 +1,449 @@
+// Host driver of the df11 GPU decoder: device memory, upload (validated),
+// launch planning and status. Kernel: decode_kernel.cuh.
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "decode_kernel.cuh"
+#include "df11_cuda.h"
+#include "huffman.h"
+#include "internal.h"
+#include "layout.h"
+
+namespace df11::cuda {
+
+namespace {
+
+thread_local std::string g_last_error;
+
+cudaStream_t as_stream(Stream s) { return static_cast<cudaStream_t>(s); }
+
+Error check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return Error::Ok;
+  return detail::cuda_fail(static_cast<int>(e), what);
+}
+
+constexpr uint64_t kSectionAlign = 256;
+
+}  // namespace
+
+namespace detail {
+
+Error cuda_fail(int code, const char* what) {
+  const cudaError_t e = static_cast<cudaError_t>(code);
+  g_last_error = std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+  // Clear a non-sticky error so that later calls are not blamed for it.
+  (void)cudaGetLastError();
+  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice ||
+      e == cudaErrorNoKernelImageForDevice || e == cudaErrorDevicesUnavailable)
+    return Error::CudaUnavailable;
+  return Error::CudaError;
+}
+
+}  // namespace detail
+
+// ---- devices -----------------------------------------------------------------------
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+Error set_device(int device) { return check(cudaSetDevice(device), "cudaSetDevice"); }
+
+std::string device_name(int device) {
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "";
+  }
+  return prop.name;
+}
+
+Error synchronize(Stream stream) { return check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize"); }
+
+const char* last_cuda_error() { return g_last_error.c_str(); }
+
+// ---- device memory -----------------------------------------------------------------------
+
+DeviceBuffer::~DeviceBuffer() { reset(); }
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+  o.ptr_ = nullptr;
+  o.bytes_ = 0;
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void DeviceBuffer::reset() {
+  if (ptr_) cudaFree(ptr_);
+  ptr_ = nullptr;
+  bytes_ = 0;
+}
+
+Error DeviceBuffer::allocate(size_t bytes) {
+  reset();
+  if (bytes == 0) return Error::Ok;
+  void* p = nullptr;
+  if (const Error e = check(cudaMalloc(&p, bytes), "cudaMalloc"); e != Error::Ok) return e;
+  ptr_ = p;
+  bytes_ = bytes;
+  return Error::Ok;
+}
+
+Error copy_to_device(void* dst_dev, const void* src_host, size_t bytes, Stream stream) {
+  if (bytes == 0) return Error::Ok;
+  return check(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, as_stream(stream)),
+               "cudaMemcpyAsync(HtoD)");
+}
+
+Error copy_to_host(void* dst_host, const void* src_dev, size_t bytes, Stream stream) {
+  if (bytes == 0) return Error::Ok;
+  return check(cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, as_stream(stream)),
+               "cudaMemcpyAsync(DtoH)");
+}
+
+Error fill_device(void* dst_dev, int byte, size_t bytes, Stream stream) {
+  if (bytes == 0) return Error::Ok;
+  return check(cudaMemsetAsync(dst_dev, byte, bytes, as_stream(stream)), "cudaMemsetAsync");
+}
+
+// ---- upload ---------------------------------------------------------------------------------
+
+namespace {
+
+// Multi-symbol table: for each 12-bit window, up to 3 consecutive codes that lie
+// entirely inside it. Entry: bits 0-7, 8-15, 16-23 symbols; 24-27 their total
+// length; 28-29 their count (1..3); bit 31 set when the window does not start
+// with a code (count 1, length 12, as in the uint16 table).
+void build_multi_lut(const uint16_t* lut, uint32_t* multi) {
+  for (uint32_t i = 0; i < kLutSize; ++i) {
+    const uint16_t e0 = lut[i];
+    if (e0 & kLutInvalid) {
+      multi[i] = detail::kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24) | (e0 & 0xFFu);
+      continue;
+    }
+    uint32_t syms = e0 & 0xFFu, total = (e0 >> 8) & 0xFu, count = 1;
+    while (count < 3 && total < kMaxCodeLength) {
+      const uint16_t e = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
+      const uint32_t len = (e >> 8) & 0xFu;
+      if ((e & kLutInvalid) || len > kMaxCodeLength - total) break;  // needs bits past the window
+      syms |= uint32_t{static_cast<uint8_t>(e)} << (8 * count);
+      total += len;
+      ++count;
+    }
+    multi[i] = syms | (total << 24) | (count << 28);
+  }
+}
+
+}  // namespace
+
+Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
+  if (!out) return Error::Usage;
+  uint64_t max_block = 0;
+  if (const Error e = validate_bf16(v, &max_block); e != Error::Ok) return e;
+  const Bf16Geometry& g = v.geom;
+  out->geom = g;
+  out->max_block_elems = max_block;
+  out->block_out_dev = nullptr;
+  out->gaps_dev = nullptr;
+  out->stream_dev = nullptr;
+  out->sm_dev = nullptr;
+  out->lut_dev = nullptr;
+  out->lut_multi_dev = nullptr;
+
+  // One allocation: [lut_multi | lut | block_out | gaps | stream | sm (padded to 16)].
+  const uint64_t off_multi = 0;
+  const uint64_t off_lut = align_up(off_multi + kLutSize * 4, kSectionAlign);
+  const uint64_t off_block = align_up(off_lut + kLutSize * 2, kSectionAlign);
+  const uint64_t off_gaps = align_up(off_block + 8 * g.block_out_entries(), kSectionAlign);
+  const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
+  const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words(), kSectionAlign);
+  const uint64_t sm_bytes = align_up(g.n, 16);
+  const uint64_t total = off_sm + sm_bytes + 16;
+  if (const Error e = out->mem.allocate(total); e != Error::Ok) return e;
+  uint8_t* base = out->mem.as<uint8_t>();
+
+  out->lut_host.reset(new uint16_t[kLutSize]);
+  out->lut_multi_host.reset(new uint32_t[kLutSize]);
+  if (g.n > 0) {
+    build_decode_lut(v.lengths, out->lut_host.get());
+    build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
+  } else {
+    std::fill_n(out->lut_host.get(), kLutSize, uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
+    std::fill_n(out->lut_multi_host.get(), kLutSize, detail::kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24));
+  }
+  Error e = Error::Ok;
+  auto put = [&](uint64_t off, const void* src, uint64_t bytes) {
+    if (e == Error::Ok) e = copy_to_device(base + off, src, bytes, stream);
+  };
+  put(off_multi, out->lut_multi_host.get(), kLutSize * 4);
+  put(off_lut, out->lut_host.get(), kLutSize * 2);
+  put(off_block, v.block_out, 8 * g.block_out_entries());
+  put(off_gaps, v.gaps, g.gap_bytes());
+  put(off_stream, v.stream, 4 * g.stream_words());
+  if (e == Error::Ok) e = fill_device(base + off_sm + g.n, 0, sm_bytes + 16 - g.n, stream);
+  put(off_sm, v.sm, g.n);
+  if (e != Error::Ok) {
+    out->mem.reset();
+    return e;
+  }
+  out->lut_multi_dev = reinterpret_cast<const uint32_t*>(base + off_multi);
+  out->lut_dev = reinterpret_cast<const uint16_t*>(base + off_lut);
+  out->block_out_dev = reinterpret_cast<const uint64_t*>(base + off_block);
+  out->gaps_dev = base + off_gaps;
+  out->stream_dev = reinterpret_cast<const uint32_t*>(base + off_stream);
+  out->sm_dev = base + off_sm;
+  return Error::Ok;
+}
+
+// ---- kernel variants -----------------------------------------------------------------------
+
+namespace detail {
+
+namespace {
+std::mutex g_variants_mu;
+std::vector<Variant>& variant_list() {
+  // Variant 0, the production kernel: multi-symbol table, L2 prefetch of the sign-mantissa bytes.
+  static std::vector<Variant> v{{"multi+prefetch", &decode_kernel<true, true>, true}};
+  return v;
+}
+}  // namespace
+
+int register_variant(const char* name, KernelFn fn, bool multi) {
+  std::lock_guard<std::mutex> lock(g_variants_mu);
+  auto& v = variant_list();
+  v.push_back({name, fn, multi});
+  return static_cast<int>(v.size() - 1);
+}
+
+const std::vector<Variant>& variants() { return variant_list(); }
+
+int find_variant(const std::string& name) {
+  const auto& v = variant_list();
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace detail
+
+// ---- workspace, plan, launch ------------------------------------------------------------------
+
+struct Workspace::Impl {
+  int variant = 0;
+  bool planned = false;
+  // Cache key of the current plan.
+  std::vector<const DeviceTensor*> tensors;
+  std::vector<uint16_t*> outputs;
+  // Plan.
+  std::vector<detail::TensorDesc> descs;   // non-empty tensors only
+  std::vector<uint64_t> block_begin;       // descs.size() + 1
+  std::vector<size_t> caller_index;        // desc -> index in the planned arrays
+  uint64_t blocks = 0;
+  uint64_t max_block_elems = 0;
+  uint32_t buf_bytes = 0;
+  uint32_t smem_bytes = 0;
+  // Device: [status (8) | pad to 256 | descs | block_begin].
+  DeviceBuffer dev;
+  unsigned long long* status_dev = nullptr;
+  const detail::TensorDesc* table_dev = nullptr;
+  const uint64_t* block_begin_dev = nullptr;
+};
+
+Workspace::Workspace() : impl_(new Impl) {}
+Workspace::~Workspace() = default;
+Workspace::Workspace(Workspace&&) noexcept = default;
+Workspace& Workspace::operator=(Workspace&&) noexcept = default;
+
+namespace detail {
+
+Error set_variant(Workspace& ws, int variant) {
+  if (variant < 0 || variant >= static_cast<int>(variants().size())) return Error::Usage;
+  ws.impl()->variant = variant;
+  ws.impl()->planned = false;
+  return Error::Ok;
+}
+
+PlanInfo plan_info(const Workspace& ws) {
+  PlanInfo p;
+  p.blocks = ws.impl()->blocks;
+  p.smem_bytes = ws.impl()->smem_bytes;
+  p.max_block_elems = ws.impl()->max_block_elems;
+  return p;
+}
+
+}  // namespace detail
+
+Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, size_t count, Workspace* ws,
+              Stream stream) {
+  if (!ws || (count && (!tensors || !outputs_dev))) return Error::Usage;
+  Workspace::Impl& w = *ws->impl();
+  w.planned = false;
+  w.descs.clear();
+  w.block_begin.clear();
+  w.caller_index.clear();
+  w.blocks = 0;
+  w.max_block_elems = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const DeviceTensor* t = tensors[i];
+    if (!t) return Error::Usage;
+    if (t->geom.n == 0) continue;
+    if (!t->stream_dev || !outputs_dev[i] || (reinterpret_cast<uintptr_t>(outputs_dev[i]) & 1))
+      return Error::Usage;
+    detail::TensorDesc d{};
+    d.block_out = t->block_out_dev;
+    d.gaps = t->gaps_dev;
+    d.stream = t->stream_dev;
+    d.sm = t->sm_dev;
+    d.lut = t->lut_dev;
+    d.lut_multi = t->lut_multi_dev;
+    d.out = outputs_dev[i];
+    d.n = t->geom.n;
+    d.total_bits = t->geom.total_bits;
+    d.n_threads = t->geom.n_threads;
+    d.out_aligned = (reinterpret_cast<uintptr_t>(outputs_dev[i]) & 15) == 0;
+    w.descs.push_back(d);
+    w.block_begin.push_back(w.blocks);
+    w.caller_index.push_back(i);
+    w.blocks += t->geom.n_blocks();
+    w.max_block_elems = std::max(w.max_block_elems, t->max_block_elems);
+  }
+  w.block_begin.push_back(w.blocks);
+  if (w.blocks > 0x7FFFFFFFull || w.descs.size() > 0xFFFFFFFFull) return Error::Usage;
+
+  const detail::Variant& var = detail::variants()[w.variant];
+  w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
+  w.smem_bytes = (var.multi ? kLutSize * 4 : kLutSize * 2) + w.buf_bytes;
+  if (w.blocks > 0) {
+    int dev = 0, optin = 0;
+    if (const Error e = check(cudaGetDevice(&dev), "cudaGetDevice"); e != Error::Ok) return e;
+    if (const Error e = check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+                              "cudaDeviceGetAttribute");
+        e != Error::Ok)
+      return e;
+    if (w.smem_bytes + 64 > static_cast<uint32_t>(optin)) {
+      g_last_error = "decode needs " + std::to_string(w.smem_bytes) + " bytes of shared memory per block; device allows " +
+                     std::to_string(optin);
+      return Error::CudaError;
+    }
+    if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   static_cast<int>(w.smem_bytes)),
+                              "cudaFuncSetAttribute");
+        e != Error::Ok)
+      return e;
+  }
+
+  const uint64_t off_table = kSectionAlign;
+  const uint64_t off_begin = align_up(off_table + sizeof(detail::TensorDesc) * w.descs.size(), 16);
+  const uint64_t bytes = off_begin + 8 * w.block_begin.size();
+  if (w.dev.size() < bytes) {
+    // The old table may still be read by an earlier launch on this stream.
+    if (const Error e = synchronize(stream); e != Error::Ok) return e;
+    if (const Error e = w.dev.allocate(bytes); e != Error::Ok) return e;
+  }
+  uint8_t* base = w.dev.as<uint8_t>();
+  w.status_dev = reinterpret_cast<unsigned long long*>(base);
+  w.table_dev = reinterpret_cast<const detail::TensorDesc*>(base + off_table);
+  w.block_begin_dev = reinterpret_cast<const uint64_t*>(base + off_begin);
+  // Stream-ordered after earlier launches that read the old table; then wait,
+  // since the host vectors are pageable and may change on the next prepare().
+  Error e = fill_device(base, 0xFF, 8, stream);
+  if (e == Error::Ok)
+    e = copy_to_device(base + off_table, w.descs.data(), sizeof(detail::TensorDesc) * w.descs.size(), stream);
+  if (e == Error::Ok) e = copy_to_device(base + off_begin, w.block_begin.data(), 8 * w.block_begin.size(), stream);
+  if (e == Error::Ok) e = synchronize(stream);
+  if (e != Error::Ok) return e;
+  w.tensors.assign(tensors, tensors + count);
+  w.outputs.assign(outputs_dev, outputs_dev + count);
+  w.planned = true;
+  return Error::Ok;
+}
+
+Error launch(Workspace& ws, Stream stream) {
+  Workspace::Impl& w = *ws.impl();
+  if (!w.planned) return Error::Usage;
+  if (w.blocks == 0) return Error::Ok;
+  detail::LaunchParams prm;
+  prm.table = w.table_dev;
+  prm.block_begin = w.block_begin_dev;
+  prm.status = w.status_dev;
+  prm.count = static_cast<uint32_t>(w.descs.size());
+  prm.buf_bytes = w.buf_bytes;
+  const detail::KernelFn fn = detail::variants()[w.variant].fn;
+  fn<<<static_cast<unsigned>(w.blocks), detail::kThreads, w.smem_bytes, as_stream(stream)>>>(prm);
+  return check(cudaGetLastError(), "decode kernel launch");
+}
+
+Error decode(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, size_t count, Workspace& ws,
+             Stream stream) {
+  Workspace::Impl& w = *ws.impl();
+  const bool same = w.planned && w.tensors.size() == count &&
+                    std::equal(w.tensors.begin(), w.tensors.end(), tensors) &&
+                    std::equal(w.outputs.begin(), w.outputs.end(), outputs_dev);
+  if (!same)
+    if (const Error e = prepare(tensors, outputs_dev, count, &ws, stream); e != Error::Ok) return e;
+  return launch(ws, stream);
+}
+
+Error read_status(Workspace& ws, Stream stream, size_t* failed_tensor) {
+  Workspace::Impl& w = *ws.impl();
+  if (failed_tensor) *failed_tensor = SIZE_MAX;
+  if (!w.status_dev) return Error::Ok;  // nothing planned, nothing launched
+  unsigned long long key = 0;
+  Error e = copy_to_host(&key, w.status_dev, 8, stream);
+  if (e == Error::Ok) e = synchronize(stream);
+  if (e == Error::Ok) e = fill_device(w.status_dev, 0xFF, 8, stream);
+  if (e != Error::Ok) return e;
+  if (key == detail::kStatusClear) return Error::Ok;
+  const uint64_t block = key >> 9;
+  if (failed_tensor) {
+    const auto it = std::upper_bound(w.block_begin.begin(), w.block_begin.end(), block);
+    const size_t d = static_cast<size_t>(it - w.block_begin.begin()) - 1;
+    if (d < w.caller_index.size()) *failed_tensor = w.caller_index[d];
+  }
+  switch (key & 3) {
+    case detail::kCodeBadGaps: return Error::Df11BadGaps;
+    case detail::kCodeBadBlockOffsets: return Error::Df11BadBlockOffsets;
+    default: return Error::Df11StreamCorrupt;
+  }
+}
+
+Error decode_one(const DeviceTensor& t, uint16_t* out_dev, Stream stream) {
+  Workspace ws;
+  const DeviceTensor* tp = &t;
+  if (const Error e = prepare(&tp, &out_dev, 1, &ws, stream); e != Error::Ok) return e;
+  if (const Error e = launch(ws, stream); e != Error::Ok) return e;
+  return read_status(ws, stream);
+}
+
+Error decode_to_host(const Bf16View& v, uint16_t* out_host, Stream stream) {
+  DeviceTensor t;
+  if (const Error e = upload(v, &t, stream); e != Error::Ok) return e;
+  if (v.geom.n == 0) return synchronize(stream);
+  DeviceBuffer out;
+  if (const Error e = out.allocate(v.geom.n * 2); e != Error::Ok) return e;
+  if (const Error e = decode_one(t, out.as<uint16_t>(), stream); e != Error::Ok) return e;
+  if (const Error e = copy_to_host(out_host, out.data(), v.geom.n * 2, stream); e != Error::Ok) return e;
+  return synchronize(stream);
+}
+
+}  // namespace df11::cuda

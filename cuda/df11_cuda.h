@@ -1,0 +1,140 @@
+// df11 GPU decoder: public host API. Includes no CUDA header; a CUDA stream is
+// passed as an opaque `Stream` (a cudaStream_t; nullptr = the legacy default
+// stream). Every function returns a df11::Error (CudaUnavailable, CudaError,
+// Df11*), never aborts; last_cuda_error() gives the CUDA message of the most
+// recent CudaError/CudaUnavailable on the calling thread.
+//
+// Typical use (one layer, many tensors, one kernel launch):
+//
+//   std::vector<DeviceTensor> dt(k);                  // device copies, validated
+//   for (i...) upload(views[i], &dt[i], stream);
+//   Workspace ws;
+//   prepare(ptrs, outs_dev, k, &ws, stream);          // outside the hot path
+//   launch(ws, stream);                               // hot path: one kernel launch
+//   read_status(ws, stream);                          // syncs; Ok or Df11StreamCorrupt/Df11BadGaps
+//
+// decode() combines prepare (only when the tensors or outputs changed) and launch.
+// Docs: docs/FORMAT.md section 4 (what is decoded), docs/PERFORMANCE.md "GPU decoder".
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bf16_codec.h"
+#include "df11_errors.h"
+
+namespace df11::cuda {
+
+using Stream = void*;  // cudaStream_t
+
+// ---- devices ------------------------------------------------------------------
+int device_count();                    // 0 when there is no driver or no device
+Error set_device(int device);          // cudaSetDevice
+std::string device_name(int device);   // "" when unknown
+Error synchronize(Stream stream = nullptr);
+const char* last_cuda_error();         // message of the last failing CUDA call on this thread
+
+// ---- device memory --------------------------------------------------------------
+// RAII owner of one cudaMalloc allocation (256-byte aligned).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  Error allocate(size_t bytes);  // frees the old allocation first; 0 bytes frees
+  void reset();
+  void* data() const { return ptr_; }
+  size_t size() const { return bytes_; }
+  template <typename T> T* as() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// cudaMemcpyAsync / cudaMemsetAsync on `stream` (host memory may be pageable).
+Error copy_to_device(void* dst_dev, const void* src_host, size_t bytes, Stream stream = nullptr);
+Error copy_to_host(void* dst_host, const void* src_dev, size_t bytes, Stream stream = nullptr);
+Error fill_device(void* dst_dev, int byte, size_t bytes, Stream stream = nullptr);
+
+// ---- one BF16_HUFFMAN tensor on the device ----------------------------------------------
+// Device copies of the sections (block_out, gaps, stream, sign-mantissa bytes),
+// the 4096-entry uint16 decode table (build_decode_lut) and the kernel's
+// 4096-entry uint32 multi-symbol table, in one allocation.
+struct DeviceTensor {
+  Bf16Geometry geom;
+  uint64_t max_block_elems = 0;  // largest block_out[b+1] - block_out[b] (<= 65536)
+  const uint64_t* block_out_dev = nullptr;
+  const uint8_t* gaps_dev = nullptr;
+  const uint32_t* stream_dev = nullptr;
+  const uint8_t* sm_dev = nullptr;        // n bytes, zero-padded to a multiple of 16
+  const uint16_t* lut_dev = nullptr;      // 4096 x uint16 (codec/huffman.h layout)
+  const uint32_t* lut_multi_dev = nullptr;  // 4096 x uint32, up to 3 symbols per entry
+  uint64_t device_bytes() const { return mem.size(); }
+
+  DeviceBuffer mem;
+  // Host copies of the tables: the asynchronous upload reads them after upload() returns.
+  std::unique_ptr<uint16_t[]> lut_host;
+  std::unique_ptr<uint32_t[]> lut_multi_host;
+};
+
+// Runs df11::validate_bf16 on the host first and refuses invalid input with its
+// error, so that no container can make the kernel read or write out of bounds.
+// Then allocates and enqueues the copies on `stream` straight from the view's
+// host pointers (which may be mmapped); they must stay valid until the stream
+// has executed the copies (synchronize(stream)).
+Error upload(const Bf16View& v, DeviceTensor* out, Stream stream = nullptr);
+
+// ---- batched decode -----------------------------------------------------------------------
+// Holds the device-side per-tensor descriptor table, the block prefix and the
+// status word of one launch plan. Use one Workspace per stream at a time.
+class Workspace {
+ public:
+  Workspace();
+  ~Workspace();
+  Workspace(Workspace&&) noexcept;
+  Workspace& operator=(Workspace&&) noexcept;
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  struct Impl;
+  Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Plans one launch: builds the descriptor table for `count` tensors and their
+// outputs (device pointers, n elements each, 2-byte aligned; 16-byte aligned is
+// the fast path), uploads it and resets the status word. Allocates and
+// synchronizes `stream`: call it outside the hot path. Tensors with n == 0 are
+// skipped; outputs must not overlap.
+Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, size_t count,
+              Workspace* ws, Stream stream = nullptr);
+
+// Hot path: one kernel launch for the whole planned batch. No allocation, no copy,
+// no host synchronization. Errors found by the kernel accumulate in the status word.
+Error launch(Workspace& ws, Stream stream = nullptr);
+
+// prepare() when the tensors or outputs differ from the last plan, then launch().
+Error decode(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, size_t count,
+             Workspace& ws, Stream stream = nullptr);
+
+// Synchronizes `stream`, returns the first error of the launches since the last
+// read (Ok, Df11StreamCorrupt, Df11BadGaps, Df11BadBlockOffsets: the same code the
+// CPU decoder gives for the same tensor) and resets the word. *failed_tensor gets
+// the index (in the planned array) of the first failing tensor.
+Error read_status(Workspace& ws, Stream stream = nullptr, size_t* failed_tensor = nullptr);
+
+// Single-tensor convenience: decode into out_dev, synchronize, return the status.
+Error decode_one(const DeviceTensor& t, uint16_t* out_dev, Stream stream = nullptr);
+
+// Whole round trip for callers without device buffers (e.g. `df11 verify --device cuda`):
+// validate + upload + decode + copy the n BF16 values back to out_host.
+Error decode_to_host(const Bf16View& v, uint16_t* out_host, Stream stream = nullptr);
+
+}  // namespace df11::cuda

@@ -1,0 +1,215 @@
+// Reader for .df11 v1: enforces every rule of docs/FORMAT.md before any
+// payload byte is trusted.
+#include <zstd.h>
+
+#include "container_layout.h"
+#include "df11.h"
+#include "file_io.h"
+#include "safetensors_header.h"
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace df11 {
+
+struct Reader::Impl {
+  std::string path;
+  MappedFile file;
+  FixedHeader fh;
+  StHeader st;
+  std::vector<uint8_t> meta;  // decompressed JSON ++ index
+  std::vector<ReaderTensor> tensors;
+};
+
+Reader::Reader() : impl_(new Impl) {}
+Reader::~Reader() = default;
+const std::string& Reader::path() const { return impl_->path; }
+uint64_t Reader::original_size() const { return impl_->fh.original_size; }
+uint64_t Reader::original_xxh64() const { return impl_->fh.original_xxh64; }
+const std::vector<ReaderTensor>& Reader::tensors() const { return impl_->tensors; }
+
+std::vector<uint8_t> Reader::original_header() const {
+  std::vector<uint8_t> out(8 + impl_->fh.json_size);
+  put_u64(out.data(), impl_->fh.json_size);
+  std::memcpy(out.data() + 8, impl_->meta.data(), impl_->fh.json_size);
+  return out;
+}
+
+namespace {
+
+bool all_zero(const uint8_t* p, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    if (p[i]) return false;
+  return true;
+}
+
+std::string tensor_label(const ReaderTensor& t) { return "tensor '" + t.name + "'"; }
+
+}  // namespace
+
+Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
+  std::unique_ptr<Reader> r(new Reader);
+  Impl& m = *r->impl_;
+  m.path = path;
+  Status s = m.file.open(path);
+  if (!s.ok()) return s;
+  const uint8_t* d = m.file.data();
+  const uint64_t size = m.file.size();
+  auto fail = [&](Error e, const std::string& what) { return make_status(e, path, what); };
+
+  if (size < 8 || std::memcmp(d, kMagic, 8) != 0) return fail(Error::Df11BadMagic, "not a .df11 file (bad magic)");
+  if (size < kFixedHeaderSize) return fail(Error::Df11Truncated, "truncated: file ends inside the fixed header");
+  FixedHeader& fh = m.fh;
+  fh.load(d);
+  if (fh.version != kFormatVersion)
+    return fail(Error::Df11UnsupportedVersion,
+                "unsupported format version " + std::to_string(fh.version) + " (this df11 reads version 1)");
+  if (fh.file_size > size)
+    return fail(Error::Df11Truncated, "truncated: header says " + std::to_string(fh.file_size) +
+                                          " bytes, file has " + std::to_string(size));
+  if (fh.file_size < size)
+    return fail(Error::Df11BadHeaderField, "file_size field " + std::to_string(fh.file_size) +
+                                               " is smaller than the file (" + std::to_string(size) + " bytes)");
+  if (fh.meta_offset < kFixedHeaderSize || fh.meta_offset % kAlignment || fh.meta_offset > size ||
+      fh.meta_size != size - fh.meta_offset)
+    return fail(Error::Df11BadHeaderField, "meta block does not end the file at an aligned offset");
+  {
+    XXH64_state_t* ck = XXH64_createState();
+    XXH64_reset(ck, 0);
+    XXH64_update(ck, d, kChecksumOffset);
+    XXH64_update(ck, d + fh.meta_offset, fh.meta_size);
+    const uint64_t sum = XXH64_digest(ck);
+    XXH64_freeState(ck);
+    if (sum != fh.header_checksum) return fail(Error::Df11HeaderChecksum, "header checksum mismatch (header or meta block corrupted)");
+  }
+  if (fh.header_size != kFixedHeaderSize || fh.chunk_bits != kChunkBits || fh.block_threads != kBlockThreads ||
+      fh.max_code_length != kMaxCodeLength || fh.alignment != kAlignment)
+    return fail(Error::Df11BadHeaderField, "layout parameters differ from version 1 (128/1024/64/12/64)");
+  if (!all_zero(d + kReservedOffset, kChecksumOffset - kReservedOffset))
+    return fail(Error::Df11BadHeaderField, "reserved header bytes are not zero");
+  // Every tensor needs well over one JSON byte, so count <= json_size bounds the index.
+  if (fh.json_size > kMaxHeaderSize || fh.tensor_count > fh.json_size)
+    return fail(Error::Df11BadHeaderField, "json_size or tensor_count out of range");
+  if (fh.original_size < 8 + fh.json_size) return fail(Error::Df11BadHeaderField, "original_size smaller than its header");
+  const uint64_t meta_len = fh.json_size + fh.tensor_count * kRecordSize;
+  if (ZSTD_getFrameContentSize(d + fh.meta_offset, fh.meta_size) != meta_len)
+    return fail(Error::Df11BadHeaderField, "meta block does not declare JSON + index size");
+  m.meta.resize(meta_len);
+  const size_t got = ZSTD_decompress(m.meta.data(), meta_len, d + fh.meta_offset, fh.meta_size);
+  if (ZSTD_isError(got) || got != meta_len) return fail(Error::Df11BadHeaderField, "meta block does not decompress");
+
+  s = parse_safetensors_json(m.meta.data(), fh.json_size, fh.original_size - 8 - fh.json_size,
+                             path + " (embedded safetensors header)", &m.st);
+  if (!s.ok()) return s;
+  if (m.st.tensors.size() != fh.tensor_count)
+    return fail(Error::Df11BadHeaderField, "tensor_count differs from the embedded header");
+  const uint8_t* index = m.meta.data() + fh.json_size;
+
+  uint64_t expect_payload = kFixedHeaderSize;
+  uint64_t prev_end = kFixedHeaderSize;
+  m.tensors.resize(fh.tensor_count);
+  for (uint64_t i = 0; i < fh.tensor_count; ++i) {
+    const uint8_t* rec = index + i * kRecordSize;
+    const StTensor& st = m.st.tensors[i];
+    ReaderTensor& t = m.tensors[i];
+    t.name = st.name;
+    t.dtype = dtype_name(st.dtype);
+    t.shape = st.shape;
+    Record r;
+    r.load(rec);
+    auto bad = [&](Error e, const std::string& what) { return fail(e, tensor_label(t) + ": " + what); };
+    if (!Record::reserved_zero(rec)) return bad(Error::Df11BadIndex, "reserved record bytes are not zero");
+    if (r.encoding > kBf16Huffman) return bad(Error::Df11BadIndex, "unknown encoding " + std::to_string(r.encoding));
+    if (r.orig_offset != st.begin || r.orig_size != st.end - st.begin)
+      return bad(Error::Df11BadIndex, "record offsets differ from the embedded header");
+    if (r.payload_offset != expect_payload) return bad(Error::Df11BadIndex, "payload not at the next aligned offset");
+    if (r.payload_offset > fh.meta_offset || r.payload_size > fh.meta_offset - r.payload_offset)
+      return bad(Error::Df11Truncated, "payload runs past the end of the file");
+    if (!all_zero(d + prev_end, r.payload_offset - prev_end))
+      return bad(Error::Df11NonzeroPadding, "padding before the payload is not zero");
+    t.encoding = r.encoding;
+    t.orig_offset = r.orig_offset;
+    t.orig_size = r.orig_size;
+    t.orig_xxh64 = r.orig_xxh64;
+    t.payload = d + r.payload_offset;
+    t.payload_size = r.payload_size;
+    if (r.encoding != kBf16Huffman && (r.total_bits || r.n_threads))
+      return bad(Error::Df11BadIndex, "total_bits/n_threads set for a non-BF16 encoding");
+    if (r.orig_size == 0 && r.encoding != kRaw) return bad(Error::Df11BadIndex, "empty tensor not stored RAW");
+    if (r.encoding == kRaw && r.payload_size != r.orig_size) return bad(Error::Df11BadIndex, "RAW payload size differs from tensor size");
+    if (r.encoding == kZstd) {
+      const unsigned long long c = ZSTD_getFrameContentSize(t.payload, r.payload_size);
+      if (c != r.orig_size) return bad(Error::Df11ZstdCorrupt, "zstd frame does not declare the tensor's size");
+    }
+    if (r.encoding == kBf16Huffman) {
+      if (st.dtype != Dtype::BF16) return bad(Error::Df11BadIndex, "BF16 encoding on a " + t.dtype + " tensor");
+      const uint64_t n = r.orig_size / 2;
+      // Bound the geometry before computing section sizes from it.
+      if (n > size || r.total_bits / kMaxCodeLength > n || r.n_threads > r.total_bits / kChunkBits + 1)
+        return bad(Error::Df11BadIndex, "total_bits or n_threads out of range");
+      Bf16View& v = t.bf16;
+      v.geom.n = n;
+      v.geom.total_bits = r.total_bits;
+      v.geom.n_threads = r.n_threads;
+      const Bf16Sections sec = bf16_sections(v.geom);
+      if (sec.end != r.payload_size) return bad(Error::Df11BadIndex, "payload size differs from its sections");
+      const uint8_t* p = t.payload;
+      for (uint64_t k = 0; k < kCodeLengthsBytes; ++k) {
+        v.lengths[2 * k] = p[k] & 0xF;
+        v.lengths[2 * k + 1] = p[k] >> 4;
+      }
+      auto pad_ok = [&](uint64_t from, uint64_t to) { return all_zero(p + from, to - from); };
+      if (!pad_ok(kCodeLengthsBytes, sec.block_out) || !pad_ok(sec.block_out + 8 * v.geom.block_out_entries(), sec.gaps) ||
+          !pad_ok(sec.gaps + v.geom.gap_bytes(), sec.stream) || !pad_ok(sec.stream + 4 * v.geom.stream_words(), sec.sm))
+        return bad(Error::Df11NonzeroPadding, "padding between sections is not zero");
+      v.block_out = reinterpret_cast<const uint64_t*>(p + sec.block_out);
+      v.gaps = p + sec.gaps;
+      v.stream = reinterpret_cast<const uint32_t*>(p + sec.stream);
+      v.sm = p + sec.sm;
+      const Error e = validate_bf16(v, &t.max_block_elems);
+      if (e != Error::Ok) return bad(e, std::string("invalid BF16 sections (") + error_name(e) + ")");
+    }
+    prev_end = r.payload_offset + r.payload_size;
+    expect_payload = align_up(prev_end, kAlignment);
+  }
+  if (fh.meta_offset != align_up(prev_end, kAlignment)) return fail(Error::Df11BadHeaderField, "meta block not right after the last payload");
+  if (!all_zero(d + prev_end, fh.meta_offset - prev_end)) return fail(Error::Df11NonzeroPadding, "padding before the meta block is not zero");
+  uint64_t total = 8 + fh.json_size;
+  for (const auto& t : m.tensors) total += t.orig_size;
+  if (total != fh.original_size) return fail(Error::Df11BadHeaderField, "original_size differs from the tensors' sizes");
+  *out = std::move(r);
+  return Status::Ok();
+}
+
+Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
+  const ReaderTensor& t = impl_->tensors.at(i);
+  auto fail = [&](Error e, const std::string& what) { return make_status(e, impl_->path, tensor_label(t) + ": " + what); };
+  switch (t.encoding) {
+    case kRaw:
+      if (t.orig_size) std::memcpy(out, t.payload, t.orig_size);
+      break;
+    case kZstd: {
+      const size_t z = ZSTD_decompress(out, t.orig_size, t.payload, t.payload_size);
+      if (ZSTD_isError(z) || z != t.orig_size) return fail(Error::Df11ZstdCorrupt, "zstd frame does not decode");
+      break;
+    }
+    case kBf16Huffman: {
+      // out is caller memory; decode in place when aligned, else through a buffer.
+      Error e;
+      if (reinterpret_cast<uintptr_t>(out) % 2 == 0) {
+        e = decode_bf16(t.bf16, reinterpret_cast<uint16_t*>(out), threads);
+      } else {
+        std::vector<uint16_t> tmp(t.bf16.geom.n);
+        e = decode_bf16(t.bf16, tmp.data(), threads);
+        std::memcpy(out, tmp.data(), t.orig_size);
+      }
+      if (e != Error::Ok) return fail(e, "exponent stream does not decode consistently");
+      break;
+    }
+  }
+  if (XXH64(out, t.orig_size, 0) != t.orig_xxh64) return fail(Error::Df11TensorChecksum, "XXH64 of decoded bytes differs");
+  // Pages of this payload are no longer needed: keep memory flat on big files.
+  impl_->file.release(static_cast<uint64_t>(t.payload - impl_->file.data()), t.payload_size);
+  return Status::Ok();
+}
+
+}  // namespace df11

@@ -1,0 +1,179 @@
+#include "container_writer.h"
+
+#include <zstd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "container_layout.h"
+#include "tensor_stats.h"
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace df11 {
+
+namespace {
+
+// zstd level for non-BF16 tensors: level 3 is zstd's default balance; these
+// tensors are usually small (norms, biases) and rarely compress much.
+constexpr int kZstdLevel = 3;
+
+struct XxhState {
+  XXH64_state_t* s = XXH64_createState();
+  XxhState() { XXH64_reset(s, 0); }
+  ~XxhState() { XXH64_freeState(s); }
+};
+
+}  // namespace
+
+unsigned resolve_threads(unsigned requested) {
+  if (requested) return requested;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? hw : 1;
+}
+
+Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
+                       AtomicOutputFile& out, const Options& opt, FileReport* report) {
+  const unsigned threads = resolve_threads(opt.threads);
+  const uint8_t* base = file.data();
+  const uint64_t data_start = 8 + h.json_size;
+  const uint64_t count = h.tensors.size();
+
+  FixedHeader fh;
+  fh.original_size = file.size();
+  fh.json_size = h.json_size;
+  fh.tensor_count = count;
+  fh.chunk_bits = kChunkBits;
+  fh.block_threads = kBlockThreads;
+  fh.max_code_length = kMaxCodeLength;
+  fh.alignment = kAlignment;
+
+  // Placeholder header; payloads follow, then the compressed meta block.
+  Status s = out.write_zeros(kFixedHeaderSize);
+  if (!s.ok()) return s;
+
+  XxhState whole;
+  XXH64_update(whole.s, base, data_start);
+  std::vector<uint8_t> index(count * kRecordSize);
+  std::vector<uint8_t> zbuf;
+  uint64_t done = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (interrupted()) return interrupted_status(label);
+    const StTensor& t = h.tensors[i];
+    const uint8_t* src = base + data_start + t.begin;
+    const uint64_t size = t.end - t.begin;
+    file.will_need(data_start + t.begin, size);
+    Record r;
+    r.orig_offset = t.begin;
+    r.orig_size = size;
+    r.orig_xxh64 = XXH64(src, size, 0);
+    XXH64_update(whole.s, src, size);
+    s = out.write_zeros(align_up(out.offset(), kAlignment) - out.offset());
+    if (!s.ok()) return s;
+    r.payload_offset = out.offset();
+
+    TensorReport tr;
+    tr.name = t.name;
+    tr.dtype = dtype_name(t.dtype);
+    tr.shape = t.shape;
+    tr.original_bytes = size;
+    bool written = false;
+    if (t.dtype == Dtype::BF16 && size > 0) {
+      const uint64_t n = size / 2;
+      // The mapping is only 2-byte aligned relative to the data start; the
+      // safetensors data start itself may be odd, so copy when misaligned.
+      std::vector<uint16_t> aligned;
+      const uint16_t* w = reinterpret_cast<const uint16_t*>(src);
+      if (reinterpret_cast<uintptr_t>(src) % 2) {
+        aligned.resize(n);
+        std::memcpy(aligned.data(), src, size);
+        w = aligned.data();
+      }
+      const EncodedBf16 enc = encode_bf16(w, n, threads);
+      const Bf16Sections sec = bf16_sections(enc.geom);
+      if (sec.end < size) {
+        r.encoding = kBf16Huffman;
+        r.total_bits = enc.geom.total_bits;
+        r.n_threads = enc.geom.n_threads;
+        uint8_t packed[kCodeLengthsBytes];
+        for (uint64_t k = 0; k < kCodeLengthsBytes; ++k)
+          packed[k] = static_cast<uint8_t>(enc.lengths[2 * k] | (enc.lengths[2 * k + 1] << 4));
+        const uint64_t p0 = out.offset();
+        auto pad_to = [&](uint64_t rel) { return out.write_zeros(p0 + rel - out.offset()); };
+        s = out.write(packed, sizeof packed);
+        if (s.ok()) s = pad_to(sec.block_out);
+        if (s.ok()) s = out.write(enc.block_out.data(), 8 * enc.block_out.size());
+        if (s.ok()) s = pad_to(sec.gaps);
+        if (s.ok()) s = out.write(enc.gaps.data(), enc.gaps.size());
+        if (s.ok()) s = pad_to(sec.stream);
+        if (s.ok()) s = out.write(enc.stream.data(), 4 * enc.stream.size());
+        if (s.ok()) s = pad_to(sec.sm);
+        if (s.ok()) s = out.write(enc.sm.data(), enc.sm.size());
+        if (!s.ok()) return s;
+        tr.encoding = "bf16-huffman";
+        tr.exponent_entropy = entropy_bits(enc.hist);
+        tr.longest_code = max_code_length(enc.lengths);
+        written = true;
+      }
+    }
+    if (!written && size > 0) {
+      zbuf.resize(ZSTD_compressBound(size));
+      const size_t z = ZSTD_compress(zbuf.data(), zbuf.size(), src, size, kZstdLevel);
+      if (!ZSTD_isError(z) && z < size) {
+        r.encoding = kZstd;
+        s = out.write(zbuf.data(), z);
+        tr.encoding = "zstd";
+        written = true;
+      }
+    }
+    if (!written) {
+      r.encoding = kRaw;
+      s = out.write(src, size);
+      tr.encoding = "raw";
+    }
+    if (!s.ok()) return s;
+    r.payload_size = out.offset() - r.payload_offset;
+    r.store(&index[i * kRecordSize]);
+    file.release(data_start + t.begin, size);
+
+    tr.stored_bytes = r.payload_size;
+    const uint64_t elems = size / std::max<uint64_t>(1, dtype_size(t.dtype));
+    tr.bits_per_weight = elems ? 8.0 * static_cast<double>(r.payload_size) / static_cast<double>(elems) : 0.0;
+    if (report) report->tensors.push_back(std::move(tr));
+    done += size;
+    if (opt.progress) opt.progress(done, file.size());
+  }
+  // Meta block: one zstd frame of the verbatim JSON followed by the index.
+  std::vector<uint8_t> meta(h.json_size + index.size());
+  std::memcpy(meta.data(), base + 8, h.json_size);
+  if (!index.empty()) std::memcpy(meta.data() + h.json_size, index.data(), index.size());
+  std::vector<uint8_t> zmeta(ZSTD_compressBound(meta.size()));
+  const size_t zm = ZSTD_compress(zmeta.data(), zmeta.size(), meta.data(), meta.size(), kMetaZstdLevel);
+  if (ZSTD_isError(zm)) return make_status(Error::Io, label, std::string("zstd failed: ") + ZSTD_getErrorName(zm));
+  s = out.write_zeros(align_up(out.offset(), kAlignment) - out.offset());
+  if (!s.ok()) return s;
+  fh.meta_offset = out.offset();
+  fh.meta_size = zm;
+  s = out.write(zmeta.data(), zm);
+  if (!s.ok()) return s;
+  fh.file_size = out.offset();
+  fh.original_xxh64 = XXH64_digest(whole.s);
+
+  // Header checksum: bytes [0,120) (the checksum field excluded) and the meta block.
+  uint8_t head[kFixedHeaderSize];
+  fh.store(head);
+  XxhState ck;
+  XXH64_update(ck.s, head, kChecksumOffset);
+  XXH64_update(ck.s, zmeta.data(), zm);
+  fh.header_checksum = XXH64_digest(ck.s);
+  fh.store(head);
+  s = out.pwrite(head, kFixedHeaderSize, 0);
+  if (!s.ok()) return s;
+  if (report) {
+    report->original_bytes = file.size();
+    report->stored_bytes = fh.file_size;
+  }
+  return Status::Ok();
+}
+
+}  // namespace df11

@@ -1,0 +1,17 @@
+// Writes one .df11 container from one mapped safetensors file.
+#pragma once
+#include "df11.h"
+#include "file_io.h"
+#include "safetensors_header.h"
+
+namespace df11 {
+
+// `file` is the whole validated safetensors file; `h` its parsed header.
+// Streams tensor by tensor into `out` (peak memory ~ the largest tensor's
+// encoded sections), then writes the index and the fixed header.
+Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
+                       AtomicOutputFile& out, const Options& opt, FileReport* report);
+
+unsigned resolve_threads(unsigned requested);
+
+}  // namespace df11

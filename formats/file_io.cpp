@@ -1,0 +1,196 @@
+#include "file_io.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+namespace df11 {
+
+namespace {
+std::atomic<bool> g_interrupted{false};
+
+void on_signal(int sig) {
+  if (g_interrupted.exchange(true)) {
+    // Second signal: the user insists; stop now with the conventional status.
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+}
+}  // namespace
+
+bool interrupted() noexcept { return g_interrupted.load(std::memory_order_relaxed); }
+
+void install_interrupt_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+Status make_status(Error e, const std::string& label, const std::string& what) {
+  return {e, label + ": " + what + " (" + error_name(e) + ")"};
+}
+
+Status interrupted_status(const std::string& label) {
+  return make_status(Error::Interrupted, label, "interrupted by signal; partial output removed");
+}
+
+MappedFile::~MappedFile() {
+  if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+Status MappedFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_status(Error::Io, path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return make_status(Error::Io, path, std::string("cannot stat: ") + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_status(Error::Io, path, "not a regular file");
+  }
+  size_ = static_cast<uint64_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      size_ = 0;
+      return make_status(Error::Io, path, std::string("cannot map: ") + std::strerror(err));
+    }
+    data_ = static_cast<const uint8_t*>(p);
+    madvise(p, size_, MADV_SEQUENTIAL);
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+void MappedFile::release(uint64_t offset, uint64_t len) const {
+  if (!data_ || len == 0) return;
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t begin = (offset + page - 1) / page * page;  // only whole pages inside the range
+  const uint64_t end = std::min(size_, offset + len) / page * page;
+  if (end > begin) madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
+}
+
+void MappedFile::will_need(uint64_t offset, uint64_t len) const {
+  if (!data_ || len == 0) return;
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page;
+  madvise(const_cast<uint8_t*>(data_) + begin, std::min(size_, offset + len) - begin, MADV_WILLNEED);
+}
+
+AtomicOutputFile::~AtomicOutputFile() { discard(); }
+
+Status AtomicOutputFile::io_error(const char* what, int err) const {
+  return make_status(Error::Io, path_, std::string(what) + ": " + std::strerror(err));
+}
+
+Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
+  discard();
+  path_ = path;
+  overwrite_ = overwrite;
+  std::error_code ec;
+  if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path, ec)))
+    return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
+  const std::filesystem::path p(path);
+  const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  std::string tmpl = dir + "/." + p.filename().string() + ".df11tmp-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  fd_ = mkostemp(buf.data(), O_CLOEXEC);
+  if (fd_ < 0) return io_error("cannot create output", errno);
+  temp_ = buf.data();
+  fchmod(fd_, 0644 & ~[] { mode_t m = umask(0); umask(m); return m; }());
+  offset_ = 0;
+  return Status::Ok();
+}
+
+Status AtomicOutputFile::write(const void* data, uint64_t size) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, p, std::min<uint64_t>(size, 1u << 30));
+    if (n < 0) {
+      if (errno == EINTR) {
+        if (interrupted()) return interrupted_status(path_);
+        continue;
+      }
+      return io_error("write failed", errno);
+    }
+    p += n;
+    size -= static_cast<uint64_t>(n);
+    offset_ += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status AtomicOutputFile::write_zeros(uint64_t size) {
+  static const uint8_t zeros[4096] = {};
+  while (size > 0) {
+    const uint64_t n = std::min<uint64_t>(size, sizeof zeros);
+    Status s = write(zeros, n);
+    if (!s.ok()) return s;
+    size -= n;
+  }
+  return Status::Ok();
+}
+
+Status AtomicOutputFile::pwrite(const void* data, uint64_t size, uint64_t offset) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t n = ::pwrite(fd_, p, size, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("write failed", errno);
+    }
+    p += n;
+    size -= static_cast<uint64_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status AtomicOutputFile::commit() {
+  if (interrupted()) return interrupted_status(path_);
+  if (::close(fd_) != 0) {
+    const int err = errno;
+    fd_ = -1;
+    return io_error("close failed", err);
+  }
+  fd_ = -1;
+  if (overwrite_) {
+    if (std::rename(temp_.c_str(), path_.c_str()) != 0) return io_error("cannot rename into place", errno);
+  } else {
+    // link() fails if the target appeared meanwhile: never clobber without -f.
+    if (::link(temp_.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      if (err == EEXIST) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+      return io_error("cannot move into place", err);
+    }
+    ::unlink(temp_.c_str());
+  }
+  temp_.clear();
+  return Status::Ok();
+}
+
+void AtomicOutputFile::discard() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!temp_.empty()) ::unlink(temp_.c_str());
+  temp_.clear();
+}
+
+}  // namespace df11

@@ -1,0 +1,64 @@
+// RAII files for the readers and writers: read-only mappings, and output
+// files that appear atomically (temp file + rename) or not at all.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "df11.h"
+
+namespace df11 {
+
+// Read-only mapping of a whole file (empty files map to nullptr, size 0).
+class MappedFile {
+ public:
+  MappedFile() = default;
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  Status open(const std::string& path);
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  // Drop the pages of [offset, offset+len) from this process (they stay in
+  // the page cache), so streaming a large file keeps memory flat.
+  void release(uint64_t offset, uint64_t len) const;
+  void will_need(uint64_t offset, uint64_t len) const;
+
+ private:
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+// A file written under a temporary name in the target's directory and renamed
+// into place by commit(). Destroyed uncommitted, it removes the temporary.
+class AtomicOutputFile {
+ public:
+  AtomicOutputFile() = default;
+  ~AtomicOutputFile();
+  AtomicOutputFile(const AtomicOutputFile&) = delete;
+  AtomicOutputFile& operator=(const AtomicOutputFile&) = delete;
+  // Fails with OutputExists if `path` exists and !overwrite.
+  Status open(const std::string& path, bool overwrite);
+  Status write(const void* data, uint64_t size);
+  Status write_zeros(uint64_t size);
+  Status pwrite(const void* data, uint64_t size, uint64_t offset);
+  uint64_t offset() const { return offset_; }
+  const std::string& temp_path() const { return temp_; }
+  Status commit();  // fsync-free rename; no-clobber unless overwrite
+  void discard();
+
+ private:
+  Status io_error(const char* what, int err) const;
+  int fd_ = -1;
+  std::string path_, temp_;
+  bool overwrite_ = false;
+  uint64_t offset_ = 0;
+};
+
+// Set by SIGINT/SIGTERM (see install_interrupt_handlers); long loops poll it
+// and unwind with Error::Interrupted so that RAII removes temporaries.
+bool interrupted() noexcept;
+Status interrupted_status(const std::string& label);
+
+Status make_status(Error e, const std::string& label, const std::string& what);
+
+}  // namespace df11

@@ -1,0 +1,27 @@
+// GPU decoding for `verify --device`: internal to formats/, a no-op shell
+// when df11 is built without CUDA.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "df11.h"
+
+namespace df11 {
+
+class GpuVerifier {
+ public:
+  GpuVerifier();
+  ~GpuVerifier();
+  // device: auto | cpu | cuda | cuda:N. "auto" uses a GPU if one is present;
+  // "cuda..." fails with CudaUnavailable when none is.
+  Status init(const std::string& device, VerifyReport* rep);
+  bool active() const;
+  // Decode BF16 tensor i of `reader` on the GPU into host `out`, check XXH64.
+  Status decode(const Reader& reader, size_t i, uint8_t* out, VerifyReport* rep);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace df11

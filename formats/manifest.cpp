@@ -1,0 +1,66 @@
+#include "manifest.h"
+
+#include <nlohmann/json.hpp>
+
+#include "file_io.h"
+
+namespace df11 {
+
+bool safe_relative_path(const std::string& p) {
+  if (p.empty() || p.front() == '/' || p.find('\\') != std::string::npos || p.find('\0') != std::string::npos)
+    return false;
+  size_t start = 0;
+  while (true) {
+    const size_t slash = p.find('/', start);
+    const std::string part = p.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (slash == std::string::npos) return true;
+    start = slash + 1;
+  }
+}
+
+std::string manifest_to_json(const Manifest& m) {
+  nlohmann::ordered_json j;
+  j["format"] = "df11-manifest";
+  j["version"] = 1;
+  j["directories"] = m.directories;
+  j["files"] = nlohmann::ordered_json::array();
+  for (const auto& f : m.files)
+    j["files"].push_back({{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}, {"stored_as", f.stored_as}});
+  return j.dump(1) + "\n";
+}
+
+Status manifest_from_json(const std::string& text, const std::string& label, Manifest* out) {
+  auto bad = [&](const std::string& what) { return make_status(Error::DirManifestInvalid, label, what); };
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  if (j.value("format", "") != "df11-manifest") return bad("format is not \"df11-manifest\"");
+  if (!j.contains("version") || !j["version"].is_number_unsigned() || j["version"].get<uint64_t>() != 1)
+    return make_status(Error::Df11UnsupportedVersion, label, "unsupported manifest version");
+  if (!j.contains("files") || !j["files"].is_array()) return bad("missing \"files\" array");
+  Manifest m;
+  if (j.contains("directories")) {
+    if (!j["directories"].is_array()) return bad("\"directories\" is not an array");
+    for (const auto& d : j["directories"]) {
+      if (!d.is_string() || !safe_relative_path(d.get<std::string>())) return bad("unsafe directory path");
+      m.directories.push_back(d.get<std::string>());
+    }
+  }
+  for (const auto& f : j["files"]) {
+    if (!f.is_object() || !f.contains("path") || !f["path"].is_string() || !f.contains("stored_as") ||
+        !f["stored_as"].is_string() || !f.contains("size") || !f["size"].is_number_unsigned() ||
+        !f.contains("sha256") || !f["sha256"].is_string())
+      return bad("file entry lacks path, size, sha256 or stored_as");
+    ManifestEntry e{f["path"].get<std::string>(), f["size"].get<uint64_t>(), f["sha256"].get<std::string>(),
+                    f["stored_as"].get<std::string>()};
+    if (!safe_relative_path(e.path) || !safe_relative_path(e.stored_as))
+      return bad("unsafe path '" + e.path + "' / '" + e.stored_as + "'");
+    if (e.sha256.size() != 64 || e.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return bad("bad sha256 for '" + e.path + "'");
+    m.files.push_back(std::move(e));
+  }
+  *out = std::move(m);
+  return Status::Ok();
+}
+
+}  // namespace df11

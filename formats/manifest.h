@@ -1,0 +1,31 @@
+// df11-manifest.json of a compressed model directory (docs/FORMAT.md §7).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "df11.h"
+
+namespace df11 {
+
+constexpr const char* kManifestName = "df11-manifest.json";
+
+struct ManifestEntry {
+  std::string path;       // original relative path, '/' separated
+  uint64_t size = 0;
+  std::string sha256;     // lowercase hex of the original file
+  std::string stored_as;  // relative path inside the df11 directory
+};
+
+struct Manifest {
+  std::vector<ManifestEntry> files;       // sorted by path
+  std::vector<std::string> directories;   // every subdirectory, so empty ones survive
+};
+
+// A relative path is safe when it has no empty, "." or ".." component, is not
+// absolute, and has no backslash or NUL.
+bool safe_relative_path(const std::string& p);
+
+std::string manifest_to_json(const Manifest& m);
+Status manifest_from_json(const std::string& text, const std::string& label, Manifest* out);
+
+}  // namespace df11

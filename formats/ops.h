@@ -1,0 +1,28 @@
+// Internal single-file operations shared by the file and directory front ends.
+#pragma once
+#include <string>
+
+#include "df11.h"
+#include "sha256.h"
+
+namespace df11 {
+
+// Compress one safetensors file to `out` (atomic). If sha != nullptr, also
+// hashes the input file with SHA-256.
+Status compress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
+                    Sha256* sha);
+// Restore one container to `out` (atomic); the restored bytes are checked
+// against original_xxh64, and hashed into `sha` when given.
+Status decompress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
+                      Sha256* sha);
+// Decode every tensor of one container and check every checksum; failures go
+// to rep->failures and do not stop the walk. `label` prefixes failure lines.
+// With against != "", compare with that original file too. If sha != nullptr,
+// the restored file is hashed into it (for manifest checks).
+Status verify_one(const std::string& in, const std::string& against, const std::string& label, const Options& opt,
+                  VerifyReport* rep, Sha256* sha);
+Status info_one(const std::string& in, const Options& opt, FileReport* rep);
+
+bool ends_with(const std::string& s, const std::string& suffix);
+
+}  // namespace df11

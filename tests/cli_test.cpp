@@ -1,0 +1,135 @@
+// The df11 command: exit codes, one-line messages, --json, no partial output.
+#include <catch2/catch.hpp>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "safetensors_writer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+Run df11(const std::string& args, const std::string& dir) {
+  const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
+  const std::string cmd = "cd '" + dir + "' && '" + bin + "' " + args + " >" + dir + "/.out 2>" + dir + "/.err </dev/null";
+  const int st = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  auto slurp = [](const std::string& p) {
+    const auto b = df11test::read_file(p);
+    return std::string(b.begin(), b.end());
+  };
+  r.out = slurp(dir + "/.out");
+  r.err = slurp(dir + "/.err");
+  return r;
+}
+
+void small_model(const std::string& path) {
+  const auto w = df11test::gaussian_bf16(20000, 0.02, 3);
+  std::vector<uint8_t> b(w.size() * 2);
+  std::memcpy(b.data(), w.data(), b.size());
+  df11test::write_safetensors(path, {{"w", "BF16", {100, 200}, b}, {"n", "F32", {2}, std::vector<uint8_t>(8, 0)}});
+}
+
+size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+}  // namespace
+
+TEST_CASE("cli: compress, verify, info, decompress with exit 0", "[cli]") {
+  df11test::TempDir t;
+  small_model(t.path + "/m.safetensors");
+  Run r = df11("compress m.safetensors", t.path);
+  REQUIRE(r.code == 0);
+  REQUIRE(r.out.empty());  // human messages go to stderr
+  REQUIRE(fs::exists(t.path + "/m.df11"));
+  r = df11("verify m.df11 --against m.safetensors --device cpu", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.find("OK") != std::string::npos);
+  r = df11("info m.df11", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("bf16-huffman") != std::string::npos);
+  r = df11("info m.df11 --json", t.path);
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["files"][0]["tensors"].size() == 2);
+  CHECK(j["ok"] == true);
+  r = df11("decompress m.df11 -o back.safetensors", t.path);
+  REQUIRE(r.code == 0);
+  REQUIRE(df11test::read_file(t.path + "/back.safetensors") == df11test::read_file(t.path + "/m.safetensors"));
+}
+
+TEST_CASE("cli: usage errors exit 2", "[cli]") {
+  df11test::TempDir t;
+  CHECK(df11("", t.path).code == 2);
+  CHECK(df11("frobnicate x", t.path).code == 2);
+  CHECK(df11("compress", t.path).code == 2);
+  CHECK(df11("compress x -T 0", t.path).code == 2);
+  CHECK(df11("verify x --device tpu", t.path).code == 2);
+  const Run h = df11("--help", t.path);
+  CHECK(h.code == 0);
+  CHECK(h.out.find("Exit codes") != std::string::npos);
+}
+
+TEST_CASE("cli: refuses to overwrite without -f and leaves the existing file", "[cli]") {
+  df11test::TempDir t;
+  small_model(t.path + "/m.safetensors");
+  df11test::write_file(t.path + "/m.df11", {'k', 'e', 'e', 'p'});
+  Run r = df11("compress m.safetensors", t.path);
+  CHECK(r.code == 3);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find("m.df11") != std::string::npos);
+  CHECK(df11test::read_file(t.path + "/m.df11") == std::vector<uint8_t>{'k', 'e', 'e', 'p'});
+  r = df11("compress -f m.safetensors", t.path);
+  CHECK(r.code == 0);
+}
+
+TEST_CASE("cli: bad input gets one line naming the file and rule, exit 3, no output", "[cli]") {
+  df11test::TempDir t;
+  df11test::write_file(t.path + "/bad.safetensors", {1, 2, 3});
+  Run r = df11("compress bad.safetensors", t.path);
+  CHECK(r.code == 3);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find("bad.safetensors") != std::string::npos);
+  CHECK(r.err.find("StTruncated") != std::string::npos);
+  CHECK_FALSE(fs::exists(t.path + "/bad.df11"));
+  // No stray temporaries either.
+  for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+  r = df11("compress missing.safetensors", t.path);
+  CHECK(r.code == 3);
+  r = df11("decompress bad.safetensors -o x.safetensors", t.path);
+  CHECK(r.code == 3);
+  CHECK(r.err.find("Df11BadMagic") != std::string::npos);
+}
+
+TEST_CASE("cli: corrupt container exits 1 and names the tensor", "[cli]") {
+  df11test::TempDir t;
+  small_model(t.path + "/m.safetensors");
+  REQUIRE(df11("compress m.safetensors", t.path).code == 0);
+  // Byte inside the BF16 sign/mantissa section: the first payload starts at
+  // 128 and its last bytes are sign/mantissa bytes.
+  const auto info = nlohmann::json::parse(df11("info m.df11 --json", t.path).out);
+  const uint64_t w_bytes = info["files"][0]["tensors"][0]["stored_bytes"];
+  auto b = df11test::read_file(t.path + "/m.df11");
+  b[128 + w_bytes - 50] ^= 0x40;
+  df11test::write_file(t.path + "/m.df11", b);
+  Run r = df11("verify m.df11 --device cpu", t.path);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("FAILED") != std::string::npos);
+  r = df11("verify m.df11 --device cpu --json", t.path);
+  CHECK(r.code == 1);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["failures"].size() >= 1);
+  r = df11("decompress m.df11 -o back.safetensors", t.path);
+  CHECK(r.code == 1);
+  CHECK_FALSE(fs::exists(t.path + "/back.safetensors"));
+}

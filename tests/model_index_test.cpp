@@ -1,0 +1,137 @@
+// model.safetensors.index.json checks: one test per rule of docs/FORMAT.md section 7.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "model_index.h"
+#include "test_util.h"
+
+using namespace df11;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_text(const std::string& path, const std::string& text) {
+  df11test::write_file(path, std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+// A directory with two shards and, if `index` is not null, the given index text.
+struct ModelDir {
+  df11test::TempDir tmp;
+  explicit ModelDir(const char* index) {
+    write_text(tmp.path + "/model-00001-of-00002.safetensors", "x");
+    write_text(tmp.path + "/model-00002-of-00002.safetensors", "y");
+    if (index) write_text(tmp.path + "/model.safetensors.index.json", index);
+  }
+};
+
+void expect(const std::string& index, Error want) {
+  INFO("index: " << index);
+  ModelDir d(index.c_str());
+  const Status s = check_model_index(d.tmp.path);
+  INFO(s.message);
+  REQUIRE(error_name(s.code) == std::string(error_name(want)));
+  const std::string label = (fs::path(d.tmp.path) / "model.safetensors.index.json").string();
+  REQUIRE(s.message.rfind(label + ": ", 0) == 0);
+  const std::string suffix = std::string(" (") + error_name(want) + ")";
+  REQUIRE(s.message.compare(s.message.size() - suffix.size(), suffix.size(), suffix) == 0);
+  REQUIRE(s.message.find('\n') == std::string::npos);
+}
+
+std::string index_with(const std::string& shard) {
+  return "{\"metadata\":{\"total_size\":2},\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\",\"b\":\"" +
+         shard + "\"}}";
+}
+
+}  // namespace
+
+TEST_CASE("model index: absent index is fine", "[index]") {
+  ModelDir d(nullptr);
+  REQUIRE(check_model_index(d.tmp.path).ok());
+}
+
+TEST_CASE("model index: a valid index passes", "[index]") {
+  const std::string ok =
+      "{\n  \"metadata\": {\"total_size\": 2, \"nested\": [1, {\"x\": null}]},\n"
+      "  \"weight_map\": {\n"
+      "    \"h.0.w\": \"model-00001-of-00002.safetensors\",\n"
+      "    \"h.0.b\": \"model-00001-of-00002.safetensors\",\n"
+      "    \"h.1.w\": \"model-00002-of-00002.safetensors\"\n  }\n}\n";
+  ModelDir d(ok.c_str());
+  const Status s = check_model_index(d.tmp.path);
+  INFO(s.message);
+  REQUIRE(s.ok());
+  ModelDir e("{\"weight_map\":{}}");
+  REQUIRE(check_model_index(e.tmp.path).ok());
+  ModelDir f(index_with("model-00002-of-00002.safetensors").c_str());
+  REQUIRE(check_model_index(f.tmp.path + "/").ok());  // a trailing slash on DIR is fine
+}
+
+TEST_CASE("model index: DirIndexInvalid", "[index]") {
+  const std::string bad[] = {
+      "",
+      "not json",
+      "{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\"}",  // unclosed
+      "[]",
+      "\"weight_map\"",
+      "{}",                                                            // no weight_map
+      "{\"metadata\":{}}",
+      "{\"weight_map\":[]}",
+      "{\"weight_map\":\"model-00001-of-00002.safetensors\"}",
+      "{\"weight_map\":null}",
+      "{\"weight_map\":{\"a\":1}}",
+      "{\"weight_map\":{\"a\":[\"model-00001-of-00002.safetensors\"]}}",
+      "{\"weight_map\":{\"a\":null}}",
+      "{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\",\"a\":\"model-00002-of-00002.safetensors\"}}",
+      "{\"weight_map\":{},\"weight_map\":{}}",
+      "{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\xff\"}}",  // not UTF-8
+  };
+  for (const std::string& index : bad) expect(index, Error::DirIndexInvalid);
+
+  // Unreadable: the index is a directory.
+  df11test::TempDir d;
+  fs::create_directory(d.path + "/model.safetensors.index.json");
+  const Status s = check_model_index(d.path);
+  INFO(s.message);
+  REQUIRE(s.code == Error::DirIndexInvalid);
+}
+
+TEST_CASE("model index: DirIndexBadPath", "[index]") {
+  const std::string bad[] = {
+      "",
+      "/etc/passwd",
+      "sub/model-00001-of-00002.safetensors",
+      "./model-00001-of-00002.safetensors",
+      "..\\\\model.safetensors",  // JSON "\\" is one backslash
+      "model\\\\x.safetensors",
+      "..",
+      "../model-00001-of-00002.safetensors",
+      "model..safetensors",
+      "model-00001-of-00002.safetensors\\u0000.txt",  // NUL would cut the path
+  };
+  for (const std::string& shard : bad) expect(index_with(shard), Error::DirIndexBadPath);
+  // Bad paths are reported before missing shards.
+  expect("{\"weight_map\":{\"a\":\"missing.safetensors\",\"b\":\"/abs\"}}", Error::DirIndexBadPath);
+}
+
+TEST_CASE("model index: DirIndexMissingShard", "[index]") {
+  expect(index_with("model-00003-of-00003.safetensors"), Error::DirIndexMissingShard);
+  expect(index_with("MODEL-00001-of-00002.safetensors"), Error::DirIndexMissingShard);
+  expect(index_with("."), Error::DirIndexMissingShard);
+  {  // a directory is not a shard
+    ModelDir d(index_with("shard_dir").c_str());
+    fs::create_directory(d.tmp.path + "/shard_dir");
+    const Status s = check_model_index(d.tmp.path);
+    INFO(s.message);
+    REQUIRE(s.code == Error::DirIndexMissingShard);
+  }
+  {  // nor a symlink, even to a regular file
+    ModelDir d(index_with("link.safetensors").c_str());
+    fs::create_symlink("model-00002-of-00002.safetensors", d.tmp.path + "/link.safetensors");
+    const Status s = check_model_index(d.tmp.path);
+    INFO(s.message);
+    REQUIRE(s.code == Error::DirIndexMissingShard);
+  }
+}

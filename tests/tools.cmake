@@ -1,0 +1,3 @@
+# Helper programs built with the tests (included from tests/CMakeLists.txt).
+add_executable(make_sample_model ${CMAKE_CURRENT_LIST_DIR}/make_sample_model.cpp)
+target_link_libraries(make_sample_model PRIVATE df11_test_support)
