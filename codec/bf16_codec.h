@@ -25,6 +25,8 @@ struct EncodedBf16 {
 // Encode n BF16 values (host order uint16). The result is byte-identical for
 // every thread count.
 EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads = 1);
+// Same, reusing out's buffers (no reallocation when they are large enough).
+void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out);
 
 // Borrowed view of one BF16 tensor's sections, e.g. inside an mmapped container.
 struct Bf16View {

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "bf16_codec.h"
@@ -29,44 +30,96 @@ struct FirstError {
   }
 };
 
-// Decodes one GPU block's chunks exactly as the kernel does. `emit(index, symbol)`.
-template <typename Emit>
-Error decode_block(const Bf16View& v, const uint16_t* lut, uint64_t b, Emit&& emit) {
+// Exponents of one GPU block, chunk by chunk (each chunk holds at most 1024
+// codes: every code is at least one bit and a chunk spans 1024 bits).
+struct BlockScratch {
+  uint8_t exps[kBlockThreads][kChunkBits];
+  uint32_t counts[kBlockThreads];
+};
+
+// Decodes LANES chunks at once: each chunk's decode is a serial dependency
+// chain (bit position -> table lookup -> length -> next position), so
+// interleaving independent chunks is what makes the CPU decoder fast.
+template <int LANES>
+Error decode_chunks(const Bf16View& v, const uint16_t* lut, uint64_t t0, BlockScratch& s, uint64_t block_t0) {
   const Bf16Geometry& g = v.geom;
+  uint64_t p[LANES], end[LANES];
+  uint8_t* out[LANES];
+  uint32_t bad = 0;
+  for (int l = 0; l < LANES; ++l) {
+    const uint64_t t = t0 + l;
+    p[l] = t * kChunkBits + gap_at(v.gaps, t);
+    end[l] = std::min<uint64_t>((t + 1) * kChunkBits, g.total_bits);
+    out[l] = s.exps[t - block_t0];
+  }
+  uint8_t* begin[LANES];
+  for (int l = 0; l < LANES; ++l) begin[l] = out[l];
+  for (;;) {
+    bool all = true;
+    for (int l = 0; l < LANES; ++l) all &= p[l] < end[l];
+    if (!all) break;
+    for (int l = 0; l < LANES; ++l) {
+      const uint16_t e = lut[peek12(v.stream, p[l])];
+      bad |= e;
+      *out[l]++ = static_cast<uint8_t>(e);
+      p[l] += (e >> 8) & 0xF;
+    }
+  }
+  for (int l = 0; l < LANES; ++l) {
+    while (p[l] < end[l]) {
+      const uint16_t e = lut[peek12(v.stream, p[l])];
+      bad |= e;
+      *out[l]++ = static_cast<uint8_t>(e);
+      p[l] += (e >> 8) & 0xF;
+    }
+    const uint64_t t = t0 + l;
+    s.counts[t - block_t0] = static_cast<uint32_t>(out[l] - begin[l]);
+    const uint64_t expect = t + 1 < g.n_threads ? (t + 1) * kChunkBits + gap_at(v.gaps, t + 1) : g.total_bits;
+    if (p[l] != expect) return Error::Df11BadGaps;
+  }
+  return (bad & kLutInvalid) ? Error::Df11StreamCorrupt : Error::Ok;
+}
+
+// Decodes block b exactly as the kernel does (chunk starts from the gap
+// array, output placed from the block-output array, every count checked) and
+// hands each chunk's exponents to sink(first_index, exps, count).
+template <typename Sink>
+Error decode_block(const Bf16View& v, const uint16_t* lut, uint64_t b, BlockScratch& s, Sink&& sink) {
+  const uint64_t t0 = b * kBlockThreads;
+  const uint64_t t_end = std::min<uint64_t>(t0 + kBlockThreads, v.geom.n_threads);
+  uint64_t t = t0;
+  for (; t + 4 <= t_end; t += 4) {
+    const Error e = decode_chunks<4>(v, lut, t, s, t0);
+    if (e != Error::Ok) return e;
+  }
+  for (; t < t_end; ++t) {
+    const Error e = decode_chunks<1>(v, lut, t, s, t0);
+    if (e != Error::Ok) return e;
+  }
   uint64_t out = v.block_out[b];
   const uint64_t out_end = v.block_out[b + 1];
-  const uint64_t t_end = std::min<uint64_t>((b + 1) * kBlockThreads, g.n_threads);
-  for (uint64_t t = b * kBlockThreads; t < t_end; ++t) {
-    uint64_t p = t * kChunkBits + gap_at(v.gaps, t);
-    const uint64_t end = std::min<uint64_t>((t + 1) * kChunkBits, g.total_bits);
-    uint32_t bad = 0;
-    while (p < end) {
-      const uint16_t e = lut[peek12(v.stream, p)];
-      bad |= e;
-      if (out >= out_end) return Error::Df11StreamCorrupt;
-      emit(out++, static_cast<uint8_t>(e));
-      p += (e >> 8) & 0xF;
-    }
-    if (bad & kLutInvalid) return Error::Df11StreamCorrupt;
-    const uint64_t expect =
-        t + 1 < g.n_threads ? (t + 1) * kChunkBits + gap_at(v.gaps, t + 1) : g.total_bits;
-    if (p != expect) return Error::Df11BadGaps;
+  for (t = t0; t < t_end; ++t) {
+    const uint32_t c = s.counts[t - t0];
+    if (c > out_end - out) return Error::Df11StreamCorrupt;
+    sink(out, s.exps[t - t0], c);
+    out += c;
   }
   return out == out_end ? Error::Ok : Error::Df11StreamCorrupt;
 }
 
-template <typename Emit>
-Error decode_all_blocks(const Bf16View& v, unsigned threads, Emit&& emit) {
+template <typename Sink>
+Error decode_all_blocks(const Bf16View& v, unsigned threads, Sink&& sink) {
   uint16_t lut[kLutSize];
   build_decode_lut(v.lengths, lut);
   const uint64_t nb = v.geom.n_blocks();
   // Groups of blocks amortise thread hand-out; the grouping does not change results.
-  const uint64_t per_task = 64;
+  const uint64_t per_task = 16;
   FirstError first;
   parallel_for(div_ceil(nb, per_task), threads, [&](uint64_t task) {
+    std::unique_ptr<BlockScratch> scratch(new BlockScratch);
     const uint64_t b1 = std::min(nb, (task + 1) * per_task);
     for (uint64_t b = task * per_task; b < b1; ++b) {
-      const Error e = decode_block(v, lut, b, emit);
+      const Error e = decode_block(v, lut, b, *scratch, sink);
       if (e != Error::Ok) { first.report(b, e); return; }
     }
   });
@@ -120,28 +173,22 @@ Error validate_bf16(const Bf16View& v, uint64_t* max_block_elems) {
 
 Error decode_bf16(const Bf16View& v, uint16_t* out, unsigned threads) {
   const uint8_t* sm = v.sm;
-  return decode_all_blocks(v, threads, [out, sm](uint64_t i, uint8_t e) { out[i] = bf16_merge(sm[i], e); });
+  return decode_all_blocks(v, threads, [out, sm](uint64_t i, const uint8_t* e, uint32_t c) {
+    uint16_t* o = out + i;
+    const uint8_t* m = sm + i;
+    for (uint32_t k = 0; k < c; ++k) o[k] = bf16_merge(m[k], e[k]);  // vectorised by the compiler
+  });
 }
 
 Error decode_exponent_histogram(const Bf16View& v, Histogram& hist, unsigned threads) {
-  // Per-block histograms would cost 2 KB each; a mutex-merged per-task one is enough.
   std::mutex mu;
   hist.fill(0);
-  uint16_t lut[kLutSize];
-  build_decode_lut(v.lengths, lut);
-  const uint64_t nb = v.geom.n_blocks();
-  FirstError first;
-  parallel_for(div_ceil(nb, 64), threads, [&](uint64_t task) {
-    Histogram local{};
-    const uint64_t b1 = std::min(nb, (task + 1) * 64);
-    for (uint64_t b = task * 64; b < b1; ++b) {
-      const Error e = decode_block(v, lut, b, [&](uint64_t, uint8_t s) { ++local[s]; });
-      if (e != Error::Ok) { first.report(b, e); return; }
-    }
+  return decode_all_blocks(v, threads, [&](uint64_t, const uint8_t* e, uint32_t c) {
+    uint32_t local[256] = {};
+    for (uint32_t k = 0; k < c; ++k) ++local[e[k]];
     std::lock_guard<std::mutex> lock(mu);
     for (int s = 0; s < 256; ++s) hist[s] += local[s];
   });
-  return first.err;
 }
 
 Error decode_bf16_reference(const Bf16View& v, uint16_t* out) {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 
 #include "bf16_codec.h"
@@ -30,26 +31,47 @@ void encode_segment(const uint16_t* w, const Segment& s, const uint32_t* table, 
   uint64_t wi = 0;
   uint64_t p = s.bit_begin;
   uint64_t next_boundary = align_up(p, kChunkBits);
-  for (uint64_t i = s.begin; i < s.end; ++i) {
-    const uint32_t v = w[i];
-    const uint32_t e = (v >> 7) & 0xFF;
-    sm[i] = static_cast<uint8_t>(((v >> 8) & 0x80) | (v & 0x7F));
-    const uint32_t entry = table[e];  // code << 8 | length
-    const uint32_t len = entry & 0xFF;
-    if (__builtin_expect(p >= next_boundary, 0)) {
-      const uint64_t c = p / kChunkBits;
-      gaps_unpacked[c] = static_cast<uint8_t>(p % kChunkBits);
+  // Records chunk starts: gap of the chunk, and the block's first index.
+  auto mark = [&](uint64_t start, uint64_t i) {
+    if (start >= next_boundary) {
+      const uint64_t c = start / kChunkBits;
+      gaps_unpacked[c] = static_cast<uint8_t>(start % kChunkBits);
       if (c % kBlockThreads == 0) block_out[c / kBlockThreads] = i;
       next_boundary = (c + 1) * kChunkBits;
     }
-    p += len;
-    acc = (acc << len) | (entry >> 8);
+  };
+  // Branchless append of up to 24 bits: always store the top word, advance
+  // only when it is full (nacc stays < 32 between appends).
+  auto append = [&](uint32_t code, uint32_t len) {
+    acc = (acc << len) | code;
     nacc += len;
-    // Branchless flush: always store the top word, advance only when full.
     const uint32_t full = nacc >= 32;
     nacc -= full * 32;
     out[wi] = static_cast<uint32_t>(acc >> nacc);
     wi += full;
+  };
+  uint64_t i = s.begin;
+  // Two codes per append halve the serial dependency through acc/nacc.
+  for (; i + 2 <= s.end; i += 2) {
+    const uint32_t v0 = w[i], v1 = w[i + 1];
+    sm[i] = static_cast<uint8_t>(((v0 >> 8) & 0x80) | (v0 & 0x7F));
+    sm[i + 1] = static_cast<uint8_t>(((v1 >> 8) & 0x80) | (v1 & 0x7F));
+    const uint32_t t0 = table[(v0 >> 7) & 0xFF], t1 = table[(v1 >> 7) & 0xFF];
+    const uint32_t l0 = t0 & 0xFF, l1 = t1 & 0xFF;
+    if (__builtin_expect(p + l0 >= next_boundary, 0)) {
+      mark(p, i);
+      mark(p + l0, i + 1);
+    }
+    p += l0 + l1;
+    append(((t0 >> 8) << l1) | (t1 >> 8), l0 + l1);
+  }
+  for (; i < s.end; ++i) {
+    const uint32_t v = w[i];
+    sm[i] = static_cast<uint8_t>(((v >> 8) & 0x80) | (v & 0x7F));
+    const uint32_t t = table[(v >> 7) & 0xFF];
+    mark(p, i);
+    p += t & 0xFF;
+    append(t >> 8, t & 0xFF);
   }
   if (nacc) out[wi] = static_cast<uint32_t>(acc << (32 - nacc));
 }
@@ -58,11 +80,22 @@ void encode_segment(const uint16_t* w, const Segment& s, const uint32_t* table, 
 
 EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   EncodedBf16 r;
+  encode_bf16_into(w, n, threads, &r);
+  return r;
+}
+
+void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out) {
+  EncodedBf16& r = *out;
+  r.geom = Bf16Geometry{};
   r.geom.n = n;
+  r.hist.fill(0);
   if (n == 0) {
+    r.lengths.fill(0);
     r.block_out.assign(1, 0);
     r.stream.assign(r.geom.stream_words(), 0);
-    return r;
+    r.gaps.clear();
+    r.sm.clear();
+    return;
   }
   const uint64_t nseg = std::max<uint64_t>(1, std::min<uint64_t>(threads, n / kMinElemsPerSegment));
   std::vector<Segment> segs(nseg);
@@ -90,16 +123,22 @@ EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   const uint64_t last_start = bit - r.lengths[(w[n - 1] >> 7) & 0xFF];
   r.geom.n_threads = last_start / kChunkBits + 1;
 
-  r.stream.assign(r.geom.stream_words(), 0);
+  // Buffers are reused across calls: resize without zeroing what the encoder
+  // overwrites anyway, which saves page faults and a pass over memory.
   r.sm.resize(n);
   r.block_out.assign(r.geom.block_out_entries(), 0);
   r.block_out.back() = n;
   std::vector<uint8_t> gaps_unpacked(r.geom.n_threads, 0);
 
   if (nseg == 1) {
+    r.stream.resize(r.geom.stream_words());
+    // The loop stores every word up to total_bits / 32; the rest is padding.
+    const uint64_t written = r.geom.total_bits / 32;
+    std::fill(r.stream.begin() + static_cast<std::ptrdiff_t>(written), r.stream.end(), 0u);
     encode_segment(w, segs[0], table, r.stream.data(), gaps_unpacked.data(), r.block_out.data(),
                    r.sm.data());
   } else {
+    r.stream.assign(r.geom.stream_words(), 0);
     parallel_for(nseg, threads, [&](uint64_t k) {
       Segment& s = segs[k];
       s.words.assign((s.bit_end + 31) / 32 - s.bit_begin / 32 + 1, 0);
@@ -122,7 +161,6 @@ EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   r.gaps.assign(r.geom.gap_bytes(), 0);
   for (uint64_t t = 0; t < r.geom.n_threads; ++t)
     r.gaps[t >> 1] |= static_cast<uint8_t>(gaps_unpacked[t] << ((t & 1) * 4));
-  return r;
 }
 
 Bf16View view_of(const EncodedBf16& e) {

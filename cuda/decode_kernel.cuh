@@ -36,6 +36,18 @@
 
 #include <cuda_runtime.h>
 
+#include "layout.h"
+
+// The chunk decoder and the merge are also compiled for the host, so that the
+// kernel's arithmetic can be checked without a GPU.
+#if defined(__CUDA_ARCH__)
+#define DF11_LDG(p) __ldg(p)
+#define DF11_UNROLL _Pragma("unroll")
+#else
+#define DF11_LDG(p) (*(p))
+#define DF11_UNROLL
+#endif
+
 namespace df11::cuda::detail {
 
 constexpr int kThreads = 64;           // = kBlockThreads of the format
@@ -77,25 +89,31 @@ struct KernelConfig {
   bool prefetch;     // L2 prefetch of the block's sign-mantissa bytes at block start
 };
 
-__device__ __forceinline__ uint32_t window12(uint32_t hi, uint32_t lo, int p) {
+__host__ __device__ __forceinline__ uint32_t window12(uint32_t hi, uint32_t lo, int p) {
   // Top 12 bits of (hi:lo) << p, for 0 <= p < 32.
+#if defined(__CUDA_ARCH__)
   return __funnelshift_l(lo, hi, static_cast<uint32_t>(p)) >> 20;
+#else
+  return static_cast<uint32_t>(((uint64_t{hi} << 32 | lo) << p) >> 52);
+#endif
 }
+
+__host__ __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 
 // Decodes the codes of one chunk that start in [p0, end) (chunk-relative bits).
 // kWrite: store exponent bytes at buf[o...]. Returns the end position; adds the
 // count to `o` and ORs the table entries' invalid flags into bit 31 of `bad`.
 template <bool kMulti, bool kWrite>
-__device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int p, const int end,
+__host__ __device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int p, const int end,
                                             const void* lut_smem, const uint16_t* __restrict__ lut_global,
                                             uint8_t* buf, uint32_t& o, uint32_t& bad) {
-#pragma unroll
+DF11_UNROLL
   for (int k = 0; k < kWords; ++k) {
     const uint32_t hi = w[k], lo = w[k + 1];
     const int rem = end - 32 * k;  // chunk bits left from the start of word k
     if (kMulti) {
       const uint32_t* lutm = static_cast<const uint32_t*>(lut_smem);
-      const int lim_m = min(32, rem - 11);  // every code of the window starts before `end`
+      const int lim_m = imin(32, rem - 11);  // every code of the window starts before `end`
       while (p < lim_m) {
         const uint32_t e = lutm[window12(hi, lo, p)];
         bad |= e;
@@ -108,9 +126,9 @@ __device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int
         o += c & 3;
         p += (e >> 24) & 0xF;
       }
-      const int lim_s = min(32, rem);
+      const int lim_s = imin(32, rem);
       while (p < lim_s) {
-        const uint32_t e = __ldg(lut_global + window12(hi, lo, p));
+        const uint32_t e = DF11_LDG(lut_global + window12(hi, lo, p));
         bad |= e << 19;  // kLutInvalid (bit 12) -> bit 31
         if (kWrite) buf[o] = static_cast<uint8_t>(e);
         o += 1;
@@ -118,7 +136,7 @@ __device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int
       }
     } else {
       const uint16_t* luts = static_cast<const uint16_t*>(lut_smem);
-      const int lim_s = min(32, rem);
+      const int lim_s = imin(32, rem);
       while (p < lim_s) {
         const uint32_t e = luts[window12(hi, lo, p)];
         bad |= e << 19;
@@ -133,12 +151,18 @@ __device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int
 }
 
 // 2 weights: sign-mantissa bytes s (byte i = weight i) and exponents e -> one u32 of 2 BF16.
-__device__ __forceinline__ uint32_t merge2(uint32_t s, uint32_t e, uint32_t sel) {
+__host__ __device__ __forceinline__ uint32_t merge2(uint32_t s, uint32_t e, uint32_t sel) {
+#if defined(__CUDA_ARCH__)
   const uint32_t v = __byte_perm(s, e, sel);  // (e << 8 | s) per 16-bit lane
+#else
+  const uint64_t xy = uint64_t{e} << 32 | s;
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>((xy >> (8 * ((sel >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+#endif
   return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);
 }
 
-__device__ __forceinline__ void merge16(const uint4 s, const uint4 e, uint4& o0, uint4& o1) {
+__host__ __device__ __forceinline__ void merge16(const uint4 s, const uint4 e, uint4& o0, uint4& o1) {
   o0.x = merge2(s.x, e.x, 0x5140);
   o0.y = merge2(s.x, e.x, 0x7362);
   o0.z = merge2(s.y, e.y, 0x5140);
@@ -149,8 +173,32 @@ __device__ __forceinline__ void merge16(const uint4 s, const uint4 e, uint4& o0,
   o1.w = merge2(s.w, e.w, 0x7362);
 }
 
-__device__ __forceinline__ uint16_t merge1(uint32_t s, uint32_t e) {
+__host__ __device__ __forceinline__ uint16_t merge1(uint32_t s, uint32_t e) {
   return static_cast<uint16_t>(((s & 0x80u) << 8) | (e << 7) | (s & 0x7Fu));
+}
+
+// Multi-symbol table (host): for each 12-bit window, up to 3 consecutive codes
+// that lie entirely inside it. Entry: bits 0-7, 8-15, 16-23 symbols; 24-27 their
+// total length; 28-29 their count (1..3); bit 31 set when the window does not
+// start with a code (count 1, length 12, as in the uint16 table).
+inline void build_multi_lut(const uint16_t* lut, uint32_t* multi) {
+  for (uint32_t i = 0; i < kLutSize; ++i) {
+    const uint16_t e0 = lut[i];
+    if (e0 & kLutInvalid) {
+      multi[i] = kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24) | (e0 & 0xFFu);
+      continue;
+    }
+    uint32_t syms = e0 & 0xFFu, total = (e0 >> 8) & 0xFu, count = 1;
+    while (count < 3 && total < kMaxCodeLength) {
+      const uint16_t e = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
+      const uint32_t len = (e >> 8) & 0xFu;
+      if ((e & kLutInvalid) || len > kMaxCodeLength - total) break;  // needs bits past the window
+      syms |= uint32_t{static_cast<uint8_t>(e)} << (8 * count);
+      total += len;
+      ++count;
+    }
+    multi[i] = syms | (total << 24) | (count << 28);
+  }
 }
 
 __device__ __forceinline__ void report(unsigned long long* status, uint64_t block, uint32_t chunk,

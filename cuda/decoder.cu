@@ -127,34 +127,6 @@ Error fill_device(void* dst_dev, int byte, size_t bytes, Stream stream) {
 
 // ---- upload ---------------------------------------------------------------------------------
 
-namespace {
-
-// Multi-symbol table: for each 12-bit window, up to 3 consecutive codes that lie
-// entirely inside it. Entry: bits 0-7, 8-15, 16-23 symbols; 24-27 their total
-// length; 28-29 their count (1..3); bit 31 set when the window does not start
-// with a code (count 1, length 12, as in the uint16 table).
-void build_multi_lut(const uint16_t* lut, uint32_t* multi) {
-  for (uint32_t i = 0; i < kLutSize; ++i) {
-    const uint16_t e0 = lut[i];
-    if (e0 & kLutInvalid) {
-      multi[i] = detail::kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24) | (e0 & 0xFFu);
-      continue;
-    }
-    uint32_t syms = e0 & 0xFFu, total = (e0 >> 8) & 0xFu, count = 1;
-    while (count < 3 && total < kMaxCodeLength) {
-      const uint16_t e = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
-      const uint32_t len = (e >> 8) & 0xFu;
-      if ((e & kLutInvalid) || len > kMaxCodeLength - total) break;  // needs bits past the window
-      syms |= uint32_t{static_cast<uint8_t>(e)} << (8 * count);
-      total += len;
-      ++count;
-    }
-    multi[i] = syms | (total << 24) | (count << 28);
-  }
-}
-
-}  // namespace
-
 Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   if (!out) return Error::Usage;
   uint64_t max_block = 0;
@@ -185,7 +157,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   out->lut_multi_host.reset(new uint32_t[kLutSize]);
   if (g.n > 0) {
     build_decode_lut(v.lengths, out->lut_host.get());
-    build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
+    detail::build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
   } else {
     std::fill_n(out->lut_host.get(), kLutSize, uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
     std::fill_n(out->lut_multi_host.get(), kLutSize, detail::kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24));
@@ -347,6 +319,13 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    static_cast<int>(w.smem_bytes)),
+                              "cudaFuncSetAttribute");
+        e != Error::Ok)
+      return e;
+    // Occupancy is bounded by shared memory (table + exponent buffer per block): take the largest carveout.
+    if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
+                                                   cudaFuncAttributePreferredSharedMemoryCarveout,
+                                                   cudaSharedmemCarveoutMaxShared),
                               "cudaFuncSetAttribute");
         e != Error::Ok)
       return e;

@@ -56,6 +56,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   XXH64_update(whole.s, base, data_start);
   std::vector<uint8_t> index(count * kRecordSize);
   std::vector<uint8_t> zbuf;
+  EncodedBf16 enc;  // reused: one allocation for the largest tensor
   uint64_t done = 0;
   for (uint64_t i = 0; i < count; ++i) {
     if (interrupted()) return interrupted_status(label);
@@ -89,7 +90,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
         std::memcpy(aligned.data(), src, size);
         w = aligned.data();
       }
-      const EncodedBf16 enc = encode_bf16(w, n, threads);
+      encode_bf16_into(w, n, threads, &enc);
       const Bf16Sections sec = bf16_sections(enc.geom);
       if (sec.end < size) {
         r.encoding = kBf16Huffman;

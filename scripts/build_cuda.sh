@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the whole tree (CPU + CUDA, tests ON) into the git-ignored .gpu-build/
+# on a machine with nvcc (no GPU needed), then collects what scripts/gpu_run.sh
+# needs into .gpu-build/bin (stripped), the only folder the GPU call carries:
+#   run(command="bash scripts/gpu_run.sh", carry=[".gpu-build/bin"])
+# If parts of the tree outside cuda/ do not build, the GPU targets are built alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+cmake -S . -B .gpu-build -DCMAKE_BUILD_TYPE=Release -DDF11_CUDA=ON -DDF11_TESTS=ON \
+  -DDF11_CUDA_BENCH_VARIANTS="${DF11_CUDA_BENCH_VARIANTS:-ON}"
+if ! cmake --build .gpu-build -j "$JOBS"; then
+  echo "build_cuda.sh: full build failed; building df11_cuda df11_gpu_bench df11_gpu_tests only" >&2
+  cmake --build .gpu-build -j "$JOBS" --target df11_cuda df11_gpu_bench df11_gpu_tests
+fi
+rm -rf .gpu-build/bin
+mkdir -p .gpu-build/bin
+cp .gpu-build/tests/df11_gpu_tests .gpu-build/cuda/df11_gpu_bench .gpu-build/bin/
+if [ -x .gpu-build/cli/df11 ]; then cp .gpu-build/cli/df11 .gpu-build/bin/; fi
+strip .gpu-build/bin/*
+du -sh .gpu-build/bin

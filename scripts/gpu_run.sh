@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine, from the repository root, after scripts/build_cuda.sh
+# built .gpu-build/bin here:  run(command="bash scripts/gpu_run.sh", carry=[".gpu-build/bin"])
+# Steps (logs tee'd into $OUT): nvidia-smi; the [gpu] tests without [slow];
+# the benchmark (every kernel variant compiled in); compute-sanitizer memcheck
+# on the [gpu] tests without [slow] and racecheck on the [race] ones; ncu of
+# one batch launch; the [slow] test (> 2^31 weights).
+# STEPS="tests bench memcheck racecheck ncu slow sass" selects steps.
+set -uo pipefail
+OUT=${OUT:-/tmp/df11-gpu-out}
+mkdir -p "$OUT"
+BIN=.gpu-build/bin
+STEPS=${STEPS:-"tests bench memcheck racecheck ncu slow"}
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+step() {  # step NAME LIMIT_S CMD...
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  echo "=== $name: $*" | tee -a "$OUT/$name.log"
+  timeout "$limit" "$@" >>"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$SUMMARY"
+  tail -n 15 "$OUT/$name.log"
+}
+
+nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt" | head -n 15
+export PATH=$PATH:/usr/local/cuda/bin
+has tests && step tests 300 "$BIN/df11_gpu_tests" "~[slow]"
+if has bench; then
+  step bench 420 "$BIN/df11_gpu_bench" --synthetic llama-8b-block --variant "${VARIANT:-all}"
+  grep -E "^(device|copy|mlp|self|batch|tensor)" "$OUT/bench.log" >"$OUT/bench_table.txt"
+fi
+has sizes && step sizes 300 "$BIN/df11_gpu_bench" --sizes --variant "${VARIANT:-}"
+has memcheck && step memcheck 420 compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/df11_gpu_tests" "~[slow]"
+has racecheck && step racecheck 420 compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/df11_gpu_tests" "[race]"
+if has ncu; then
+  step ncu 300 ncu --kernel-name regex:decode_kernel --launch-skip 3 --launch-count 1 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section SchedulerStats --section MemoryWorkloadAnalysis \
+    "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --reps 3
+fi
+has sass && cuobjdump -sass "$BIN/df11_gpu_bench" >"$OUT/sass.txt" 2>&1
+has slow && step slow 420 "$BIN/df11_gpu_tests" "[slow]"
+echo "--- summary"
+cat "$SUMMARY"
+grep -hE "^(device|copy|kernel|self|mlp|batch)" "$OUT/bench.log" 2>/dev/null | tail -n 60
