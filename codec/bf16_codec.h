@@ -20,6 +20,9 @@ struct EncodedBf16 {
   std::vector<uint8_t> gaps;        // geom.gap_bytes(), two 4-bit gaps per byte, even thread low
   std::vector<uint32_t> stream;     // geom.stream_words(), codes MSB-first in each word
   std::vector<uint8_t> sm;          // geom.n bytes: sign << 7 | mantissa
+  // Encoder working memory, kept so that encode_bf16_into can reuse it.
+  std::vector<uint8_t> scratch_exps;
+  std::vector<uint32_t> scratch_pairs;
 };
 
 // Encode n BF16 values (host order uint16). The result is byte-identical for

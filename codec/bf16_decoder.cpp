@@ -33,15 +33,42 @@ struct FirstError {
 // Exponents of one GPU block, chunk by chunk (each chunk holds at most 1024
 // codes: every code is at least one bit and a chunk spans 1024 bits).
 struct BlockScratch {
-  uint8_t exps[kBlockThreads][kChunkBits];
+  uint8_t exps[kBlockThreads][kChunkBits + 4];  // + 4: a multi-symbol store may spill 3 bytes
   uint32_t counts[kBlockThreads];
+};
+
+// Multi-symbol table: for each 12-bit window, every code that lies wholly
+// inside it, up to three (avg. code ~2.7 bits, so usually three).
+// Bits 0-23 symbols, 24-27 bits consumed, 28-29 count, 31 first code invalid.
+struct MultiLut {
+  uint32_t e[kLutSize];
+  explicit MultiLut(const uint16_t* lut) {
+    for (uint32_t v = 0; v < kLutSize; ++v) {
+      const uint16_t first = lut[v];
+      if (first & kLutInvalid) {
+        e[v] = 0x80000000u | (1u << 28) | (kMaxCodeLength << 24);
+        continue;
+      }
+      uint32_t used = (first >> 8) & 0xF, syms = first & 0xFF, count = 1;
+      while (count < 3) {
+        const uint16_t next = lut[(v << used) & (kLutSize - 1)];
+        const uint32_t len = (next >> 8) & 0xF;
+        if ((next & kLutInvalid) || used + len > kMaxCodeLength) break;
+        syms |= static_cast<uint32_t>(next & 0xFF) << (8 * count);
+        used += len;
+        ++count;
+      }
+      e[v] = syms | (used << 24) | (count << 28);
+    }
+  }
 };
 
 // Decodes LANES chunks at once: each chunk's decode is a serial dependency
 // chain (bit position -> table lookup -> length -> next position), so
 // interleaving independent chunks is what makes the CPU decoder fast.
 template <int LANES>
-Error decode_chunks(const Bf16View& v, const uint16_t* lut, uint64_t t0, BlockScratch& s, uint64_t block_t0) {
+Error decode_chunks(const Bf16View& v, const uint16_t* lut, const MultiLut& multi, uint64_t t0, BlockScratch& s,
+                    uint64_t block_t0) {
   const Bf16Geometry& g = v.geom;
   uint64_t p[LANES], end[LANES];
   uint8_t* out[LANES];
@@ -54,17 +81,22 @@ Error decode_chunks(const Bf16View& v, const uint16_t* lut, uint64_t t0, BlockSc
   }
   uint8_t* begin[LANES];
   for (int l = 0; l < LANES; ++l) begin[l] = out[l];
+  // Multi-symbol steps while every code of the window starts before the
+  // chunk's end (windows are 12 bits), then one code at a time.
+  uint32_t bad_multi = 0;
   for (;;) {
     bool all = true;
-    for (int l = 0; l < LANES; ++l) all &= p[l] < end[l];
+    for (int l = 0; l < LANES; ++l) all &= p[l] + kMaxCodeLength <= end[l];
     if (!all) break;
     for (int l = 0; l < LANES; ++l) {
-      const uint16_t e = lut[peek12(v.stream, p[l])];
-      bad |= e;
-      *out[l]++ = static_cast<uint8_t>(e);
-      p[l] += (e >> 8) & 0xF;
+      const uint32_t e = multi.e[peek12(v.stream, p[l])];
+      bad_multi |= e;
+      std::memcpy(out[l], &e, 4);
+      out[l] += (e >> 28) & 3;
+      p[l] += (e >> 24) & 0xF;
     }
   }
+  if (bad_multi & 0x80000000u) bad |= kLutInvalid;
   for (int l = 0; l < LANES; ++l) {
     while (p[l] < end[l]) {
       const uint16_t e = lut[peek12(v.stream, p[l])];
@@ -84,16 +116,17 @@ Error decode_chunks(const Bf16View& v, const uint16_t* lut, uint64_t t0, BlockSc
 // array, output placed from the block-output array, every count checked) and
 // hands each chunk's exponents to sink(first_index, exps, count).
 template <typename Sink>
-Error decode_block(const Bf16View& v, const uint16_t* lut, uint64_t b, BlockScratch& s, Sink&& sink) {
+Error decode_block(const Bf16View& v, const uint16_t* lut, const MultiLut& multi, uint64_t b, BlockScratch& s,
+                   Sink&& sink) {
   const uint64_t t0 = b * kBlockThreads;
   const uint64_t t_end = std::min<uint64_t>(t0 + kBlockThreads, v.geom.n_threads);
   uint64_t t = t0;
   for (; t + 4 <= t_end; t += 4) {
-    const Error e = decode_chunks<4>(v, lut, t, s, t0);
+    const Error e = decode_chunks<4>(v, lut, multi, t, s, t0);
     if (e != Error::Ok) return e;
   }
   for (; t < t_end; ++t) {
-    const Error e = decode_chunks<1>(v, lut, t, s, t0);
+    const Error e = decode_chunks<1>(v, lut, multi, t, s, t0);
     if (e != Error::Ok) return e;
   }
   uint64_t out = v.block_out[b];
@@ -111,6 +144,7 @@ template <typename Sink>
 Error decode_all_blocks(const Bf16View& v, unsigned threads, Sink&& sink) {
   uint16_t lut[kLutSize];
   build_decode_lut(v.lengths, lut);
+  const MultiLut multi(lut);
   const uint64_t nb = v.geom.n_blocks();
   // Groups of blocks amortise thread hand-out; the grouping does not change results.
   const uint64_t per_task = 16;
@@ -119,7 +153,7 @@ Error decode_all_blocks(const Bf16View& v, unsigned threads, Sink&& sink) {
     std::unique_ptr<BlockScratch> scratch(new BlockScratch);
     const uint64_t b1 = std::min(nb, (task + 1) * per_task);
     for (uint64_t b = task * per_task; b < b1; ++b) {
-      const Error e = decode_block(v, lut, b, *scratch, sink);
+      const Error e = decode_block(v, lut, multi, b, *scratch, sink);
       if (e != Error::Ok) { first.report(b, e); return; }
     }
   });

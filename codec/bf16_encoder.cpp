@@ -21,11 +21,38 @@ struct Segment {
   std::vector<uint32_t> words;      // private stream words starting at word bit_begin / 32
 };
 
-// Encodes elements [s.begin, s.end) whose first code starts at s.bit_begin.
+// Splits weights into exponent bytes and sign+mantissa bytes (a loop the
+// compiler vectorises), so the serial coding loop reads one byte per weight.
+void split_bf16(const uint16_t* w, uint64_t n, uint8_t* exps, uint8_t* sm) {
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint32_t v = w[i];
+    exps[i] = static_cast<uint8_t>(v >> 7);
+    sm[i] = static_cast<uint8_t>(((v >> 8) & 0x80) | (v & 0x7F));
+  }
+}
+
+Histogram byte_histogram(const uint8_t* e, uint64_t n) {
+  // Four tables break the store-to-load dependency on repeated values.
+  uint64_t h[4][256] = {};
+  uint64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[0][e[i]];
+    ++h[1][e[i + 1]];
+    ++h[2][e[i + 2]];
+    ++h[3][e[i + 3]];
+  }
+  for (; i < n; ++i) ++h[0][e[i]];
+  Histogram out{};
+  for (int s = 0; s < 256; ++s) out[s] = h[0][s] + h[1][s] + h[2][s] + h[3][s];
+  return out;
+}
+
+// Encodes exponents [s.begin, s.end) whose first code starts at s.bit_begin.
 // `out` receives words starting at global word s.bit_begin / 32. Gap and block
 // entries are recorded for every chunk whose first code lies in this range.
-void encode_segment(const uint16_t* w, const Segment& s, const uint32_t* table, uint32_t* out,
-                    uint8_t* gaps_unpacked, uint64_t* block_out, uint8_t* sm) {
+// single[e] = code << 8 | length; pair[e0 | e1 << 8] = the two codes joined.
+void encode_segment(const uint8_t* exps, const Segment& s, const uint32_t* single, const uint32_t* pair,
+                    uint32_t* out, uint8_t* gaps_unpacked, uint64_t* block_out) {
   uint64_t acc = 0;
   uint32_t nacc = static_cast<uint32_t>(s.bit_begin & 31);
   uint64_t wi = 0;
@@ -42,8 +69,9 @@ void encode_segment(const uint16_t* w, const Segment& s, const uint32_t* table, 
   };
   // Branchless append of up to 24 bits: always store the top word, advance
   // only when it is full (nacc stays < 32 between appends).
-  auto append = [&](uint32_t code, uint32_t len) {
-    acc = (acc << len) | code;
+  auto append = [&](uint32_t entry) {
+    const uint32_t len = entry & 0xFF;
+    acc = (acc << len) | (entry >> 8);
     nacc += len;
     const uint32_t full = nacc >= 32;
     nacc -= full * 32;
@@ -51,27 +79,23 @@ void encode_segment(const uint16_t* w, const Segment& s, const uint32_t* table, 
     wi += full;
   };
   uint64_t i = s.begin;
-  // Two codes per append halve the serial dependency through acc/nacc.
+  // Two codes per table lookup and append halve the serial chain through acc.
   for (; i + 2 <= s.end; i += 2) {
-    const uint32_t v0 = w[i], v1 = w[i + 1];
-    sm[i] = static_cast<uint8_t>(((v0 >> 8) & 0x80) | (v0 & 0x7F));
-    sm[i + 1] = static_cast<uint8_t>(((v1 >> 8) & 0x80) | (v1 & 0x7F));
-    const uint32_t t0 = table[(v0 >> 7) & 0xFF], t1 = table[(v1 >> 7) & 0xFF];
-    const uint32_t l0 = t0 & 0xFF, l1 = t1 & 0xFF;
-    if (__builtin_expect(p + l0 >= next_boundary, 0)) {
+    uint16_t two;
+    std::memcpy(&two, exps + i, 2);
+    const uint32_t entry = pair[two];
+    if (__builtin_expect(p + kMaxCodeLength >= next_boundary, 0)) {
       mark(p, i);
-      mark(p + l0, i + 1);
+      mark(p + (single[exps[i]] & 0xFF), i + 1);
     }
-    p += l0 + l1;
-    append(((t0 >> 8) << l1) | (t1 >> 8), l0 + l1);
+    p += entry & 0xFF;
+    append(entry);
   }
   for (; i < s.end; ++i) {
-    const uint32_t v = w[i];
-    sm[i] = static_cast<uint8_t>(((v >> 8) & 0x80) | (v & 0x7F));
-    const uint32_t t = table[(v >> 7) & 0xFF];
+    const uint32_t t = single[exps[i]];
     mark(p, i);
     p += t & 0xFF;
-    append(t >> 8, t & 0xFF);
+    append(t);
   }
   if (nacc) out[wi] = static_cast<uint32_t>(acc << (32 - nacc));
 }
@@ -103,8 +127,13 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
     segs[k].begin = n * k / nseg;
     segs[k].end = n * (k + 1) / nseg;
   }
+  r.sm.resize(n);
+  r.scratch_exps.resize(n);
+  uint8_t* exps = r.scratch_exps.data();
   parallel_for(nseg, threads, [&](uint64_t k) {
-    segs[k].hist = exponent_histogram(w + segs[k].begin, segs[k].end - segs[k].begin);
+    const uint64_t b = segs[k].begin, len = segs[k].end - segs[k].begin;
+    split_bf16(w + b, len, exps + b, r.sm.data() + b);
+    segs[k].hist = byte_histogram(exps + b, len);
   });
   for (const auto& s : segs)
     for (int e = 0; e < 256; ++e) r.hist[e] += s.hist[e];
@@ -112,6 +141,15 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
   const auto codes = canonical_codes(r.lengths);
   uint32_t table[256];
   for (int e = 0; e < 256; ++e) table[e] = (codes[e] << 8) | r.lengths[e];
+  // Pair table, filled only for present exponents (the only ones looked up).
+  std::vector<int> present;
+  for (int e = 0; e < 256; ++e)
+    if (r.lengths[e]) present.push_back(e);
+  r.scratch_pairs.resize(65536);
+  uint32_t* pair = r.scratch_pairs.data();
+  for (int e0 : present)
+    for (int e1 : present)
+      pair[e0 | (e1 << 8)] = (((codes[e0] << r.lengths[e1]) | codes[e1]) << 8) | (r.lengths[e0] + r.lengths[e1]);
 
   uint64_t bit = 0;
   for (auto& s : segs) {
@@ -120,12 +158,11 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
     s.bit_end = bit;
   }
   r.geom.total_bits = bit;
-  const uint64_t last_start = bit - r.lengths[(w[n - 1] >> 7) & 0xFF];
+  const uint64_t last_start = bit - r.lengths[exps[n - 1]];
   r.geom.n_threads = last_start / kChunkBits + 1;
 
   // Buffers are reused across calls: resize without zeroing what the encoder
   // overwrites anyway, which saves page faults and a pass over memory.
-  r.sm.resize(n);
   r.block_out.assign(r.geom.block_out_entries(), 0);
   r.block_out.back() = n;
   std::vector<uint8_t> gaps_unpacked(r.geom.n_threads, 0);
@@ -135,15 +172,13 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
     // The loop stores every word up to total_bits / 32; the rest is padding.
     const uint64_t written = r.geom.total_bits / 32;
     std::fill(r.stream.begin() + static_cast<std::ptrdiff_t>(written), r.stream.end(), 0u);
-    encode_segment(w, segs[0], table, r.stream.data(), gaps_unpacked.data(), r.block_out.data(),
-                   r.sm.data());
+    encode_segment(exps, segs[0], table, pair, r.stream.data(), gaps_unpacked.data(), r.block_out.data());
   } else {
     r.stream.assign(r.geom.stream_words(), 0);
     parallel_for(nseg, threads, [&](uint64_t k) {
       Segment& s = segs[k];
       s.words.assign((s.bit_end + 31) / 32 - s.bit_begin / 32 + 1, 0);
-      encode_segment(w, s, table, s.words.data(), gaps_unpacked.data(), r.block_out.data(),
-                     r.sm.data());
+      encode_segment(exps, s, table, pair, s.words.data(), gaps_unpacked.data(), r.block_out.data());
     });
     // Interior words belong to one segment; the first and last may be shared
     // with neighbours, so they are OR-ed in.
