@@ -27,14 +27,14 @@ step() {  # step NAME LIMIT_S CMD...
 
 nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt" | head -n 15
 export PATH=$PATH:/usr/local/cuda/bin
-has tests && step tests 300 "$BIN/df11_gpu_tests" "~[slow]"
+has tests && step tests "${TESTS_LIMIT:-300}" "$BIN/df11_gpu_tests" "~[slow]"
 if has bench; then
-  step bench 420 "$BIN/df11_gpu_bench" --synthetic llama-8b-block --variant "${VARIANT:-all}"
+  step bench "${BENCH_LIMIT:-420}" "$BIN/df11_gpu_bench" --synthetic llama-8b-block --variant "${VARIANT:-all}"
   grep -E "^(device|copy|mlp|self|batch|tensor)" "$OUT/bench.log" >"$OUT/bench_table.txt"
 fi
 has sizes && step sizes 300 "$BIN/df11_gpu_bench" --sizes --variant "${VARIANT:-}"
-has memcheck && step memcheck 420 compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/df11_gpu_tests" "~[slow]"
-has racecheck && step racecheck 420 compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/df11_gpu_tests" "[race]"
+has memcheck && step memcheck "${MEMCHECK_LIMIT:-420}" compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/df11_gpu_tests" "${MEMCHECK_SPEC:-~[slow]}"
+has racecheck && step racecheck "${RACECHECK_LIMIT:-420}" compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/df11_gpu_tests" "[race]"
 if has ncu; then
   step ncu 300 ncu --kernel-name regex:decode_kernel --launch-skip 3 --launch-count 1 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
