@@ -26,3 +26,82 @@ Status GpuVerifier::decode(const Reader&, size_t, uint8_t*, VerifyReport*) {
 #endif
 
 }  // namespace df11
+
+#ifdef DF11_HAVE_CUDA
+#include <chrono>
+#include <cstring>
+
+#include "df11_cuda.h"
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace df11 {
+
+struct GpuVerifier::Impl {
+  bool active = false;
+};
+
+GpuVerifier::GpuVerifier() : impl_(new Impl) {}
+GpuVerifier::~GpuVerifier() = default;
+bool GpuVerifier::active() const { return impl_->active; }
+
+Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
+  if (device == "cpu") {
+    rep->device = "cpu";
+    return Status::Ok();
+  }
+  int index = 0;
+  if (device.rfind("cuda:", 0) == 0) {
+    const std::string num = device.substr(5);
+    if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 4)
+      return make_status(Error::Usage, "--device", "expected auto, cpu, cuda or cuda:N, got '" + device + "'");
+    index = std::stoi(num);
+  } else if (device != "auto" && device != "cuda") {
+    return make_status(Error::Usage, "--device", "expected auto, cpu, cuda or cuda:N, got '" + device + "'");
+  }
+  const int count = cuda::device_count();
+  if (count == 0) {
+    if (device == "auto") {
+      rep->device = "cpu";
+      return Status::Ok();
+    }
+    return make_status(Error::CudaUnavailable, "--device " + device, "no CUDA GPU is available");
+  }
+  if (index >= count)
+    return make_status(Error::CudaUnavailable, "--device " + device,
+                       "only " + std::to_string(count) + " CUDA device(s) present");
+  if (cuda::set_device(index) != Error::Ok)
+    return make_status(Error::CudaError, "--device " + device, cuda::last_cuda_error());
+  rep->device = "cuda:" + std::to_string(index) + " (" + cuda::device_name(index) + ")";
+  impl_->active = true;
+  return Status::Ok();
+}
+
+// One tensor at a time is on the device (its sections, tables and output), so
+// models larger than GPU memory are verified in pieces that fit.
+Status GpuVerifier::decode(const Reader& reader, size_t i, uint8_t* out, VerifyReport* rep) {
+  const ReaderTensor& t = reader.tensors().at(i);
+  auto fail = [&](Error e, const std::string& what) {
+    return make_status(e, reader.path(), "tensor '" + t.name + "': " + what);
+  };
+  cuda::DeviceTensor dt;
+  Error e = cuda::upload(t.bf16, &dt, nullptr);
+  if (e == Error::Ok) e = cuda::synchronize(nullptr);
+  if (e != Error::Ok) return fail(e, e == Error::CudaError ? cuda::last_cuda_error() : "invalid sections");
+  cuda::DeviceBuffer outbuf;
+  if (outbuf.allocate(t.orig_size) != Error::Ok) return fail(Error::CudaError, cuda::last_cuda_error());
+  const auto t0 = std::chrono::steady_clock::now();
+  e = cuda::decode_one(dt, outbuf.as<uint16_t>(), nullptr);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (e != Error::Ok) return fail(e, e == Error::CudaError ? cuda::last_cuda_error() : "exponent stream does not decode consistently");
+  rep->decode_seconds += secs;
+  rep->decoded_bytes += t.orig_size;
+  e = cuda::copy_to_host(out, outbuf.data(), t.orig_size, nullptr);
+  if (e == Error::Ok) e = cuda::synchronize(nullptr);
+  if (e != Error::Ok) return fail(e, cuda::last_cuda_error());
+  if (XXH64(out, t.orig_size, 0) != t.orig_xxh64) return fail(Error::Df11TensorChecksum, "XXH64 of decoded bytes differs");
+  return Status::Ok();
+}
+
+}  // namespace df11
+#endif
