@@ -5,6 +5,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define DF11_SHA256_HAVE_X86 1
 #else
@@ -193,9 +194,12 @@ void sha256_compress_portable(uint32_t state[8], const uint8_t* data, size_t blo
 bool sha256_shani_available() {
 #if DF11_SHA256_HAVE_X86
   static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
-           __builtin_cpu_supports("ssse3");
+    // CPUID directly: clang 14 rejects __builtin_cpu_supports("sha").
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool sse = (c & bit_SSE4_1) && (c & bit_SSSE3);
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return sse && (b & (1u << 29)) != 0;  // CPUID.(7,0):EBX bit 29 = SHA
   }();
   return ok;
 #else
