@@ -191,8 +191,9 @@ Error validate_bf16(const Bf16View& v, uint64_t* max_block_elems) {
   for (uint64_t b = 0; b < nb; ++b) {
     if (v.block_out[b + 1] < v.block_out[b]) return Error::Df11BadBlockOffsets;
     const uint64_t count = v.block_out[b + 1] - v.block_out[b];
-    // A block owns at most kBlockThreads chunks, each code at least min_len bits.
-    if (count > kBlockThreads * kChunkBits / min_len) return Error::Df11BadBlockOffsets;
+    // A block owns at most kBlockThreads chunks, each code at least min_len
+    // bits: at most ceil(65536 / min_len) codes start in it (e.g. 13108 for 5).
+    if (count > div_ceil(uint64_t{kBlockThreads} * kChunkBits, min_len)) return Error::Df11BadBlockOffsets;
     max_elems = std::max(max_elems, count);
   }
   // Bits after total_bits MUST be zero.

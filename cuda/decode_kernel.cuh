@@ -100,13 +100,14 @@ __host__ __device__ __forceinline__ uint32_t window12(uint32_t hi, uint32_t lo, 
 
 __host__ __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 
-// Decodes the codes of one chunk that start in [p0, end) (chunk-relative bits).
-// kWrite: store exponent bytes at buf[o...]. Returns the end position; adds the
-// count to `o` and ORs the table entries' invalid flags into bit 31 of `bad`.
-template <bool kMulti, bool kWrite>
+// Decodes the codes of one chunk that start in [p0, end) (chunk-relative bits),
+// handing each lookup's symbols to sink.put(symbols, count) (symbol i in byte i,
+// count 1..3; bytes past count are zero). Returns the end position and ORs the
+// table entries' invalid flags into bit 31 of `bad`.
+template <bool kMulti, class Sink>
 __host__ __device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int p, const int end,
-                                            const void* lut_smem, const uint16_t* __restrict__ lut_global,
-                                            uint8_t* buf, uint32_t& o, uint32_t& bad) {
+                                                     const void* lut_smem, const uint16_t* __restrict__ lut_global,
+                                                     Sink& sink, uint32_t& bad) {
 DF11_UNROLL
   for (int k = 0; k < kWords; ++k) {
     const uint32_t hi = w[k], lo = w[k + 1];
@@ -117,21 +118,14 @@ DF11_UNROLL
       while (p < lim_m) {
         const uint32_t e = lutm[window12(hi, lo, p)];
         bad |= e;
-        const uint32_t c = e >> 28;  // 1..3 (bit 31 only with c == 1 for invalid entries)
-        if (kWrite) {
-          buf[o] = static_cast<uint8_t>(e);
-          if ((c & 3) > 1) buf[o + 1] = static_cast<uint8_t>(e >> 8);
-          if ((c & 3) > 2) buf[o + 2] = static_cast<uint8_t>(e >> 16);
-        }
-        o += c & 3;
+        sink.put(e & 0xFFFFFFu, (e >> 28) & 3);  // invalid entries: count 1
         p += (e >> 24) & 0xF;
       }
       const int lim_s = imin(32, rem);
       while (p < lim_s) {
         const uint32_t e = DF11_LDG(lut_global + window12(hi, lo, p));
         bad |= e << 19;  // kLutInvalid (bit 12) -> bit 31
-        if (kWrite) buf[o] = static_cast<uint8_t>(e);
-        o += 1;
+        sink.put(e & 0xFFu, 1);
         p += (e >> 8) & 0xF;
       }
     } else {
@@ -140,8 +134,7 @@ DF11_UNROLL
       while (p < lim_s) {
         const uint32_t e = luts[window12(hi, lo, p)];
         bad |= e << 19;
-        if (kWrite) buf[o] = static_cast<uint8_t>(e);
-        o += 1;
+        sink.put(e & 0xFFu, 1);
         p += (e >> 8) & 0xF;
       }
     }
@@ -149,6 +142,23 @@ DF11_UNROLL
   }
   return p + 32 * kWords;
 }
+
+struct CountSink {
+  uint32_t n = 0;
+  __host__ __device__ __forceinline__ void put(uint32_t, uint32_t c) { n += c; }
+};
+
+// Exponent bytes into the shared block buffer.
+struct SmemSink {
+  uint8_t* buf;
+  uint32_t o;
+  __host__ __device__ __forceinline__ void put(uint32_t s, uint32_t c) {
+    buf[o] = static_cast<uint8_t>(s);
+    if (c > 1) buf[o + 1] = static_cast<uint8_t>(s >> 8);
+    if (c > 2) buf[o + 2] = static_cast<uint8_t>(s >> 16);
+    o += c;
+  }
+};
 
 // 2 weights: sign-mantissa bytes s (byte i = weight i) and exponents e -> one u32 of 2 BF16.
 __host__ __device__ __forceinline__ uint32_t merge2(uint32_t s, uint32_t e, uint32_t sel) {
@@ -201,13 +211,86 @@ inline void build_multi_lut(const uint16_t* lut, uint32_t* multi) {
   }
 }
 
+// Weights straight to global memory (no shared buffer): a thread's exponents
+// gather in a 64-bit register until a globally aligned group of 8 weights is
+// complete; the group is merged with its 8 sign-mantissa bytes (loaded two
+// groups ahead) and stored with one 16-byte store. The groups at both ends of
+// the thread's range [lo, hi), shared with its neighbours, are stored element
+// by element, as is everything when the output is not 16-byte aligned.
+// Reads up to 24 bytes past hi in `sm` (the device copy is padded for it).
+struct DirectSink {
+  uint16_t* out;
+  const uint8_t* sm;
+  uint64_t lo, hi;  // the thread's outputs
+  uint64_t g;       // current group's first index (multiple of 8)
+  uint64_t acc;     // exponent bytes of the current group (byte j = weight g + j)
+  uint32_t n;       // weights of the current group before the next one (incl. those before lo)
+  bool vec;
+  uint2 s0, s1, s2;  // sign-mantissa bytes of groups g, g + 8, g + 16
+
+  __host__ __device__ __forceinline__ static uint2 load8(const uint8_t* p) {
+    return DF11_LDG(reinterpret_cast<const uint2*>(p));
+  }
+  __host__ __device__ __forceinline__ void init(uint16_t* o, const uint8_t* s, uint64_t first, uint64_t last,
+                                                bool aligned) {
+    out = o;
+    sm = s;
+    lo = first;
+    hi = last;
+    g = first & ~uint64_t{7};
+    n = static_cast<uint32_t>(first & 7);
+    acc = 0;
+    vec = aligned;
+    s0 = load8(sm + g);
+    s1 = load8(sm + g + 8);
+    s2 = load8(sm + g + 16);
+  }
+  __host__ __device__ __forceinline__ void store(uint2 s) {
+    const uint32_t e0 = static_cast<uint32_t>(acc), e1 = static_cast<uint32_t>(acc >> 32);
+    uint4 v;
+    v.x = merge2(s.x, e0, 0x5140);
+    v.y = merge2(s.x, e0, 0x7362);
+    v.z = merge2(s.y, e1, 0x5140);
+    v.w = merge2(s.y, e1, 0x7362);
+    if (vec && g >= lo && g + 8 <= hi) {
+      *reinterpret_cast<uint4*>(out + g) = v;
+    } else {
+      store_partial(v);
+    }
+  }
+  __host__ __device__ void store_partial(const uint4 v) const {
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+    for (int j = 0; j < 8; ++j)
+      if (g + j >= lo && g + j < hi) out[g + j] = static_cast<uint16_t>(words[j >> 1] >> ((j & 1) * 16));
+  }
+  __host__ __device__ __forceinline__ void put(uint32_t s, uint32_t c) {
+    const uint32_t sh = 8 * n;  // n <= 7
+    acc |= uint64_t{s} << sh;
+    n += c;
+    if (n >= 8) {
+      store(s0);
+      acc = uint64_t{s} >> (64 - sh);  // the bytes that did not fit (n was >= 5: shift 8..24)
+      n -= 8;
+      g += 8;
+      s0 = s1;
+      s1 = s2;
+      s2 = load8(sm + g + 16);
+    }
+  }
+  __host__ __device__ __forceinline__ void finish() {
+    if (n > 0 && g < hi) store(s0);
+  }
+};
+
 __device__ __forceinline__ void report(unsigned long long* status, uint64_t block, uint32_t chunk,
                                        uint32_t code) {
   atomicMin(status, static_cast<unsigned long long>((block << 9) | (chunk << 2) | code));
 }
 
-template <bool kMulti, bool kPrefetch>
-__global__ void __launch_bounds__(kThreads) decode_kernel(const LaunchParams prm) {
+// kDirect: pass 2 writes through DirectSink (no shared exponent buffer: the
+// dynamic shared memory is the table alone, so more blocks fit on an SM).
+template <bool kMulti, bool kPrefetch, bool kDirect = false>
+__global__ void __launch_bounds__(kThreads, kDirect ? 12 : 1) decode_kernel(const LaunchParams prm) {
   constexpr uint32_t kLutBytes = kMulti ? 4096 * 4 : 4096 * 2;
   extern __shared__ uint4 smem_u4[];
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
@@ -277,7 +360,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const LaunchParams prm
   }
   const uint64_t out_begin = __ldg(d.block_out + b);
   const uint64_t out_end = __ldg(d.block_out + b + 1);
-  const bool range_ok = out_begin <= out_end && out_end <= d.n && out_end - out_begin + 32 <= prm.buf_bytes;
+  const bool range_ok = out_begin <= out_end && out_end <= d.n &&
+                        (kDirect ? out_end - out_begin <= 65536 : out_end - out_begin + 32 <= prm.buf_bytes);
   const uint32_t expected = range_ok ? static_cast<uint32_t>(out_end - out_begin) : 0;
   const uint32_t align = static_cast<uint32_t>(out_begin & 15);
   if (kPrefetch && range_ok) {
@@ -289,9 +373,11 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const LaunchParams prm
   __syncthreads();  // table ready
 
   // Pass 1: count.
-  uint32_t cnt = 0, bad = 0;
+  uint32_t bad = 0;
   int pend = 0;
-  if (active) pend = decode_chunk<kMulti, false>(w, p0, end, smem, d.lut, nullptr, cnt, bad);
+  CountSink counter;
+  if (active) pend = decode_chunk<kMulti>(w, p0, end, smem, d.lut, counter, bad);
+  const uint32_t cnt = counter.n;
 
   // Block exclusive scan of the counts.
   const uint32_t lane = tid & 31, warp = tid >> 5;
@@ -325,10 +411,20 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const LaunchParams prm
     return;
   }
 
+  if (kDirect) {
+    if (active && cnt > 0) {
+      DirectSink sink;
+      sink.init(d.out, d.sm, out_begin + excl, out_begin + excl + cnt, d.out_aligned != 0);
+      decode_chunk<kMulti>(w, p0, end, smem, d.lut, sink, bad);
+      sink.finish();
+    }
+    return;
+  }
+
   // Pass 2: exponents into the shared buffer.
   if (active) {
-    uint32_t o = align + excl;
-    decode_chunk<kMulti, true>(w, p0, end, smem, d.lut, buf, o, bad);
+    SmemSink sink{buf, align + excl};
+    decode_chunk<kMulti>(w, p0, end, smem, d.lut, sink, bad);
   }
   __syncthreads();
 

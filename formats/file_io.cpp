@@ -90,7 +90,14 @@ void MappedFile::will_need(uint64_t offset, uint64_t len) const {
   if (!data_ || len == 0) return;
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t begin = offset / page * page;
-  madvise(const_cast<uint8_t*>(data_) + begin, std::min(size_, offset + len) - begin, MADV_WILLNEED);
+  // Map the whole range in one call instead of one page fault per 64 KB
+  // (MADV_POPULATE_READ, Linux 5.14); older kernels fall back to read-ahead.
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  uint8_t* p = const_cast<uint8_t*>(data_) + begin;
+  const uint64_t n = std::min(size_, offset + len) - begin;
+  if (madvise(p, n, MADV_POPULATE_READ) != 0) madvise(p, n, MADV_WILLNEED);
 }
 
 AtomicOutputFile::~AtomicOutputFile() { discard(); }

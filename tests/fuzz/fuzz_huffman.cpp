@@ -241,7 +241,9 @@ extern "C" int df11_fuzz_huffman(const uint8_t* data, size_t size) {
   // lengths come from the histogram, not from the input).
   const EncodedBf16 e = encode_bf16(expect.data(), expect.size(), 1);
   const Bf16View ev = view_of(e);
-  DF11_FUZZ_CHECK(validate_bf16(ev) == Error::Ok);
+  const Error ve = validate_bf16(ev);
+  if (ve != Error::Ok) std::fprintf(stderr, "encode_bf16 output rejected: %s\n", error_name(ve));
+  DF11_FUZZ_CHECK(ve == Error::Ok);
   decode_and_compare(ev, &expect);
 
   if (mode == 3) {
