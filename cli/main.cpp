@@ -70,15 +70,18 @@ df11::Options options_of(const Common& c) {
   return o;
 }
 
-void print_sizes(const df11::Report& r, const Common& c, const char* verb) {
+// compress: original -> stored; decompress: stored -> original.
+void print_sizes(const df11::Report& r, const Common& c, bool compressing) {
   if (c.verbosity < 1 || c.json) return;
+  auto from = [&](const auto& x) { return compressing ? x.original_bytes : x.stored_bytes; };
+  auto to = [&](const auto& x) { return compressing ? x.stored_bytes : x.original_bytes; };
   if (c.verbosity >= 2)
     for (const auto& f : r.files)
-      std::fprintf(stderr, "  %s: %s -> %s\n", f.path.c_str(), human_bytes(f.original_bytes).c_str(),
-                   human_bytes(f.stored_bytes).c_str());
+      std::fprintf(stderr, "  %s: %s -> %s\n", f.path.c_str(), human_bytes(from(f)).c_str(), human_bytes(to(f)).c_str());
   const double pct = r.original_bytes ? 100.0 * static_cast<double>(r.stored_bytes) / static_cast<double>(r.original_bytes) : 0;
-  std::fprintf(stderr, "%s %zu file(s): %s -> %s (%.2f%%) in %.2f s\n", verb, r.files.size(),
-               human_bytes(r.original_bytes).c_str(), human_bytes(r.stored_bytes).c_str(), pct, r.seconds);
+  std::fprintf(stderr, "%s %zu file(s): %s -> %s (%.2f%% of the original) in %.2f s\n",
+               compressing ? "compressed" : "restored", r.files.size(), human_bytes(from(r)).c_str(),
+               human_bytes(to(r)).c_str(), pct, r.seconds);
 }
 
 void print_info(const df11::Report& r) {
@@ -185,14 +188,14 @@ int main(int argc, char** argv) {
     opt.verify_after = verify_after;
     df11::Report r;
     const df11::Status s = df11::compress(in, out, opt, &r);
-    if (s.ok()) print_sizes(r, c, "compressed");
+    if (s.ok()) print_sizes(r, c, true);
     const auto body = df11cli::to_json(r);
     return finish(s, c, s.ok() ? &body : nullptr);
   }
   if (dec->parsed()) {
     df11::Report r;
     const df11::Status s = df11::decompress(in, out, opt, &r);
-    if (s.ok()) print_sizes(r, c, "restored");
+    if (s.ok()) print_sizes(r, c, false);
     const auto body = df11cli::to_json(r);
     return finish(s, c, s.ok() ? &body : nullptr);
   }

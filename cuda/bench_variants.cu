@@ -6,9 +6,10 @@
 namespace {
 using namespace df11::cuda::detail;
 const int kRegistered[] = {
-    register_variant("single", &decode_kernel<false, false>, false),
-    register_variant("single+prefetch", &decode_kernel<false, true>, false),
-    register_variant("multi", &decode_kernel<true, false>, true),
+    register_variant("single", &decode_kernel<false, false, false>, false, false),
+    register_variant("multi", &decode_kernel<true, false, false>, true, false),
+    register_variant("direct", &decode_kernel<true, false, true>, true, true),
+    register_variant("direct-single+prefetch", &decode_kernel<false, true, true>, false, true),
 };
 }  // namespace
 

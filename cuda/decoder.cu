@@ -149,7 +149,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
   const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words(), kSectionAlign);
   const uint64_t sm_bytes = align_up(g.n, 16);
-  const uint64_t total = off_sm + sm_bytes + 16;
+  const uint64_t total = off_sm + sm_bytes + 32;  // DirectSink reads up to 24 bytes past n
   if (const Error e = out->mem.allocate(total); e != Error::Ok) return e;
   uint8_t* base = out->mem.as<uint8_t>();
 
@@ -171,7 +171,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   put(off_block, v.block_out, 8 * g.block_out_entries());
   put(off_gaps, v.gaps, g.gap_bytes());
   put(off_stream, v.stream, 4 * g.stream_words());
-  if (e == Error::Ok) e = fill_device(base + off_sm + g.n, 0, sm_bytes + 16 - g.n, stream);
+  if (e == Error::Ok) e = fill_device(base + off_sm + g.n, 0, sm_bytes + 32 - g.n, stream);
   put(off_sm, v.sm, g.n);
   if (e != Error::Ok) {
     out->mem.reset();
@@ -193,16 +193,17 @@ namespace detail {
 namespace {
 std::mutex g_variants_mu;
 std::vector<Variant>& variant_list() {
-  // Variant 0, the production kernel: multi-symbol table, L2 prefetch of the sign-mantissa bytes.
-  static std::vector<Variant> v{{"multi+prefetch", &decode_kernel<true, true>, true}};
+  // Variant 0 is the production kernel.
+  static std::vector<Variant> v{{"direct+prefetch", &decode_kernel<true, true, true>, true, true},
+                                {"multi+prefetch", &decode_kernel<true, true, false>, true, false}};
   return v;
 }
 }  // namespace
 
-int register_variant(const char* name, KernelFn fn, bool multi) {
+int register_variant(const char* name, KernelFn fn, bool multi, bool direct) {
   std::lock_guard<std::mutex> lock(g_variants_mu);
   auto& v = variant_list();
-  v.push_back({name, fn, multi});
+  v.push_back({name, fn, multi, direct});
   return static_cast<int>(v.size() - 1);
 }
 
@@ -303,7 +304,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
 
   const detail::Variant& var = detail::variants()[w.variant];
   w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
-  w.smem_bytes = (var.multi ? kLutSize * 4 : kLutSize * 2) + w.buf_bytes;
+  w.smem_bytes = (var.multi ? kLutSize * 4 : kLutSize * 2) + (var.direct ? 0 : w.buf_bytes);
   if (w.blocks > 0) {
     int dev = 0, optin = 0;
     if (const Error e = check(cudaGetDevice(&dev), "cudaGetDevice"); e != Error::Ok) return e;

@@ -13,13 +13,15 @@ struct LaunchParams;
 using KernelFn = void (*)(LaunchParams);
 
 // Kernel variants selectable per Workspace (the benchmark compares them).
-// Variant 0 is the production kernel compiled into df11_cuda.
+// Variant 0 is the production kernel; the others compiled into df11_cuda are
+// tested too; df11_gpu_bench may add more (bench_variants.cu).
 struct Variant {
   std::string name;
   KernelFn fn;
-  bool multi;  // uses the 16 KB multi-symbol table (else the 8 KB single-symbol one)
+  bool multi;   // uses the 16 KB multi-symbol table (else the 8 KB single-symbol one)
+  bool direct;  // no shared exponent buffer
 };
-int register_variant(const char* name, KernelFn fn, bool multi);  // returns its index
+int register_variant(const char* name, KernelFn fn, bool multi, bool direct);  // returns its index
 const std::vector<Variant>& variants();
 int find_variant(const std::string& name);  // -1 when unknown
 Error set_variant(Workspace& ws, int variant);  // re-plans on the next prepare()
