@@ -37,30 +37,10 @@ struct BlockScratch {
   uint32_t counts[kBlockThreads];
 };
 
-// Multi-symbol table: for each 12-bit window, every code that lies wholly
-// inside it, up to three (avg. code ~2.7 bits, so usually three).
-// Bits 0-23 symbols, 24-27 bits consumed, 28-29 count, 31 first code invalid.
+// The multi-symbol table (huffman.h): up to three codes per lookup.
 struct MultiLut {
   uint32_t e[kLutSize];
-  explicit MultiLut(const uint16_t* lut) {
-    for (uint32_t v = 0; v < kLutSize; ++v) {
-      const uint16_t first = lut[v];
-      if (first & kLutInvalid) {
-        e[v] = 0x80000000u | (1u << 28) | (kMaxCodeLength << 24);
-        continue;
-      }
-      uint32_t used = (first >> 8) & 0xF, syms = first & 0xFF, count = 1;
-      while (count < 3) {
-        const uint16_t next = lut[(v << used) & (kLutSize - 1)];
-        const uint32_t len = (next >> 8) & 0xF;
-        if ((next & kLutInvalid) || used + len > kMaxCodeLength) break;
-        syms |= static_cast<uint32_t>(next & 0xFF) << (8 * count);
-        used += len;
-        ++count;
-      }
-      e[v] = syms | (used << 24) | (count << 28);
-    }
-  }
+  explicit MultiLut(const uint16_t* lut) { build_multi_lut(lut, e); }
 };
 
 // Decodes LANES chunks at once: each chunk's decode is a serial dependency
@@ -96,7 +76,7 @@ Error decode_chunks(const Bf16View& v, const uint16_t* lut, const MultiLut& mult
       p[l] += (e >> 24) & 0xF;
     }
   }
-  if (bad_multi & 0x80000000u) bad |= kLutInvalid;
+  if (bad_multi & kMultiInvalid) bad |= kLutInvalid;
   for (int l = 0; l < LANES; ++l) {
     while (p[l] < end[l]) {
       const uint16_t e = lut[peek12(v.stream, p[l])];

@@ -122,6 +122,26 @@ void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]) {
   }
 }
 
+void build_multi_lut(const uint16_t lut[kLutSize], uint32_t multi[kLutSize]) {
+  for (uint32_t i = 0; i < kLutSize; ++i) {
+    const uint16_t e0 = lut[i];
+    if (e0 & kLutInvalid) {
+      multi[i] = kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24) | (e0 & 0xFFu);
+      continue;
+    }
+    uint32_t syms = e0 & 0xFFu, total = (e0 >> 8) & 0xFu, count = 1;
+    while (count < 3 && total < kMaxCodeLength) {
+      const uint16_t e = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
+      const uint32_t len = (e >> 8) & 0xFu;
+      if ((e & kLutInvalid) || len > kMaxCodeLength - total) break;  // would need bits past the window
+      syms |= uint32_t{static_cast<uint8_t>(e)} << (8 * count);
+      total += len;
+      ++count;
+    }
+    multi[i] = syms | (total << 24) | (count << 28);
+  }
+}
+
 Histogram exponent_histogram(const uint16_t* w, uint64_t n) {
   // Four tables break the store-to-load dependency on repeated exponents.
   uint64_t h[4][256] = {};

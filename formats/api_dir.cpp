@@ -262,19 +262,26 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
 
 }  // namespace
 
-Status compress(const std::string& in, const std::string& out_arg, const Options& opt, Report* report) {
+namespace {
+
+using FileOp = Status (*)(const std::string&, const std::string&, const Options&, FileReport*, Sha256*);
+using DirOp = Status (*)(const std::string&, const std::string&, const Options&, Report*);
+
+// Shared front end of compress and decompress: default output, file or
+// directory, and the report's totals.
+Status run_op(const std::string& in, const std::string& out_arg, bool compressing, const Options& opt,
+              Report* report, FileOp file_op, DirOp dir_op) {
   const auto t0 = std::chrono::steady_clock::now();
   std::error_code ec;
-  const bool dir = fs::is_directory(in, ec);
-  const std::string out = out_arg.empty() ? default_output_path(in, true) : out_arg;
-  if (!dir && !fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
+  if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
+  const std::string out = out_arg.empty() ? default_output_path(in, compressing) : out_arg;
   Status s;
-  if (dir) {
-    s = compress_dir(in, out, opt, report);
+  if (fs::is_directory(in, ec)) {
+    s = dir_op(in, out, opt, report);
   } else {
     FileReport fr;
     fr.path = in;
-    s = compress_one(in, out, opt, &fr, nullptr);
+    s = file_op(in, out, opt, &fr, nullptr);
     if (report && s.ok()) report->files.push_back(std::move(fr));
   }
   if (report) {
@@ -287,28 +294,14 @@ Status compress(const std::string& in, const std::string& out_arg, const Options
   return s;
 }
 
-Status decompress(const std::string& in, const std::string& out_arg, const Options& opt, Report* report) {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::error_code ec;
-  const std::string out = out_arg.empty() ? default_output_path(in, false) : out_arg;
-  if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
-  Status s;
-  if (fs::is_directory(in, ec)) {
-    s = decompress_dir(in, out, opt, report);
-  } else {
-    FileReport fr;
-    fr.path = in;
-    s = decompress_one(in, out, opt, &fr, nullptr);
-    if (report && s.ok()) report->files.push_back(std::move(fr));
-  }
-  if (report) {
-    for (const auto& f : report->files) {
-      report->original_bytes += f.original_bytes;
-      report->stored_bytes += f.stored_bytes;
-    }
-    report->seconds = seconds_since(t0);
-  }
-  return s;
+}  // namespace
+
+Status compress(const std::string& in, const std::string& out, const Options& opt, Report* report) {
+  return run_op(in, out, true, opt, report, compress_one, compress_dir);
+}
+
+Status decompress(const std::string& in, const std::string& out, const Options& opt, Report* report) {
+  return run_op(in, out, false, opt, report, decompress_one, decompress_dir);
 }
 
 Status verify(const std::string& in, const std::string& against, const Options& opt, VerifyReport* rep) {
