@@ -5,7 +5,9 @@
 #include <CLI/CLI.hpp>
 #include <cinttypes>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <new>
 #include <string>
 
 #include "bench_command.h"
@@ -113,7 +115,7 @@ void print_info(const df11::Report& r) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   df11::install_interrupt_handlers();
   CLI::App app{"df11: lossless compression of BF16 safetensors checkpoints (format v1)", "df11"};
   app.footer(kExitCodes);
@@ -229,4 +231,19 @@ int main(int argc, char** argv) {
     return finish(s, c, s.ok() ? &body : nullptr);
   }
   return 2;
+}
+
+// A container may legitimately decode to more memory than is available (zstd
+// frames expand up to ~32000x), and the file system can fail under us: fail
+// cleanly instead of std::terminate. The unwinding removes temporary output.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "df11: out of memory (Io)\n");
+    return df11::exit_code(df11::Error::Io);
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fprintf(stderr, "df11: %s (Io)\n", e.what());
+    return df11::exit_code(df11::Error::Io);
+  }
 }

@@ -6,10 +6,14 @@
 namespace {
 using namespace df11::cuda::detail;
 const int kRegistered[] = {
-    register_variant("single", &decode_kernel<false, false, false>, false, false),
-    register_variant("multi", &decode_kernel<true, false, false>, true, false),
-    register_variant("direct", &decode_kernel<true, false, true>, true, true),
-    register_variant("direct-single+prefetch", &decode_kernel<false, true, true>, false, true),
+    register_variant("single", &decode_kernel<false, false, false>, 8192, false),
+    register_variant("multi", &decode_kernel<true, false, false>, 16384, false),
+    register_variant("direct+prefetch", &decode_kernel<true, true, true>, 16384, true),
+    register_variant("split2+prefetch", &decode_split_kernel<2, true>, 16384, false, 128),
+    register_variant("split4", &decode_split_kernel<4, false>, 16384, false, 256),
+    register_variant("split4+prefetch", &decode_split_kernel<4, true>, 16384, false, 256),
+    register_variant("split8+prefetch", &decode_split_kernel<8, true>, 16384, false, 512),
+    register_variant("split8+prefetch+lut16", &decode_split_kernel<8, true, true>, 16384 + 8192, false, 512),
 };
 }  // namespace
 

@@ -1,5 +1,9 @@
-// The df11 BF16 decode kernel (docs/FORMAT.md section 4; codec/bf16_decoder.cpp
+// The df11 BF16 decode kernels (docs/FORMAT.md section 4; codec/bf16_decoder.cpp
 // is the CPU decoder that walks the same arrays with the same checks).
+// Production: decode_split_kernel<4, true, true> (at the end of this file: 4
+// threads per chunk, speculative segments resynchronised exactly). The
+// description below is of decode_kernel, one thread per chunk, which the split
+// kernel extends; docs/PERFORMANCE.md "GPU decoder" compares all variants.
 //
 // One CUDA block of 64 threads decodes one format block (64 chunks of 1024
 // stream bits); one launch covers a whole batch of tensors, each block finding
@@ -100,16 +104,27 @@ __host__ __device__ __forceinline__ uint32_t window12(uint32_t hi, uint32_t lo, 
 
 __host__ __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 
+__host__ __device__ __forceinline__ uint32_t popc32(uint32_t x) {
+#if defined(__CUDA_ARCH__)
+  return __popc(x);
+#else
+  return static_cast<uint32_t>(__builtin_popcount(x));
+#endif
+}
+
 // Decodes the codes of one chunk that start in [p0, end) (chunk-relative bits),
 // handing each lookup's symbols to sink.put(symbols, count) (symbol i in byte i,
 // count 1..3; bytes past count are zero). Returns the end position and ORs the
 // table entries' invalid flags into bit 31 of `bad`.
-template <bool kMulti, class Sink>
-__host__ __device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kWords + 1], int p, const int end,
+//
+// kNW: words in the range (the array holds kNW + 1). kTrack: *last_inv gets the
+// position of the last code that is not a code (-1 if none), for speculative decoding.
+template <bool kMulti, class Sink, int kNW = kWords, bool kTrack = false>
+__host__ __device__ __forceinline__ int decode_chunk(const uint32_t (&w)[kNW + 1], int p, const int end,
                                                      const void* lut_smem, const uint16_t* __restrict__ lut_global,
-                                                     Sink& sink, uint32_t& bad) {
+                                                     Sink& sink, uint32_t& bad, int* last_inv = nullptr) {
 DF11_UNROLL
-  for (int k = 0; k < kWords; ++k) {
+  for (int k = 0; k < kNW; ++k) {
     const uint32_t hi = w[k], lo = w[k + 1];
     const int rem = end - 32 * k;  // chunk bits left from the start of word k
     if (kMulti) {
@@ -118,13 +133,15 @@ DF11_UNROLL
       while (p < lim_m) {
         const uint32_t e = lutm[window12(hi, lo, p)];
         bad |= e;
+        if (kTrack && (e & kMultiInvalid)) *last_inv = 32 * k + p;
         sink.put(e & 0xFFFFFFu, (e >> 28) & 3);  // invalid entries: count 1
         p += (e >> 24) & 0xF;
       }
       const int lim_s = imin(32, rem);
       while (p < lim_s) {
-        const uint32_t e = DF11_LDG(lut_global + window12(hi, lo, p));
+        const uint32_t e = lut_global[window12(hi, lo, p)];
         bad |= e << 19;  // kLutInvalid (bit 12) -> bit 31
+        if (kTrack && (e & kLutInvalid)) *last_inv = 32 * k + p;
         sink.put(e & 0xFFu, 1);
         p += (e >> 8) & 0xF;
       }
@@ -134,13 +151,14 @@ DF11_UNROLL
       while (p < lim_s) {
         const uint32_t e = luts[window12(hi, lo, p)];
         bad |= e << 19;
+        if (kTrack && (e & kLutInvalid)) *last_inv = 32 * k + p;
         sink.put(e & 0xFFu, 1);
         p += (e >> 8) & 0xF;
       }
     }
     p -= 32;
   }
-  return p + 32 * kWords;
+  return p + 32 * kNW;
 }
 
 struct CountSink {
@@ -159,6 +177,80 @@ struct SmemSink {
     o += c;
   }
 };
+
+// ---- split chunks: P threads per 1024-bit chunk -----------------------------------
+// Segment h of a chunk covers bits [S, S + 1024/P), S = h * 1024/P. Segment 0
+// starts at the gap. A later segment does not know where its first code starts,
+// so pass 1 decodes it speculatively from S, remembering which positions of its
+// first word were code starts (`mask`). Huffman codes resynchronise: the true
+// parse, which arrives at q in [S, S + 12) from the previous segment, usually
+// meets one of those starts within a few codes; from there the speculative
+// parse is the true one. resolve_segment() walks the true parse from q to that
+// meeting point (or, if none within the first word, decodes the segment again
+// from q), giving the segment's exact count, end and error flag. Pass 2 then
+// decodes every segment from its true start. Positions are segment-relative.
+struct SegSpec {
+  uint32_t cnt = 0;   // codes of the speculative parse
+  int pend = 0;       // its end position
+  uint32_t mask = 0;  // bit i: a speculative code starts at i (i < 32)
+  int last_inv = -1;  // last speculative position that was not a code
+  uint32_t bad = 0;
+};
+
+template <bool kMulti, int kNW>
+__host__ __device__ __forceinline__ SegSpec speculate_segment(const uint32_t (&w)[kNW + 1], int end,
+                                                              const void* lut_smem,
+                                                              const uint16_t* __restrict__ lut_global) {
+  SegSpec r;
+  int p = 0;
+  const int lim = imin(32, end);
+  while (p < lim) {  // first word one code at a time, recording the starts
+    const uint32_t e = lut_global[window12(w[0], w[1], p)];
+    r.mask |= 1u << p;
+    if (e & kLutInvalid) r.last_inv = p;
+    ++r.cnt;
+    p += (e >> 8) & 0xF;
+  }
+  CountSink c;
+  uint32_t bad_rest = 0;
+  r.pend = decode_chunk<kMulti, CountSink, kNW, true>(w, p, end, lut_smem, lut_global, c, bad_rest, &r.last_inv);
+  r.cnt += c.n;
+  return r;
+}
+
+struct SegTrue {
+  uint32_t cnt;
+  int pend;      // true end (first code start >= end)
+  uint32_t bad;  // bit 31: a true code of this segment is not a code
+};
+
+template <bool kMulti, int kNW>
+__host__ __device__ __forceinline__ SegTrue resolve_segment(const uint32_t (&w)[kNW + 1], int q, int end,
+                                                            const SegSpec& sp, const void* lut_smem,
+                                                            const uint16_t* __restrict__ lut_global) {
+  SegTrue r{0, q, 0};
+  int s = q;
+  while (s < end && s < 32 && !((sp.mask >> s) & 1)) {
+    const uint32_t e = lut_global[window12(w[0], w[1], s)];
+    r.bad |= e << 19;
+    ++r.cnt;
+    s += (e >> 8) & 0xF;
+  }
+  if (s >= end) {
+    r.pend = s;
+  } else if (s < 32) {  // met the speculative parse at s
+    r.cnt += sp.cnt - popc32(sp.mask & ((1u << s) - 1));
+    r.pend = sp.pend;
+    if (sp.last_inv >= s) r.bad |= kMultiInvalid;
+  } else {  // no meeting point in the first word: decode the rest again
+    CountSink c;
+    uint32_t b = 0;
+    r.pend = decode_chunk<kMulti, CountSink, kNW>(w, s, end, lut_smem, lut_global, c, b);
+    r.cnt += c.n;
+    r.bad |= b;
+  }
+  return r;
+}
 
 // 2 weights: sign-mantissa bytes s (byte i = weight i) and exponents e -> one u32 of 2 BF16.
 __host__ __device__ __forceinline__ uint32_t merge2(uint32_t s, uint32_t e, uint32_t sel) {
@@ -471,6 +563,224 @@ __global__ void __launch_bounds__(kThreads, kDirect ? 12 : 1) decode_kernel(cons
   } else {
     for (uint32_t j = tid; j < expected; j += kThreads)
       out[out_begin + j] = merge1(sm[out_begin + j], buf[align + j]);
+  }
+}
+
+}  // namespace df11::cuda::detail
+
+namespace df11::cuda::detail {
+
+// P threads per chunk (P = 2 or 4; 64 P threads per block); otherwise as
+// decode_kernel<kMulti, kPrefetch, false>: same checks, same shared buffer and merge.
+// kLut16: the uint16 single-symbol table is copied to shared memory too (8 KB
+// more per block) instead of being read through the L1 cache.
+template <int P, bool kPrefetch, bool kLut16 = false>
+__global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const LaunchParams prm) {
+  constexpr bool kMulti = true;
+  constexpr int kT = kThreads * P;        // threads per block
+  constexpr int kNW = kWords / P;         // words per segment
+  constexpr int kSegBits = 32 * kNW;
+  constexpr uint32_t kLutBytes = 4096 * 4 + (kLut16 ? 4096 * 2 : 0);
+  extern __shared__ uint4 smem_u4[];
+  uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
+  uint8_t* const buf = smem + kLutBytes;
+  __shared__ uint32_t s_tensor;
+  __shared__ uint32_t s_warp_total[kT / 32];
+
+  const uint32_t tid = threadIdx.x;
+  const uint32_t h = tid % P;          // segment of the chunk
+  const uint32_t c = tid / P;          // chunk of the block
+  const uint64_t gblock = blockIdx.x;
+
+  if (tid < 32) {
+    uint32_t lo = 0, hi = prm.count;
+    while (hi - lo > 1) {
+      const uint32_t step = (hi - lo + 31) / 32;
+      const uint32_t i = lo + tid * step;
+      const bool ok = i < hi && prm.block_begin[i] <= gblock;
+      const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);
+      lo += (31 - __clz(m)) * step;
+      hi = min(hi, lo + step);
+    }
+    if (tid == 0) s_tensor = lo;
+  }
+  __syncthreads();
+  const TensorDesc& d = prm.table[s_tensor];
+  const uint64_t b = gblock - prm.block_begin[s_tensor];
+  const uint64_t n_threads = d.n_threads;
+  const uint64_t t = b * kThreads + c;
+  const bool active = t < n_threads;
+
+  {
+    const uint4* src = reinterpret_cast<const uint4*>(d.lut_multi);
+#pragma unroll
+    for (uint32_t i = tid; i < 4096 * 4 / 16; i += kT) smem_u4[i] = __ldg(src + i);
+    if (kLut16) {
+      const uint4* src16 = reinterpret_cast<const uint4*>(d.lut);
+#pragma unroll
+      for (uint32_t i = tid; i < 4096 * 2 / 16; i += kT) smem_u4[4096 * 4 / 16 + i] = __ldg(src16 + i);
+    }
+  }
+  const uint16_t* const lut16 = kLut16 ? reinterpret_cast<const uint16_t*>(smem + 4096 * 4) : d.lut;
+
+  uint32_t w[kNW + 1];
+  int gap = 0, end = 0, expect = 0;  // segment-relative
+  if (active) {
+    const uint32_t* src = d.stream + t * kWords + h * kNW;
+    const uint4* s4 = reinterpret_cast<const uint4*>(src);
+#pragma unroll
+    for (int j = 0; j < kNW / 4; ++j) {
+      const uint4 q = __ldg(s4 + j);
+      w[4 * j] = q.x;
+      w[4 * j + 1] = q.y;
+      w[4 * j + 2] = q.z;
+      w[4 * j + 3] = q.w;
+    }
+    w[kNW] = __ldg(src + kNW);
+    const uint8_t g2 = __ldg(d.gaps + (t >> 1));
+    gap = (g2 >> ((t & 1) * 4)) & 0xF;
+    const uint64_t left = d.total_bits - t * 1024;
+    const int chunk_end = left < 1024 ? static_cast<int>(left) : 1024;
+    end = imin(chunk_end - static_cast<int>(h) * kSegBits, kSegBits);  // may be <= 0
+    if (t + 1 < n_threads) {
+      const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
+      expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
+    } else {
+      expect = static_cast<int>(left);
+    }
+    expect -= (P - 1) * kSegBits;  // relative to the last segment
+  } else {
+#pragma unroll
+    for (int j = 0; j <= kNW; ++j) w[j] = 0;
+  }
+  const uint64_t out_begin = __ldg(d.block_out + b);
+  const uint64_t out_end = __ldg(d.block_out + b + 1);
+  const bool range_ok = out_begin <= out_end && out_end <= d.n && out_end - out_begin + 32 <= prm.buf_bytes;
+  const uint32_t expected = range_ok ? static_cast<uint32_t>(out_end - out_begin) : 0;
+  const uint32_t align = static_cast<uint32_t>(out_begin & 15);
+  if (kPrefetch && range_ok) {
+    const uint8_t* base = d.sm + (out_begin & ~uint64_t{127});
+    const uint64_t lines = (out_end - (out_begin & ~uint64_t{127}) + 127) >> 7;
+    for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(base + (l << 7)));
+  }
+  __syncthreads();  // table ready
+
+  // Pass 1: segment 0 exactly, the others speculatively; then the true parse
+  // is handed from segment to segment.
+  uint32_t cnt = 0, bad = 0;
+  int start = 0, pend = 0;  // true start and end of this segment
+  SegSpec sp;
+  if (active) {
+    if (h == 0) {
+      CountSink cs;
+      start = gap;
+      pend = decode_chunk<kMulti, CountSink, kNW>(w, gap, end, smem, lut16, cs, bad);
+      cnt = cs.n;
+    } else if (end > 0) {
+      sp = speculate_segment<kMulti, kNW>(w, end, smem, lut16);
+    }
+  }
+#pragma unroll
+  for (int r = 1; r < P; ++r) {
+    const int prev_end = __shfl_up_sync(0xFFFFFFFFu, pend, 1) - kSegBits;  // into this segment's frame
+    if (active && h == static_cast<uint32_t>(r)) {
+      start = prev_end;
+      const SegTrue tr = resolve_segment<kMulti, kNW>(w, prev_end, end, sp, smem, lut16);
+      cnt = tr.cnt;
+      pend = tr.pend;
+      bad = tr.bad;
+    }
+  }
+  // Chunk totals in the last segment's lane.
+  uint32_t chunk_bad = bad;
+#pragma unroll
+  for (int off = 1; off < P; off <<= 1) chunk_bad |= __shfl_xor_sync(0xFFFFFFFFu, chunk_bad, off);
+
+  // Block exclusive scan of the counts (chunk-major, segment-minor order).
+  const uint32_t lane = tid & 31, warp = tid >> 5;
+  uint32_t incl = cnt;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, off);
+    if (lane >= static_cast<uint32_t>(off)) incl += v;
+  }
+  if (lane == 31) s_warp_total[warp] = incl;
+  __syncthreads();
+  uint32_t before = 0, total = 0;
+#pragma unroll
+  for (int i = 0; i < kT / 32; ++i) {
+    const uint32_t v = s_warp_total[i];
+    before += (static_cast<uint32_t>(i) < warp) ? v : 0;
+    total += v;
+  }
+  incl += before;
+  const uint32_t excl = incl - cnt;
+
+  if (!range_ok) {
+    if (tid == 0) report(prm.status, gblock, 0, kCodeBadBlockOffsets);
+    return;
+  }
+  if (active && h == P - 1) {
+    const uint32_t code = incl > expected                     ? kCodeStreamCorrupt
+                          : (chunk_bad & kMultiInvalid) != 0  ? kCodeStreamCorrupt
+                          : pend != expect                    ? kCodeBadGaps
+                                                              : 0u;
+    if (code) report(prm.status, gblock, c, code);
+  }
+  if (total != expected) {
+    if (tid == 0 && total < expected) report(prm.status, gblock, kThreads, kCodeStreamCorrupt);
+    return;
+  }
+
+  // Pass 2: every segment from its true start.
+  if (active && cnt > 0) {
+    SmemSink sink{buf, align + excl};
+    uint32_t b2 = 0;
+    decode_chunk<kMulti, SmemSink, kNW>(w, start, end, smem, lut16, sink, b2);
+  }
+  __syncthreads();
+
+  uint16_t* __restrict__ out = d.out;
+  const uint8_t* __restrict__ sm = d.sm;
+  if (d.out_aligned) {
+    const uint64_t gbase = out_begin - align;
+    const uint32_t ngroups = (align + expected + 15) >> 4;
+    const uint32_t lo_full = (align + 15) >> 4;
+    const uint32_t hi_full = (align + expected) >> 4;
+    constexpr int kUnroll = 4;
+    for (uint32_t g0 = tid; g0 < ngroups; g0 += kT * kUnroll) {
+      uint4 s[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const uint32_t g = g0 + u * kT;
+        if (g < ngroups) s[u] = __ldcs(reinterpret_cast<const uint4*>(sm + gbase + 16ull * g));
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const uint32_t g = g0 + u * kT;
+        if (g < ngroups) {
+          const uint4 e = reinterpret_cast<const uint4*>(buf)[g];
+          uint4 o0, o1;
+          merge16(s[u], e, o0, o1);
+          uint16_t* dst = out + gbase + 16ull * g;
+          if (g >= lo_full && g < hi_full) {
+            __stcs(reinterpret_cast<uint4*>(dst), o0);
+            __stcs(reinterpret_cast<uint4*>(dst) + 1, o1);
+          } else {
+            const uint32_t first = 16 * g;
+            const uint32_t words[8] = {o0.x, o0.y, o0.z, o0.w, o1.x, o1.y, o1.z, o1.w};
+#pragma unroll
+            for (int j = 0; j < 16; ++j) {
+              const uint32_t pos = first + j;
+              if (pos >= align && pos < align + expected)
+                dst[j] = static_cast<uint16_t>(words[j >> 1] >> ((j & 1) * 16));
+            }
+          }
+        }
+      }
+    }
+  } else {
+    for (uint32_t j = tid; j < expected; j += kT) out[out_begin + j] = merge1(sm[out_begin + j], buf[align + j]);
   }
 }
 

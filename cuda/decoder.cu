@@ -194,16 +194,18 @@ namespace {
 std::mutex g_variants_mu;
 std::vector<Variant>& variant_list() {
   // Variant 0 is the production kernel.
-  static std::vector<Variant> v{{"direct+prefetch", &decode_kernel<true, true, true>, true, true},
-                                {"multi+prefetch", &decode_kernel<true, true, false>, true, false}};
+  // split4+prefetch+lut16: 4 threads per chunk, both tables in shared memory, L2
+  // prefetch of the sign-mantissa bytes (docs/PERFORMANCE.md "GPU decoder").
+  static std::vector<Variant> v{{"split4+prefetch+lut16", &decode_split_kernel<4, true, true>, 16384 + 8192, false, 256},
+                                {"multi+prefetch", &decode_kernel<true, true, false>, 16384, false, 64}};
   return v;
 }
 }  // namespace
 
-int register_variant(const char* name, KernelFn fn, bool multi, bool direct) {
+int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads) {
   std::lock_guard<std::mutex> lock(g_variants_mu);
   auto& v = variant_list();
-  v.push_back({name, fn, multi, direct});
+  v.push_back({name, fn, lut_bytes, direct, threads});
   return static_cast<int>(v.size() - 1);
 }
 
@@ -304,7 +306,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
 
   const detail::Variant& var = detail::variants()[w.variant];
   w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
-  w.smem_bytes = (var.multi ? kLutSize * 4 : kLutSize * 2) + (var.direct ? 0 : w.buf_bytes);
+  w.smem_bytes = var.lut_bytes + (var.direct ? 0 : w.buf_bytes);
   if (w.blocks > 0) {
     int dev = 0, optin = 0;
     if (const Error e = check(cudaGetDevice(&dev), "cudaGetDevice"); e != Error::Ok) return e;
@@ -368,8 +370,8 @@ Error launch(Workspace& ws, Stream stream) {
   prm.status = w.status_dev;
   prm.count = static_cast<uint32_t>(w.descs.size());
   prm.buf_bytes = w.buf_bytes;
-  const detail::KernelFn fn = detail::variants()[w.variant].fn;
-  fn<<<static_cast<unsigned>(w.blocks), detail::kThreads, w.smem_bytes, as_stream(stream)>>>(prm);
+  const detail::Variant& var = detail::variants()[w.variant];
+  var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
   return check(cudaGetLastError(), "decode kernel launch");
 }
 

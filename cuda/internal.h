@@ -18,10 +18,11 @@ using KernelFn = void (*)(LaunchParams);
 struct Variant {
   std::string name;
   KernelFn fn;
-  bool multi;   // uses the 16 KB multi-symbol table (else the 8 KB single-symbol one)
+  uint32_t lut_bytes;  // decode tables in shared memory (16 KB multi-symbol, 8 KB single-symbol)
   bool direct;  // no shared exponent buffer
+  int threads;  // per block: 64 x threads per chunk
 };
-int register_variant(const char* name, KernelFn fn, bool multi, bool direct);  // returns its index
+int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads = 64);  // index
 const std::vector<Variant>& variants();
 int find_variant(const std::string& name);  // -1 when unknown
 Error set_variant(Workspace& ws, int variant);  // re-plans on the next prepare()

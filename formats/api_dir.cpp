@@ -150,11 +150,18 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   m.directories = dirs;
   for (const auto& d : dirs) fs::create_directories(od.temp() + "/" + d);
   uint64_t total = 0, done = 0;
-  for (const auto& rel : files) total += fs::file_size(in + "/" + rel);
+  for (const auto& rel : files) {
+    std::error_code ec;  // a file may vanish meanwhile: reported when it is reached
+    const uint64_t size = fs::file_size(in + "/" + rel, ec);
+    if (!ec) total += size;
+  }
   for (const auto& rel : files) {
     if (interrupted()) return interrupted_status(in);
     const std::string src = in + "/" + rel, dst = od.temp() + "/" + stored_name(rel);
-    ManifestEntry e{rel, fs::file_size(src), "", stored_name(rel)};
+    std::error_code ec;
+    const uint64_t src_size = fs::file_size(src, ec);
+    if (ec) return make_status(Error::Io, src, "cannot stat: " + ec.message());
+    ManifestEntry e{rel, src_size, "", stored_name(rel)};
     FileReport fr;
     fr.path = rel;
     if (ends_with(rel, ".safetensors")) {

@@ -44,6 +44,18 @@ bool all_zero(const uint8_t* p, uint64_t n) {
 
 std::string tensor_label(const ReaderTensor& t) { return "tensor '" + t.name + "'"; }
 
+// The most bytes one zstd frame of `frame_size` bytes can decode to (RFC 8878):
+// every block that produces output takes at least 4 bytes (3-byte header and
+// content) and produces at most 128 KiB. Checked before allocating a size
+// that the frame only declares.
+uint64_t zstd_max_output(uint64_t frame_size) { return (frame_size / 4 + 1) * (uint64_t{128} << 10); }
+
+// The bytes are exactly one zstd frame (no trailing or skippable frames).
+bool single_zstd_frame(const uint8_t* p, uint64_t n) {
+  const size_t f = ZSTD_findFrameCompressedSize(p, n);
+  return !ZSTD_isError(f) && f == n;
+}
+
 }  // namespace
 
 Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
@@ -93,6 +105,8 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   const uint64_t meta_len = fh.json_size + fh.tensor_count * kRecordSize;
   if (ZSTD_getFrameContentSize(d + fh.meta_offset, fh.meta_size) != meta_len)
     return fail(Error::Df11BadHeaderField, "meta block does not declare JSON + index size");
+  if (meta_len > zstd_max_output(fh.meta_size) || !single_zstd_frame(d + fh.meta_offset, fh.meta_size))
+    return fail(Error::Df11BadHeaderField, "meta block is not one zstd frame that can hold JSON + index");
   m.meta.resize(meta_len);
   const size_t got = ZSTD_decompress(m.meta.data(), meta_len, d + fh.meta_offset, fh.meta_size);
   if (ZSTD_isError(got) || got != meta_len) return fail(Error::Df11BadHeaderField, "meta block does not decompress");
@@ -139,6 +153,8 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
     if (r.encoding == kZstd) {
       const unsigned long long c = ZSTD_getFrameContentSize(t.payload, r.payload_size);
       if (c != r.orig_size) return bad(Error::Df11ZstdCorrupt, "zstd frame does not declare the tensor's size");
+      if (r.orig_size > zstd_max_output(r.payload_size) || !single_zstd_frame(t.payload, r.payload_size))
+        return bad(Error::Df11ZstdCorrupt, "payload is not one zstd frame that can hold the tensor");
     }
     if (r.encoding == kBf16Huffman) {
       if (st.dtype != Dtype::BF16) return bad(Error::Df11BadIndex, "BF16 encoding on a " + t.dtype + " tensor");

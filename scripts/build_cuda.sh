@@ -16,6 +16,7 @@ fi
 rm -rf .gpu-build/bin
 mkdir -p .gpu-build/bin
 cp .gpu-build/tests/df11_gpu_tests .gpu-build/cuda/df11_gpu_bench .gpu-build/bin/
-if [ -x .gpu-build/cli/df11 ]; then cp .gpu-build/cli/df11 .gpu-build/bin/; fi
+if [ -x .gpu-build/tests/make_bench_file ]; then cp .gpu-build/tests/make_bench_file .gpu-build/bin/; fi
+for cli in .gpu-build/df11 .gpu-build/cli/df11; do if [ -x "$cli" ]; then cp "$cli" .gpu-build/bin/; break; fi; done  # the CLI, when it built
 strip .gpu-build/bin/*
 du -sh .gpu-build/bin

@@ -5,7 +5,7 @@
 # the benchmark (every kernel variant compiled in); compute-sanitizer memcheck
 # on the [gpu] tests without [slow] and racecheck on the [race] ones; ncu of
 # one batch launch; the [slow] test (> 2^31 weights).
-# STEPS="tests bench memcheck racecheck ncu slow sass" selects steps.
+# STEPS="tests bench sizes memcheck racecheck ncu cli sass slow" selects steps.
 set -uo pipefail
 OUT=${OUT:-/tmp/df11-gpu-out}
 mkdir -p "$OUT"
@@ -27,19 +27,26 @@ step() {  # step NAME LIMIT_S CMD...
 
 nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt" | head -n 15
 export PATH=$PATH:/usr/local/cuda/bin
+# gpu_verify_test.cpp runs the helper from the build tree's tests/ folder.
+if [ -x "$BIN/make_bench_file" ]; then mkdir -p .gpu-build/tests && cp "$BIN/make_bench_file" .gpu-build/tests/; fi
+if [ -x "$BIN/df11" ]; then cp "$BIN/df11" .gpu-build/df11; fi
 has tests && step tests "${TESTS_LIMIT:-300}" "$BIN/df11_gpu_tests" "~[slow]"
 if has bench; then
   step bench "${BENCH_LIMIT:-420}" "$BIN/df11_gpu_bench" --synthetic llama-8b-block --variant "${VARIANT:-all}"
   grep -E "^(device|copy|mlp|self|batch|tensor)" "$OUT/bench.log" >"$OUT/bench_table.txt"
 fi
 has sizes && step sizes 300 "$BIN/df11_gpu_bench" --sizes --variant "${VARIANT:-}"
-has memcheck && step memcheck "${MEMCHECK_LIMIT:-420}" compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/df11_gpu_tests" "${MEMCHECK_SPEC:-~[slow]}"
+has memcheck && step memcheck "${MEMCHECK_LIMIT:-420}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 "$BIN/df11_gpu_tests" "${MEMCHECK_SPEC:-~[slow]}"
 has racecheck && step racecheck "${RACECHECK_LIMIT:-420}" compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/df11_gpu_tests" "[race]"
 if has ncu; then
-  step ncu 300 ncu --kernel-name regex:decode_kernel --launch-skip 3 --launch-count 1 \
+  step ncu 300 ncu --kernel-name regex:decode --launch-skip 3 --launch-count 1 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats --section MemoryWorkloadAnalysis \
+    --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
     "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --reps 3
+fi
+if has cli && [ -x "$BIN/df11" ]; then
+  step cli "${CLI_LIMIT:-200}" "$BIN/df11" bench --synthetic llama-8b-block --json
 fi
 has sass && cuobjdump -sass "$BIN/df11_gpu_bench" >"$OUT/sass.txt" 2>&1
 has slow && step slow 420 "$BIN/df11_gpu_tests" "[slow]"

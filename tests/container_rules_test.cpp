@@ -714,3 +714,32 @@ TEST_CASE("container rules: full blocks of shortest codes are valid (fuzz regres
   REQUIRE(decompress(t.path + "/m.df11", t.path + "/back.safetensors", o, nullptr).ok());
   CHECK(df11test::read_file(t.path + "/back.safetensors") == df11test::read_file(t.path + "/m.safetensors"));
 }
+
+TEST_CASE("container rules: a payload or meta block that is more than one zstd frame", "[container]") {
+  // A skippable frame (magic 0x184D2A50, 4-byte size, content) after the real one.
+  const Bytes skippable = {0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 'j', 'u', 'n', 'k'};
+  Box base;
+  const size_t norm = base.find("norm");
+  const Record rec = base.rec(norm);
+  SECTION("ZSTD payload") {
+    // Move the payload into a fresh container laid out with room for the extra frame.
+    Box box;
+    const uint64_t next = align_up(rec.payload_offset + rec.payload_size, kAlignment);
+    REQUIRE(next - (rec.payload_offset + rec.payload_size) >= skippable.size());
+    std::memcpy(box.b.data() + rec.payload_offset + rec.payload_size, skippable.data(), skippable.size());
+    Record r = rec;
+    r.payload_size += skippable.size();
+    box.set_rec(norm, r);
+    expect_open(box, Error::Df11ZstdCorrupt);
+  }
+  SECTION("meta block") {
+    Box box;
+    box.b.insert(box.b.end(), skippable.begin(), skippable.end());
+    FixedHeader h = box.fh();
+    h.meta_size += skippable.size();
+    h.file_size += skippable.size();
+    box.set_fh(h);
+    box.fix_checksum();
+    expect_open(box, Error::Df11BadHeaderField);
+  }
+}

@@ -1,0 +1,314 @@
+// Faults around the CLI: disk full (RLIMIT_FSIZE), SIGINT / SIGTERM in the
+// middle of a directory compress, an output directory that is not writable,
+// and an input that vanishes during the run. In every case: a clean error
+// exit, nothing at the output path, no temporary files, the input untouched.
+// Permission tests need an ordinary user: as root (CI) they run df11 in a
+// child that drops to nobody (65534) first.
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "safetensors_writer.h"
+#include "sample_model.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+struct SpawnOptions {
+  uint64_t fsize_limit = 0;  // bytes; 0: none
+  bool as_nobody = false;
+};
+
+struct Child {
+  pid_t pid = -1;
+  int err_fd = -1;
+};
+
+// Starts `df11 ARGS` in DIR, stderr into a pipe.
+Child spawn(const std::vector<std::string>& args, const std::string& dir, const SpawnOptions& o) {
+  const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
+  std::vector<std::string> all = {bin};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int p[2];
+  REQUIRE(pipe(p) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    close(p[1]);
+    const int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    if (chdir(dir.c_str()) != 0) _exit(120);
+    if (o.fsize_limit) {
+      struct rlimit rl {o.fsize_limit, o.fsize_limit};
+      if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(121);
+      signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG
+    }
+    if (o.as_nobody && geteuid() == 0) {
+      if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(122);
+    }
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  close(p[1]);
+  return {pid, p[0]};
+}
+
+struct Result {
+  int code = -1;
+  std::string err;
+};
+
+Result wait_for(const Child& c) {
+  Result r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(c.err_fd, buf, sizeof buf)) > 0) r.err.append(buf, static_cast<size_t>(n));
+  close(c.err_fd);
+  int st = 0;
+  waitpid(c.pid, &st, 0);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+Result run(const std::vector<std::string>& args, const std::string& dir, const SpawnOptions& o = {}) {
+  return wait_for(spawn(args, dir, o));
+}
+
+// Every entry under `dir`, relative, sorted, with contents for files.
+std::vector<std::pair<std::string, Bytes>> snapshot(const std::string& dir) {
+  std::vector<std::pair<std::string, Bytes>> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    const std::string rel = fs::relative(e.path(), dir).generic_string();
+    out.push_back({rel, e.is_regular_file() ? df11test::read_file(e.path().string()) : Bytes()});
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void no_temporaries(const std::string& dir) {
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+}
+
+void one_line(const Result& r) {
+  INFO("stderr: " << r.err);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK(r.err.rfind("df11: ", 0) == 0);
+}
+
+Bytes bf16_bytes(const std::vector<uint16_t>& w) {
+  Bytes b(w.size() * 2);
+  std::memcpy(b.data(), w.data(), b.size());
+  return b;
+}
+
+// ~2.4 MB safetensors: compresses to ~1.6 MB.
+void model_file(const std::string& path) {
+  df11test::write_safetensors(path, {{"a", "BF16", {600, 1000}, bf16_bytes(df11test::gaussian_bf16(600000, 0.02, 1))},
+                                     {"b", "BF16", {600, 1000}, bf16_bytes(df11test::gaussian_bf16(600000, 0.05, 2))},
+                                     {"n", "F32", {1000}, Bytes(4000, 0)}});
+}
+
+// A model directory big enough that compressing it takes a noticeable time.
+void model_dir(const std::string& dir) {
+  df11test::SampleOptions o;
+  o.hidden = 768;
+  o.layers = 6;
+  o.intermediate = 2048;
+  o.vocab = 8192;
+  df11test::make_sample_model(dir, o);
+}
+
+// Waits until `df11 compress DIR -o OUT` has begun writing output: its
+// temporary directory beside OUT holds at least one file.
+bool wait_for_output_start(const std::string& parent, pid_t pid, int timeout_ms = 20000) {
+  for (int i = 0; i < timeout_ms; ++i) {
+    for (const auto& e : fs::directory_iterator(parent))
+      if (e.path().filename().string().find("df11tmp") != std::string::npos && e.is_directory()) {
+        std::error_code ec;
+        for (const auto& f : fs::recursive_directory_iterator(e.path(), ec)) {
+          (void)f;
+          return true;
+        }
+      }
+    if (waitpid(pid, nullptr, WNOHANG) != 0) return false;  // finished already
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("faults: disk full during compress and decompress (RLIMIT_FSIZE)", "[faults]") {
+  df11test::TempDir t;
+  model_file(t.path + "/m.safetensors");
+  const Bytes input = df11test::read_file(t.path + "/m.safetensors");
+  for (uint64_t limit : {uint64_t{0} + 100, uint64_t{64} << 10, uint64_t{1} << 20}) {
+    INFO("file size limit " << limit);
+    const Result r = run({"compress", "m.safetensors", "-o", "m.df11"}, t.path, {limit, false});
+    CHECK(r.code == 3);
+    one_line(r);
+    CHECK(r.err.find("(Io)") != std::string::npos);
+    CHECK_FALSE(fs::exists(t.path + "/m.df11"));
+    no_temporaries(t.path);
+    CHECK(df11test::read_file(t.path + "/m.safetensors") == input);
+  }
+  // Decompress: the container is fine, the restored file does not fit.
+  REQUIRE(run({"compress", "m.safetensors", "-o", "m.df11"}, t.path).code == 0);
+  const Bytes container = df11test::read_file(t.path + "/m.df11");
+  for (uint64_t limit : {uint64_t{100}, uint64_t{1} << 20, input.size() - 1}) {
+    INFO("file size limit " << limit);
+    const Result r = run({"decompress", "m.df11", "-o", "back.safetensors"}, t.path, {limit, false});
+    CHECK(r.code == 3);
+    one_line(r);
+    CHECK_FALSE(fs::exists(t.path + "/back.safetensors"));
+    no_temporaries(t.path);
+    CHECK(df11test::read_file(t.path + "/m.df11") == container);
+  }
+  // A directory: the output directory is not created at all.
+  fs::create_directories(t.path + "/dir");
+  fs::rename(t.path + "/m.safetensors", t.path + "/dir/m.safetensors");
+  df11test::write_file(t.path + "/dir/config.json", {'{', '}'});
+  const auto before = snapshot(t.path + "/dir");
+  const Result r = run({"compress", "dir", "-o", "out"}, t.path, {uint64_t{256} << 10, false});
+  CHECK(r.code == 3);
+  one_line(r);
+  CHECK_FALSE(fs::exists(t.path + "/out"));
+  no_temporaries(t.path);
+  CHECK(snapshot(t.path + "/dir") == before);
+}
+
+TEST_CASE("faults: SIGINT and SIGTERM during a directory compress", "[faults]") {
+  df11test::TempDir t;
+  model_dir(t.path + "/model");
+  const auto before = snapshot(t.path + "/model");
+  for (int sig : {SIGINT, SIGTERM}) {
+    INFO("signal " << sig);
+    const Child c = spawn({"compress", "model", "-o", "out", "-T", "1"}, t.path, {});
+    const bool started = wait_for_output_start(t.path, c.pid);
+    if (!started) WARN("compress finished before the signal could be sent");
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    kill(c.pid, sig);
+    const Result r = wait_for(c);
+    if (started) {
+      CHECK(r.code != 0);
+      CHECK(r.err.find("Interrupted") != std::string::npos);
+      CHECK_FALSE(fs::exists(t.path + "/out"));
+    }
+    no_temporaries(t.path);
+    std::error_code ec;
+    fs::remove_all(t.path + "/out", ec);
+  }
+  CHECK(snapshot(t.path + "/model") == before);
+  // Decompress of a directory, interrupted the same way.
+  REQUIRE(run({"compress", "model", "-o", "packed"}, t.path).code == 0);
+  const Child c = spawn({"decompress", "packed", "-o", "restored", "-T", "1"}, t.path, {});
+  const bool started = wait_for_output_start(t.path, c.pid);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(c.pid, SIGTERM);
+  const Result r = wait_for(c);
+  if (started) {
+    CHECK(r.code != 0);
+    CHECK_FALSE(fs::exists(t.path + "/restored"));
+  }
+  no_temporaries(t.path);
+}
+
+TEST_CASE("faults: output directory not writable", "[faults]") {
+  df11test::TempDir t;
+  // As root, df11 runs as nobody: the tree must be readable by it.
+  fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  model_file(t.path + "/m.safetensors");
+  fs::create_directories(t.path + "/ro");
+  fs::create_directories(t.path + "/in");
+  model_file(t.path + "/in/m.safetensors");
+  REQUIRE(run({"compress", "m.safetensors", "-o", "m.df11"}, t.path).code == 0);
+  for (const char* f : {"m.safetensors", "m.df11", "in/m.safetensors"})
+    fs::permissions(t.path + "/" + f, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                                          fs::perms::others_read);
+  fs::permissions(t.path + "/in", fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(t.path + "/ro", fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                                      fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  const SpawnOptions o{0, true};
+  // Can this user (or nobody) really not write there?
+  const Result probe = run({"compress", "m.safetensors", "-o", "ro/x.df11"}, t.path, o);
+  if (probe.code == 122 || probe.code == 127) {
+    WARN("cannot run df11 as an unprivileged user here (exit " << probe.code << "): skipping");
+    return;
+  }
+  CHECK(probe.code == 3);
+  one_line(probe);
+  CHECK(probe.err.find("(Io)") != std::string::npos);
+  CHECK(probe.err.find("ro/x.df11") != std::string::npos);
+  const Result d = run({"decompress", "m.df11", "-o", "ro/back.safetensors"}, t.path, o);
+  CHECK(d.code == 3);
+  one_line(d);
+  const Result dir = run({"compress", "in", "-o", "ro/out"}, t.path, o);
+  CHECK(dir.code == 3);
+  one_line(dir);
+  CHECK(fs::is_empty(t.path + "/ro"));
+  // The directory itself as output for a default path: `df11 compress ro/...` cannot create ro/*.df11.
+  fs::permissions(t.path + "/ro", fs::perms::owner_all);
+  fs::copy_file(t.path + "/m.safetensors", t.path + "/ro/m.safetensors");
+  fs::permissions(t.path + "/ro/m.safetensors", fs::perms::owner_read | fs::perms::others_read);
+  fs::permissions(t.path + "/ro", fs::perms::owner_read | fs::perms::owner_exec | fs::perms::others_read |
+                                      fs::perms::others_exec);
+  const Result def = run({"compress", "ro/m.safetensors"}, t.path, o);
+  CHECK(def.code == 3);
+  CHECK_FALSE(fs::exists(t.path + "/ro/m.df11"));
+  no_temporaries(t.path);
+  fs::permissions(t.path + "/ro", fs::perms::owner_all);
+}
+
+TEST_CASE("faults: an input file that vanishes during a directory compress", "[faults]") {
+  df11test::TempDir t;
+  model_dir(t.path + "/model");
+  // Files are compressed in byte order of their paths; vision/model.safetensors is last.
+  REQUIRE(fs::exists(t.path + "/model/vision/model.safetensors"));
+  const Child c = spawn({"compress", "model", "-o", "out", "-T", "1"}, t.path, {});
+  const bool started = wait_for_output_start(t.path, c.pid);
+  fs::remove(t.path + "/model/vision/model.safetensors");
+  const Result r = wait_for(c);
+  if (!started) {
+    WARN("compress finished before the file could be removed");
+  } else {
+    CHECK(r.code == 3);
+    one_line(r);
+    CHECK(r.err.find("vision/model.safetensors") != std::string::npos);
+    CHECK_FALSE(fs::exists(t.path + "/out"));
+  }
+  no_temporaries(t.path);
+  // Removed before the run even starts (file mode): exit 3, no output.
+  const Result gone = run({"compress", "model/vision/model.safetensors", "-o", "v.df11"}, t.path);
+  CHECK(gone.code == 3);
+  one_line(gone);
+  CHECK_FALSE(fs::exists(t.path + "/v.df11"));
+  // A directory whose shard index names a missing shard.
+  fs::remove(t.path + "/model/model-00002-of-00002.safetensors");
+  const Result idx = run({"compress", "model", "-o", "out2"}, t.path);
+  CHECK(idx.code == 3);
+  CHECK(idx.err.find("DirIndexMissingShard") != std::string::npos);
+  CHECK_FALSE(fs::exists(t.path + "/out2"));
+}
