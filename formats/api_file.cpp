@@ -174,10 +174,11 @@ Status verify_one(const std::string& in, const std::string& against, const std::
     if (!ts_status.ok()) {
       rep->failures.push_back(label + ": tensor '" + t.name + "': " + error_name(ts_status.code));
       // Keep the whole-file hash meaningful only when every tensor decoded.
-      std::memset(buf.data(), 0, t.orig_size);
+      if (t.orig_size) std::memset(buf.data(), 0, t.orig_size);
     }
     hash.update(buf.data(), t.orig_size);
-    if (!against.empty() && orig.size() == reader->original_size() &&
+    // (buf.data() is null for an empty tensor: memcmp's pointers must not be.)
+    if (!against.empty() && orig.size() == reader->original_size() && t.orig_size &&
         std::memcmp(buf.data(), orig.data() + data_start + t.orig_offset, t.orig_size) != 0)
       rep->failures.push_back(label + ": tensor '" + t.name + "' differs from " + against);
     if (!against.empty()) orig.release(data_start + t.orig_offset, t.orig_size);

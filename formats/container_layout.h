@@ -77,6 +77,7 @@ struct Record {
   uint64_t orig_offset = 0, orig_size = 0, orig_xxh64 = 0;
   uint64_t payload_offset = 0, payload_size = 0;
   uint64_t total_bits = 0, n_threads = 0;
+  uint64_t payload_xxh64 = 0;  // ZSTD only: XXH64 of the stored frame
 
   void store(uint8_t out[kRecordSize]) const {
     std::memset(out, 0, kRecordSize);
@@ -88,6 +89,7 @@ struct Record {
     put_u64(out + 40, payload_size);
     put_u64(out + 48, total_bits);
     put_u64(out + 56, n_threads);
+    put_u64(out + 64, payload_xxh64);
   }
   void load(const uint8_t* in) {
     encoding = get_u32(in + 0);
@@ -98,11 +100,12 @@ struct Record {
     payload_size = get_u64(in + 40);
     total_bits = get_u64(in + 48);
     n_threads = get_u64(in + 56);
+    payload_xxh64 = get_u64(in + 64);
   }
   // Bytes that MUST be zero: encoding's reserved word and the tail.
   static bool reserved_zero(const uint8_t* in) {
     if (get_u32(in + 4) != 0) return false;
-    for (uint64_t i = 64; i < kRecordSize; ++i)
+    for (uint64_t i = 72; i < kRecordSize; ++i)
       if (in[i]) return false;
     return true;
   }

@@ -144,6 +144,8 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
     t.orig_offset = r.orig_offset;
     t.orig_size = r.orig_size;
     t.orig_xxh64 = r.orig_xxh64;
+    t.payload_xxh64 = r.payload_xxh64;
+    if (r.encoding != kZstd && r.payload_xxh64) return bad(Error::Df11BadIndex, "payload_xxh64 set for a non-ZSTD encoding");
     t.payload = d + r.payload_offset;
     t.payload_size = r.payload_size;
     if (r.encoding != kBf16Huffman && (r.total_bits || r.n_threads))
@@ -204,6 +206,8 @@ Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
       if (t.orig_size) std::memcpy(out, t.payload, t.orig_size);
       break;
     case kZstd: {
+      if (XXH64(t.payload, t.payload_size, 0) != t.payload_xxh64)
+        return fail(Error::Df11ZstdCorrupt, "XXH64 of the stored zstd frame differs");
       const size_t z = ZSTD_decompress(out, t.orig_size, t.payload, t.payload_size);
       if (ZSTD_isError(z) || z != t.orig_size) return fail(Error::Df11ZstdCorrupt, "zstd frame does not decode");
       break;

@@ -122,6 +122,9 @@ Status write_container(const std::string& label, const MappedFile& file, const S
       const size_t z = ZSTD_compress(zbuf.data(), zbuf.size(), src, size, kZstdLevel);
       if (!ZSTD_isError(z) && z < size) {
         r.encoding = kZstd;
+        // zstd frames have bits that do not change what they decode to (e.g.
+        // the window size): this checksum makes every stored byte count.
+        r.payload_xxh64 = XXH64(zbuf.data(), z, 0);
         s = out.write(zbuf.data(), z);
         tr.encoding = "zstd";
         written = true;

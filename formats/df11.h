@@ -105,6 +105,7 @@ struct ReaderTensor {
   uint64_t orig_offset = 0;
   uint64_t orig_size = 0;
   uint64_t orig_xxh64 = 0;
+  uint64_t payload_xxh64 = 0;  // ZSTD: XXH64 of the stored frame
   const uint8_t* payload = nullptr;
   uint64_t payload_size = 0;
   Bf16View bf16;               // valid when encoding == 2

@@ -86,6 +86,8 @@ extern "C" int df11_fuzz_container(const uint8_t* data, size_t size) {
 
   std::unique_ptr<Reader> r;
   const Status s = Reader::open(path, &r);
+  static const bool verbose = std::getenv("DF11_FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "mode %d: %s\n", mode, s.ok() ? "opened" : s.message.c_str());
   if (!s.ok()) {
     DF11_FUZZ_CHECK(s.code != Error::Ok && r == nullptr);
     DF11_FUZZ_CHECK(s.message.find('\n') == std::string::npos);
