@@ -5,6 +5,7 @@
 
 #include "container_layout.h"
 #include "container_writer.h"
+#include "file_digest.h"
 #include "file_io.h"
 #include "gpu_verify.h"
 #include "ops.h"
@@ -37,17 +38,18 @@ std::string default_output_path(const std::string& in, bool compressing) {
 
 namespace {
 
-// XXH64 and (optionally) SHA-256 of the restored byte stream, fed in order.
+// The restored file's digest (file_digest.h) and, optionally, its SHA-256.
 struct RestoredHash {
-  XXH64_state_t* xxh = XXH64_createState();
+  FileDigest digest;
   Sha256* sha;
-  explicit RestoredHash(Sha256* s) : sha(s) { XXH64_reset(xxh, 0); }
-  ~RestoredHash() { XXH64_freeState(xxh); }
-  void update(const uint8_t* p, uint64_t n) {
-    XXH64_update(xxh, p, n);
+  RestoredHash(const std::vector<uint8_t>& head, Sha256* s) : digest(head.data(), head.size()), sha(s) {
+    if (sha) sha->update(head.data(), head.size());
+  }
+  // `xxh` is the decoded tensor's XXH64 (decode_tensor has checked it).
+  void tensor(const uint8_t* p, uint64_t n, uint64_t xxh) {
+    digest.add_tensor(xxh);
     if (sha) sha->update(p, n);
   }
-  uint64_t digest() { return XXH64_digest(xxh); }
 };
 
 }  // namespace
@@ -97,9 +99,8 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
-  RestoredHash hash(sha);
   const std::vector<uint8_t> head = reader->original_header();
-  hash.update(head.data(), head.size());
+  RestoredHash hash(head, sha);
   s = of.write(head.data(), head.size());
   if (!s.ok()) return s;
   std::vector<uint8_t> buf;
@@ -110,14 +111,14 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     if (buf.size() < ts[i].orig_size) buf.resize(ts[i].orig_size);
     s = reader->decode_tensor(i, buf.data(), threads);
     if (!s.ok()) return s;
-    hash.update(buf.data(), ts[i].orig_size);
+    hash.tensor(buf.data(), ts[i].orig_size, ts[i].orig_xxh64);
     s = of.write(buf.data(), ts[i].orig_size);
     if (!s.ok()) return s;
     done += ts[i].orig_size;
     if (opt.progress) opt.progress(done, reader->original_size());
   }
-  if (hash.digest() != reader->original_xxh64())
-    return make_status(Error::Df11FileChecksum, in, "XXH64 of the restored file differs from the header");
+  if (hash.digest.digest() != reader->original_xxh64())
+    return make_status(Error::Df11FileChecksum, in, "digest of the restored file differs from the header");
   if (rep) {
     rep->original_bytes = reader->original_size();
     rep->stored_bytes = fs::file_size(in);
@@ -137,9 +138,8 @@ Status verify_one(const std::string& in, const std::string& against, const std::
   }
   const unsigned threads = resolve_threads(opt.threads);
   const auto& ts = reader->tensors();
-  RestoredHash hash(sha);
   const std::vector<uint8_t> head = reader->original_header();
-  hash.update(head.data(), head.size());
+  RestoredHash hash(head, sha);
   const uint64_t failures_before = rep->failures.size();
   if (!against.empty()) {
     if (orig.size() != reader->original_size())
@@ -176,14 +176,15 @@ Status verify_one(const std::string& in, const std::string& against, const std::
       // Keep the whole-file hash meaningful only when every tensor decoded.
       if (t.orig_size) std::memset(buf.data(), 0, t.orig_size);
     }
-    hash.update(buf.data(), t.orig_size);
+    // A failed tensor contributes a hash that cannot match, so the file check fails too.
+    hash.tensor(buf.data(), t.orig_size, ts_status.ok() ? t.orig_xxh64 : ~t.orig_xxh64);
     // (buf.data() is null for an empty tensor: memcmp's pointers must not be.)
     if (!against.empty() && orig.size() == reader->original_size() && t.orig_size &&
         std::memcmp(buf.data(), orig.data() + data_start + t.orig_offset, t.orig_size) != 0)
       rep->failures.push_back(label + ": tensor '" + t.name + "' differs from " + against);
     if (!against.empty()) orig.release(data_start + t.orig_offset, t.orig_size);
   }
-  if (rep->failures.size() == failures_before && hash.digest() != reader->original_xxh64()) {
+  if (rep->failures.size() == failures_before && hash.digest.digest() != reader->original_xxh64()) {
     rep->failures.push_back(label + ": XXH64 of the restored file differs (Df11FileChecksum)");
   }
   ++rep->files_checked;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "container_layout.h"
+#include "file_digest.h"
 #include "tensor_stats.h"
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -52,8 +53,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   Status s = out.write_zeros(kFixedHeaderSize);
   if (!s.ok()) return s;
 
-  XxhState whole;
-  XXH64_update(whole.s, base, data_start);
+  FileDigest whole(base, data_start);
   std::vector<uint8_t> index(count * kRecordSize);
   std::vector<uint8_t> zbuf;
   EncodedBf16 enc;  // reused: one allocation for the largest tensor
@@ -68,7 +68,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     r.orig_offset = t.begin;
     r.orig_size = size;
     r.orig_xxh64 = XXH64(src, size, 0);
-    XXH64_update(whole.s, src, size);
+    whole.add_tensor(r.orig_xxh64);
     s = out.write_zeros(align_up(out.offset(), kAlignment) - out.offset());
     if (!s.ok()) return s;
     r.payload_offset = out.offset();
@@ -161,7 +161,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   s = out.write(zmeta.data(), zm);
   if (!s.ok()) return s;
   fh.file_size = out.offset();
-  fh.original_xxh64 = XXH64_digest(whole.s);
+  fh.original_xxh64 = whole.digest();
 
   // Header checksum: bytes [0,120) (the checksum field excluded) and the meta block.
   uint8_t head[kFixedHeaderSize];

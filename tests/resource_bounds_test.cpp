@@ -108,8 +108,8 @@ Bytes lying_frame(uint64_t content_size, const Bytes& payload) {
 // A container for `json` (tensors given as records) with a valid header checksum.
 Bytes make_container(const std::string& json, uint64_t original_size, const std::vector<Record>& recs,
                      const Bytes& payloads, const Bytes* meta_override = nullptr, uint64_t claimed_count = UINT64_MAX) {
-  Bytes b(kFixedHeaderSize, 0);
-  b.insert(b.end(), payloads.begin(), payloads.end());
+  Bytes b(kFixedHeaderSize + payloads.size(), 0);
+  if (!payloads.empty()) std::memcpy(b.data() + kFixedHeaderSize, payloads.data(), payloads.size());
   while (b.size() % 64) b.push_back(0);
   const uint64_t meta_offset = b.size();
   Bytes meta(json.begin(), json.end());
