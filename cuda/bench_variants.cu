@@ -1,19 +1,20 @@
 // Extra kernel variants for df11_gpu_bench only (built for sm_90 alone, when
 // DF11_CUDA_BENCH_VARIANTS is ON), so that one device call can compare them.
-#include "decode_kernel.cuh"
+#include "decode_loop.cuh"
 #include "internal.h"
 
 namespace {
 using namespace df11::cuda::detail;
+template <int P, bool kSmem, int kMin = 1>
+int reg_loop(const char* name) {
+  using L = LoopLayout<P, kSmem>;
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin>, L::kFixed, false, 64 * P, L::kCountBytes);
+}
 const int kRegistered[] = {
-    register_variant("single", &decode_kernel<false, false, false>, 8192, false),
-    register_variant("multi", &decode_kernel<true, false, false>, 16384, false),
-    register_variant("direct+prefetch", &decode_kernel<true, true, true>, 16384, true),
-    register_variant("split2+prefetch", &decode_split_kernel<2, true>, 16384, false, 128),
-    register_variant("split4", &decode_split_kernel<4, false>, 16384, false, 256),
-    register_variant("split4+prefetch", &decode_split_kernel<4, true>, 16384, false, 256),
-    register_variant("split8+prefetch", &decode_split_kernel<8, true>, 16384, false, 512),
-    register_variant("split8+prefetch+lut16", &decode_split_kernel<8, true, true>, 16384 + 8192, false, 512),
+    reg_loop<4, false>("loop4+ldg"),
+    reg_loop<4, false, 5>("loop4+ldg+lb5"),
+    reg_loop<2, true>("loop2+smem"),
+    reg_loop<2, false>("loop2+ldg"),
 };
 }  // namespace
 

@@ -40,6 +40,7 @@
 
 #include <cuda_runtime.h>
 
+#include "huffman.h"
 #include "layout.h"
 
 // The chunk decoder and the merge are also compiled for the host, so that the
@@ -56,12 +57,16 @@ namespace df11::cuda::detail {
 
 constexpr int kThreads = 64;           // = kBlockThreads of the format
 constexpr int kWords = 32;             // = kChunkWords
-constexpr uint32_t kMultiInvalid = 0x80000000u;
+using ::df11::kMultiInvalid;  // codec/huffman.h: the 3-symbol table is built by df11::build_multi_lut
 
-// Status key codes (low 2 bits); the key is (global block << 9) | (chunk << 2) | code.
+// Status key codes (low 2 bits); the key is (global block << 9) | (position << 2) | code
+// and the smallest key wins. Position: the chunk, or the first chunk of a group
+// of 4 (decode_loop_kernel, where a gap error beats an invalid code in the same
+// group as in the CPU decoder, hence BadGaps < StreamCorrupt), or 64 for the
+// block's count.
 constexpr unsigned long long kStatusClear = ~0ull;
-constexpr uint32_t kCodeStreamCorrupt = 1;
-constexpr uint32_t kCodeBadGaps = 2;
+constexpr uint32_t kCodeBadGaps = 1;
+constexpr uint32_t kCodeStreamCorrupt = 2;
 constexpr uint32_t kCodeBadBlockOffsets = 3;
 
 // One tensor of a launch (device table entry).
@@ -72,6 +77,7 @@ struct TensorDesc {
   const uint8_t* sm;
   const uint16_t* lut;
   const uint32_t* lut_multi;
+  const uint16_t* lut_count;  // count table (decode_loop.cuh)
   uint16_t* out;
   uint64_t n;
   uint64_t total_bits;
@@ -279,30 +285,6 @@ __host__ __device__ __forceinline__ uint16_t merge1(uint32_t s, uint32_t e) {
   return static_cast<uint16_t>(((s & 0x80u) << 8) | (e << 7) | (s & 0x7Fu));
 }
 
-// Multi-symbol table (host): for each 12-bit window, up to 3 consecutive codes
-// that lie entirely inside it. Entry: bits 0-7, 8-15, 16-23 symbols; 24-27 their
-// total length; 28-29 their count (1..3); bit 31 set when the window does not
-// start with a code (count 1, length 12, as in the uint16 table).
-inline void build_multi_lut(const uint16_t* lut, uint32_t* multi) {
-  for (uint32_t i = 0; i < kLutSize; ++i) {
-    const uint16_t e0 = lut[i];
-    if (e0 & kLutInvalid) {
-      multi[i] = kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24) | (e0 & 0xFFu);
-      continue;
-    }
-    uint32_t syms = e0 & 0xFFu, total = (e0 >> 8) & 0xFu, count = 1;
-    while (count < 3 && total < kMaxCodeLength) {
-      const uint16_t e = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
-      const uint32_t len = (e >> 8) & 0xFu;
-      if ((e & kLutInvalid) || len > kMaxCodeLength - total) break;  // needs bits past the window
-      syms |= uint32_t{static_cast<uint8_t>(e)} << (8 * count);
-      total += len;
-      ++count;
-    }
-    multi[i] = syms | (total << 24) | (count << 28);
-  }
-}
-
 // Weights straight to global memory (no shared buffer): a thread's exponents
 // gather in a 64-bit register until a globally aligned group of 8 weights is
 // complete; the group is merged with its 8 sign-mantissa bytes (loaded two
@@ -374,6 +356,7 @@ struct DirectSink {
   }
 };
 
+#if defined(__CUDACC__)
 __device__ __forceinline__ void report(unsigned long long* status, uint64_t block, uint32_t chunk,
                                        uint32_t code) {
   atomicMin(status, static_cast<unsigned long long>((block << 9) | (chunk << 2) | code));
@@ -783,5 +766,7 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
     for (uint32_t j = tid; j < expected; j += kT) out[out_begin + j] = merge1(sm[out_begin + j], buf[align + j]);
   }
 }
+
+#endif  // __CUDACC__
 
 }  // namespace df11::cuda::detail

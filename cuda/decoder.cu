@@ -8,7 +8,7 @@
 
 #include <cuda_runtime.h>
 
-#include "decode_kernel.cuh"
+#include "decode_loop.cuh"
 #include "df11_cuda.h"
 #include "huffman.h"
 #include "internal.h"
@@ -140,11 +140,13 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   out->sm_dev = nullptr;
   out->lut_dev = nullptr;
   out->lut_multi_dev = nullptr;
+  out->lut_count_dev = nullptr;
 
-  // One allocation: [lut_multi | lut | block_out | gaps | stream | sm (padded to 16)].
+  // One allocation: [lut_multi | lut | lut_count | block_out | gaps | stream | sm (padded to 16)].
   const uint64_t off_multi = 0;
   const uint64_t off_lut = align_up(off_multi + kLutSize * 4, kSectionAlign);
-  const uint64_t off_block = align_up(off_lut + kLutSize * 2, kSectionAlign);
+  const uint64_t off_count = align_up(off_lut + kLutSize * 2, kSectionAlign);
+  const uint64_t off_block = align_up(off_count + kLutSize * 2, kSectionAlign);
   const uint64_t off_gaps = align_up(off_block + 8 * g.block_out_entries(), kSectionAlign);
   const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
   const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words(), kSectionAlign);
@@ -155,19 +157,21 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
 
   out->lut_host.reset(new uint16_t[kLutSize]);
   out->lut_multi_host.reset(new uint32_t[kLutSize]);
+  out->lut_count_host.reset(new uint16_t[kLutSize]);
   if (g.n > 0) {
     build_decode_lut(v.lengths, out->lut_host.get());
-    detail::build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
   } else {
     std::fill_n(out->lut_host.get(), kLutSize, uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
-    std::fill_n(out->lut_multi_host.get(), kLutSize, detail::kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24));
   }
+  build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
+  detail::build_count_lut(out->lut_host.get(), out->lut_count_host.get());
   Error e = Error::Ok;
   auto put = [&](uint64_t off, const void* src, uint64_t bytes) {
     if (e == Error::Ok) e = copy_to_device(base + off, src, bytes, stream);
   };
   put(off_multi, out->lut_multi_host.get(), kLutSize * 4);
   put(off_lut, out->lut_host.get(), kLutSize * 2);
+  put(off_count, out->lut_count_host.get(), kLutSize * 2);
   put(off_block, v.block_out, 8 * g.block_out_entries());
   put(off_gaps, v.gaps, g.gap_bytes());
   put(off_stream, v.stream, 4 * g.stream_words());
@@ -179,6 +183,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   }
   out->lut_multi_dev = reinterpret_cast<const uint32_t*>(base + off_multi);
   out->lut_dev = reinterpret_cast<const uint16_t*>(base + off_lut);
+  out->lut_count_dev = reinterpret_cast<const uint16_t*>(base + off_count);
   out->block_out_dev = reinterpret_cast<const uint64_t*>(base + off_block);
   out->gaps_dev = base + off_gaps;
   out->stream_dev = reinterpret_cast<const uint32_t*>(base + off_stream);
@@ -193,19 +198,28 @@ namespace detail {
 namespace {
 std::mutex g_variants_mu;
 std::vector<Variant>& variant_list() {
-  // Variant 0 is the production kernel.
-  // split4+prefetch+lut16: 4 threads per chunk, both tables in shared memory, L2
-  // prefetch of the sign-mantissa bytes (docs/PERFORMANCE.md "GPU decoder").
-  static std::vector<Variant> v{{"split4+prefetch+lut16", &decode_split_kernel<4, true, true>, 16384 + 8192, false, 256},
-                                {"multi+prefetch", &decode_kernel<true, true, false>, 16384, false, 64}};
+  // Variant 0 is the production kernel (docs/PERFORMANCE.md "GPU decoder").
+  // loop4+smem: decode_loop_kernel, 4 threads per chunk, one loop per segment,
+  // the block's stream words in shared memory.
+  using L4 = LoopLayout<4, true>;
+  static std::vector<Variant> v{
+      {"loop4+smem", &decode_loop_kernel<4, true>, L4::kFixed, false, 256, L4::kCountBytes},
+      {"split4+prefetch+lut16", &decode_split_kernel<4, true, true>, 16384 + 8192, false, 256},
+      {"multi+prefetch", &decode_kernel<true, true, false>, 16384, false, 64}};
   return v;
 }
 }  // namespace
 
-int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads) {
+uint32_t variant_smem_bytes(const Variant& v, uint64_t max_block_elems) {
+  const uint32_t buf = static_cast<uint32_t>(align_up(max_block_elems + 32, 16));
+  return v.lut_bytes + (v.direct ? 0 : std::max(buf, v.overlay_bytes));
+}
+
+int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads,
+                     uint32_t overlay_bytes) {
   std::lock_guard<std::mutex> lock(g_variants_mu);
   auto& v = variant_list();
-  v.push_back({name, fn, lut_bytes, direct, threads});
+  v.push_back({name, fn, lut_bytes, direct, threads, overlay_bytes});
   return static_cast<int>(v.size() - 1);
 }
 
@@ -290,6 +304,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     d.sm = t->sm_dev;
     d.lut = t->lut_dev;
     d.lut_multi = t->lut_multi_dev;
+    d.lut_count = t->lut_count_dev;
     d.out = outputs_dev[i];
     d.n = t->geom.n;
     d.total_bits = t->geom.total_bits;
@@ -306,7 +321,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
 
   const detail::Variant& var = detail::variants()[w.variant];
   w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
-  w.smem_bytes = var.lut_bytes + (var.direct ? 0 : w.buf_bytes);
+  w.smem_bytes = detail::variant_smem_bytes(var, w.max_block_elems);
   if (w.blocks > 0) {
     int dev = 0, optin = 0;
     if (const Error e = check(cudaGetDevice(&dev), "cudaGetDevice"); e != Error::Ok) return e;

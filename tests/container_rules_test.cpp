@@ -410,7 +410,7 @@ TEST_CASE("container rules: Df11BadIndex", "[container]") {
   with(big, [](Record& r) { r.total_bits = r.n_threads * kChunkBits + 13; });
   with(cst, [](Record& r) { r.total_bits = 2999; });     // below n * shortest length
   // Reserved record bytes.
-  for (size_t at : {4u, 7u, 64u, 80u, 95u}) {
+  for (size_t at : {4u, 7u, 72u, 80u, 95u}) {
     Box box;
     box.poke_rec(rnd, at, 1);
     expect_open(box, Error::Df11BadIndex);
@@ -622,10 +622,31 @@ TEST_CASE("container rules: Df11ZstdCorrupt", "[container]") {
     std::memset(box.b.data() + rec.payload_offset + zn, 0, rec.payload_size - zn);
     expect_open(box, Error::Df11ZstdCorrupt);
   }
+  SECTION("stored frame differs from payload_xxh64") {
+    Box box;
+    box.b[rec.payload_offset + rec.payload_size / 2] ^= 0x04;
+    expect_decode(box, norm, Error::Df11ZstdCorrupt);
+    Box rec_only;  // the record's checksum changed instead (header checksum recomputed)
+    Record r = rec;
+    r.payload_xxh64 ^= 1;
+    rec_only.set_rec(norm, r);
+    expect_decode(rec_only, norm, Error::Df11ZstdCorrupt);
+  }
+  SECTION("payload_xxh64 on a non-ZSTD record") {
+    Box box;
+    const size_t rnd = box.find("rand");
+    Record r = box.rec(rnd);
+    r.payload_xxh64 = 1;
+    box.set_rec(rnd, r);
+    expect_open(box, Error::Df11BadIndex);
+  }
   SECTION("frame body does not decode") {
     Box box;
     box.b[rec.payload_offset + rec.payload_size - 2] ^= 0xFF;
     box.b[rec.payload_offset + rec.payload_size - 5] ^= 0xFF;
+    Record fixed = rec;  // payload_xxh64 matching the damaged frame: zstd itself must notice
+    fixed.payload_xxh64 = XXH64(box.b.data() + rec.payload_offset, rec.payload_size, 0);
+    box.set_rec(norm, fixed);
     std::unique_ptr<Reader> r = box.open_ok();
     Bytes out(rec.orig_size);
     const Status s = r->decode_tensor(norm, out.data(), 1);
@@ -647,6 +668,7 @@ TEST_CASE("container rules: Df11ZstdCorrupt", "[container]") {
     std::memcpy(box.b.data() + rec.payload_offset, f.data(), f.size());
     Record r = rec;
     r.payload_size = f.size();
+    r.payload_xxh64 = XXH64(f.data(), f.size(), 0);  // so that the decode itself is what fails
     box.set_rec(norm, r);
     expect_decode(box, norm, Error::Df11ZstdCorrupt);
   }
@@ -729,6 +751,7 @@ TEST_CASE("container rules: a payload or meta block that is more than one zstd f
     std::memcpy(box.b.data() + rec.payload_offset + rec.payload_size, skippable.data(), skippable.size());
     Record r = rec;
     r.payload_size += skippable.size();
+    r.payload_xxh64 = XXH64(box.b.data() + rec.payload_offset, r.payload_size, 0);
     box.set_rec(norm, r);
     expect_open(box, Error::Df11ZstdCorrupt);
   }

@@ -416,3 +416,116 @@ TEST_CASE("gpu: tensor over 2^31 weights (64-bit indexing)", "[gpu][slow]") {
   }
   REQUIRE(std::memcmp(got.data() + kGuard / 2, w.data(), 2 * n) == 0);
 }
+
+// ---- the loop kernel's host model (cuda/host_sim.cu): runs without a GPU ----------------
+
+namespace {
+
+std::vector<uint16_t> few_symbols(uint64_t n, unsigned seed, int k) {  // exponents from k values
+  std::vector<uint16_t> w(n);
+  std::mt19937 rng(seed);
+  for (auto& x : w) x = static_cast<uint16_t>(((0x70 + rng() % k) << 7) | (rng() & 0x807F));
+  return w;
+}
+
+std::vector<int> loop_variants() {
+  std::vector<int> v;
+  for (size_t i = 0; i < cuda::detail::variants().size(); ++i)
+    if (cuda::detail::variants()[i].name.rfind("loop", 0) == 0) v.push_back(static_cast<int>(i));
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("loop kernel host model equals the CPU decoder", "[sim]") {
+  std::vector<std::vector<uint16_t>> ws;
+  ws.push_back(df11test::gaussian_bf16(300000, 0.02, 1));
+  ws.push_back(df11test::gaussian_bf16(60000, 1e-4, 2));
+  ws.push_back(df11test::gaussian_bf16(24321, 1.0, 3));
+  ws.push_back(one_symbol(70000, 4));
+  ws.push_back(one_symbol(1025, 5));
+  ws.push_back(few_symbols(90000, 6, 2));
+  ws.push_back(few_symbols(90000, 7, 3));
+  for (uint64_t n : {1ull, 2ull, 17ull, 379ull, 1025ull, 24000ull, 65537ull})
+    ws.push_back(df11test::gaussian_bf16(n, 0.02, static_cast<unsigned>(n)));
+  std::vector<uint16_t> all;
+  for (uint32_t v = 0; v < 65536; ++v) all.push_back(static_cast<uint16_t>(v));
+  std::shuffle(all.begin(), all.end(), std::mt19937(3));
+  ws.push_back(all);
+  for (const auto& w : ws) {
+    const EncodedBf16 e = encode_bf16(w.data(), w.size());
+    for (int P : {1, 2, 4, 8})
+      for (bool smem : {false, true}) {
+        INFO("n " << w.size() << " P " << P << " smem " << smem);
+        std::vector<uint16_t> got(w.size(), 0xBEEF);
+        REQUIRE(cuda::detail::simulate_loop_decode(view_of(e), got.data(), P, smem) == Error::Ok);
+        REQUIRE(got == w);
+      }
+  }
+}
+
+TEST_CASE("loop kernel host model: corrupted streams get the CPU decoder's verdict", "[sim]") {
+  std::vector<std::vector<uint16_t>> ws{df11test::gaussian_bf16(150000, 0.02, 22), one_symbol(50000, 5),
+                                        few_symbols(60000, 8, 2), df11test::gaussian_bf16(40000, 1.0, 9)};
+  std::mt19937_64 rng(11);
+  int verdicts[4] = {0, 0, 0, 0};
+  for (const auto& w : ws) {
+    const EncodedBf16 enc = encode_bf16(w.data(), w.size());
+    for (int trial = 0; trial < 120; ++trial) {
+      EncodedBf16 bad = enc;
+      const int flips = 1 + trial % 3;
+      for (int f = 0; f < flips; ++f) {
+        const uint64_t bit = rng() % bad.geom.total_bits;
+        bad.stream[bit / 32] ^= 1u << (31 - bit % 32);
+      }
+      if (validate_bf16(view_of(bad)) != Error::Ok) continue;
+      std::vector<uint16_t> cpu(w.size()), sim(w.size());
+      const Error cpu_err = decode_bf16(view_of(bad), cpu.data());
+      verdicts[static_cast<int>(cpu_err == Error::Ok ? 0 : cpu_err == Error::Df11BadGaps ? 1 : 2)]++;
+      for (int P : {2, 4})
+        for (bool smem : {false, true}) {
+          INFO("n " << w.size() << " trial " << trial << " P " << P << " smem " << smem);
+          REQUIRE(cuda::detail::simulate_loop_decode(view_of(bad), sim.data(), P, smem) == cpu_err);
+          if (cpu_err == Error::Ok) REQUIRE(sim == cpu);
+        }
+    }
+  }
+  INFO("ok " << verdicts[0] << " gaps " << verdicts[1] << " corrupt " << verdicts[2]);
+  CHECK(verdicts[1] > 20);
+  CHECK(verdicts[2] > 20);
+}
+
+TEST_CASE("gpu: loop kernels on corrupted one- and two-symbol streams: the CPU verdict", "[gpu]") {
+  if (!have_gpu()) return;
+  const auto w0 = df11test::gaussian_bf16(20000, 0.02, 21);
+  const EncodedBf16 e0 = encode_bf16(w0.data(), w0.size());
+  std::mt19937_64 rng(12);
+  for (const auto& w : {one_symbol(50000, 5), few_symbols(60000, 8, 2)}) {
+    const EncodedBf16 enc = encode_bf16(w.data(), w.size());
+    for (int trial = 0; trial < 30; ++trial) {
+      EncodedBf16 bad = enc;
+      for (int f = 0; f < 1 + trial % 3; ++f) {
+        const uint64_t bit = rng() % bad.geom.total_bits;
+        bad.stream[bit / 32] ^= 1u << (31 - bit % 32);
+      }
+      if (validate_bf16(view_of(bad)) != Error::Ok) continue;
+      std::vector<uint16_t> cpu(w.size());
+      const Error cpu_err = decode_bf16(view_of(bad), cpu.data());
+      for (int variant : loop_variants()) {
+        const BatchResult r = gpu_decode({view_of(e0), view_of(enc)}, 0xFF, 0,
+                                         [&](std::vector<cuda::DeviceTensor>& dt) {
+                                           REQUIRE(cuda::copy_to_device(const_cast<uint32_t*>(dt[1].stream_dev),
+                                                                        bad.stream.data(), bad.stream.size() * 4) ==
+                                                   Error::Ok);
+                                           REQUIRE(cuda::synchronize() == Error::Ok);
+                                         },
+                                         variant);
+        INFO("trial " << trial << " variant " << cuda::detail::variants()[variant].name);
+        REQUIRE(r.status == cpu_err);
+        if (cpu_err == Error::Ok) REQUIRE(r.out[1] == cpu);
+        else REQUIRE(r.failed == 1);
+        REQUIRE(r.out[0] == w0);
+      }
+    }
+  }
+}

@@ -113,7 +113,9 @@ Bytes make_container(const std::string& json, uint64_t original_size, const std:
   while (b.size() % 64) b.push_back(0);
   const uint64_t meta_offset = b.size();
   Bytes meta(json.begin(), json.end());
-  for (const Record& r : recs) {
+  for (Record r : recs) {
+    if (r.encoding == kZstd && r.payload_offset >= kFixedHeaderSize)
+      r.payload_xxh64 = XXH64(b.data() + r.payload_offset, r.payload_size, 0);
     uint8_t raw[kRecordSize];
     r.store(raw);
     meta.insert(meta.end(), raw, raw + kRecordSize);
