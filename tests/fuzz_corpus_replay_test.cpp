@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -53,4 +54,14 @@ TEST_CASE("fuzz entries: empty and tiny inputs", "[fuzz]") {
     CHECK(df11_fuzz_huffman(bytes, n) == 0);
     CHECK(df11_fuzz_roundtrip(bytes, n) == 0);
   }
+}
+
+TEST_CASE("fuzz entries: roundtrip of tiled weights (multi-threaded encoder split)", "[fuzz]") {
+  // flags 0xFF: 300 weights tiled past 2^21 so that encode_bf16 with 2 threads
+  // really uses 2 segments (kept out of the seed corpus: slow under ASan).
+  const std::vector<uint16_t> w = df11test::gaussian_bf16(300, 0.01, 9);
+  std::vector<uint8_t> in(1 + 2 * w.size());
+  in[0] = 0xFF;
+  std::memcpy(in.data() + 1, w.data(), 2 * w.size());
+  CHECK(df11_fuzz_roundtrip(in.data(), in.size()) == 0);
 }
