@@ -60,7 +60,12 @@ void encode_segment(const uint8_t* exps, const Segment& s, const uint32_t* singl
   uint32_t nacc = static_cast<uint32_t>(s.bit_begin & 31);
   uint64_t wi = 0;
   uint64_t p = s.bit_begin;
-  uint64_t next_boundary = align_up(p, kChunkBits);
+  // The first chunk this segment may open: the one after the chunk where the
+  // previous code (the last of the previous segment) starts. Not
+  // align_up(p): a segment that starts mid-chunk with that chunk's first code
+  // must record its gap and block entry.
+  uint64_t next_boundary = 0;
+  if (s.begin > 0) next_boundary = ((p - (single[exps[s.begin - 1]] & 0xFF)) / kChunkBits + 1) * kChunkBits;
   // Records chunk starts: gap of the chunk, and the block's first index.
   auto mark = [&](uint64_t start, uint64_t i) {
     if (start >= next_boundary) {

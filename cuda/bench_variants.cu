@@ -8,13 +8,12 @@ using namespace df11::cuda::detail;
 template <int P, bool kSmem, int kMin = 1>
 int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
-  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin>, L::kFixed, false, 64 * P, L::kCountBytes);
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin>, L::kFixed, false, 64 * P, L::kPass1Bytes);
 }
 const int kRegistered[] = {
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
     reg_loop<2, true>("loop2+smem"),
-    reg_loop<2, false>("loop2+ldg"),
 };
 }  // namespace
 

@@ -1,9 +1,12 @@
 // The df11 BF16 decode kernels (docs/FORMAT.md section 4; codec/bf16_decoder.cpp
 // is the CPU decoder that walks the same arrays with the same checks).
-// Production: decode_split_kernel<4, true, true> (at the end of this file: 4
-// threads per chunk, speculative segments resynchronised exactly). The
+// Production since 2026-11-22: decode_loop_kernel<4, true> in decode_loop.cuh
+// (one loop per segment, pass-1 accumulate table, packed pass-2 stores), which
+// keeps the block structure, checks and merge of the kernels below. The
 // description below is of decode_kernel, one thread per chunk, which the split
-// kernel extends; docs/PERFORMANCE.md "GPU decoder" compares all variants.
+// kernel (end of this file: 4 threads per chunk, speculative segments
+// resynchronised exactly) extends; docs/PERFORMANCE.md "GPU decoder" compares
+// all variants.
 //
 // One CUDA block of 64 threads decodes one format block (64 chunks of 1024
 // stream bits); one launch covers a whole batch of tensors, each block finding
@@ -77,7 +80,7 @@ struct TensorDesc {
   const uint8_t* sm;
   const uint16_t* lut;
   const uint32_t* lut_multi;
-  const uint16_t* lut_count;  // count table (decode_loop.cuh)
+  const uint32_t* lut_pass1;  // pass-1 tables of decode_loop.cuh: 4096 x uint32 accumulate, 4096 x uint16 mask
   uint16_t* out;
   uint64_t n;
   uint64_t total_bits;

@@ -140,16 +140,17 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   out->sm_dev = nullptr;
   out->lut_dev = nullptr;
   out->lut_multi_dev = nullptr;
-  out->lut_count_dev = nullptr;
+  out->lut_pass1_dev = nullptr;
 
-  // One allocation: [lut_multi | lut | lut_count | block_out | gaps | stream | sm (padded to 16)].
+  // One allocation: [lut_multi | lut | lut_pass1 | block_out | gaps | stream (+ 16 zero bytes:
+  // decode_loop_kernel's reader loads up to 2 words past the extra word) | sm (padded to 16)].
   const uint64_t off_multi = 0;
   const uint64_t off_lut = align_up(off_multi + kLutSize * 4, kSectionAlign);
   const uint64_t off_count = align_up(off_lut + kLutSize * 2, kSectionAlign);
-  const uint64_t off_block = align_up(off_count + kLutSize * 2, kSectionAlign);
+  const uint64_t off_block = align_up(off_count + kLutSize * 6, kSectionAlign);
   const uint64_t off_gaps = align_up(off_block + 8 * g.block_out_entries(), kSectionAlign);
   const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
-  const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words(), kSectionAlign);
+  const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words() + 16, kSectionAlign);
   const uint64_t sm_bytes = align_up(g.n, 16);
   const uint64_t total = off_sm + sm_bytes + 32;  // DirectSink reads up to 24 bytes past n
   if (const Error e = out->mem.allocate(total); e != Error::Ok) return e;
@@ -157,21 +158,23 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
 
   out->lut_host.reset(new uint16_t[kLutSize]);
   out->lut_multi_host.reset(new uint32_t[kLutSize]);
-  out->lut_count_host.reset(new uint16_t[kLutSize]);
+  out->lut_pass1_host.reset(new uint32_t[kLutSize + kLutSize / 2]);
   if (g.n > 0) {
     build_decode_lut(v.lengths, out->lut_host.get());
   } else {
     std::fill_n(out->lut_host.get(), kLutSize, uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
   }
   build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
-  detail::build_count_lut(out->lut_host.get(), out->lut_count_host.get());
+  detail::build_pass1_luts(out->lut_host.get(), out->lut_pass1_host.get(),
+                           reinterpret_cast<uint16_t*>(out->lut_pass1_host.get() + kLutSize));
   Error e = Error::Ok;
   auto put = [&](uint64_t off, const void* src, uint64_t bytes) {
     if (e == Error::Ok) e = copy_to_device(base + off, src, bytes, stream);
   };
   put(off_multi, out->lut_multi_host.get(), kLutSize * 4);
   put(off_lut, out->lut_host.get(), kLutSize * 2);
-  put(off_count, out->lut_count_host.get(), kLutSize * 2);
+  put(off_count, out->lut_pass1_host.get(), kLutSize * 6);
+  if (e == Error::Ok) e = fill_device(base + off_stream + 4 * g.stream_words(), 0, 16, stream);
   put(off_block, v.block_out, 8 * g.block_out_entries());
   put(off_gaps, v.gaps, g.gap_bytes());
   put(off_stream, v.stream, 4 * g.stream_words());
@@ -183,7 +186,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   }
   out->lut_multi_dev = reinterpret_cast<const uint32_t*>(base + off_multi);
   out->lut_dev = reinterpret_cast<const uint16_t*>(base + off_lut);
-  out->lut_count_dev = reinterpret_cast<const uint16_t*>(base + off_count);
+  out->lut_pass1_dev = reinterpret_cast<const uint32_t*>(base + off_count);
   out->block_out_dev = reinterpret_cast<const uint64_t*>(base + off_block);
   out->gaps_dev = base + off_gaps;
   out->stream_dev = reinterpret_cast<const uint32_t*>(base + off_stream);
@@ -203,7 +206,7 @@ std::vector<Variant>& variant_list() {
   // the block's stream words in shared memory.
   using L4 = LoopLayout<4, true>;
   static std::vector<Variant> v{
-      {"loop4+smem", &decode_loop_kernel<4, true>, L4::kFixed, false, 256, L4::kCountBytes},
+      {"loop4+smem", &decode_loop_kernel<4, true>, L4::kFixed, false, 256, L4::kPass1Bytes},
       {"split4+prefetch+lut16", &decode_split_kernel<4, true, true>, 16384 + 8192, false, 256},
       {"multi+prefetch", &decode_kernel<true, true, false>, 16384, false, 64}};
   return v;
@@ -304,7 +307,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     d.sm = t->sm_dev;
     d.lut = t->lut_dev;
     d.lut_multi = t->lut_multi_dev;
-    d.lut_count = t->lut_count_dev;
+    d.lut_pass1 = t->lut_pass1_dev;
     d.out = outputs_dev[i];
     d.n = t->geom.n;
     d.total_bits = t->geom.total_bits;

@@ -65,8 +65,8 @@ Error fill_device(void* dst_dev, int byte, size_t bytes, Stream stream = nullptr
 // ---- one BF16_HUFFMAN tensor on the device ----------------------------------------------
 // Device copies of the sections (block_out, gaps, stream, sign-mantissa bytes),
 // the 4096-entry uint16 decode table (build_decode_lut), the 4096-entry uint32
-// multi-symbol table (build_multi_lut) and the kernel's 4096-entry uint16 count
-// table (cuda/decode_loop.cuh), in one allocation.
+// multi-symbol table (build_multi_lut) and the kernel's pass-1
+// tables (cuda/decode_loop.cuh), in one allocation.
 struct DeviceTensor {
   Bf16Geometry geom;
   uint64_t max_block_elems = 0;  // largest block_out[b+1] - block_out[b] (<= 65536)
@@ -76,14 +76,14 @@ struct DeviceTensor {
   const uint8_t* sm_dev = nullptr;        // n bytes, zero-padded to a multiple of 16
   const uint16_t* lut_dev = nullptr;      // 4096 x uint16 (codec/huffman.h layout)
   const uint32_t* lut_multi_dev = nullptr;  // 4096 x uint32, up to 3 symbols per entry
-  const uint16_t* lut_count_dev = nullptr;  // 4096 x uint16, code starts and total length per window
+  const uint32_t* lut_pass1_dev = nullptr;  // 4096 x uint32 + 4096 x uint16: pass-1 tables (decode_loop.cuh)
   uint64_t device_bytes() const { return mem.size(); }
 
   DeviceBuffer mem;
   // Host copies of the tables: the asynchronous upload reads them after upload() returns.
   std::unique_ptr<uint16_t[]> lut_host;
   std::unique_ptr<uint32_t[]> lut_multi_host;
-  std::unique_ptr<uint16_t[]> lut_count_host;
+  std::unique_ptr<uint32_t[]> lut_pass1_host;
 };
 
 // Runs df11::validate_bf16 on the host first and refuses invalid input with its

@@ -17,11 +17,16 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
   if (const Error e = validate_bf16(v, &max_block); e != Error::Ok) return e;
   const Bf16Geometry& g = v.geom;
   if (g.n == 0) return Error::Ok;
-  std::vector<uint16_t> lut(kLutSize), lutc(kLutSize);
-  std::vector<uint32_t> lutm(kLutSize);
+  std::vector<uint16_t> lut(kLutSize), lutmask(kLutSize);
+  std::vector<uint32_t> lutm(kLutSize), lutacc(kLutSize);
   build_decode_lut(v.lengths, lut.data());
   build_multi_lut(lut.data(), lutm.data());
-  build_count_lut(lut.data(), lutc.data());
+  for (auto& e : lutm) e = pass2_entry(e);
+  build_pass1_luts(lut.data(), lutacc.data(), lutmask.data());
+  const Pass1Luts t1{lutacc.data(), lutmask.data()};
+  // The device stream is padded with 16 zero bytes (upload()).
+  std::vector<uint32_t> stream(v.stream, v.stream + g.stream_words());
+  stream.resize(stream.size() + 4, 0u);
   const uint32_t buf_bytes = static_cast<uint32_t>(align_up(max_block + 32, 16));
   const int kNW = kWords / P, kSegBits = 32 * kNW;
   std::vector<uint8_t> buf(buf_bytes);
@@ -38,14 +43,14 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
       for (uint32_t ch = 0; ch < kThreads; ++ch)
         for (uint32_t j = 0; j <= kWords; ++j) {
           const uint64_t gw = w0 + ch * kWords + j;
-          sstream[ch * kStreamStride + j] = gw < stream_words ? v.stream[gw] : 0u;
+          sstream[ch * kStreamStride + j] = gw < stream_words ? stream[gw] : 0u;
         }
       for (int j = 0; j < 4; ++j) sstream[kThreads * kStreamStride + j] = 0;
     }
     const int T = kThreads * P;
-    std::vector<uint32_t> cnt(T, 0);
+    std::vector<uint32_t> acc(T, 0);
     std::vector<int> start(T, 0), pend(T, 0), endv(T, 0), expect(T, 0);
-    std::vector<const uint32_t*> basev(T), lastv(T);
+    std::vector<const uint32_t*> basev(T);
     std::vector<char> active(T, 0);
     for (int tid = 0; tid < T; ++tid) {
       const uint32_t h = tid % P, c = tid / P;
@@ -58,33 +63,34 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
       endv[tid] = std::min(chunk_end - static_cast<int>(h) * kSegBits, kSegBits);
       int ex = t + 1 < g.n_threads ? 1024 + static_cast<int>(gap_at(v.gaps, t + 1)) : static_cast<int>(left);
       expect[tid] = ex - (P - 1) * kSegBits;
-      if (smem_stream) {
-        basev[tid] = sstream.data() + c * kStreamStride + h * kNW;
-        lastv[tid] = sstream.data() + kSmemStreamWords - 1;
-      } else {
-        basev[tid] = v.stream + t * kWords + h * kNW;
-        lastv[tid] = v.stream + g.n_threads * kWords;
-      }
+      basev[tid] = smem_stream ? sstream.data() + c * kStreamStride + h * kNW : stream.data() + t * kWords + h * kNW;
       // Pass 1, segment 0 (the others in chunk order below).
       if (h == 0) {
         BitReader<false> r;
-        r.init(basev[tid], lastv[tid], gap);
+        r.init(basev[tid], gap);
         start[tid] = gap;
-        pend[tid] = count_codes(r, gap, endv[tid], lutc.data(), cnt[tid]);
+        acc[tid] = count_to_end(r, static_cast<uint32_t>(gap), endv[tid], t1);
+        pend[tid] = static_cast<int>(acc[tid] & kAccPos);
       }
     }
     for (int tid = 0; tid < T; ++tid) {
       const uint32_t h = tid % P;
       if (!active[tid] || h == 0) continue;
       LoopSpec sp;
-      if (endv[tid] > 0) sp = speculate<false>(basev[tid], lastv[tid], endv[tid], lutc.data());
+      if (endv[tid] > 0) sp = speculate<false>(basev[tid], endv[tid], t1);
       const int q = pend[tid - 1] - kSegBits;
       start[tid] = q;
-      resolve<false>(basev[tid], lastv[tid], q, endv[tid], sp, lutc.data(), cnt[tid], pend[tid]);
+      if (q < endv[tid]) {
+        acc[tid] = resolve<false>(basev[tid], q, endv[tid], sp, t1);
+        pend[tid] = static_cast<int>(acc[tid] & kAccPos);
+      } else {
+        pend[tid] = q;
+      }
     }
     uint32_t total = 0;
-    std::vector<uint32_t> excl(T);
+    std::vector<uint32_t> excl(T), cnt(T);
     for (int tid = 0; tid < T; ++tid) {
+      cnt[tid] = (acc[tid] >> kAccCntShift) & 0x7FFu;
       excl[tid] = total;
       total += cnt[tid];
     }
@@ -95,32 +101,26 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
       continue;
     }
     const uint32_t expected = static_cast<uint32_t>(oe - ob), align = static_cast<uint32_t>(ob & 15);
-    const bool write = total == expected;
-    std::fill(buf.begin(), buf.end(), uint8_t{0xA5});
-    std::vector<uint32_t> bad(T, 0);
-    for (int tid = 0; tid < T; ++tid) {
-      if (!active[tid]) continue;
-      if (write) {
-        PackSink sink;
-        sink.init(buf.data(), align + excl[tid]);
-        decode_count<false>(basev[tid], lastv[tid], start[tid], cnt[tid], lutm.data(), sink, bad[tid]);
-      } else {
-        NullSink sink;
-        decode_count<false>(basev[tid], lastv[tid], start[tid], cnt[tid], lutm.data(), sink, bad[tid]);
-      }
-    }
     for (int tid = 0; tid < T; ++tid) {
       const uint32_t h = tid % P, c = tid / P;
       if (!active[tid] || h != static_cast<uint32_t>(P - 1)) continue;
-      uint32_t cb = 0;
-      for (int k = 0; k < P; ++k) cb |= bad[tid - k];
-      const uint32_t code = pend[tid] != expect[tid] ? kCodeBadGaps : (cb & kMultiInvalid) ? kCodeStreamCorrupt : 0u;
+      uint32_t inv = 0;
+      for (int k = 0; k < P; ++k) inv |= acc[tid - k] >> kAccInvShift;
+      const uint32_t code = pend[tid] != expect[tid] ? kCodeBadGaps
+                            : inv                                                ? kCodeStreamCorrupt
+                                                                                 : 0u;
       if (code) report(b, status_pos(c, m_active), code);
     }
-    if (!write) {
+    if (total != expected) {
       report(b, kThreads, kCodeStreamCorrupt);
       continue;
     }
+    std::fill(buf.begin(), buf.end(), uint8_t{0xA5});
+    std::vector<Pass2Tail> tails(T);
+    for (int tid = 0; tid < T; ++tid)
+      if (active[tid]) tails[tid] = decode_to_buffer<false>(basev[tid], start[tid], cnt[tid], lutm.data(), buf.data(),
+                                                            align + excl[tid]);
+    for (int tid = T - 1; tid >= 0; --tid) tail_bytes(tails[tid], buf.data());  // after the barrier, in any order
     for (uint32_t j = 0; j < expected; ++j) out[ob + j] = merge1(v.sm[ob + j], buf[align + j]);
   }
   if (status == kStatusClear) return Error::Ok;

@@ -766,3 +766,24 @@ TEST_CASE("container rules: a payload or meta block that is more than one zstd f
     expect_open(box, Error::Df11BadHeaderField);
   }
 }
+
+TEST_CASE("container rules: a thread segment that opens a chunk records its gap (fuzz regression)", "[container]") {
+  // 8 equally frequent exponents: 3-bit codes. With 2 threads the encoder
+  // splits at weight n/2 = 2^20 + 683, whose code starts at bit 3 * (2^20 +
+  // 683), 1 bit into a chunk; the previous code starts in the chunk before.
+  // The encoder used to skip that chunk's gap and block entry (it assumed a
+  // segment never opens the chunk it starts in): containers of tensors over
+  // 2^21 weights compressed with several threads could fail to decompress.
+  const uint64_t n = (uint64_t{1} << 21) + 1366;
+  std::vector<uint16_t> w(n);
+  for (uint64_t i = 0; i < n; ++i) w[i] = static_cast<uint16_t>(((120 + i % 8) << 7) | (i * 37 % 128));
+  const EncodedBf16 one = encode_bf16(w.data(), n, 1), two = encode_bf16(w.data(), n, 2);
+  REQUIRE((3 * (n / 2)) % kChunkBits == 1);
+  CHECK(one.gaps == two.gaps);
+  CHECK(one.block_out == two.block_out);
+  CHECK(one.stream == two.stream);
+  std::vector<uint16_t> back(n);
+  REQUIRE(validate_bf16(view_of(two)) == Error::Ok);
+  CHECK(decode_bf16(view_of(two), back.data(), 2) == Error::Ok);
+  CHECK(back == w);
+}
