@@ -72,5 +72,11 @@ row "df11 decompress -T$(nproc)" "$bytes" "$df11" decompress -q -f -T"$(nproc)" 
 row "zstd -1 -T1" "$bytes" zstd -q -f -1 -T1 "$src" -o "$work/c.zst"
 row "zstd -d" "$bytes" zstd -q -f -d "$work/b.zst" -o "$work/d.raw"
 cmp -s "$work/d.safetensors" "$src" && echo && echo "round trip byte-identical: yes"
+# Peak memory must not grow with the model: same 32 MiB tensors, a 4x smaller file.
+small="$work/bench256m.safetensors"
+[ -f "$small" ] || "$build/tests/make_bench_file" "$small" --mib 256
+/usr/bin/time -f "%M" -o "$work/.rss" "$df11" compress -q -f -T1 "$small" -o "$work/s.df11"
+echo "max RSS of compress -T1: $(( $(cat "$work/.rss") / 1024 )) MB for 256 MiB, vs the 1 GiB row above (largest tensor 32 MiB in both)"
+rm -f "$work/s.df11" "$work/.rss"
 echo "df11 ratio $(python3 -c "print('%.2f%%' % (100*$(stat -c %s "$work/b.df11")/$bytes))"), zstd -1 ratio $(python3 -c "print('%.2f%%' % (100*$(stat -c %s "$work/b.zst")/$bytes))")"
 rm -f "$work/c.df11" "$work/d.safetensors" "$work/c.zst" "$work/d.raw" "$work/.time"
