@@ -3,6 +3,7 @@
 // arrays). Pure: no I/O, no CUDA. docs/FORMAT.md is the specification.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "df11_errors.h"
@@ -57,6 +58,23 @@ Error validate_bf16(const Bf16View& v, uint64_t* max_block_elems = nullptr);
 // starts at its gap, each block's output starts at its block-output entry,
 // and every count is checked against them. Requires validate_bf16() == Ok.
 Error decode_bf16(const Bf16View& v, uint16_t* out, unsigned threads = 1);
+
+// The same decoder, block range by block range, so that a caller can consume
+// each piece while it is still in cache. decode_blocks(b0, b1) writes
+// out[block_out[b0] .. block_out[b1]) (absolute indices) and checks exactly
+// what decode_bf16 checks for those blocks. Requires validate_bf16() == Ok.
+class Bf16Decoder {
+ public:
+  explicit Bf16Decoder(const Bf16View& v);  // builds the decode tables once
+  ~Bf16Decoder();
+  Bf16Decoder(const Bf16Decoder&) = delete;
+  Bf16Decoder& operator=(const Bf16Decoder&) = delete;
+  Error decode_blocks(uint64_t b0, uint64_t b1, uint16_t* out, unsigned threads = 1) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Slow, obvious oracle: reads the stream one bit at a time from bit 0 and
 // matches canonical codes; ignores gaps and blocks. For tests only.

@@ -40,7 +40,6 @@ struct BlockScratch {
 // The multi-symbol table (huffman.h): up to three codes per lookup.
 struct MultiLut {
   uint32_t e[kLutSize];
-  explicit MultiLut(const uint16_t* lut) { build_multi_lut(lut, e); }
 };
 
 // Decodes LANES chunks at once: each chunk's decode is a serial dependency
@@ -120,24 +119,37 @@ Error decode_block(const Bf16View& v, const uint16_t* lut, const MultiLut& multi
   return out == out_end ? Error::Ok : Error::Df11StreamCorrupt;
 }
 
-template <typename Sink>
-Error decode_all_blocks(const Bf16View& v, unsigned threads, Sink&& sink) {
+struct Tables {
   uint16_t lut[kLutSize];
-  build_decode_lut(v.lengths, lut);
-  const MultiLut multi(lut);
-  const uint64_t nb = v.geom.n_blocks();
+  MultiLut multi;
+  explicit Tables(const CodeLengths& lengths) {
+    build_decode_lut(lengths, lut);
+    build_multi_lut(lut, multi.e);
+  }
+};
+
+template <typename Sink>
+Error decode_block_range(const Bf16View& v, const Tables& tables, uint64_t b0, uint64_t b1, unsigned threads,
+                         Sink&& sink) {
+  const MultiLut& multi = tables.multi;
   // Groups of blocks amortise thread hand-out; the grouping does not change results.
   const uint64_t per_task = 16;
   FirstError first;
-  parallel_for(div_ceil(nb, per_task), threads, [&](uint64_t task) {
+  parallel_for(div_ceil(b1 - b0, per_task), threads, [&](uint64_t task) {
     std::unique_ptr<BlockScratch> scratch(new BlockScratch);
-    const uint64_t b1 = std::min(nb, (task + 1) * per_task);
-    for (uint64_t b = task * per_task; b < b1; ++b) {
-      const Error e = decode_block(v, lut, multi, b, *scratch, sink);
+    const uint64_t end = std::min(b1, b0 + (task + 1) * per_task);
+    for (uint64_t b = b0 + task * per_task; b < end; ++b) {
+      const Error e = decode_block(v, tables.lut, multi, b, *scratch, sink);
       if (e != Error::Ok) { first.report(b, e); return; }
     }
   });
   return first.err;
+}
+
+template <typename Sink>
+Error decode_all_blocks(const Bf16View& v, unsigned threads, Sink&& sink) {
+  const std::unique_ptr<Tables> tables(new Tables(v.lengths));
+  return decode_block_range(v, *tables, 0, v.geom.n_blocks(), threads, sink);
 }
 
 }  // namespace
@@ -200,6 +212,21 @@ Error decode_bf16(const Bf16View& v, uint16_t* out, unsigned threads) {
   return decode_all_blocks(v, threads, [out, sm](uint64_t i, const uint8_t* e, uint32_t c) {
     merge_run(out + i, sm + i, e, c);
   });
+}
+
+struct Bf16Decoder::Impl {
+  Bf16View view;
+  Tables tables;
+  explicit Impl(const Bf16View& v) : view(v), tables(v.lengths) {}
+};
+
+Bf16Decoder::Bf16Decoder(const Bf16View& v) : impl_(new Impl(v)) {}
+Bf16Decoder::~Bf16Decoder() = default;
+
+Error Bf16Decoder::decode_blocks(uint64_t b0, uint64_t b1, uint16_t* out, unsigned threads) const {
+  const uint8_t* sm = impl_->view.sm;
+  return decode_block_range(impl_->view, impl_->tables, b0, b1, threads,
+                            [out, sm](uint64_t i, const uint8_t* e, uint32_t c) { merge_run(out + i, sm + i, e, c); });
 }
 
 Error decode_exponent_histogram(const Bf16View& v, Histogram& hist, unsigned threads) {

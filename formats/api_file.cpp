@@ -109,11 +109,13 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   for (size_t i = 0; i < ts.size(); ++i) {
     if (interrupted()) return interrupted_status(in);
     if (buf.size() < ts[i].orig_size) buf.resize(ts[i].orig_size);
-    s = reader->decode_tensor(i, buf.data(), threads);
+    // Written piece by piece as decoded; a failed checksum discards the temporary.
+    s = reader->decode_tensor(i, buf.data(), threads, [&](const uint8_t* p, uint64_t n) {
+      if (sha) sha->update(p, n);
+      return of.write(p, n);
+    });
     if (!s.ok()) return s;
-    hash.tensor(buf.data(), ts[i].orig_size, ts[i].orig_xxh64);
-    s = of.write(buf.data(), ts[i].orig_size);
-    if (!s.ok()) return s;
+    hash.digest.add_tensor(ts[i].orig_xxh64);
     done += ts[i].orig_size;
     if (opt.progress) opt.progress(done, reader->original_size());
   }

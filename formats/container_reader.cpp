@@ -198,35 +198,64 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   return Status::Ok();
 }
 
-Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
+Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads, const PieceSink& sink) const {
   const ReaderTensor& t = impl_->tensors.at(i);
   auto fail = [&](Error e, const std::string& what) { return make_status(e, impl_->path, tensor_label(t) + ": " + what); };
+  XXH64_state_t hash;
+  XXH64_reset(&hash, 0);
+  // Each piece is hashed and handed on while it is still in cache.
+  auto piece = [&](const uint8_t* p, uint64_t n) -> Status {
+    XXH64_update(&hash, p, n);
+    return sink ? sink(p, n) : Status::Ok();
+  };
+  constexpr uint64_t kPiece = uint64_t{1} << 20;
+  auto pieces_of = [&](const uint8_t* p, uint64_t n) -> Status {
+    for (uint64_t off = 0; off < n; off += kPiece) {
+      Status s = piece(p + off, std::min(kPiece, n - off));
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  };
+  Status s;
   switch (t.encoding) {
     case kRaw:
       if (t.orig_size) std::memcpy(out, t.payload, t.orig_size);
+      s = pieces_of(out, t.orig_size);
       break;
     case kZstd: {
       if (XXH64(t.payload, t.payload_size, 0) != t.payload_xxh64)
         return fail(Error::Df11ZstdCorrupt, "XXH64 of the stored zstd frame differs");
       const size_t z = ZSTD_decompress(out, t.orig_size, t.payload, t.payload_size);
       if (ZSTD_isError(z) || z != t.orig_size) return fail(Error::Df11ZstdCorrupt, "zstd frame does not decode");
+      s = pieces_of(out, t.orig_size);
       break;
     }
     case kBf16Huffman: {
-      // out is caller memory; decode in place when aligned, else through a buffer.
-      Error e;
-      if (reinterpret_cast<uintptr_t>(out) % 2 == 0) {
-        e = decode_bf16(t.bf16, reinterpret_cast<uint16_t*>(out), threads);
-      } else {
-        std::vector<uint16_t> tmp(t.bf16.geom.n);
-        e = decode_bf16(t.bf16, tmp.data(), threads);
-        std::memcpy(out, tmp.data(), t.orig_size);
+      // Decode in groups of blocks (~1 MB of output per thread) so that the
+      // checksum and the sink read each group from cache, not from DRAM.
+      std::vector<uint16_t> tmp;
+      uint16_t* dst = reinterpret_cast<uint16_t*>(out);
+      if (reinterpret_cast<uintptr_t>(out) % 2) {
+        tmp.resize(t.bf16.geom.n);
+        dst = tmp.data();
       }
-      if (e != Error::Ok) return fail(e, "exponent stream does not decode consistently");
+      const Bf16Decoder dec(t.bf16);
+      const uint64_t nb = t.bf16.geom.n_blocks();
+      const uint64_t group = 16 * std::max(1u, threads);
+      for (uint64_t b0 = 0; b0 < nb && s.ok(); b0 += group) {
+        const uint64_t b1 = std::min(nb, b0 + group);
+        const Error e = dec.decode_blocks(b0, b1, dst, threads);
+        if (e != Error::Ok) return fail(e, "exponent stream does not decode consistently");
+        const uint64_t lo = t.bf16.block_out[b0], hi = t.bf16.block_out[b1];
+        uint8_t* bytes = out + 2 * lo;
+        if (!tmp.empty()) std::memcpy(bytes, dst + lo, 2 * (hi - lo));
+        s = piece(bytes, 2 * (hi - lo));
+      }
       break;
     }
   }
-  if (XXH64(out, t.orig_size, 0) != t.orig_xxh64) return fail(Error::Df11TensorChecksum, "XXH64 of decoded bytes differs");
+  if (!s.ok()) return s;
+  if (XXH64_digest(&hash) != t.orig_xxh64) return fail(Error::Df11TensorChecksum, "XXH64 of decoded bytes differs");
   // Pages of this payload are no longer needed: keep memory flat on big files.
   impl_->file.release(static_cast<uint64_t>(t.payload - impl_->file.data()), t.payload_size);
   return Status::Ok();

@@ -122,7 +122,11 @@ class Reader {
   uint64_t original_xxh64() const;
   const std::vector<ReaderTensor>& tensors() const;  // in data-offset order
   // Decode tensor i on the CPU into `out` (orig_size bytes) and check its XXH64.
-  Status decode_tensor(size_t i, uint8_t* out, unsigned threads) const;
+  // If `sink` is given it receives the decoded bytes in order, piece by piece
+  // (about 1 MB per thread), while each piece is still in cache; the checksum
+  // is only known at the end, so a sink must be able to discard what it got.
+  using PieceSink = std::function<Status(const uint8_t* data, uint64_t size)>;
+  Status decode_tensor(size_t i, uint8_t* out, unsigned threads, const PieceSink& sink = nullptr) const;
   // The original file's first 8 + json_size bytes.
   std::vector<uint8_t> original_header() const;
 

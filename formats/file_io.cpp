@@ -129,7 +129,10 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
 Status AtomicOutputFile::write(const void* data, uint64_t size) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
-    const ssize_t n = ::write(fd_, p, std::min<uint64_t>(size, 1u << 30));
+    // Pieces of 1 MiB: the kernel copies a large write() into the page cache
+    // far more slowly than a series of small ones (measured with dd: 32 MiB
+    // writes cost 2-10x the system time of 128 KiB writes on this VM).
+    const ssize_t n = ::write(fd_, p, std::min<uint64_t>(size, 1u << 20));
     if (n < 0) {
       if (errno == EINTR) {
         if (interrupted()) return interrupted_status(path_);
