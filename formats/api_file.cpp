@@ -95,6 +95,9 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
+  // Declared before the output file: its writer thread may still read buf
+  // while the file is destroyed on an error path.
+  std::vector<uint8_t> buf;
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
@@ -103,16 +106,20 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   RestoredHash hash(head, sha);
   s = of.write(head.data(), head.size());
   if (!s.ok()) return s;
-  std::vector<uint8_t> buf;
   uint64_t done = head.size();
   const auto& ts = reader->tensors();
   for (size_t i = 0; i < ts.size(); ++i) {
     if (interrupted()) return interrupted_status(in);
+    // buf is reused for this tensor: the writer thread must be done with it.
+    s = of.flush();
+    if (!s.ok()) return s;
     if (buf.size() < ts[i].orig_size) buf.resize(ts[i].orig_size);
-    // Written piece by piece as decoded; a failed checksum discards the temporary.
+    // Queued piece by piece as decoded, so the writer thread's page-cache
+    // copy overlaps decoding; a failed checksum discards the temporary.
     s = reader->decode_tensor(i, buf.data(), threads, [&](const uint8_t* p, uint64_t n) {
       if (sha) sha->update(p, n);
-      return of.write(p, n);
+      of.write_async(p, n);
+      return Status::Ok();
     });
     if (!s.ok()) return s;
     hash.digest.add_tensor(ts[i].orig_xxh64);

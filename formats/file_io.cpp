@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -100,7 +104,65 @@ void MappedFile::will_need(uint64_t offset, uint64_t len) const {
   if (madvise(p, n, MADV_POPULATE_READ) != 0) madvise(p, n, MADV_WILLNEED);
 }
 
-AtomicOutputFile::~AtomicOutputFile() { discard(); }
+struct AtomicOutputFile::Async {
+  std::mutex mu;
+  std::condition_variable work, idle;
+  std::deque<std::pair<const uint8_t*, uint64_t>> queue;
+  bool busy = false, stop = false;
+  Status error;
+  std::thread thread;
+};
+
+AtomicOutputFile::AtomicOutputFile() = default;
+
+AtomicOutputFile::~AtomicOutputFile() {
+  if (async_) {
+    {
+      std::lock_guard<std::mutex> lock(async_->mu);
+      async_->stop = true;
+    }
+    async_->work.notify_all();
+    async_->thread.join();
+  }
+  discard();
+}
+
+void AtomicOutputFile::write_async(const void* data, uint64_t size) {
+  if (!async_) {
+    async_.reset(new Async);
+    async_->thread = std::thread([this] {
+      Async& a = *async_;
+      std::unique_lock<std::mutex> lock(a.mu);
+      for (;;) {
+        a.work.wait(lock, [&] { return a.stop || !a.queue.empty(); });
+        if (a.queue.empty()) return;  // stop requested and nothing left
+        const auto item = a.queue.front();
+        a.queue.pop_front();
+        a.busy = true;
+        // After an error, or once the file is being destroyed, queued bytes are dropped.
+        const bool failed = !a.error.ok() || a.stop;
+        lock.unlock();
+        Status s = failed ? Status::Ok() : write(item.first, item.second);
+        lock.lock();
+        if (!s.ok() && a.error.ok()) a.error = s;
+        a.busy = false;
+        if (a.queue.empty()) a.idle.notify_all();
+      }
+    });
+  }
+  {
+    std::lock_guard<std::mutex> lock(async_->mu);
+    async_->queue.emplace_back(static_cast<const uint8_t*>(data), size);
+  }
+  async_->work.notify_one();
+}
+
+Status AtomicOutputFile::flush() {
+  if (!async_) return Status::Ok();
+  std::unique_lock<std::mutex> lock(async_->mu);
+  async_->idle.wait(lock, [&] { return async_->queue.empty() && !async_->busy; });
+  return async_->error;
+}
 
 Status AtomicOutputFile::io_error(const char* what, int err) const {
   return make_status(Error::Io, path_, std::string(what) + ": " + std::strerror(err));
@@ -174,6 +236,8 @@ Status AtomicOutputFile::pwrite(const void* data, uint64_t size, uint64_t offset
 }
 
 Status AtomicOutputFile::commit() {
+  Status s = flush();
+  if (!s.ok()) return s;
   if (interrupted()) return interrupted_status(path_);
   if (::close(fd_) != 0) {
     const int err = errno;

@@ -2,6 +2,7 @@
 // files that appear atomically (temp file + rename) or not at all.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "df11.h"
@@ -32,7 +33,7 @@ class MappedFile {
 // into place by commit(). Destroyed uncommitted, it removes the temporary.
 class AtomicOutputFile {
  public:
-  AtomicOutputFile() = default;
+  AtomicOutputFile();
   ~AtomicOutputFile();
   AtomicOutputFile(const AtomicOutputFile&) = delete;
   AtomicOutputFile& operator=(const AtomicOutputFile&) = delete;
@@ -46,7 +47,15 @@ class AtomicOutputFile {
   Status commit();  // fsync-free rename; no-clobber unless overwrite
   void discard();
 
+  // Asynchronous mode (as zstd's async I/O): write_async() queues the bytes
+  // for a writer thread, so that decoding and the kernel's page-cache copy
+  // overlap. The bytes must stay valid and unchanged until flush() returns.
+  void write_async(const void* data, uint64_t size);
+  Status flush();  // waits for queued writes; the first error, if any
+
  private:
+  struct Async;
+  std::unique_ptr<Async> async_;
   Status io_error(const char* what, int err) const;
   int fd_ = -1;
   std::string path_, temp_;
