@@ -3,6 +3,7 @@
 // arrays). Pure: no I/O, no CUDA. docs/FORMAT.md is the specification.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -30,7 +31,11 @@ struct EncodedBf16 {
 // every thread count.
 EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads = 1);
 // Same, reusing out's buffers (no reallocation when they are large enough).
-void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out);
+// on_layout, if given, is called once geometry, code lengths and sm are final
+// and before the exponent stream is encoded (a writer can start storing the
+// sign-mantissa bytes meanwhile).
+void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out,
+                      const std::function<void(const EncodedBf16&)>& on_layout = nullptr);
 
 // Borrowed view of one BF16 tensor's sections, e.g. inside an mmapped container.
 struct Bf16View {

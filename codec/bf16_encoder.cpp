@@ -117,7 +117,8 @@ EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   return r;
 }
 
-void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out) {
+void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out,
+                      const std::function<void(const EncodedBf16&)>& on_layout) {
   EncodedBf16& r = *out;
   r.geom = Bf16Geometry{};
   r.geom.n = n;
@@ -172,6 +173,7 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
 
   // Buffers are reused across calls: resize without zeroing what the encoder
   // overwrites anyway, which saves page faults and a pass over memory.
+  if (on_layout) on_layout(r);
   r.block_out.assign(r.geom.block_out_entries(), 0);
   r.block_out.back() = n;
   std::vector<uint8_t> gaps_unpacked(r.geom.n_threads, 0);

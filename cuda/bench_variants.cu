@@ -1,6 +1,7 @@
 // Extra kernel variants for df11_gpu_bench only (built for sm_90 alone, when
 // DF11_CUDA_BENCH_VARIANTS is ON), so that one device call can compare them.
 #include "decode_loop.cuh"
+#include "decode_once.cuh"
 #include "internal.h"
 
 namespace {
@@ -10,7 +11,12 @@ int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
   return register_variant(name, &decode_loop_kernel<P, kSmem, kMin>, L::kFixed, false, 64 * P, L::kPass1Bytes);
 }
+int reg_once(const char* name) {
+  using L = OnceLayout<4>;
+  return register_variant(name, &decode_once_kernel<4>, L::kTables, false, 64 * 4, L::kStagingBytes);
+}
 const int kRegistered[] = {
+    reg_once("once4"),
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
     reg_loop<2, true>("loop2+smem"),

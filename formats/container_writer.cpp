@@ -57,6 +57,12 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   std::vector<uint8_t> index(count * kRecordSize);
   std::vector<uint8_t> zbuf;
   EncodedBf16 enc;  // reused: one allocation for the largest tensor
+  uint8_t packed[kCodeLengthsBytes];  // lives until the queued writes are flushed
+  // Whatever the exit path, queued writes that read enc/packed finish first.
+  struct FlushGuard {
+    AtomicOutputFile& f;
+    ~FlushGuard() { f.flush(); }
+  } flush_guard{out};
   uint64_t done = 0;
   for (uint64_t i = 0; i < count; ++i) {
     if (interrupted()) return interrupted_status(label);
@@ -90,27 +96,36 @@ Status write_container(const std::string& label, const MappedFile& file, const S
         std::memcpy(aligned.data(), src, size);
         w = aligned.data();
       }
-      encode_bf16_into(w, n, threads, &enc);
-      const Bf16Sections sec = bf16_sections(enc.geom);
-      if (sec.end < size) {
+      // enc's buffers are reused: earlier queued writes must be done with them.
+      s = out.flush();
+      if (!s.ok()) return s;
+      const uint64_t p0 = out.offset();
+      Bf16Sections sec;
+      bool huffman = false;
+      // The sign-mantissa section (most of the payload) is queued as soon as
+      // the layout is known, so the writer thread stores it while the
+      // exponent stream is being encoded.
+      encode_bf16_into(w, n, threads, &enc, [&](const EncodedBf16& e) {
+        sec = bf16_sections(e.geom);
+        huffman = sec.end < size;
+        if (huffman) out.pwrite_async(e.sm.data(), e.sm.size(), p0 + sec.sm);
+      });
+      if (huffman) {
         r.encoding = kBf16Huffman;
         r.total_bits = enc.geom.total_bits;
         r.n_threads = enc.geom.n_threads;
-        uint8_t packed[kCodeLengthsBytes];
         for (uint64_t k = 0; k < kCodeLengthsBytes; ++k)
           packed[k] = static_cast<uint8_t>(enc.lengths[2 * k] | (enc.lengths[2 * k + 1] << 4));
-        const uint64_t p0 = out.offset();
-        auto pad_to = [&](uint64_t rel) { return out.write_zeros(p0 + rel - out.offset()); };
-        s = out.write(packed, sizeof packed);
-        if (s.ok()) s = pad_to(sec.block_out);
-        if (s.ok()) s = out.write(enc.block_out.data(), 8 * enc.block_out.size());
-        if (s.ok()) s = pad_to(sec.gaps);
-        if (s.ok()) s = out.write(enc.gaps.data(), enc.gaps.size());
-        if (s.ok()) s = pad_to(sec.stream);
-        if (s.ok()) s = out.write(enc.stream.data(), 4 * enc.stream.size());
-        if (s.ok()) s = pad_to(sec.sm);
-        if (s.ok()) s = out.write(enc.sm.data(), enc.sm.size());
-        if (!s.ok()) return s;
+        static const uint8_t zeros[kAlignment] = {};
+        auto section = [&](const void* data, uint64_t bytes, uint64_t rel, uint64_t next_rel) {
+          out.pwrite_async(data, bytes, p0 + rel);
+          out.pwrite_async(zeros, next_rel - rel - bytes, p0 + rel + bytes);  // padding < 64
+        };
+        section(packed, kCodeLengthsBytes, 0, sec.block_out);
+        section(enc.block_out.data(), 8 * enc.block_out.size(), sec.block_out, sec.gaps);
+        section(enc.gaps.data(), enc.gaps.size(), sec.gaps, sec.stream);
+        section(enc.stream.data(), 4 * enc.stream.size(), sec.stream, sec.sm);
+        out.seek(p0 + sec.end);
         tr.encoding = "bf16-huffman";
         tr.exponent_entropy = entropy_bits(enc.hist);
         tr.longest_code = max_code_length(enc.lengths);

@@ -107,7 +107,13 @@ void MappedFile::will_need(uint64_t offset, uint64_t len) const {
 struct AtomicOutputFile::Async {
   std::mutex mu;
   std::condition_variable work, idle;
-  std::deque<std::pair<const uint8_t*, uint64_t>> queue;
+  struct Item {
+    const uint8_t* data;
+    uint64_t size;
+    uint64_t offset;  // kSequential: at the file position
+  };
+  static constexpr uint64_t kSequential = ~uint64_t{0};
+  std::deque<Item> queue;
   bool busy = false, stop = false;
   Status error;
   std::thread thread;
@@ -128,6 +134,15 @@ AtomicOutputFile::~AtomicOutputFile() {
 }
 
 void AtomicOutputFile::write_async(const void* data, uint64_t size) {
+  pwrite_async(data, size, Async::kSequential);
+}
+
+void AtomicOutputFile::seek(uint64_t offset) {
+  offset_ = offset;
+  lseek(fd_, static_cast<off_t>(offset), SEEK_SET);
+}
+
+void AtomicOutputFile::pwrite_async(const void* data, uint64_t size, uint64_t offset) {
   if (!async_) {
     async_.reset(new Async);
     async_->thread = std::thread([this] {
@@ -142,7 +157,9 @@ void AtomicOutputFile::write_async(const void* data, uint64_t size) {
         // After an error, or once the file is being destroyed, queued bytes are dropped.
         const bool failed = !a.error.ok() || a.stop;
         lock.unlock();
-        Status s = failed ? Status::Ok() : write(item.first, item.second);
+        Status s = failed ? Status::Ok()
+                   : item.offset == Async::kSequential ? write(item.data, item.size)
+                                                       : pwrite(item.data, item.size, item.offset);
         lock.lock();
         if (!s.ok() && a.error.ok()) a.error = s;
         a.busy = false;
@@ -152,7 +169,7 @@ void AtomicOutputFile::write_async(const void* data, uint64_t size) {
   }
   {
     std::lock_guard<std::mutex> lock(async_->mu);
-    async_->queue.emplace_back(static_cast<const uint8_t*>(data), size);
+    async_->queue.push_back({static_cast<const uint8_t*>(data), size, offset});
   }
   async_->work.notify_one();
 }
@@ -223,7 +240,7 @@ Status AtomicOutputFile::write_zeros(uint64_t size) {
 Status AtomicOutputFile::pwrite(const void* data, uint64_t size, uint64_t offset) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
-    const ssize_t n = ::pwrite(fd_, p, size, static_cast<off_t>(offset));
+    const ssize_t n = ::pwrite(fd_, p, std::min<uint64_t>(size, 1u << 20), static_cast<off_t>(offset));  // see write()
     if (n < 0) {
       if (errno == EINTR) continue;
       return io_error("write failed", errno);

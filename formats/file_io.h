@@ -50,7 +50,10 @@ class AtomicOutputFile {
   // Asynchronous mode (as zstd's async I/O): write_async() queues the bytes
   // for a writer thread, so that decoding and the kernel's page-cache copy
   // overlap. The bytes must stay valid and unchanged until flush() returns.
+  // Do not mix with write() from the calling thread while writes are queued.
   void write_async(const void* data, uint64_t size);
+  void pwrite_async(const void* data, uint64_t size, uint64_t offset);  // leaves offset() alone
+  void seek(uint64_t offset);  // next write() / write_async() goes here
   Status flush();  // waits for queued writes; the first error, if any
 
  private:

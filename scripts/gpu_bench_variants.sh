@@ -23,8 +23,12 @@ if has tests; then
   echo "tests rc=$?"
   tail -n 4 "$OUT/tests.log"
 fi
-has bench && { timeout 300 "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --variant "${VARIANT:-all}" >"$OUT/bench.log" 2>&1; echo "bench rc=$?"; }
-has sizes && { timeout 300 "$BIN/df11_gpu_bench" --sizes --variant "${VARIANT:-all}" >"$OUT/sizes.log" 2>&1; echo "sizes rc=$?"; }
+# VARIANT: a name, "all", or several names separated by spaces (run one after another,
+# each step's logs concatenated).
+for v in ${VARIANT:-all}; do
+  has bench && { timeout 300 "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --variant "$v" >>"$OUT/bench.log" 2>&1; echo "bench $v rc=$?"; }
+  has sizes && { timeout 300 "$BIN/df11_gpu_bench" --sizes --variant "$v" >>"$OUT/sizes.log" 2>&1; echo "sizes $v rc=$?"; }
+done
 if has memcheck; then
   timeout "${MEMCHECK_LIMIT:-300}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
     "$BIN/df11_gpu_tests" "${MEMCHECK_SPEC:-~[slow]}" >"$OUT/memcheck.log" 2>&1

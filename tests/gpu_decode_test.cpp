@@ -586,13 +586,3 @@ TEST_CASE("gpu: loop kernels on corrupted one- and two-symbol streams: the CPU v
     }
   }
 }
-
-#include "synthetic.h"
-TEST_CASE("tmp once stats", "[tmpstats]") {
-  std::vector<uint16_t> w(4096ull * 4096);
-  df11::synthetic_weights(w.data(), 4096, 4096, 7, 0.02, 8);
-  const EncodedBf16 e = encode_bf16(w.data(), w.size());
-  std::vector<uint16_t> got(w.size());
-  REQUIRE(cuda::detail::simulate_once_decode(view_of(e), got.data(), false) == Error::Ok);
-  REQUIRE(got == w);
-}
