@@ -33,9 +33,11 @@ EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads = 1);
 // Same, reusing out's buffers (no reallocation when they are large enough).
 // on_layout, if given, is called once geometry, code lengths and sm are final
 // and before the exponent stream is encoded (a writer can start storing the
-// sign-mantissa bytes meanwhile).
+// sign-mantissa bytes meanwhile). input_xxh64, if given, receives XXH64 of the
+// 2n input bytes, computed in the same pass as the split where possible.
 void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out,
-                      const std::function<void(const EncodedBf16&)>& on_layout = nullptr);
+                      const std::function<void(const EncodedBf16&)>& on_layout = nullptr,
+                      uint64_t* input_xxh64 = nullptr);
 
 // Borrowed view of one BF16 tensor's sections, e.g. inside an mmapped container.
 struct Bf16View {

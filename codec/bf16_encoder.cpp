@@ -2,6 +2,8 @@
 #include <cstring>
 
 #include "bf16_codec.h"
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 #include "parallel.h"
 
 namespace df11 {
@@ -118,12 +120,13 @@ EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
 }
 
 void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out,
-                      const std::function<void(const EncodedBf16&)>& on_layout) {
+                      const std::function<void(const EncodedBf16&)>& on_layout, uint64_t* input_xxh64) {
   EncodedBf16& r = *out;
   r.geom = Bf16Geometry{};
   r.geom.n = n;
   r.hist.fill(0);
   if (n == 0) {
+    if (input_xxh64) *input_xxh64 = XXH64(w, 0, 0);
     r.lengths.fill(0);
     r.block_out.assign(1, 0);
     r.stream.assign(r.geom.stream_words(), 0);
@@ -140,11 +143,27 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
   r.sm.resize(n);
   r.scratch_exps.resize(n);
   uint8_t* exps = r.scratch_exps.data();
-  parallel_for(nseg, threads, [&](uint64_t k) {
-    const uint64_t b = segs[k].begin, len = segs[k].end - segs[k].begin;
-    split_bf16(w + b, len, exps + b, r.sm.data() + b);
-    segs[k].hist = byte_histogram(exps + b, len);
-  });
+  if (input_xxh64 && nseg == 1) {
+    // One thread: hash each piece of the input while the split reads it, so
+    // the weights come from memory once instead of twice.
+    XXH64_state_t state;
+    XXH64_reset(&state, 0);
+    constexpr uint64_t kPiece = 16384;  // elements (32 KB)
+    for (uint64_t b = 0; b < n; b += kPiece) {
+      const uint64_t len = std::min(kPiece, n - b);
+      XXH64_update(&state, w + b, 2 * len);
+      split_bf16(w + b, len, exps + b, r.sm.data() + b);
+    }
+    *input_xxh64 = XXH64_digest(&state);
+    segs[0].hist = byte_histogram(exps, n);
+  } else {
+    if (input_xxh64) *input_xxh64 = XXH64(w, 2 * n, 0);
+    parallel_for(nseg, threads, [&](uint64_t k) {
+      const uint64_t b = segs[k].begin, len = segs[k].end - segs[k].begin;
+      split_bf16(w + b, len, exps + b, r.sm.data() + b);
+      segs[k].hist = byte_histogram(exps + b, len);
+    });
+  }
   for (const auto& s : segs)
     for (int e = 0; e < 256; ++e) r.hist[e] += s.hist[e];
   r.lengths = build_code_lengths(r.hist);

@@ -73,8 +73,9 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     Record r;
     r.orig_offset = t.begin;
     r.orig_size = size;
-    r.orig_xxh64 = XXH64(src, size, 0);
-    whole.add_tensor(r.orig_xxh64);
+    // BF16 tensors are hashed inside the encoder's first pass over them.
+    const bool bf16_path = t.dtype == Dtype::BF16 && size > 0;
+    if (!bf16_path) r.orig_xxh64 = XXH64(src, size, 0);
     s = out.write_zeros(align_up(out.offset(), kAlignment) - out.offset());
     if (!s.ok()) return s;
     r.payload_offset = out.offset();
@@ -85,7 +86,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     tr.shape = t.shape;
     tr.original_bytes = size;
     bool written = false;
-    if (t.dtype == Dtype::BF16 && size > 0) {
+    if (bf16_path) {
       const uint64_t n = size / 2;
       // The mapping is only 2-byte aligned relative to the data start; the
       // safetensors data start itself may be odd, so copy when misaligned.
@@ -105,11 +106,14 @@ Status write_container(const std::string& label, const MappedFile& file, const S
       // The sign-mantissa section (most of the payload) is queued as soon as
       // the layout is known, so the writer thread stores it while the
       // exponent stream is being encoded.
-      encode_bf16_into(w, n, threads, &enc, [&](const EncodedBf16& e) {
-        sec = bf16_sections(e.geom);
-        huffman = sec.end < size;
-        if (huffman) out.pwrite_async(e.sm.data(), e.sm.size(), p0 + sec.sm);
-      });
+      encode_bf16_into(
+          w, n, threads, &enc,
+          [&](const EncodedBf16& e) {
+            sec = bf16_sections(e.geom);
+            huffman = sec.end < size;
+            if (huffman) out.pwrite_async(e.sm.data(), e.sm.size(), p0 + sec.sm);
+          },
+          &r.orig_xxh64);
       if (huffman) {
         r.encoding = kBf16Huffman;
         r.total_bits = enc.geom.total_bits;
@@ -152,6 +156,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     }
     if (!s.ok()) return s;
     r.payload_size = out.offset() - r.payload_offset;
+    whole.add_tensor(r.orig_xxh64);
     r.store(&index[i * kRecordSize]);
     file.release(data_start + t.begin, size);
 

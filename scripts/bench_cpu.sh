@@ -69,6 +69,9 @@ row "df11 compress -T1" "$bytes" "$df11" compress -q -f -T1 "$src" -o "$work/c.d
 row "df11 decompress -T1" "$bytes" "$df11" decompress -q -f -T1 "$work/b.df11" -o "$work/d.safetensors"
 row "df11 compress -T$(nproc)" "$bytes" "$df11" compress -q -f -T"$(nproc)" "$src" -o "$work/c.df11"
 row "df11 decompress -T$(nproc)" "$bytes" "$df11" decompress -q -f -T"$(nproc)" "$work/b.df11" -o "$work/d.safetensors"
+# verify decodes and checksums without writing: the codec's own scaling with -T
+row "df11 verify -T1 (no output)" "$bytes" "$df11" verify -q -T1 --device cpu "$work/b.df11"
+row "df11 verify -T$(nproc) (no output)" "$bytes" "$df11" verify -q -T"$(nproc)" --device cpu "$work/b.df11"
 row "zstd -1 -T1" "$bytes" zstd -q -f -1 -T1 "$src" -o "$work/c.zst"
 row "zstd -d" "$bytes" zstd -q -f -d "$work/b.zst" -o "$work/d.raw"
 cmp -s "$work/d.safetensors" "$src" && echo && echo "round trip byte-identical: yes"
