@@ -119,8 +119,8 @@ EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   return r;
 }
 
-void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out,
-                      const std::function<void(const EncodedBf16&)>& on_layout, uint64_t* input_xxh64) {
+void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out, const EncodeHooks& hooks) {
+  uint64_t* const input_xxh64 = hooks.input_xxh64;
   EncodedBf16& r = *out;
   r.geom = Bf16Geometry{};
   r.geom.n = n;
@@ -153,6 +153,7 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
       const uint64_t len = std::min(kPiece, n - b);
       XXH64_update(&state, w + b, 2 * len);
       split_bf16(w + b, len, exps + b, r.sm.data() + b);
+      if (hooks.on_input_done) hooks.on_input_done(b + len);
     }
     *input_xxh64 = XXH64_digest(&state);
     segs[0].hist = byte_histogram(exps, n);
@@ -192,7 +193,7 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
 
   // Buffers are reused across calls: resize without zeroing what the encoder
   // overwrites anyway, which saves page faults and a pass over memory.
-  if (on_layout) on_layout(r);
+  if (hooks.on_layout) hooks.on_layout(r);
   r.block_out.assign(r.geom.block_out_entries(), 0);
   r.block_out.back() = n;
   std::vector<uint8_t> gaps_unpacked(r.geom.n_threads, 0);

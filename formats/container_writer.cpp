@@ -57,6 +57,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   std::vector<uint8_t> index(count * kRecordSize);
   std::vector<uint8_t> zbuf;
   EncodedBf16 enc;  // reused: one allocation for the largest tensor
+  std::vector<uint8_t> sm_spare;  // the other sign-mantissa buffer (see below)
   uint8_t packed[kCodeLengthsBytes];  // lives until the queued writes are flushed
   // Whatever the exit path, queued writes that read enc/packed finish first.
   struct FlushGuard {
@@ -69,12 +70,14 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     const StTensor& t = h.tensors[i];
     const uint8_t* src = base + data_start + t.begin;
     const uint64_t size = t.end - t.begin;
-    file.will_need(data_start + t.begin, size);
     Record r;
     r.orig_offset = t.begin;
     r.orig_size = size;
     // BF16 tensors are hashed inside the encoder's first pass over them.
     const bool bf16_path = t.dtype == Dtype::BF16 && size > 0;
+    // One thread maps a BF16 tensor window by window (below); otherwise all at once.
+    const bool windowed = bf16_path && threads == 1;
+    if (!windowed) file.will_need(data_start + t.begin, size);
     if (!bf16_path) r.orig_xxh64 = XXH64(src, size, 0);
     s = out.write_zeros(align_up(out.offset(), kAlignment) - out.offset());
     if (!s.ok()) return s;
@@ -97,23 +100,48 @@ Status write_container(const std::string& label, const MappedFile& file, const S
         std::memcpy(aligned.data(), src, size);
         w = aligned.data();
       }
-      // enc's buffers are reused: earlier queued writes must be done with them.
-      s = out.flush();
-      if (!s.ok()) return s;
       const uint64_t p0 = out.offset();
       Bf16Sections sec;
       bool huffman = false;
-      // The sign-mantissa section (most of the payload) is queued as soon as
-      // the layout is known, so the writer thread stores it while the
-      // exponent stream is being encoded.
-      encode_bf16_into(
-          w, n, threads, &enc,
-          [&](const EncodedBf16& e) {
-            sec = bf16_sections(e.geom);
-            huffman = sec.end < size;
-            if (huffman) out.pwrite_async(e.sm.data(), e.sm.size(), p0 + sec.sm);
-          },
-          &r.orig_xxh64);
+      // Two sign-mantissa buffers take turns, so this tensor's split runs
+      // while the writer thread may still be storing the previous tensor.
+      std::swap(enc.sm, sm_spare);
+      EncodeHooks hooks;
+      hooks.input_xxh64 = &r.orig_xxh64;
+      // Map the weights a window ahead of the first pass and drop them behind
+      // it, so that a tensor's input never sits in memory whole.
+      constexpr uint64_t kWindow = uint64_t{4} << 20;  // bytes
+      uint64_t released = 0, mapped = std::min(size, kWindow);
+      if (windowed) {
+        file.will_need(data_start + t.begin, mapped);
+        hooks.on_input_done = [&](uint64_t elements) {
+          const uint64_t done = 2 * elements;
+          if (done + kWindow / 2 > mapped && mapped < size) {
+            const uint64_t next = std::min(size, mapped + kWindow);
+            file.will_need(data_start + t.begin + mapped, next - mapped);
+            mapped = next;
+          }
+          if (done - released >= kWindow || done == size) {
+            file.release(data_start + t.begin + released, done - released);
+            released = done;
+          }
+        };
+      }
+      hooks.on_layout = [&](const EncodedBf16& e) {
+        // From here on the encoder overwrites the stream, gaps and block
+        // outputs that earlier queued writes read: wait for them first.
+        s = out.flush();
+        // The weights have been split: their pages can leave this process
+        // now rather than after the encode (they stay in the page cache).
+        file.release(data_start + t.begin, size);
+        sec = bf16_sections(e.geom);
+        huffman = sec.end < size;
+        // The sign-mantissa section (most of the payload) is stored by the
+        // writer thread while the exponent stream is encoded.
+        if (huffman && s.ok()) out.pwrite_async(e.sm.data(), e.sm.size(), p0 + sec.sm);
+      };
+      encode_bf16_into(w, n, threads, &enc, hooks);
+      if (!s.ok()) return s;
       if (huffman) {
         r.encoding = kBf16Huffman;
         r.total_bits = enc.geom.total_bits;
