@@ -546,48 +546,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   tail_bytes(tail, buf);
   __syncthreads();
 
-  uint16_t* __restrict__ out = d.out;
-  const uint8_t* __restrict__ sm = d.sm;
-  if (d.out_aligned) {
-    const uint64_t gbase = out_begin - align;
-    const uint32_t ngroups = (align + expected + 15) >> 4;
-    const uint32_t lo_full = (align + 15) >> 4;
-    const uint32_t hi_full = (align + expected) >> 4;
-    constexpr int kUnroll = 4;
-    for (uint32_t g0 = tid; g0 < ngroups; g0 += kT * kUnroll) {
-      uint4 s[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const uint32_t g = g0 + u * kT;
-        if (g < ngroups) s[u] = __ldcs(reinterpret_cast<const uint4*>(sm + gbase + 16ull * g));
-      }
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const uint32_t g = g0 + u * kT;
-        if (g < ngroups) {
-          const uint4 e = reinterpret_cast<const uint4*>(buf)[g];
-          uint4 o0, o1;
-          merge16(s[u], e, o0, o1);
-          uint16_t* dst = out + gbase + 16ull * g;
-          if (g >= lo_full && g < hi_full) {
-            __stcs(reinterpret_cast<uint4*>(dst), o0);
-            __stcs(reinterpret_cast<uint4*>(dst) + 1, o1);
-          } else {
-            const uint32_t first = 16 * g;
-            const uint32_t words[8] = {o0.x, o0.y, o0.z, o0.w, o1.x, o1.y, o1.z, o1.w};
-#pragma unroll
-            for (int j = 0; j < 16; ++j) {
-              const uint32_t pos = first + j;
-              if (pos >= align && pos < align + expected)
-                dst[j] = static_cast<uint16_t>(words[j >> 1] >> ((j & 1) * 16));
-            }
-          }
-        }
-      }
-    }
-  } else {
-    for (uint32_t j = tid; j < expected; j += kT) out[out_begin + j] = merge1(sm[out_begin + j], buf[align + j]);
-  }
+  merge_store_block<kT>(d, out_begin, align, expected, buf, tid);
 }
 
 #endif  // __CUDACC__
