@@ -365,6 +365,24 @@ struct DirectSink {
 // (buffer position 0 = global index out_begin - align, 16-aligned) with the
 // sign-mantissa bytes and store BF16, 16 weights per step with 16-byte loads
 // and stores; scalar stores only in the two ragged groups at the block's ends.
+// Which tensor of the launch CUDA block `gblock` belongs to: the largest i
+// with block_begin[i] <= gblock (empty tensors are not in the table), by a
+// 32-ary search in the first warp. The caller synchronizes before reading it.
+__device__ __forceinline__ void find_block_tensor(const LaunchParams& prm, uint64_t gblock, uint32_t tid,
+                                                  uint32_t* s_tensor) {
+  if (tid >= 32) return;
+  uint32_t lo = 0, hi = prm.count;
+  while (hi - lo > 1) {
+    const uint32_t step = (hi - lo + 31) / 32;
+    const uint32_t i = lo + tid * step;
+    const bool ok = i < hi && prm.block_begin[i] <= gblock;
+    const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);  // bit 0 always set
+    lo += (31 - __clz(m)) * step;
+    hi = min(hi, lo + step);
+  }
+  if (tid == 0) *s_tensor = lo;
+}
+
 template <int kT>
 __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t out_begin, uint32_t align,
                                                   uint32_t expected, const uint8_t* buf, uint32_t tid) {
@@ -431,20 +449,7 @@ __global__ void __launch_bounds__(kThreads, kDirect ? 12 : 1) decode_kernel(cons
   const uint32_t tid = threadIdx.x;
   const uint64_t gblock = blockIdx.x;
 
-  // Which tensor: the largest i with block_begin[i] <= gblock (empty tensors are not in the table).
-  if (tid < 32) {
-    uint32_t lo = 0, hi = prm.count;
-    while (hi - lo > 1) {
-      const uint32_t step = (hi - lo + 31) / 32;
-      const uint32_t i = lo + tid * step;
-      const bool ok = i < hi && prm.block_begin[i] <= gblock;
-      const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);  // bit 0 always set
-      const uint32_t last = 31 - __clz(m);
-      lo += last * step;
-      hi = min(hi, lo + step);
-    }
-    if (tid == 0) s_tensor = lo;
-  }
+  find_block_tensor(prm, gblock, tid, &s_tensor);
   __syncthreads();
   const TensorDesc& d = prm.table[s_tensor];
   const uint64_t b = gblock - prm.block_begin[s_tensor];
@@ -587,18 +592,7 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
   const uint32_t c = tid / P;          // chunk of the block
   const uint64_t gblock = blockIdx.x;
 
-  if (tid < 32) {
-    uint32_t lo = 0, hi = prm.count;
-    while (hi - lo > 1) {
-      const uint32_t step = (hi - lo + 31) / 32;
-      const uint32_t i = lo + tid * step;
-      const bool ok = i < hi && prm.block_begin[i] <= gblock;
-      const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);
-      lo += (31 - __clz(m)) * step;
-      hi = min(hi, lo + step);
-    }
-    if (tid == 0) s_tensor = lo;
-  }
+  find_block_tensor(prm, gblock, tid, &s_tensor);
   __syncthreads();
   const TensorDesc& d = prm.table[s_tensor];
   const uint64_t b = gblock - prm.block_begin[s_tensor];

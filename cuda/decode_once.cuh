@@ -324,18 +324,7 @@ __global__ void __launch_bounds__(kThreads * P, 1) decode_once_kernel(const Laun
   const uint64_t gblock = blockIdx.x;
   const Slot slot{stg + tid, static_cast<uint32_t>(kT)};
 
-  if (tid < 32) {
-    uint32_t lo = 0, hi = prm.count;
-    while (hi - lo > 1) {
-      const uint32_t step = (hi - lo + 31) / 32;
-      const uint32_t i = lo + tid * step;
-      const bool ok = i < hi && prm.block_begin[i] <= gblock;
-      const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);
-      lo += (31 - __clz(m)) * step;
-      hi = min(hi, lo + step);
-    }
-    if (tid == 0) s_tensor = lo;
-  }
+  find_block_tensor(prm, gblock, tid, &s_tensor);
   __syncthreads();
   const TensorDesc& d = prm.table[s_tensor];
   const uint64_t b = gblock - prm.block_begin[s_tensor];
