@@ -36,22 +36,6 @@ void split_bf16(const uint16_t* w, uint64_t n, uint8_t* exps, uint8_t* sm) {
   }
 }
 
-Histogram byte_histogram(const uint8_t* e, uint64_t n) {
-  // Four tables break the store-to-load dependency on repeated values.
-  uint64_t h[4][256] = {};
-  uint64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    ++h[0][e[i]];
-    ++h[1][e[i + 1]];
-    ++h[2][e[i + 2]];
-    ++h[3][e[i + 3]];
-  }
-  for (; i < n; ++i) ++h[0][e[i]];
-  Histogram out{};
-  for (int s = 0; s < 256; ++s) out[s] = h[0][s] + h[1][s] + h[2][s] + h[3][s];
-  return out;
-}
-
 // Encodes exponents [s.begin, s.end) whose first code starts at s.bit_begin.
 // `out` receives words starting at global word s.bit_begin / 32. Gap and block
 // entries are recorded for every chunk whose first code lies in this range.

@@ -142,20 +142,31 @@ void build_multi_lut(const uint16_t lut[kLutSize], uint32_t multi[kLutSize]) {
   }
 }
 
-Histogram exponent_histogram(const uint16_t* w, uint64_t n) {
-  // Four tables break the store-to-load dependency on repeated exponents.
+namespace {
+// Four tables break the store-to-load dependency on repeated values.
+template <typename T, typename Key>
+Histogram histogram4(const T* v, uint64_t n, Key key) {
   uint64_t h[4][256] = {};
   uint64_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    ++h[0][(w[i] >> 7) & 0xFF];
-    ++h[1][(w[i + 1] >> 7) & 0xFF];
-    ++h[2][(w[i + 2] >> 7) & 0xFF];
-    ++h[3][(w[i + 3] >> 7) & 0xFF];
+    ++h[0][key(v[i])];
+    ++h[1][key(v[i + 1])];
+    ++h[2][key(v[i + 2])];
+    ++h[3][key(v[i + 3])];
   }
-  for (; i < n; ++i) ++h[0][(w[i] >> 7) & 0xFF];
+  for (; i < n; ++i) ++h[0][key(v[i])];
   Histogram out{};
   for (int s = 0; s < 256; ++s) out[s] = h[0][s] + h[1][s] + h[2][s] + h[3][s];
   return out;
+}
+}  // namespace
+
+Histogram exponent_histogram(const uint16_t* w, uint64_t n) {
+  return histogram4(w, n, [](uint16_t x) { return (x >> 7) & 0xFF; });
+}
+
+Histogram byte_histogram(const uint8_t* e, uint64_t n) {
+  return histogram4(e, n, [](uint8_t x) { return x; });
 }
 
 double entropy_bits(const Histogram& hist) {

@@ -38,6 +38,8 @@ void build_multi_lut(const uint16_t lut[kLutSize], uint32_t multi[kLutSize]);
 
 // Exponent histogram of n BF16 values (little-endian uint16).
 Histogram exponent_histogram(const uint16_t* w, uint64_t n);
+// Histogram of n bytes (exponents already split out).
+Histogram byte_histogram(const uint8_t* e, uint64_t n);
 
 // Shannon entropy (bits/symbol) of a histogram.
 double entropy_bits(const Histogram& hist);
