@@ -1,19 +1,27 @@
-// The "loop" decode kernel (production since 2026-11-22; docs/PERFORMANCE.md
-// "GPU decoder"): P threads per 1024-bit chunk (segments of 1024/P bits), as in
-// decode_split_kernel, but every segment is decoded by ONE loop over table
-// lookups instead of a loop per stream word, so that the lanes of a warp
-// diverge only where their segments end:
+// The "loop" decode kernel (production; docs/PERFORMANCE.md "GPU decoder"):
+// P threads per 1024-bit chunk (segments of 1024/P bits), every segment decoded
+// by ONE loop over table lookups, so that the lanes of a warp diverge only
+// where their segments end:
 //
+//   * the block's tables (40 KB, already in the kernel's format: upload()) and
+//     its stream words reach shared memory through cp.async, all in flight at
+//     once: one memory round trip per block, no registers, no conversion;
 //   * the stream is read through a 3-word bit reader (hi, lo, next): the 12-bit
 //     window is funnelshift(lo, hi, q) >> 20; when q passes 32 the words move
-//     down and the word after `next` is loaded (from a padded shared-memory copy
-//     of the block's stream, or through __ldg), so the load has a whole word of
-//     decoding to arrive;
-//   * pass 1 adds one entry of the "accumulate" table per 12-bit window to a
-//     single register (position + codes << 11 + invalid codes << 22: every code
-//     that lies wholly inside the window, up to 12 per lookup); near the end of
-//     a segment, and where speculative segments record their code starts, the
-//     mask table (where those codes start) gives exact counts;
+//     down and the word after `next` is loaded from the padded shared-memory
+//     copy of the block's stream, so the load has a whole word of decoding to
+//     arrive;
+//   * pass 1 runs the same code on every lane: segment 0 from its gap, the
+//     others speculatively from their first bit, recording the code starts of
+//     their first word. It adds one entry of the "accumulate" table per 12-bit
+//     window to a single register (position + codes << 11 + invalid codes << 22:
+//     every code that lies wholly inside the window); near the end of a segment
+//     the mask table (where those codes start) gives exact counts;
+//   * the true parse is handed from segment to segment in rounds in which every
+//     lane walks at once from its neighbour's end until it meets its own
+//     recorded starts; Huffman codes resynchronise within a few codes, so the
+//     first round is nearly always exact and a second round finds nothing to
+//     change (a segment whose predecessor's end moved is walked again);
 //   * pass 2 decodes with the 3-symbol table and stops after the segment's
 //     count (known from pass 1), so it needs no end test and no single-symbol
 //     tail; exponent bytes are packed into 32-bit shared-memory stores (the
@@ -185,18 +193,21 @@ __host__ __device__ __forceinline__ uint32_t count_to_end(BitReader<kGlobal>& r,
 }
 
 struct LoopSpec {
-  uint32_t acc = 0;       // end of the speculative parse from 0: position, codes, invalid codes
-  uint32_t mask = 0;      // bit i: a speculative code starts at i (i < min(32, end))
+  uint32_t acc = 0;       // end of the parse from the segment's start: position, codes, invalid codes
+  uint32_t mask = 0;      // bit i: a code of that parse starts at i (i < min(32, end))
   uint32_t inv_mask = 0;  // bit i: ... and is not a code
 };
 
-// Speculative pass 1 of a segment that does not know its first code start.
+// Pass 1 of a segment from `start`: segment 0 from its gap (the true parse),
+// the others from 0 (speculative: they do not know their first code start).
+// The same code for every lane, so a warp runs it once.
 template <bool kGlobal>
-__host__ __device__ __forceinline__ LoopSpec speculate(const uint32_t* base, const int end, const Pass1Luts& t) {
+__host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base, const int start, const int end,
+                                                           const Pass1Luts& t) {
   LoopSpec s;
   BitReader<kGlobal> r;
-  r.init(base, 0);
-  int pm = 0;
+  r.init(base, start);
+  int pm = start;
   uint32_t cnt = 0, inv = 0;
   const int lim = imin(32, end);
   while (pm < lim) {  // first word: record the starts
@@ -273,6 +284,22 @@ struct Pass2Tail {
   uint32_t from = 0, to = 0;  // its bytes [from, to)
 };
 
+// x << (s mod 32), and the bits that shift out: (x:0 << (s mod 32)) >> 32.
+__host__ __device__ __forceinline__ uint32_t shl_wrap(uint32_t x, uint32_t s) {
+#if defined(__CUDA_ARCH__)
+  return __funnelshift_l(0u, x, s);
+#else
+  return x << (s & 31);
+#endif
+}
+__host__ __device__ __forceinline__ uint32_t shl_spill(uint32_t x, uint32_t s) {
+#if defined(__CUDA_ARCH__)
+  return __funnelshift_l(x, 0u, s);
+#else
+  return static_cast<uint32_t>((uint64_t{x} << (s & 31)) >> 32);
+#endif
+}
+
 template <bool kGlobal>
 __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* base, int q, uint32_t cnt,
                                                                const uint32_t* __restrict__ lut2, uint8_t* buf,
@@ -282,52 +309,46 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
   BitReader<kGlobal> r;
   r.init(base, q);
   uint32_t* const words = reinterpret_cast<uint32_t*>(buf);
-  uint32_t wi = o >> 2;  // 32-bit index: one add per store
-  uint32_t nb = 8 * (o & 3);  // bits of the current word filled
+  // o8: bit position in the buffer; the word being filled is o8 / 32 and acc
+  // holds its bits below o8 mod 32 (one running position instead of a word
+  // index, a fill level and a countdown).
+  uint32_t o8 = 8 * o;
+  const int e8 = static_cast<int>(8 * (o + cnt));
   uint32_t acc = 0;
-  int rem8 = static_cast<int>(8 * cnt);
   int p = q;
-  while (rem8 >= 24) {  // a whole lookup is ours
+  while (static_cast<int>(o8) <= e8 - 24) {  // a whole lookup is ours
     const uint32_t e = lut2[r.window(p)];
     p += static_cast<int>(e >> 28);
-    const uint32_t c8 = (e >> 21) & 0x18u;
     const uint32_t sy = e & 0xFFFFFFu;
-    acc |= sy << nb;
-#if defined(__CUDA_ARCH__)
-    const uint32_t spill = __funnelshift_l(sy, 0u, nb);
-#else
-    const uint32_t spill = static_cast<uint32_t>((uint64_t{sy} << nb) >> 32);
-#endif
-    nb += c8;
-    rem8 -= static_cast<int>(c8);
-    if (nb >= 32) {
-      words[wi++] = acc;
-      acc = spill;
-      nb -= 32;
+    const uint32_t n8 = o8 + ((e >> 21) & 0x18u);
+    acc |= shl_wrap(sy, o8);
+    if ((n8 ^ o8) & 32u) {  // the word is full (a lookup adds at most 24 bits)
+      words[o8 >> 5] = acc;
+      acc = shl_spill(sy, o8);
     }
+    o8 = n8;
     r.sync(p);
   }
-  while (rem8 > 0) {
+  while (static_cast<int>(o8) < e8) {
     const uint32_t e = lut2[r.window(p)];
     p += static_cast<int>(e >> 28);
+    const uint32_t sy = e & 0xFFFFFFu;
     uint32_t c8 = (e >> 21) & 0x18u;
-    c8 = c8 < static_cast<uint32_t>(rem8) ? c8 : static_cast<uint32_t>(rem8);
-    const uint32_t sy = e & 0xFFFFFFu;
-    acc |= sy << nb;
-    const uint32_t spill = static_cast<uint32_t>((uint64_t{sy} << nb) >> 32);
-    nb += c8;
-    rem8 -= static_cast<int>(c8);
-    if (nb >= 32) {
-      words[wi++] = acc;
-      acc = spill;
-      nb -= 32;
+    const uint32_t left8 = static_cast<uint32_t>(e8) - o8;
+    c8 = c8 < left8 ? c8 : left8;
+    const uint32_t n8 = o8 + c8;
+    acc |= shl_wrap(sy, o8);
+    if ((n8 ^ o8) & 32u) {
+      words[o8 >> 5] = acc;
+      acc = shl_spill(sy, o8);
     }
+    o8 = n8;
     r.sync(p);
   }
-  tail.wi = wi;
+  tail.wi = o8 >> 5;
   tail.acc = acc;
-  tail.from = wi == (o >> 2) ? (o & 3) : 0;
-  tail.to = nb >> 3;
+  tail.from = tail.wi == (o >> 2) ? (o & 3) : 0;
+  tail.to = (o8 & 31) >> 3;
   return tail;
 }
 
@@ -344,6 +365,54 @@ __host__ __device__ __forceinline__ uint32_t status_pos(uint32_t c, uint32_t m) 
 }
 
 #if defined(__CUDACC__)
+
+// Hands the true parse from segment to segment (all lanes of a warp together;
+// `pend` in: each segment's parse end from parse_segment, true for segment 0).
+// Round 1 walks every later segment from its predecessor's speculative end:
+// exact for segment 1, and for segment h whenever segment h-1's true end equals
+// its speculative end, which resynchronisation makes the rule. A segment whose
+// predecessor's end moved is walked again in the next round; the rounds stop
+// when no lane changed (at most P rounds). Out: acc (true end, codes, invalid
+// codes), start (true first code start) and pend (true end) of every segment.
+template <bool kGlobal>
+__host__ __device__ __forceinline__ int resolve_round(const uint32_t* base, const int q, const int end,
+                                                     const LoopSpec& sp, const Pass1Luts& t, uint32_t& acc) {
+  if (q < end) {
+    acc = resolve<kGlobal>(base, q, end, sp, t);
+    return static_cast<int>(acc & kAccPos);
+  }
+  acc = 0;  // no code starts in this segment
+  return q;
+}
+
+// cp.async: global -> shared without registers (sm_80+). src_bytes 0 fills zeros.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src));
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, uint32_t src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
+// Which tensor of the launch block `gblock` belongs to, computed by every warp
+// on its own (no shared memory, no barrier): the largest i with
+// block_begin[i] <= gblock, by a 32-ary search.
+__device__ __forceinline__ uint32_t find_block_tensor_warp(const LaunchParams& prm, uint64_t gblock) {
+  const uint32_t lane = threadIdx.x & 31;
+  uint32_t lo = 0, hi = prm.count;
+  while (hi - lo > 1) {
+    const uint32_t step = (hi - lo + 31) / 32;
+    const uint32_t i = lo + lane * step;
+    const bool ok = i < hi && prm.block_begin[i] <= gblock;
+    const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);  // bit 0 always set
+    lo += (31 - __clz(m)) * step;
+    hi = min(hi, lo + step);
+  }
+  return lo;
+}
 
 template <int P, bool kSmemStream>
 struct LoopLayout {
@@ -366,7 +435,6 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   uint32_t* const sstream = reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes);
   uint8_t* const buf = smem + L::kFixed;
   const Pass1Luts t1{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + 4096 * 4)};
-  __shared__ uint32_t s_tensor;
   __shared__ uint32_t s_warp_total[kT / 32];
 
   const uint32_t tid = threadIdx.x;
@@ -374,60 +442,48 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   const uint32_t c = tid / P;
   const uint64_t gblock = blockIdx.x;
 
-  find_block_tensor(prm, gblock, tid, &s_tensor);
-  __syncthreads();
-  const TensorDesc& d = prm.table[s_tensor];
-  const uint64_t b = gblock - prm.block_begin[s_tensor];
+  const uint32_t ti = prm.count == 1 ? 0u : find_block_tensor_warp(prm, gblock);
+  const TensorDesc& d = prm.table[ti];
+  const uint64_t b = gblock - prm.block_begin[ti];
   const uint64_t n_threads = d.n_threads;
   const uint64_t t = b * kThreads + c;
   const bool active = t < n_threads;
   const uint64_t chunks_left = n_threads - b * kThreads;
   const uint32_t m_active = chunks_left < kThreads ? static_cast<uint32_t>(chunks_left) : kThreads;
 
-  // Tables -> shared memory: the pass-2 table (converted from the 3-symbol
-  // table), then the pass-1 tables where the exponent buffer goes later.
+  // Tables and stream -> shared memory, all copies in flight at once. The
+  // tables lie in global memory as [pass-2 16 KB | accumulate 16 KB | mask 8 KB]
+  // (upload()); the pass-1 tables go where the exponent buffer goes later.
   {
-    const uint4* src2 = reinterpret_cast<const uint4*>(d.lut_multi);
+    static_assert(L::kLut2Bytes % (16 * kT) == 0 && L::kPass1Bytes % (16 * kT) == 0, "whole rounds of copies");
+    const uint4* src = reinterpret_cast<const uint4*>(d.lut_loop) + tid;
 #pragma unroll
-    for (uint32_t i = tid; i < L::kLut2Bytes / 16; i += kT) {
-      uint4 v = __ldg(src2 + i);
-      v.x = pass2_entry(v.x);
-      v.y = pass2_entry(v.y);
-      v.z = pass2_entry(v.z);
-      v.w = pass2_entry(v.w);
-      smem_u4[i] = v;
-    }
-    const uint4* src1 = reinterpret_cast<const uint4*>(d.lut_pass1);
-    uint4* dst1 = reinterpret_cast<uint4*>(buf);
+    for (uint32_t k = 0; k < L::kLut2Bytes / (16 * kT); ++k) cp_async16(smem_u4 + tid + k * kT, src + k * kT);
+    src += L::kLut2Bytes / 16;
+    uint4* dst1 = reinterpret_cast<uint4*>(buf) + tid;
 #pragma unroll
-    for (uint32_t i = tid; i < L::kPass1Bytes / 16; i += kT) dst1[i] = __ldg(src1 + i);
+    for (uint32_t k = 0; k < L::kPass1Bytes / (16 * kT); ++k) cp_async16(dst1 + k * kT, src + k * kT);
   }
-  // The block's stream words: chunk c's words 0..32 at sstream[33 c ...].
+  // The block's stream words: chunk c's words 0..32 at sstream[33 c ...] (word
+  // 32 is the next chunk's word 0; the stride of 33 keeps a warp's reads in
+  // different banks). Lane h of chunk c copies words h, h + P, ...
   if (kSmemStream) {
     const uint64_t w0 = b * kThreads * kWords;
     const uint64_t avail64 = n_threads * kWords + 1 - w0;  // stream words from w0 on
-    const uint32_t avail = avail64 < kThreads * kWords + 4 ? static_cast<uint32_t>(avail64) : kThreads * kWords + 4;
-    const uint4* src4 = reinterpret_cast<const uint4*>(d.stream + w0);
-    for (uint32_t u = tid; u <= kThreads * kWords / 4; u += kT) {  // quads; the last one is the next block's first
-      uint4 v;
-      if (4 * u + 4 <= avail) {
-        v = __ldg(src4 + u);
-      } else {
-        const uint32_t* s1 = d.stream + w0 + 4 * u;
-        v.x = 4 * u < avail ? __ldg(s1) : 0u;
-        v.y = 4 * u + 1 < avail ? __ldg(s1 + 1) : 0u;
-        v.z = 4 * u + 2 < avail ? __ldg(s1 + 2) : 0u;
-        v.w = 4 * u + 3 < avail ? __ldg(s1 + 3) : 0u;
+    const uint32_t* src = d.stream + w0 + c * kWords + h;
+    uint32_t* dst = sstream + c * kStreamStride + h;
+    if (avail64 >= kThreads * kWords + 1) {
+#pragma unroll
+      for (uint32_t j = 0; j < kWords; j += P) cp_async4(dst + j, src + j, 4);
+      if (h == 0) cp_async4(dst + kWords, src + kWords, 4);
+    } else {
+      const uint32_t avail = static_cast<uint32_t>(avail64) - c * kWords - h;  // >= 1 - 32 c - h: may wrap
+      const bool any = c * kWords + h < static_cast<uint32_t>(avail64);
+#pragma unroll
+      for (uint32_t j = 0; j <= kWords; j += P) {
+        const bool ok = any && j < avail && (j < kWords || h == 0);
+        if (j < kWords || h == 0) cp_async4(dst + j, ok ? src + j : d.stream, ok ? 4 : 0);
       }
-      const uint32_t ch = u >> 3, j = 4 * (u & 7);
-      if (ch < kThreads) {
-        uint32_t* dst = sstream + ch * kStreamStride + j;
-        dst[0] = v.x;
-        dst[1] = v.y;
-        dst[2] = v.z;
-        dst[3] = v.w;
-      }
-      if (j == 0 && ch > 0) sstream[(ch - 1) * kStreamStride + kWords] = v.x;
     }
     if (tid < 4) sstream[kThreads * kStreamStride + tid] = 0;
   }
@@ -460,35 +516,27 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
     const uint64_t lines = (out_end - (out_begin & ~uint64_t{127}) + 127) >> 7;
     for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(pbase + (l << 7)));
   }
+  cp_async_wait_all();
   __syncthreads();  // tables and stream ready
 
-  // Pass 1: segment 0 from the gap, the others speculatively from their first
-  // bit; then the true parse is handed from segment to segment.
-  uint32_t acc = 0;  // this segment's true end, codes and invalid codes
-  int start = 0, pend = 0;  // pend: the true end (segment-relative; past a short last chunk it may be < 0)
+  // Pass 1: every lane parses its segment (segment 0 from the gap, the others
+  // from their first bit), then the true parse is handed on in rounds.
   LoopSpec sp;
-  if (active) {
-    if (h == 0) {
-      BitReader<kGlobal> r;
-      r.init(base, gap);
-      start = gap;
-      acc = count_to_end(r, static_cast<uint32_t>(gap), end, t1);
-      pend = static_cast<int>(acc & kAccPos);
-    } else if (end > 0) {
-      sp = speculate<kGlobal>(base, end, t1);
-    }
-  }
-#pragma unroll
-  for (int rr = 1; rr < P; ++rr) {
-    const int prev_end = __shfl_up_sync(0xFFFFFFFFu, pend, 1) - kSegBits;
-    if (active && h == static_cast<uint32_t>(rr)) {
-      start = prev_end;
-      if (prev_end < end) {
-        acc = resolve<kGlobal>(base, prev_end, end, sp, t1);
-        pend = static_cast<int>(acc & kAccPos);
-      } else {
-        pend = prev_end;  // no code starts in this segment
+  int start = h == 0 ? gap : 0;
+  if (active) sp = parse_segment<kGlobal>(base, start, end, t1);
+  uint32_t acc = sp.acc;  // this segment's true end, codes and invalid codes
+  int pend = static_cast<int>(acc & kAccPos);  // past a short last chunk it may be < 0
+  if (P > 1) {
+    int q_done = -0x7FFFFFFF;  // the start this lane's result is for (segment 0: its gap)
+    for (;;) {
+      const int q = __shfl_up_sync(0xFFFFFFFFu, pend, 1) - kSegBits;
+      const bool redo = active && h != 0 && q != q_done;
+      if (redo) {
+        q_done = q;
+        start = q;
+        pend = resolve_round<kGlobal>(base, q, end, sp, t1, acc);
       }
+      if (!__any_sync(0xFFFFFFFFu, redo)) break;
     }
   }
   const uint32_t cnt = (acc >> kAccCntShift) & 0x7FFu;

@@ -140,14 +140,14 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   out->sm_dev = nullptr;
   out->lut_dev = nullptr;
   out->lut_multi_dev = nullptr;
-  out->lut_pass1_dev = nullptr;
+  out->lut_loop_dev = nullptr;
 
-  // One allocation: [lut_multi | lut | lut_pass1 | block_out | gaps | stream (+ 16 zero bytes:
+  // One allocation: [lut_multi | lut | lut_loop | block_out | gaps | stream (+ 16 zero bytes:
   // decode_loop_kernel's reader loads up to 2 words past the extra word) | sm (padded to 16)].
   const uint64_t off_multi = 0;
   const uint64_t off_lut = align_up(off_multi + kLutSize * 4, kSectionAlign);
   const uint64_t off_count = align_up(off_lut + kLutSize * 2, kSectionAlign);
-  const uint64_t off_block = align_up(off_count + kLutSize * 6, kSectionAlign);
+  const uint64_t off_block = align_up(off_count + kLutSize * 10, kSectionAlign);
   const uint64_t off_gaps = align_up(off_block + 8 * g.block_out_entries(), kSectionAlign);
   const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
   const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words() + 16, kSectionAlign);
@@ -158,22 +158,23 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
 
   out->lut_host.reset(new uint16_t[kLutSize]);
   out->lut_multi_host.reset(new uint32_t[kLutSize]);
-  out->lut_pass1_host.reset(new uint32_t[kLutSize + kLutSize / 2]);
+  out->lut_loop_host.reset(new uint32_t[2 * kLutSize + kLutSize / 2]);
   if (g.n > 0) {
     build_decode_lut(v.lengths, out->lut_host.get());
   } else {
     std::fill_n(out->lut_host.get(), kLutSize, uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
   }
   build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
-  detail::build_pass1_luts(out->lut_host.get(), out->lut_pass1_host.get(),
-                           reinterpret_cast<uint16_t*>(out->lut_pass1_host.get() + kLutSize));
+  uint32_t* const loop = out->lut_loop_host.get();
+  for (uint32_t i = 0; i < kLutSize; ++i) loop[i] = detail::pass2_entry(out->lut_multi_host[i]);
+  detail::build_pass1_luts(out->lut_host.get(), loop + kLutSize, reinterpret_cast<uint16_t*>(loop + 2 * kLutSize));
   Error e = Error::Ok;
   auto put = [&](uint64_t off, const void* src, uint64_t bytes) {
     if (e == Error::Ok) e = copy_to_device(base + off, src, bytes, stream);
   };
   put(off_multi, out->lut_multi_host.get(), kLutSize * 4);
   put(off_lut, out->lut_host.get(), kLutSize * 2);
-  put(off_count, out->lut_pass1_host.get(), kLutSize * 6);
+  put(off_count, out->lut_loop_host.get(), kLutSize * 10);
   if (e == Error::Ok) e = fill_device(base + off_stream + 4 * g.stream_words(), 0, 16, stream);
   put(off_block, v.block_out, 8 * g.block_out_entries());
   put(off_gaps, v.gaps, g.gap_bytes());
@@ -186,7 +187,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   }
   out->lut_multi_dev = reinterpret_cast<const uint32_t*>(base + off_multi);
   out->lut_dev = reinterpret_cast<const uint16_t*>(base + off_lut);
-  out->lut_pass1_dev = reinterpret_cast<const uint32_t*>(base + off_count);
+  out->lut_loop_dev = reinterpret_cast<const uint32_t*>(base + off_count);
   out->block_out_dev = reinterpret_cast<const uint64_t*>(base + off_block);
   out->gaps_dev = base + off_gaps;
   out->stream_dev = reinterpret_cast<const uint32_t*>(base + off_stream);
@@ -307,7 +308,8 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     d.sm = t->sm_dev;
     d.lut = t->lut_dev;
     d.lut_multi = t->lut_multi_dev;
-    d.lut_pass1 = t->lut_pass1_dev;
+    d.lut_loop = t->lut_loop_dev;
+    d.lut_pass1 = t->lut_loop_dev + kLutSize;
     d.out = outputs_dev[i];
     d.n = t->geom.n;
     d.total_bits = t->geom.total_bits;

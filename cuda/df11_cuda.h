@@ -76,14 +76,16 @@ struct DeviceTensor {
   const uint8_t* sm_dev = nullptr;        // n bytes, zero-padded to a multiple of 16
   const uint16_t* lut_dev = nullptr;      // 4096 x uint16 (codec/huffman.h layout)
   const uint32_t* lut_multi_dev = nullptr;  // 4096 x uint32, up to 3 symbols per entry
-  const uint32_t* lut_pass1_dev = nullptr;  // 4096 x uint32 + 4096 x uint16: pass-1 tables (decode_loop.cuh)
+  // decode_loop.cuh's tables, 40 KB: 4096 x uint32 pass-2 entries, 4096 x uint32
+  // pass-1 accumulate entries, 4096 x uint16 pass-1 masks.
+  const uint32_t* lut_loop_dev = nullptr;
   uint64_t device_bytes() const { return mem.size(); }
 
   DeviceBuffer mem;
   // Host copies of the tables: the asynchronous upload reads them after upload() returns.
   std::unique_ptr<uint16_t[]> lut_host;
   std::unique_ptr<uint32_t[]> lut_multi_host;
-  std::unique_ptr<uint32_t[]> lut_pass1_host;
+  std::unique_ptr<uint32_t[]> lut_loop_host;
 };
 
 // Runs df11::validate_bf16 on the host first and refuses invalid input with its

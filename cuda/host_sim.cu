@@ -53,6 +53,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
     std::vector<int> start(T, 0), pend(T, 0), endv(T, 0), expect(T, 0);
     std::vector<const uint32_t*> basev(T);
     std::vector<char> active(T, 0);
+    std::vector<LoopSpec> sps(T);
     for (int tid = 0; tid < T; ++tid) {
       const uint32_t h = tid % P, c = tid / P;
       const uint64_t t = b * kThreads + c;
@@ -65,27 +66,26 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
       int ex = t + 1 < g.n_threads ? 1024 + static_cast<int>(gap_at(v.gaps, t + 1)) : static_cast<int>(left);
       expect[tid] = ex - (P - 1) * kSegBits;
       basev[tid] = smem_stream ? sstream.data() + c * kStreamStride + h * kNW : stream.data() + t * kWords + h * kNW;
-      // Pass 1, segment 0 (the others in chunk order below).
-      if (h == 0) {
-        BitReader<false> r;
-        r.init(basev[tid], gap);
-        start[tid] = gap;
-        acc[tid] = count_to_end(r, static_cast<uint32_t>(gap), endv[tid], t1);
-        pend[tid] = static_cast<int>(acc[tid] & kAccPos);
-      }
+      // Pass 1: every lane parses its segment (segment 0 from its gap).
+      start[tid] = h == 0 ? gap : 0;
+      sps[tid] = parse_segment<false>(basev[tid], start[tid], endv[tid], t1);
+      acc[tid] = sps[tid].acc;
+      pend[tid] = static_cast<int>(acc[tid] & kAccPos);
     }
-    for (int tid = 0; tid < T; ++tid) {
-      const uint32_t h = tid % P;
-      if (!active[tid] || h == 0) continue;
-      LoopSpec sp;
-      if (endv[tid] > 0) sp = speculate<false>(basev[tid], endv[tid], t1);
-      const int q = pend[tid - 1] - kSegBits;
-      start[tid] = q;
-      if (q < endv[tid]) {
-        acc[tid] = resolve<false>(basev[tid], q, endv[tid], sp, t1);
-        pend[tid] = static_cast<int>(acc[tid] & kAccPos);
-      } else {
-        pend[tid] = q;
+    // Hand-over rounds, as the kernel's warps run them: every lane reads its
+    // predecessor's end from before the round (__shfl_up_sync), then updates.
+    std::vector<int> q_done(T, -0x7FFFFFFF);
+    for (bool any = true; any && P > 1;) {
+      any = false;
+      const std::vector<int> prev = pend;
+      for (int tid = 0; tid < T; ++tid) {
+        if (!active[tid] || tid % P == 0) continue;
+        const int q = prev[tid - 1] - kSegBits;
+        if (q == q_done[tid]) continue;
+        any = true;
+        q_done[tid] = q;
+        start[tid] = q;
+        pend[tid] = resolve_round<false>(basev[tid], q, endv[tid], sps[tid], t1, acc[tid]);
       }
     }
     uint32_t total = 0;
