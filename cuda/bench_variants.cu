@@ -26,6 +26,7 @@ const int kRegistered[] = {
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
     reg_loop<2, true>("loop2+smem"),
+    reg_loop<8, true, 2>("loop8+smem"),
 };
 }  // namespace
 

@@ -274,19 +274,32 @@ __host__ __device__ __forceinline__ uint32_t merge2(uint32_t s, uint32_t e, uint
   return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);
 }
 
-__host__ __device__ __forceinline__ void merge16(const uint4 s, const uint4 e, uint4& o0, uint4& o1) {
-  o0.x = merge2(s.x, e.x, 0x5140);
-  o0.y = merge2(s.x, e.x, 0x7362);
-  o0.z = merge2(s.y, e.y, 0x5140);
-  o0.w = merge2(s.y, e.y, 0x7362);
-  o1.x = merge2(s.z, e.z, 0x5140);
-  o1.y = merge2(s.z, e.z, 0x7362);
-  o1.z = merge2(s.w, e.w, 0x5140);
-  o1.w = merge2(s.w, e.w, 0x7362);
-}
-
 __host__ __device__ __forceinline__ uint16_t merge1(uint32_t s, uint32_t e) {
   return static_cast<uint16_t>(((s & 0x80u) << 8) | (e << 7) | (s & 0x7Fu));
+}
+
+// The loop kernel's exponent buffer holds every exponent rotated right by one
+// bit (its pass-2 table is built so: pass2_entry()). Then one BF16 is
+// (ee & 0x7F80) | (ss & 0x807F), where ee and ss are the rotated exponent and the
+// sign-mantissa byte each repeated in both bytes of a halfword: two byte
+// permutes and one 3-input logic op per 2 weights instead of five operations.
+__host__ __device__ __forceinline__ uint32_t rotr1_bytes(uint32_t x) {  // each byte rotated right by 1
+  return ((x >> 1) & 0x7F7F7F7Fu) | ((x << 7) & 0x80808080u);
+}
+__host__ __device__ __forceinline__ uint32_t dup_bytes(uint32_t x, uint32_t sel) {
+#if defined(__CUDA_ARCH__)
+  return __byte_perm(x, 0u, sel);
+#else
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= ((x >> (8 * ((sel >> (4 * i)) & 3))) & 0xFFu) << (8 * i);
+  return v;
+#endif
+}
+__host__ __device__ __forceinline__ uint32_t merge2_rot(uint32_t s, uint32_t er, uint32_t sel) {
+  return (dup_bytes(er, sel) & 0x7F807F80u) | (dup_bytes(s, sel) & 0x807F807Fu);
+}
+__host__ __device__ __forceinline__ uint16_t merge1_rot(uint32_t s, uint32_t er) {
+  return static_cast<uint16_t>(((s & 0x80u) << 8) | ((er & 0x7Fu) << 8) | ((er & 0x80u)) | (s & 0x7Fu));
 }
 
 // Weights straight to global memory (no shared buffer): a thread's exponents
@@ -384,40 +397,48 @@ __device__ __forceinline__ void find_block_tensor(const LaunchParams& prm, uint6
   if (tid == 0) *s_tensor = lo;
 }
 
-template <int kT>
+template <int kT, bool kRot = false>  // kRot: the buffer holds rotated exponents (merge2_rot)
 __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t out_begin, uint32_t align,
                                                   uint32_t expected, const uint8_t* buf, uint32_t tid) {
   uint16_t* __restrict__ out = d.out;
   const uint8_t* __restrict__ sm = d.sm;
   if (d.out_aligned) {
+    // Units of 8 weights: an 8-byte sign-mantissa load, an 8-byte exponent load
+    // and one 16-byte store per lane, so that each store instruction of a warp
+    // covers 512 contiguous bytes (whole sectors).
     const uint64_t gbase = out_begin - align;
-    const uint32_t ngroups = (align + expected + 15) >> 4;
-    const uint32_t lo_full = (align + 15) >> 4;        // first group entirely inside
-    const uint32_t hi_full = (align + expected) >> 4;  // groups [lo_full, hi_full) are full
-    constexpr int kUnroll = 4;
-    for (uint32_t g0 = tid; g0 < ngroups; g0 += kT * kUnroll) {
-      uint4 s[kUnroll];
+    const uint32_t nunits = (align + expected + 7) >> 3;
+    const uint32_t lo_full = (align + 7) >> 3;        // first unit entirely inside
+    const uint32_t hi_full = (align + expected) >> 3;  // units [lo_full, hi_full) are full
+    constexpr int kUnroll = 8;
+    for (uint32_t u0 = tid; u0 < nunits; u0 += kT * kUnroll) {
+      uint2 s[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const uint32_t g = g0 + u * kT;
-        if (g < ngroups) s[u] = __ldcs(reinterpret_cast<const uint4*>(sm + gbase + 16ull * g));
+      for (int k = 0; k < kUnroll; ++k) {
+        const uint32_t u = u0 + k * kT;
+        if (u < nunits) s[k] = __ldcs(reinterpret_cast<const uint2*>(sm + gbase + 8ull * u));
       }
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const uint32_t g = g0 + u * kT;
-        if (g < ngroups) {
-          const uint4 e = reinterpret_cast<const uint4*>(buf)[g];
-          uint4 o0, o1;
-          merge16(s[u], e, o0, o1);
-          uint16_t* dst = out + gbase + 16ull * g;
-          if (g >= lo_full && g < hi_full) {
-            __stcs(reinterpret_cast<uint4*>(dst), o0);
-            __stcs(reinterpret_cast<uint4*>(dst) + 1, o1);
+      for (int k = 0; k < kUnroll; ++k) {
+        const uint32_t u = u0 + k * kT;
+        if (u < nunits) {
+          const uint2 e = reinterpret_cast<const uint2*>(buf)[u];
+          uint4 o;
+          if (kRot) {
+            o = make_uint4(merge2_rot(s[k].x, e.x, 0x1100), merge2_rot(s[k].x, e.x, 0x3322),
+                           merge2_rot(s[k].y, e.y, 0x1100), merge2_rot(s[k].y, e.y, 0x3322));
           } else {
-            const uint32_t first = 16 * g;
-            const uint32_t words[8] = {o0.x, o0.y, o0.z, o0.w, o1.x, o1.y, o1.z, o1.w};
+            o = make_uint4(merge2(s[k].x, e.x, 0x5140), merge2(s[k].x, e.x, 0x7362), merge2(s[k].y, e.y, 0x5140),
+                           merge2(s[k].y, e.y, 0x7362));
+          }
+          uint16_t* dst = out + gbase + 8ull * u;
+          if (u >= lo_full && u < hi_full) {
+            __stcs(reinterpret_cast<uint4*>(dst), o);
+          } else {
+            const uint32_t first = 8 * u;
+            const uint32_t words[4] = {o.x, o.y, o.z, o.w};
 #pragma unroll
-            for (int j = 0; j < 16; ++j) {
+            for (int j = 0; j < 8; ++j) {
               const uint32_t pos = first + j;
               if (pos >= align && pos < align + expected)
                 dst[j] = static_cast<uint16_t>(words[j >> 1] >> ((j & 1) * 16));
@@ -427,7 +448,8 @@ __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t 
       }
     }
   } else {
-    for (uint32_t j = tid; j < expected; j += kT) out[out_begin + j] = merge1(sm[out_begin + j], buf[align + j]);
+    for (uint32_t j = tid; j < expected; j += kT)
+      out[out_begin + j] = kRot ? merge1_rot(sm[out_begin + j], buf[align + j]) : merge1(sm[out_begin + j], buf[align + j]);
   }
 }
 

@@ -156,9 +156,10 @@ inline void build_pass1_luts(const uint16_t* lut, uint32_t* acc, uint16_t* mask)
 }
 
 // The kernel's pass-2 entry from the 3-symbol table (codec/huffman.h):
-// bits 0-23 symbols, 24-25 their count, 28-31 their total length.
+// bits 0-23 symbols, each rotated right by one bit (merge2_rot), 24-25 their
+// count, 28-31 their total length.
 __host__ __device__ __forceinline__ uint32_t pass2_entry(uint32_t m) {
-  return (m & 0xFFFFFFu) | (((m >> 28) & 3u) << 24) | (((m >> 24) & 0xFu) << 28);
+  return (rotr1_bytes(m) & 0xFFFFFFu) | (((m >> 28) & 3u) << 24) | (((m >> 24) & 0xFu) << 28);
 }
 
 struct Pass1Luts {
@@ -308,10 +309,9 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
   if (cnt == 0) return tail;
   BitReader<kGlobal> r;
   r.init(base, q);
-  uint32_t* const words = reinterpret_cast<uint32_t*>(buf);
-  // o8: bit position in the buffer; the word being filled is o8 / 32 and acc
-  // holds its bits below o8 mod 32 (one running position instead of a word
-  // index, a fill level and a countdown).
+  // o8: bit position in the buffer; the word being filled is o8 / 32 (wp) and
+  // acc holds its bits below o8 mod 32.
+  uint32_t* wp = reinterpret_cast<uint32_t*>(buf) + (o >> 2);
   uint32_t o8 = 8 * o;
   const int e8 = static_cast<int>(8 * (o + cnt));
   uint32_t acc = 0;
@@ -323,7 +323,7 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
     const uint32_t n8 = o8 + ((e >> 21) & 0x18u);
     acc |= shl_wrap(sy, o8);
     if ((n8 ^ o8) & 32u) {  // the word is full (a lookup adds at most 24 bits)
-      words[o8 >> 5] = acc;
+      *wp++ = acc;
       acc = shl_spill(sy, o8);
     }
     o8 = n8;
@@ -339,7 +339,7 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
     const uint32_t n8 = o8 + c8;
     acc |= shl_wrap(sy, o8);
     if ((n8 ^ o8) & 32u) {
-      words[o8 >> 5] = acc;
+      *wp++ = acc;
       acc = shl_spill(sy, o8);
     }
     o8 = n8;
@@ -466,23 +466,31 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   }
   // The block's stream words: chunk c's words 0..32 at sstream[33 c ...] (word
   // 32 is the next chunk's word 0; the stride of 33 keeps a warp's reads in
-  // different banks). Lane h of chunk c copies words h, h + P, ...
+  // different banks). Word w of the block goes to w + w / 32, so each copy
+  // instruction of a warp reads 128 contiguous bytes; then the first 64
+  // threads copy word 32 of each chunk.
   if (kSmemStream) {
+    static_assert(kThreads * kWords % kT == 0, "whole rounds of copies");
     const uint64_t w0 = b * kThreads * kWords;
     const uint64_t avail64 = n_threads * kWords + 1 - w0;  // stream words from w0 on
-    const uint32_t* src = d.stream + w0 + c * kWords + h;
-    uint32_t* dst = sstream + c * kStreamStride + h;
+    const uint32_t* src = d.stream + w0 + tid;
+    uint32_t* dst = sstream + tid + tid / 32;
+    constexpr uint32_t kRounds = kThreads * kWords / kT;
     if (avail64 >= kThreads * kWords + 1) {
 #pragma unroll
-      for (uint32_t j = 0; j < kWords; j += P) cp_async4(dst + j, src + j, 4);
-      if (h == 0) cp_async4(dst + kWords, src + kWords, 4);
+      for (uint32_t k = 0; k < kRounds; ++k) cp_async4(dst + k * (kT + kT / 32), src + k * kT, 4);
+      if (tid < kThreads) cp_async4(sstream + tid * kStreamStride + kWords, d.stream + w0 + (tid + 1) * kWords, 4);
     } else {
-      const uint32_t avail = static_cast<uint32_t>(avail64) - c * kWords - h;  // >= 1 - 32 c - h: may wrap
-      const bool any = c * kWords + h < static_cast<uint32_t>(avail64);
+      const uint32_t avail = static_cast<uint32_t>(avail64);
 #pragma unroll
-      for (uint32_t j = 0; j <= kWords; j += P) {
-        const bool ok = any && j < avail && (j < kWords || h == 0);
-        if (j < kWords || h == 0) cp_async4(dst + j, ok ? src + j : d.stream, ok ? 4 : 0);
+      for (uint32_t k = 0; k < kRounds; ++k) {
+        const bool ok = tid + k * kT < avail;
+        cp_async4(dst + k * (kT + kT / 32), ok ? src + k * kT : d.stream, ok ? 4 : 0);
+      }
+      if (tid < kThreads) {
+        const bool ok = (tid + 1) * kWords < avail;
+        cp_async4(sstream + tid * kStreamStride + kWords, ok ? d.stream + w0 + (tid + 1) * kWords : d.stream,
+                  ok ? 4 : 0);
       }
     }
     if (tid < 4) sstream[kThreads * kStreamStride + tid] = 0;
@@ -583,7 +591,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   tail_bytes(tail, buf);
   __syncthreads();
 
-  merge_store_block<kT>(d, out_begin, align, expected, buf, tid);
+  merge_store_block<kT, true>(d, out_begin, align, expected, buf, tid);
 }
 
 #endif  // __CUDACC__

@@ -502,7 +502,7 @@ __global__ void __launch_bounds__(kThreads * P, 1) decode_once_kernel(const Laun
     __syncthreads();
   }
 
-  merge_store_block<kT>(d, out_begin, align, expected, buf, tid);
+  merge_store_block<kT, true>(d, out_begin, align, expected, buf, tid);
 }
 
 #endif  // __CUDACC__

@@ -122,7 +122,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
       if (active[tid]) tails[tid] = decode_to_buffer<false>(basev[tid], start[tid], cnt[tid], lutm.data(), buf.data(),
                                                             align + excl[tid]);
     for (int tid = T - 1; tid >= 0; --tid) tail_bytes(tails[tid], buf.data());  // after the barrier, in any order
-    for (uint32_t j = 0; j < expected; ++j) out[ob + j] = merge1(v.sm[ob + j], buf[align + j]);
+    for (uint32_t j = 0; j < expected; ++j) out[ob + j] = merge1_rot(v.sm[ob + j], buf[align + j]);
   }
   if (status == kStatusClear) return Error::Ok;
   switch (status & 3) {
@@ -279,7 +279,7 @@ Error simulate_once_decode(const Bf16View& v, uint16_t* out, bool force_fallback
                                                align + excl[tid]);
       for (int tid = T - 1; tid >= 0; --tid) tail_bytes(tails[tid], buf.data());
     }
-    for (uint32_t j = 0; j < expected; ++j) out[ob + j] = merge1(v.sm[ob + j], buf[align + j]);
+    for (uint32_t j = 0; j < expected; ++j) out[ob + j] = merge1_rot(v.sm[ob + j], buf[align + j]);
   }
   if (status == kStatusClear) return Error::Ok;
   switch (status & 3) {
