@@ -296,7 +296,15 @@ __host__ __device__ __forceinline__ uint32_t dup_bytes(uint32_t x, uint32_t sel)
 #endif
 }
 __host__ __device__ __forceinline__ uint32_t merge2_rot(uint32_t s, uint32_t er, uint32_t sel) {
+#if defined(__CUDA_ARCH__)
+  // One LOP3 (a & m) | (b & ~m) with the mask as its immediate; written out
+  // because the compiler otherwise spends two.
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xE2;" : "=r"(r) : "r"(dup_bytes(er, sel)), "n"(0x7F807F80), "r"(dup_bytes(s, sel)));
+  return r;
+#else
   return (dup_bytes(er, sel) & 0x7F807F80u) | (dup_bytes(s, sel) & 0x807F807Fu);
+#endif
 }
 __host__ __device__ __forceinline__ uint16_t merge1_rot(uint32_t s, uint32_t er) {
   return static_cast<uint16_t>(((s & 0x80u) << 8) | ((er & 0x7Fu) << 8) | ((er & 0x80u)) | (s & 0x7Fu));
@@ -397,6 +405,16 @@ __device__ __forceinline__ void find_block_tensor(const LaunchParams& prm, uint6
   if (tid == 0) *s_tensor = lo;
 }
 
+// 8 weights: sign-mantissa bytes s, exponents e (kRot: rotated) -> 8 BF16.
+template <bool kRot>
+__host__ __device__ __forceinline__ uint4 merge8(const uint2 s, const uint2 e) {
+  if (kRot)
+    return make_uint4(merge2_rot(s.x, e.x, 0x1100), merge2_rot(s.x, e.x, 0x3322), merge2_rot(s.y, e.y, 0x1100),
+                      merge2_rot(s.y, e.y, 0x3322));
+  return make_uint4(merge2(s.x, e.x, 0x5140), merge2(s.x, e.x, 0x7362), merge2(s.y, e.y, 0x5140),
+                    merge2(s.y, e.y, 0x7362));
+}
+
 template <int kT, bool kRot = false>  // kRot: the buffer holds rotated exponents (merge2_rot)
 __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t out_begin, uint32_t align,
                                                   uint32_t expected, const uint8_t* buf, uint32_t tid) {
@@ -411,30 +429,35 @@ __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t 
     const uint32_t lo_full = (align + 7) >> 3;        // first unit entirely inside
     const uint32_t hi_full = (align + expected) >> 3;  // units [lo_full, hi_full) are full
     constexpr int kUnroll = 8;
-    for (uint32_t u0 = tid; u0 < nunits; u0 += kT * kUnroll) {
+    // One 64-bit address per round; the unrolled accesses use constant offsets.
+    const uint2* smp = reinterpret_cast<const uint2*>(sm + gbase) + tid;
+    uint4* outp = reinterpret_cast<uint4*>(out + gbase) + tid;
+    const uint2* bufp = reinterpret_cast<const uint2*>(buf) + tid;
+    for (uint32_t u0 = tid; u0 < nunits;
+         u0 += kT * kUnroll, smp += kT * kUnroll, outp += kT * kUnroll, bufp += kT * kUnroll) {
       uint2 s[kUnroll];
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
-        const uint32_t u = u0 + k * kT;
-        if (u < nunits) s[k] = __ldcs(reinterpret_cast<const uint2*>(sm + gbase + 8ull * u));
+      for (int k = 0; k < kUnroll; ++k)
+        if (u0 + k * kT < nunits) s[k] = __ldcs(smp + k * kT);
+      if (u0 >= lo_full && u0 + (kUnroll - 1) * kT < hi_full) {  // every unit of the round is full
+#pragma unroll
+        for (int k = 0; k < kUnroll; ++k) {
+          const uint2 e = bufp[k * kT];
+          const uint4 o = merge8<kRot>(s[k], e);
+          __stcs(outp + k * kT, o);
+        }
+        continue;
       }
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) {
         const uint32_t u = u0 + k * kT;
         if (u < nunits) {
-          const uint2 e = reinterpret_cast<const uint2*>(buf)[u];
-          uint4 o;
-          if (kRot) {
-            o = make_uint4(merge2_rot(s[k].x, e.x, 0x1100), merge2_rot(s[k].x, e.x, 0x3322),
-                           merge2_rot(s[k].y, e.y, 0x1100), merge2_rot(s[k].y, e.y, 0x3322));
-          } else {
-            o = make_uint4(merge2(s[k].x, e.x, 0x5140), merge2(s[k].x, e.x, 0x7362), merge2(s[k].y, e.y, 0x5140),
-                           merge2(s[k].y, e.y, 0x7362));
-          }
-          uint16_t* dst = out + gbase + 8ull * u;
+          const uint2 e = bufp[k * kT];
+          const uint4 o = merge8<kRot>(s[k], e);
           if (u >= lo_full && u < hi_full) {
-            __stcs(reinterpret_cast<uint4*>(dst), o);
+            __stcs(outp + k * kT, o);
           } else {
+            uint16_t* dst = reinterpret_cast<uint16_t*>(outp + k * kT);
             const uint32_t first = 8 * u;
             const uint32_t words[4] = {o.x, o.y, o.z, o.w};
 #pragma unroll

@@ -454,6 +454,32 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   // Tables and stream -> shared memory, all copies in flight at once. The
   // tables lie in global memory as [pass-2 16 KB | accumulate 16 KB | mask 8 KB]
   // (upload()); the pass-1 tables go where the exponent buffer goes later.
+  // sm_90: two bulk copies by the copy engine (TMA), issued by one thread and
+  // completing on an mbarrier: no per-thread instructions, and whole-line
+  // shared-memory writes (16-byte cp.async writes cost 2-4x the ideal
+  // shared-memory wavefronts: ncu, docs/PERFORMANCE.md round 4).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __shared__ alignas(8) uint64_t s_tables_bar;
+  const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar));
+  if (tid == 0) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+  if (tid < 32) __syncwarp();  // the compiler may issue the init for the whole warp (uniform datapath)
+  if (tid == 0) {
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar),
+                 "r"(L::kLut2Bytes + L::kPass1Bytes)
+                 : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+            static_cast<uint32_t>(__cvta_generic_to_shared(smem))),
+        "l"(d.lut_loop), "r"(L::kLut2Bytes), "r"(bar)
+        : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+            static_cast<uint32_t>(__cvta_generic_to_shared(buf))),
+        "l"(d.lut_loop + L::kLut2Bytes / 4), "r"(L::kPass1Bytes), "r"(bar)
+        : "memory");
+  }
+#else
   {
     static_assert(L::kLut2Bytes % (16 * kT) == 0 && L::kPass1Bytes % (16 * kT) == 0, "whole rounds of copies");
     const uint4* src = reinterpret_cast<const uint4*>(d.lut_loop) + tid;
@@ -464,6 +490,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
 #pragma unroll
     for (uint32_t k = 0; k < L::kPass1Bytes / (16 * kT); ++k) cp_async16(dst1 + k * kT, src + k * kT);
   }
+#endif
   // The block's stream words: chunk c's words 0..32 at sstream[33 c ...] (word
   // 32 is the next chunk's word 0; the stride of 33 keeps a warp's reads in
   // different banks). Word w of the block goes to w + w / 32, so each copy
@@ -525,7 +552,15 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
     for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(pbase + (l << 7)));
   }
   cp_async_wait_all();
-  __syncthreads();  // tables and stream ready
+  __syncthreads();  // stream ready (and the mbarrier initialised)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n\t.reg .pred done;\n"
+      "WAIT_%=:\n\t"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n\t"
+      "@!done bra WAIT_%=;\n\t}" ::"r"(bar)
+      : "memory");
+#endif
 
   // Pass 1: every lane parses its segment (segment 0 from the gap, the others
   // from their first bit), then the true parse is handed on in rounds.
