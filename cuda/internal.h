@@ -32,8 +32,6 @@ int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool dir
 // per-thread code run on the CPU, for tests without a GPU. Returns the error the
 // kernel reports; fills out (n weights) only where the kernel would write.
 Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_stream);
-// Host model of decode_once_kernel<4> (force_fallback: the decode-again path in every block).
-Error simulate_once_decode(const Bf16View& v, uint16_t* out, bool force_fallback);
 const std::vector<Variant>& variants();
 int find_variant(const std::string& name);  // -1 when unknown
 Error set_variant(Workspace& ws, int variant);  // re-plans on the next prepare()
