@@ -5,15 +5,17 @@
 
 namespace {
 using namespace df11::cuda::detail;
-template <int P, bool kSmem, int kMin = 1>
+template <int P, bool kSmem, int kMin = 1, bool kTimed = false>
 int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
-  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin>, L::kFixed, false, 64 * P, L::kPass1Bytes);
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed>, L::kFixed, false, 64 * P,
+                          L::kPass1Bytes);
 }
 const int kRegistered[] = {
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
     reg_loop<2, true>("loop2+smem"),
+    reg_loop<4, true, 1, true>("loop4+timed"),  // prints per-phase cycles of sampled blocks
 };
 }  // namespace
 

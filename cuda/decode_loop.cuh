@@ -36,6 +36,8 @@
 // Shared memory: [pass-2 table 16 KB | stream copy (kSmemStream) | pass-1 tables
 // 24 KB, overlaid after pass 1 by the exponent buffer].
 #pragma once
+#include <cstdio>
+
 #include "decode_kernel.cuh"
 
 namespace df11::cuda::detail {
@@ -422,9 +424,15 @@ struct LoopLayout {
   static constexpr uint32_t kPass1Bytes = 4096 * 4 + 4096 * 2;
 };
 
-template <int P, bool kSmemStream, int kMinBlocks = 1>
+// kTimed (df11_gpu_bench's "loop4+timed", diagnostics only): thread 0 of every
+// 53rd block prints the clock64() cycles of each phase (2 of every 64 such blocks).
+static __device__ unsigned int g_timed_prints;
+
+template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false>
 __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
+  long long tm[5] = {0, 0, 0, 0, 0};
+  if (kTimed) tm[0] = clock64();
   constexpr bool kGlobal = !kSmemStream;
   constexpr int kT = kThreads * P;
   constexpr int kNW = kWords / P;
@@ -561,6 +569,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
       "@!done bra WAIT_%=;\n\t}" ::"r"(bar)
       : "memory");
 #endif
+  if (kTimed) tm[1] = clock64();
 
   // Pass 1: every lane parses its segment (segment 0 from the gap, the others
   // from their first bit), then the true parse is handed on in rounds.
@@ -597,6 +606,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   }
   if (lane == 31) s_warp_total[warp] = incl;
   __syncthreads();  // also: every thread is done with the pass-1 tables
+  if (kTimed) tm[2] = clock64();
   uint32_t before = 0, total = 0;
 #pragma unroll
   for (int i = 0; i < kT / 32; ++i) {
@@ -625,8 +635,19 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   __syncthreads();
   tail_bytes(tail, buf);
   __syncthreads();
+  if (kTimed) tm[3] = clock64();
 
   merge_store_block<kT, true>(d, out_begin, align, expected, buf, tid);
+  if (kTimed) {
+    __syncthreads();
+    tm[4] = clock64();
+    if (tid == 0 && blockIdx.x % 53 == 0 && atomicAdd(&g_timed_prints, 1u) % 64 < 2) {
+      unsigned smid;
+      asm("mov.u32 %0, %%smid;" : "=r"(smid));
+      printf("timed grid %u block %u sm %u: prologue %lld pass1+handover+scan %lld pass2 %lld merge %lld total %lld cycles\n",
+             gridDim.x, blockIdx.x, smid, tm[1] - tm[0], tm[2] - tm[1], tm[3] - tm[2], tm[4] - tm[3], tm[4] - tm[0]);
+    }
+  }
 }
 
 #endif  // __CUDACC__
