@@ -3,8 +3,9 @@
 // by ONE loop over table lookups, so that the lanes of a warp diverge only
 // where their segments end:
 //
-//   * the block's tables (40 KB, already in the kernel's format: upload()) and
-//     its stream words reach shared memory through cp.async, all in flight at
+//   * the block's tables (40 KB, already in the kernel's format: upload())
+//     arrive by two bulk copies of the copy engine (TMA, on an mbarrier; sm_90)
+//     or cp.async (sm_80-89), its stream words by cp.async, all in flight at
 //     once: one memory round trip per block, no registers, no conversion;
 //   * the stream is read through a 3-word bit reader (hi, lo, next): the 12-bit
 //     window is funnelshift(lo, hi, q) >> 20; when q passes 32 the words move
@@ -424,158 +425,185 @@ struct LoopLayout {
   static constexpr uint32_t kPass1Bytes = 4096 * 4 + 4096 * 2;
 };
 
-// kTimed (df11_gpu_bench's "loop4+timed", diagnostics only): thread 0 of every
-// 53rd block prints the clock64() cycles of each phase (2 of every 64 such blocks).
-static __device__ unsigned int g_timed_prints;
+// Shared memory of one block's decode.
+struct LoopSmem {
+  const uint32_t* lut2;
+  Pass1Luts t1;
+  uint32_t* sstream;
+  uint8_t* buf;
+  uint32_t* warp_total;  // one entry per warp
+};
 
-template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false>
-__global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
-  using L = LoopLayout<P, kSmemStream>;
-  long long tm[5] = {0, 0, 0, 0, 0};
-  if (kTimed) tm[0] = clock64();
-  constexpr bool kGlobal = !kSmemStream;
-  constexpr int kT = kThreads * P;
-  constexpr int kNW = kWords / P;
-  constexpr int kSegBits = 32 * kNW;
-  extern __shared__ uint4 smem_u4[];
-  uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
-  const uint32_t* const lut2 = reinterpret_cast<const uint32_t*>(smem);
-  uint32_t* const sstream = reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes);
-  uint8_t* const buf = smem + L::kFixed;
-  const Pass1Luts t1{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + 4096 * 4)};
-  __shared__ uint32_t s_warp_total[kT / 32];
+// What a thread needs to know about format block b of tensor d before decoding it.
+template <int P>
+struct LoopBlock {
+  static constexpr int kSegBits = 32 * (kWords / P);
+  uint64_t b = 0, t = 0;
+  bool active = false, range_ok = false;
+  uint32_t m_active = 0, expected = 0, align = 0;
+  int gap = 0, end = 0, expect = 0;  // segment-relative
+  uint64_t out_begin = 0;
 
-  const uint32_t tid = threadIdx.x;
-  const uint32_t h = tid % P;
-  const uint32_t c = tid / P;
-  const uint64_t gblock = blockIdx.x;
+  __device__ __forceinline__ void load(const TensorDesc& d, uint64_t b_, uint32_t c, uint32_t h, uint32_t buf_bytes) {
+    b = b_;
+    const uint64_t n_threads = d.n_threads;
+    t = b * kThreads + c;
+    active = t < n_threads;
+    const uint64_t chunks_left = n_threads - b * kThreads;
+    m_active = chunks_left < kThreads ? static_cast<uint32_t>(chunks_left) : kThreads;
+    gap = end = expect = 0;
+    if (active) {
+      const uint8_t g2 = __ldg(d.gaps + (t >> 1));
+      gap = (g2 >> ((t & 1) * 4)) & 0xF;
+      const uint64_t left = d.total_bits - t * 1024;
+      const int chunk_end = left < 1024 ? static_cast<int>(left) : 1024;
+      end = imin(chunk_end - static_cast<int>(h) * kSegBits, kSegBits);  // may be <= 0
+      if (t + 1 < n_threads) {
+        const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
+        expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
+      } else {
+        expect = static_cast<int>(left);
+      }
+      expect -= (P - 1) * kSegBits;
+    }
+    out_begin = __ldg(d.block_out + b);
+    const uint64_t out_end = __ldg(d.block_out + b + 1);
+    range_ok = out_begin <= out_end && out_end <= d.n && out_end - out_begin + 32 <= buf_bytes;
+    expected = range_ok ? static_cast<uint32_t>(out_end - out_begin) : 0;
+    align = static_cast<uint32_t>(out_begin & 15);
+  }
+};
 
-  const uint32_t ti = prm.count == 1 ? 0u : find_block_tensor_warp(prm, gblock);
-  const TensorDesc& d = prm.table[ti];
-  const uint64_t b = gblock - prm.block_begin[ti];
-  const uint64_t n_threads = d.n_threads;
-  const uint64_t t = b * kThreads + c;
-  const bool active = t < n_threads;
-  const uint64_t chunks_left = n_threads - b * kThreads;
-  const uint32_t m_active = chunks_left < kThreads ? static_cast<uint32_t>(chunks_left) : kThreads;
+// The block's stream words: chunk c's words 0..32 at sstream[33 c ...] (word
+// 32 is the next chunk's word 0; the stride of 33 keeps a warp's reads in
+// different banks). Word w of the block goes to w + w / 32, so each copy
+// instruction of a warp reads 128 contiguous bytes; then the first 64 threads
+// copy word 32 of each chunk. Completes with cp_async_wait_all().
+template <int kT>
+__device__ __forceinline__ void stage_stream(const TensorDesc& d, uint64_t b, uint32_t tid, uint32_t* sstream) {
+  static_assert(kThreads * kWords % kT == 0, "whole rounds of copies");
+  const uint64_t w0 = b * kThreads * kWords;
+  const uint64_t avail64 = d.n_threads * kWords + 1 - w0;  // stream words from w0 on
+  const uint32_t* src = d.stream + w0 + tid;
+  uint32_t* dst = sstream + tid + tid / 32;
+  constexpr uint32_t kRounds = kThreads * kWords / kT;
+  if (avail64 >= kThreads * kWords + 1) {
+#pragma unroll
+    for (uint32_t k = 0; k < kRounds; ++k) cp_async4(dst + k * (kT + kT / 32), src + k * kT, 4);
+    if (tid < kThreads) cp_async4(sstream + tid * kStreamStride + kWords, d.stream + w0 + (tid + 1) * kWords, 4);
+  } else {
+    const uint32_t avail = static_cast<uint32_t>(avail64);
+#pragma unroll
+    for (uint32_t k = 0; k < kRounds; ++k) {
+      const bool ok = tid + k * kT < avail;
+      cp_async4(dst + k * (kT + kT / 32), ok ? src + k * kT : d.stream, ok ? 4 : 0);
+    }
+    if (tid < kThreads) {
+      const bool ok = (tid + 1) * kWords < avail;
+      cp_async4(sstream + tid * kStreamStride + kWords, ok ? d.stream + w0 + (tid + 1) * kWords : d.stream,
+                ok ? 4 : 0);
+    }
+  }
+  if (tid < 4) sstream[kThreads * kStreamStride + tid] = 0;
+}
 
-  // Tables and stream -> shared memory, all copies in flight at once. The
-  // tables lie in global memory as [pass-2 16 KB | accumulate 16 KB | mask 8 KB]
-  // (upload()); the pass-1 tables go where the exponent buffer goes later.
-  // sm_90: two bulk copies by the copy engine (TMA), issued by one thread and
-  // completing on an mbarrier: no per-thread instructions, and whole-line
-  // shared-memory writes (16-byte cp.async writes cost 2-4x the ideal
-  // shared-memory wavefronts: ncu, docs/PERFORMANCE.md round 4).
+// The block's sign-mantissa bytes into L2 ahead of the merge.
+template <int kT>
+__device__ __forceinline__ void prefetch_sm(const TensorDesc& d, uint64_t out_begin, uint32_t expected,
+                                            uint32_t tid) {
+  const uint8_t* pbase = d.sm + (out_begin & ~uint64_t{127});
+  const uint64_t lines = (out_begin + expected - (out_begin & ~uint64_t{127}) + 127) >> 7;
+  for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(pbase + (l << 7)));
+}
+
+// Tables -> shared memory. sm_90: two bulk copies by the copy engine (TMA),
+// issued by thread 0, completing on the mbarrier `bar` (the caller waits with
+// wait_tables): no per-thread instructions, and whole-line shared-memory
+// writes (16-byte cp.async writes cost 2-4x the ideal shared-memory
+// wavefronts: ncu, docs/PERFORMANCE.md round 4). Elsewhere cp.async.
+template <int kT>
+__device__ __forceinline__ void load_tables(const TensorDesc& d, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
+                                            uint32_t bar) {
+  constexpr uint32_t kLut2 = 4096 * 4, kPass1 = 4096 * 4 + 4096 * 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  __shared__ alignas(8) uint64_t s_tables_bar;
-  const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar));
-  if (tid == 0) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
-  if (tid < 32) __syncwarp();  // the compiler may issue the init for the whole warp (uniform datapath)
+  (void)kT;
   if (tid == 0) {
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar),
-                 "r"(L::kLut2Bytes + L::kPass1Bytes)
-                 : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(kLut2 + kPass1) : "memory");
     asm volatile(
         "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-            static_cast<uint32_t>(__cvta_generic_to_shared(smem))),
-        "l"(d.lut_loop), "r"(L::kLut2Bytes), "r"(bar)
+            static_cast<uint32_t>(__cvta_generic_to_shared(lut2_dst))),
+        "l"(d.lut_loop), "r"(kLut2), "r"(bar)
         : "memory");
     asm volatile(
         "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-            static_cast<uint32_t>(__cvta_generic_to_shared(buf))),
-        "l"(d.lut_loop + L::kLut2Bytes / 4), "r"(L::kPass1Bytes), "r"(bar)
+            static_cast<uint32_t>(__cvta_generic_to_shared(pass1_dst))),
+        "l"(d.lut_loop + kLut2 / 4), "r"(kPass1), "r"(bar)
         : "memory");
   }
 #else
-  {
-    static_assert(L::kLut2Bytes % (16 * kT) == 0 && L::kPass1Bytes % (16 * kT) == 0, "whole rounds of copies");
-    const uint4* src = reinterpret_cast<const uint4*>(d.lut_loop) + tid;
+  (void)bar;
+  static_assert(kLut2 % (16 * kT) == 0 && kPass1 % (16 * kT) == 0, "whole rounds of copies");
+  const uint4* src = reinterpret_cast<const uint4*>(d.lut_loop) + tid;
 #pragma unroll
-    for (uint32_t k = 0; k < L::kLut2Bytes / (16 * kT); ++k) cp_async16(smem_u4 + tid + k * kT, src + k * kT);
-    src += L::kLut2Bytes / 16;
-    uint4* dst1 = reinterpret_cast<uint4*>(buf) + tid;
+  for (uint32_t k = 0; k < kLut2 / (16 * kT); ++k) cp_async16(reinterpret_cast<uint4*>(lut2_dst) + tid + k * kT, src + k * kT);
+  src += kLut2 / 16;
 #pragma unroll
-    for (uint32_t k = 0; k < L::kPass1Bytes / (16 * kT); ++k) cp_async16(dst1 + k * kT, src + k * kT);
-  }
+  for (uint32_t k = 0; k < kPass1 / (16 * kT); ++k) cp_async16(reinterpret_cast<uint4*>(pass1_dst) + tid + k * kT, src + k * kT);
 #endif
-  // The block's stream words: chunk c's words 0..32 at sstream[33 c ...] (word
-  // 32 is the next chunk's word 0; the stride of 33 keeps a warp's reads in
-  // different banks). Word w of the block goes to w + w / 32, so each copy
-  // instruction of a warp reads 128 contiguous bytes; then the first 64
-  // threads copy word 32 of each chunk.
-  if (kSmemStream) {
-    static_assert(kThreads * kWords % kT == 0, "whole rounds of copies");
-    const uint64_t w0 = b * kThreads * kWords;
-    const uint64_t avail64 = n_threads * kWords + 1 - w0;  // stream words from w0 on
-    const uint32_t* src = d.stream + w0 + tid;
-    uint32_t* dst = sstream + tid + tid / 32;
-    constexpr uint32_t kRounds = kThreads * kWords / kT;
-    if (avail64 >= kThreads * kWords + 1) {
-#pragma unroll
-      for (uint32_t k = 0; k < kRounds; ++k) cp_async4(dst + k * (kT + kT / 32), src + k * kT, 4);
-      if (tid < kThreads) cp_async4(sstream + tid * kStreamStride + kWords, d.stream + w0 + (tid + 1) * kWords, 4);
-    } else {
-      const uint32_t avail = static_cast<uint32_t>(avail64);
-#pragma unroll
-      for (uint32_t k = 0; k < kRounds; ++k) {
-        const bool ok = tid + k * kT < avail;
-        cp_async4(dst + k * (kT + kT / 32), ok ? src + k * kT : d.stream, ok ? 4 : 0);
-      }
-      if (tid < kThreads) {
-        const bool ok = (tid + 1) * kWords < avail;
-        cp_async4(sstream + tid * kStreamStride + kWords, ok ? d.stream + w0 + (tid + 1) * kWords : d.stream,
-                  ok ? 4 : 0);
-      }
-    }
-    if (tid < 4) sstream[kThreads * kStreamStride + tid] = 0;
-  }
+}
 
-  int gap = 0, end = 0, expect = 0;  // segment-relative
-  if (active) {
-    const uint8_t g2 = __ldg(d.gaps + (t >> 1));
-    gap = (g2 >> ((t & 1) * 4)) & 0xF;
-    const uint64_t left = d.total_bits - t * 1024;
-    const int chunk_end = left < 1024 ? static_cast<int>(left) : 1024;
-    end = imin(chunk_end - static_cast<int>(h) * kSegBits, kSegBits);  // may be <= 0
-    if (t + 1 < n_threads) {
-      const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
-      expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
-    } else {
-      expect = static_cast<int>(left);
-    }
-    expect -= (P - 1) * kSegBits;
-  }
-  // Segment words (the global stream is padded past its extra word: see upload()).
-  const uint32_t* const base =
-      kSmemStream ? sstream + c * kStreamStride + h * kNW : d.stream + t * kWords + h * kNW;
-  const uint64_t out_begin = __ldg(d.block_out + b);
-  const uint64_t out_end = __ldg(d.block_out + b + 1);
-  const bool range_ok = out_begin <= out_end && out_end <= d.n && out_end - out_begin + 32 <= prm.buf_bytes;
-  const uint32_t expected = range_ok ? static_cast<uint32_t>(out_end - out_begin) : 0;
-  const uint32_t align = static_cast<uint32_t>(out_begin & 15);
-  if (range_ok) {
-    const uint8_t* pbase = d.sm + (out_begin & ~uint64_t{127});
-    const uint64_t lines = (out_end - (out_begin & ~uint64_t{127}) + 127) >> 7;
-    for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(pbase + (l << 7)));
-  }
-  cp_async_wait_all();
-  __syncthreads();  // stream ready (and the mbarrier initialised)
+// mbarrier for load_tables (sm_90): initialised by thread 0; the caller
+// synchronises the block before anyone waits on it.
+__device__ __forceinline__ void init_tables_bar(uint32_t bar, uint32_t tid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (tid == 0) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+  if (tid < 32) __syncwarp();  // the compiler may issue the init for the whole warp (uniform datapath)
+  if (tid == 0) asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#else
+  (void)bar;
+  (void)tid;
+#endif
+}
+
+__device__ __forceinline__ void wait_tables(uint32_t bar, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile(
       "{\n\t.reg .pred done;\n"
       "WAIT_%=:\n\t"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n\t"
-      "@!done bra WAIT_%=;\n\t}" ::"r"(bar)
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
+      "@!done bra WAIT_%=;\n\t}" ::"r"(bar),
+      "r"(parity)
       : "memory");
+#else
+  (void)bar;
+  (void)parity;
 #endif
-  if (kTimed) tm[1] = clock64();
+}
+
+// Decodes one format block whose tables and stream are in shared memory (the
+// block synchronised after they arrived): pass 1, the hand-over, the scan and
+// the checks, pass 2, then the merge. kTimed: tm[2], tm[3] get clock64() after
+// the scan and after pass 2.
+template <int P, bool kSmemStream, bool kTimed>
+__device__ __forceinline__ void decode_block(const LaunchParams& prm, const TensorDesc& d, uint64_t gblock,
+                                             const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid,
+                                             long long* tm) {
+  constexpr bool kGlobal = !kSmemStream;
+  constexpr int kT = kThreads * P;
+  constexpr int kNW = kWords / P;
+  constexpr int kSegBits = 32 * kNW;
+  const uint32_t h = tid % P;
+  const uint32_t c = tid / P;
+  const bool active = blk.active;
+  // Segment words (the global stream is padded past its extra word: see upload()).
+  const uint32_t* const base =
+      kSmemStream ? sm.sstream + c * kStreamStride + h * kNW : d.stream + blk.t * kWords + h * kNW;
 
   // Pass 1: every lane parses its segment (segment 0 from the gap, the others
   // from their first bit), then the true parse is handed on in rounds.
   LoopSpec sp;
-  int start = h == 0 ? gap : 0;
-  if (active) sp = parse_segment<kGlobal>(base, start, end, t1);
+  int start = h == 0 ? blk.gap : 0;
+  if (active) sp = parse_segment<kGlobal>(base, start, blk.end, sm.t1);
   uint32_t acc = sp.acc;  // this segment's true end, codes and invalid codes
   int pend = static_cast<int>(acc & kAccPos);  // past a short last chunk it may be < 0
   if (P > 1) {
@@ -586,7 +614,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
       if (redo) {
         q_done = q;
         start = q;
-        pend = resolve_round<kGlobal>(base, q, end, sp, t1, acc);
+        pend = resolve_round<kGlobal>(base, q, blk.end, sp, sm.t1, acc);
       }
       if (!__any_sync(0xFFFFFFFFu, redo)) break;
     }
@@ -604,40 +632,82 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
     const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, off);
     if (lane >= static_cast<uint32_t>(off)) incl += v;
   }
-  if (lane == 31) s_warp_total[warp] = incl;
+  if (lane == 31) sm.warp_total[warp] = incl;
   __syncthreads();  // also: every thread is done with the pass-1 tables
   if (kTimed) tm[2] = clock64();
   uint32_t before = 0, total = 0;
 #pragma unroll
   for (int i = 0; i < kT / 32; ++i) {
-    const uint32_t v = s_warp_total[i];
+    const uint32_t v = sm.warp_total[i];
     before += (static_cast<uint32_t>(i) < warp) ? v : 0;
     total += v;
   }
   const uint32_t excl = incl + before - cnt;
 
-  if (!range_ok) {
+  if (!blk.range_ok) {
     if (tid == 0) report(prm.status, gblock, 0, kCodeBadBlockOffsets);
     return;
   }
   if (active && h == P - 1) {
-    const uint32_t code = pend != expect ? kCodeBadGaps : inv ? kCodeStreamCorrupt : 0u;
-    if (code) report(prm.status, gblock, status_pos(c, m_active), code);
+    const uint32_t code = pend != blk.expect ? kCodeBadGaps : inv ? kCodeStreamCorrupt : 0u;
+    if (code) report(prm.status, gblock, status_pos(c, blk.m_active), code);
   }
-  if (total != expected) {  // block-uniform: write nothing
+  if (total != blk.expected) {  // block-uniform: write nothing
     if (tid == 0) report(prm.status, gblock, kThreads, kCodeStreamCorrupt);
     return;
   }
 
   // Pass 2: whole words, barrier, then the partial last word of each segment.
   Pass2Tail tail;
-  if (active) tail = decode_to_buffer<kGlobal>(base, start, cnt, lut2, buf, align + excl);
+  if (active) tail = decode_to_buffer<kGlobal>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
   __syncthreads();
-  tail_bytes(tail, buf);
+  tail_bytes(tail, sm.buf);
   __syncthreads();
   if (kTimed) tm[3] = clock64();
 
-  merge_store_block<kT, true>(d, out_begin, align, expected, buf, tid);
+  merge_store_block<kT, true>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
+}
+
+// kTimed (df11_gpu_bench's "loop4+timed", diagnostics only): thread 0 of every
+// 53rd block prints the clock64() cycles of each phase (2 of every 64 such blocks).
+static __device__ unsigned int g_timed_prints;
+
+// One CUDA block per format block. Shared memory: [pass-2 table 16 KB | stream
+// copy | pass-1 tables 24 KB, overlaid after pass 1 by the exponent buffer].
+template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false>
+__global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
+  using L = LoopLayout<P, kSmemStream>;
+  constexpr int kT = kThreads * P;
+  long long tm[5] = {0, 0, 0, 0, 0};
+  if (kTimed) tm[0] = clock64();
+  extern __shared__ uint4 smem_u4[];
+  uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
+  uint8_t* const buf = smem + L::kFixed;
+  __shared__ uint32_t s_warp_total[kT / 32];
+  __shared__ alignas(8) uint64_t s_tables_bar;
+  const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem),
+                    Pass1Luts{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + 4096 * 4)},
+                    reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes), buf, s_warp_total};
+
+  const uint32_t tid = threadIdx.x;
+  const uint64_t gblock = blockIdx.x;
+  const uint32_t ti = prm.count == 1 ? 0u : find_block_tensor_warp(prm, gblock);
+  const TensorDesc& d = prm.table[ti];
+
+  // Tables, stream and the block's scalars all in flight at once.
+  const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar));
+  init_tables_bar(bar, tid);
+  load_tables<kT>(d, tid, smem, buf, bar);
+  if (kSmemStream) stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
+  LoopBlock<P> blk;
+  blk.load(d, gblock - prm.block_begin[ti], tid / P, tid % P, prm.buf_bytes);
+  if (blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
+  cp_async_wait_all();
+  __syncthreads();  // stream ready (and the mbarrier initialised)
+  wait_tables(bar, 0);
+  if (kTimed) tm[1] = clock64();
+
+  decode_block<P, kSmemStream, kTimed>(prm, d, gblock, blk, sm, tid, tm);
   if (kTimed) {
     __syncthreads();
     tm[4] = clock64();
