@@ -428,6 +428,7 @@ struct LoopLayout {
 // Shared memory of one block's decode.
 struct LoopSmem {
   const uint32_t* lut2;
+  uint32_t lut2_bar;  // its mbarrier (sm_90: wait before pass 2)
   Pass1Luts t1;
   uint32_t* sstream;
   uint8_t* buf;
@@ -517,31 +518,35 @@ __device__ __forceinline__ void prefetch_sm(const TensorDesc& d, uint64_t out_be
 }
 
 // Tables -> shared memory. sm_90: two bulk copies by the copy engine (TMA),
-// issued by thread 0, completing on the mbarrier `bar` (the caller waits with
-// wait_tables): no per-thread instructions, and whole-line shared-memory
-// writes (16-byte cp.async writes cost 2-4x the ideal shared-memory
-// wavefronts: ncu, docs/PERFORMANCE.md round 4). Elsewhere cp.async.
+// issued by thread 0, each completing on its own mbarrier (the caller waits
+// with wait_tables): the pass-1 tables first, on bar_pass1, then the pass-2
+// table, on bar_lut2, which pass 1 does not need. No per-thread
+// instructions, and whole-line shared-memory writes (16-byte cp.async writes
+// cost 2-4x the ideal shared-memory wavefronts: ncu, docs/PERFORMANCE.md
+// round 4). Elsewhere cp.async (complete after cp_async_wait_all()).
 template <int kT>
 __device__ __forceinline__ void load_tables(const TensorDesc& d, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
-                                            uint32_t bar) {
+                                            uint32_t bar_pass1, uint32_t bar_lut2) {
   constexpr uint32_t kLut2 = 4096 * 4, kPass1 = 4096 * 4 + 4096 * 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   (void)kT;
   if (tid == 0) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(kLut2 + kPass1) : "memory");
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-            static_cast<uint32_t>(__cvta_generic_to_shared(lut2_dst))),
-        "l"(d.lut_loop), "r"(kLut2), "r"(bar)
-        : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_pass1), "r"(kPass1) : "memory");
     asm volatile(
         "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
             static_cast<uint32_t>(__cvta_generic_to_shared(pass1_dst))),
-        "l"(d.lut_loop + kLut2 / 4), "r"(kPass1), "r"(bar)
+        "l"(d.lut_loop + kLut2 / 4), "r"(kPass1), "r"(bar_pass1)
+        : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_lut2), "r"(kLut2) : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+            static_cast<uint32_t>(__cvta_generic_to_shared(lut2_dst))),
+        "l"(d.lut_loop), "r"(kLut2), "r"(bar_lut2)
         : "memory");
   }
 #else
-  (void)bar;
+  (void)bar_pass1;
+  (void)bar_lut2;
   static_assert(kLut2 % (16 * kT) == 0 && kPass1 % (16 * kT) == 0, "whole rounds of copies");
   const uint4* src = reinterpret_cast<const uint4*>(d.lut_loop) + tid;
 #pragma unroll
@@ -635,6 +640,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   if (lane == 31) sm.warp_total[warp] = incl;
   __syncthreads();  // also: every thread is done with the pass-1 tables
   if (kTimed) tm[2] = clock64();
+  wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
   uint32_t before = 0, total = 0;
 #pragma unroll
   for (int i = 0; i < kT / 32; ++i) {
@@ -684,8 +690,9 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + L::kFixed;
   __shared__ uint32_t s_warp_total[kT / 32];
-  __shared__ alignas(8) uint64_t s_tables_bar;
-  const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem),
+  __shared__ alignas(8) uint64_t s_tables_bar[2];  // pass-1 tables, pass-2 table
+  const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar[0]));
+  const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem), bar + 8,
                     Pass1Luts{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + 4096 * 4)},
                     reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes), buf, s_warp_total};
 
@@ -695,9 +702,9 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   const TensorDesc& d = prm.table[ti];
 
   // Tables, stream and the block's scalars all in flight at once.
-  const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar));
   init_tables_bar(bar, tid);
-  load_tables<kT>(d, tid, smem, buf, bar);
+  init_tables_bar(bar + 8, tid);
+  load_tables<kT>(d, tid, smem, buf, bar, bar + 8);
   if (kSmemStream) stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
   LoopBlock<P> blk;
   blk.load(d, gblock - prm.block_begin[ti], tid / P, tid % P, prm.buf_bytes);
