@@ -304,7 +304,10 @@ __host__ __device__ __forceinline__ uint32_t shl_spill(uint32_t x, uint32_t s) {
 #endif
 }
 
-template <bool kGlobal>
+// kDiag (df11_gpu_bench "diag-*" variants, wrong output on purpose): bit 0
+// drops the main loop's stores, bit 1 replaces its table lookup by an entry
+// computed from the window (3 codes of 8 bits), to time what each costs.
+template <bool kGlobal, int kDiag = 0>
 __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* base, int q, uint32_t cnt,
                                                                const uint32_t* __restrict__ lut2, uint8_t* buf,
                                                                uint32_t o) {
@@ -320,13 +323,14 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
   uint32_t acc = 0;
   int p = q;
   while (static_cast<int>(o8) <= e8 - 24) {  // a whole lookup is ours
-    const uint32_t e = lut2[r.window(p)];
+    const uint32_t e = (kDiag & 2) ? (r.window(p) | 0x83000000u) : lut2[r.window(p)];
     p += static_cast<int>(e >> 28);
     const uint32_t sy = e & 0xFFFFFFu;
     const uint32_t n8 = o8 + ((e >> 21) & 0x18u);
     acc |= shl_wrap(sy, o8);
     if ((n8 ^ o8) & 32u) {  // the word is full (a lookup adds at most 24 bits)
-      *wp++ = acc;
+      if (!(kDiag & 1)) *wp = acc;
+      ++wp;
       acc = shl_spill(sy, o8);
     }
     o8 = n8;
@@ -589,7 +593,7 @@ __device__ __forceinline__ void wait_tables(uint32_t bar, uint32_t parity) {
 // block synchronised after they arrived): pass 1, the hand-over, the scan and
 // the checks, pass 2, then the merge. kTimed: tm[2], tm[3] get clock64() after
 // the scan and after pass 2.
-template <int P, bool kSmemStream, bool kTimed>
+template <int P, bool kSmemStream, bool kTimed, int kDiag = 0>
 __device__ __forceinline__ void decode_block(const LaunchParams& prm, const TensorDesc& d, uint64_t gblock,
                                              const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid,
                                              long long* tm) {
@@ -665,7 +669,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
 
   // Pass 2: whole words, barrier, then the partial last word of each segment.
   Pass2Tail tail;
-  if (active) tail = decode_to_buffer<kGlobal>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
+  if (active) tail = decode_to_buffer<kGlobal, kDiag>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
   __syncthreads();
   tail_bytes(tail, sm.buf);
   __syncthreads();
@@ -680,7 +684,7 @@ static __device__ unsigned int g_timed_prints;
 
 // One CUDA block per format block. Shared memory: [pass-2 table 16 KB | stream
 // copy | pass-1 tables 24 KB, overlaid after pass 1 by the exponent buffer].
-template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false>
+template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0>
 __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
   constexpr int kT = kThreads * P;
@@ -714,7 +718,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   wait_tables(bar, 0);
   if (kTimed) tm[1] = clock64();
 
-  decode_block<P, kSmemStream, kTimed>(prm, d, gblock, blk, sm, tid, tm);
+  decode_block<P, kSmemStream, kTimed, kDiag>(prm, d, gblock, blk, sm, tid, tm);
   if (kTimed) {
     __syncthreads();
     tm[4] = clock64();
