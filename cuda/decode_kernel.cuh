@@ -481,6 +481,28 @@ __device__ __forceinline__ void report(unsigned long long* status, uint64_t bloc
   atomicMin(status, static_cast<unsigned long long>((block << 9) | (chunk << 2) | code));
 }
 
+// Segment h (of P) of chunk t: where its first code starts if h == 0 (the gap),
+// where its bits end (may be <= 0 past a short last chunk), and where the
+// chunk's parse must end, relative to the last segment (the next chunk's gap,
+// or the stream end). Needs t < n_threads.
+template <int P>
+__device__ __forceinline__ void chunk_geometry(const TensorDesc& d, uint64_t t, uint32_t h, int& gap, int& end,
+                                               int& expect) {
+  constexpr int kSegBits = 32 * (kWords / P);
+  const uint8_t g2 = __ldg(d.gaps + (t >> 1));
+  gap = (g2 >> ((t & 1) * 4)) & 0xF;
+  const uint64_t left = d.total_bits - t * 1024;
+  const int chunk_end = left < 1024 ? static_cast<int>(left) : 1024;
+  end = imin(chunk_end - static_cast<int>(h) * kSegBits, kSegBits);
+  if (t + 1 < d.n_threads) {
+    const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
+    expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
+  } else {
+    expect = static_cast<int>(left);
+  }
+  expect -= (P - 1) * kSegBits;
+}
+
 // kDirect: pass 2 writes through DirectSink (no shared exponent buffer: the
 // dynamic shared memory is the table alone, so more blocks fit on an SM).
 template <bool kMulti, bool kPrefetch, bool kDirect = false>
@@ -672,18 +694,7 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
       w[4 * j + 3] = q.w;
     }
     w[kNW] = __ldg(src + kNW);
-    const uint8_t g2 = __ldg(d.gaps + (t >> 1));
-    gap = (g2 >> ((t & 1) * 4)) & 0xF;
-    const uint64_t left = d.total_bits - t * 1024;
-    const int chunk_end = left < 1024 ? static_cast<int>(left) : 1024;
-    end = imin(chunk_end - static_cast<int>(h) * kSegBits, kSegBits);  // may be <= 0
-    if (t + 1 < n_threads) {
-      const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
-      expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
-    } else {
-      expect = static_cast<int>(left);
-    }
-    expect -= (P - 1) * kSegBits;  // relative to the last segment
+    chunk_geometry<P>(d, t, h, gap, end, expect);
   } else {
 #pragma unroll
     for (int j = 0; j <= kNW; ++j) w[j] = 0;

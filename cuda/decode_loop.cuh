@@ -196,6 +196,27 @@ __host__ __device__ __forceinline__ uint32_t count_to_end(BitReader<kGlobal>& r,
   return acc;
 }
 
+// One lookup of the walks that need code starts (a segment's first word, the
+// hand-over): the pass-1 entries of the window at pos, and the codes of the
+// window that start before `end` (mv, a mask of their starts).
+struct MaskedWindow {
+  uint32_t em, ea;  // mask and accumulate entries
+  uint32_t m, lm, mv;  // code starts in the window, the bits before end, starts before end
+};
+template <bool kGlobal>
+__host__ __device__ __forceinline__ MaskedWindow masked_window(const BitReader<kGlobal>& r, int pos, int end,
+                                                               const Pass1Luts& t) {
+  MaskedWindow x;
+  const uint32_t w = r.window(pos);
+  x.em = t.mask[w];
+  x.ea = t.acc[w];
+  x.m = x.em & 0xFFFu;
+  const int rem = end - pos;
+  x.lm = rem >= static_cast<int>(kMaxCodeLength) ? 0xFFFu : (1u << rem) - 1;
+  x.mv = x.m & x.lm;
+  return x;
+}
+
 struct LoopSpec {
   uint32_t acc = 0;       // end of the parse from the segment's start: position, codes, invalid codes
   uint32_t mask = 0;      // bit i: a code of that parse starts at i (i < min(32, end))
@@ -215,20 +236,15 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
   uint32_t cnt = 0, inv = 0;
   const int lim = imin(32, end);
   while (pm < lim) {  // first word: record the starts
-    const uint32_t w = r.window(pm);
-    const uint32_t em = t.mask[w], ea = t.acc[w];
-    const uint32_t m = em & 0xFFFu;
-    const int rem = end - pm;
-    const uint32_t lm = rem >= static_cast<int>(kMaxCodeLength) ? 0xFFFu : (1u << rem) - 1;
-    const uint32_t mv = m & lm;
-    cnt += popc32(mv);
-    s.mask |= mv << pm;
-    if (ea >> kAccInvShift) {
+    const MaskedWindow x = masked_window(r, pm, end, t);
+    cnt += popc32(x.mv);
+    s.mask |= x.mv << pm;
+    if (x.ea >> kAccInvShift) {
       s.inv_mask |= 1u << pm;
       ++inv;
     }
-    const uint32_t hm = m & ~lm;
-    pm += hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(em >> 12);
+    const uint32_t hm = x.m & ~x.lm;
+    pm += hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(x.em >> 12);
     r.sync(pm);
   }
   s.acc = count_to_end(r, static_cast<uint32_t>(pm) | (cnt << kAccCntShift) | (inv << kAccInvShift), end, t);
@@ -249,12 +265,8 @@ __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const
   for (;;) {
     if (s >= end) return static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift);
     if (s >= 32) return count_to_end(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
-    const uint32_t w = r.window(s);
-    const uint32_t em = t.mask[w], ea = t.acc[w];
-    const uint32_t m = em & 0xFFFu;
-    const int rem = end - s;
-    const uint32_t lm = rem >= static_cast<int>(kMaxCodeLength) ? 0xFFFu : (1u << rem) - 1;
-    const uint32_t mv = m & lm;
+    const MaskedWindow x = masked_window(r, s, end, t);
+    const uint32_t em = x.em, ea = x.ea, m = x.m, lm = x.lm, mv = x.mv;
     const uint32_t meet = mv & (sp.mask >> s);
     if (meet) {
       const uint32_t i = ctz32(meet);
@@ -442,7 +454,6 @@ struct LoopSmem {
 // What a thread needs to know about format block b of tensor d before decoding it.
 template <int P>
 struct LoopBlock {
-  static constexpr int kSegBits = 32 * (kWords / P);
   uint64_t b = 0, t = 0;
   bool active = false, range_ok = false;
   uint32_t m_active = 0, expected = 0, align = 0;
@@ -457,20 +468,7 @@ struct LoopBlock {
     const uint64_t chunks_left = n_threads - b * kThreads;
     m_active = chunks_left < kThreads ? static_cast<uint32_t>(chunks_left) : kThreads;
     gap = end = expect = 0;
-    if (active) {
-      const uint8_t g2 = __ldg(d.gaps + (t >> 1));
-      gap = (g2 >> ((t & 1) * 4)) & 0xF;
-      const uint64_t left = d.total_bits - t * 1024;
-      const int chunk_end = left < 1024 ? static_cast<int>(left) : 1024;
-      end = imin(chunk_end - static_cast<int>(h) * kSegBits, kSegBits);  // may be <= 0
-      if (t + 1 < n_threads) {
-        const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
-        expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
-      } else {
-        expect = static_cast<int>(left);
-      }
-      expect -= (P - 1) * kSegBits;
-    }
+    if (active) chunk_geometry<P>(d, t, h, gap, end, expect);
     out_begin = __ldg(d.block_out + b);
     const uint64_t out_end = __ldg(d.block_out + b + 1);
     range_ok = out_begin <= out_end && out_end <= d.n && out_end - out_begin + 32 <= buf_bytes;
