@@ -81,7 +81,6 @@ struct TensorDesc {
   const uint16_t* lut;
   const uint32_t* lut_multi;
   const uint32_t* lut_loop;   // decode_loop.cuh's tables: 4096 x uint32 pass-2 entries, then the pass-1 tables
-  const uint32_t* lut_pass1;  // = lut_loop + 4096: 4096 x uint32 accumulate, 4096 x uint16 mask
   uint16_t* out;
   uint64_t n;
   uint64_t total_bits;

@@ -146,8 +146,8 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   // decode_loop_kernel's reader loads up to 2 words past the extra word) | sm (padded to 16)].
   const uint64_t off_multi = 0;
   const uint64_t off_lut = align_up(off_multi + kLutSize * 4, kSectionAlign);
-  const uint64_t off_count = align_up(off_lut + kLutSize * 2, kSectionAlign);
-  const uint64_t off_block = align_up(off_count + kLutSize * 10, kSectionAlign);
+  const uint64_t off_loop = align_up(off_lut + kLutSize * 2, kSectionAlign);
+  const uint64_t off_block = align_up(off_loop + kLutSize * 10, kSectionAlign);
   const uint64_t off_gaps = align_up(off_block + 8 * g.block_out_entries(), kSectionAlign);
   const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
   const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words() + 16, kSectionAlign);
@@ -174,7 +174,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   };
   put(off_multi, out->lut_multi_host.get(), kLutSize * 4);
   put(off_lut, out->lut_host.get(), kLutSize * 2);
-  put(off_count, out->lut_loop_host.get(), kLutSize * 10);
+  put(off_loop, out->lut_loop_host.get(), kLutSize * 10);
   if (e == Error::Ok) e = fill_device(base + off_stream + 4 * g.stream_words(), 0, 16, stream);
   put(off_block, v.block_out, 8 * g.block_out_entries());
   put(off_gaps, v.gaps, g.gap_bytes());
@@ -187,7 +187,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   }
   out->lut_multi_dev = reinterpret_cast<const uint32_t*>(base + off_multi);
   out->lut_dev = reinterpret_cast<const uint16_t*>(base + off_lut);
-  out->lut_loop_dev = reinterpret_cast<const uint32_t*>(base + off_count);
+  out->lut_loop_dev = reinterpret_cast<const uint32_t*>(base + off_loop);
   out->block_out_dev = reinterpret_cast<const uint64_t*>(base + off_block);
   out->gaps_dev = base + off_gaps;
   out->stream_dev = reinterpret_cast<const uint32_t*>(base + off_stream);
@@ -309,7 +309,6 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     d.lut = t->lut_dev;
     d.lut_multi = t->lut_multi_dev;
     d.lut_loop = t->lut_loop_dev;
-    d.lut_pass1 = t->lut_loop_dev + kLutSize;
     d.out = outputs_dev[i];
     d.n = t->geom.n;
     d.total_bits = t->geom.total_bits;
