@@ -502,6 +502,35 @@ __device__ __forceinline__ void chunk_geometry(const TensorDesc& d, uint64_t t, 
   expect -= (P - 1) * kSegBits;
 }
 
+// Block exclusive scan of one count per thread, in two halves around the
+// caller's barrier: scan_publish() scans the warp and publishes its total;
+// after a __syncthreads(), scan_finish() adds the earlier warps' totals.
+__device__ __forceinline__ uint32_t scan_publish(uint32_t cnt, uint32_t* warp_total) {
+  const uint32_t lane = threadIdx.x & 31;
+  uint32_t incl = cnt;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, off);
+    if (lane >= static_cast<uint32_t>(off)) incl += v;
+  }
+  if (lane == 31) warp_total[threadIdx.x >> 5] = incl;
+  return incl;
+}
+template <int kT>
+__device__ __forceinline__ void scan_finish(uint32_t incl, uint32_t cnt, const uint32_t* warp_total, uint32_t& excl,
+                                            uint32_t& total) {
+  const uint32_t warp = threadIdx.x >> 5;
+  uint32_t before = 0;
+  total = 0;
+#pragma unroll
+  for (int i = 0; i < kT / 32; ++i) {
+    const uint32_t v = warp_total[i];
+    before += (static_cast<uint32_t>(i) < warp) ? v : 0;
+    total += v;
+  }
+  excl = incl + before - cnt;
+}
+
 // kDirect: pass 2 writes through DirectSink (no shared exponent buffer: the
 // dynamic shared memory is the table alone, so more blocks fit on an SM).
 template <bool kMulti, bool kPrefetch, bool kDirect = false>
@@ -742,31 +771,17 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
   for (int off = 1; off < P; off <<= 1) chunk_bad |= __shfl_xor_sync(0xFFFFFFFFu, chunk_bad, off);
 
   // Block exclusive scan of the counts (chunk-major, segment-minor order).
-  const uint32_t lane = tid & 31, warp = tid >> 5;
-  uint32_t incl = cnt;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, off);
-    if (lane >= static_cast<uint32_t>(off)) incl += v;
-  }
-  if (lane == 31) s_warp_total[warp] = incl;
+  const uint32_t incl = scan_publish(cnt, s_warp_total);
   __syncthreads();
-  uint32_t before = 0, total = 0;
-#pragma unroll
-  for (int i = 0; i < kT / 32; ++i) {
-    const uint32_t v = s_warp_total[i];
-    before += (static_cast<uint32_t>(i) < warp) ? v : 0;
-    total += v;
-  }
-  incl += before;
-  const uint32_t excl = incl - cnt;
+  uint32_t excl, total;
+  scan_finish<kT>(incl, cnt, s_warp_total, excl, total);
 
   if (!range_ok) {
     if (tid == 0) report(prm.status, gblock, 0, kCodeBadBlockOffsets);
     return;
   }
   if (active && h == P - 1) {
-    const uint32_t code = incl > expected                     ? kCodeStreamCorrupt
+    const uint32_t code = excl + cnt > expected               ? kCodeStreamCorrupt
                           : (chunk_bad & kMultiInvalid) != 0  ? kCodeStreamCorrupt
                           : pend != expect                    ? kCodeBadGaps
                                                               : 0u;

@@ -632,25 +632,12 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   for (int off = 1; off < P; off <<= 1) inv |= __shfl_xor_sync(0xFFFFFFFFu, inv, off);
 
   // Block exclusive scan of the counts (chunk-major, segment-minor).
-  const uint32_t lane = tid & 31, warp = tid >> 5;
-  uint32_t incl = cnt;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, off);
-    if (lane >= static_cast<uint32_t>(off)) incl += v;
-  }
-  if (lane == 31) sm.warp_total[warp] = incl;
+  const uint32_t incl = scan_publish(cnt, sm.warp_total);
   __syncthreads();  // also: every thread is done with the pass-1 tables
   if (kTimed) tm[2] = clock64();
   wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
-  uint32_t before = 0, total = 0;
-#pragma unroll
-  for (int i = 0; i < kT / 32; ++i) {
-    const uint32_t v = sm.warp_total[i];
-    before += (static_cast<uint32_t>(i) < warp) ? v : 0;
-    total += v;
-  }
-  const uint32_t excl = incl + before - cnt;
+  uint32_t excl, total;
+  scan_finish<kT>(incl, cnt, sm.warp_total, excl, total);
 
   if (!blk.range_ok) {
     if (tid == 0) report(prm.status, gblock, 0, kCodeBadBlockOffsets);
