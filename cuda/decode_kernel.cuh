@@ -382,26 +382,21 @@ struct DirectSink {
 
 #if defined(__CUDACC__)
 
-// The block's last step, shared by every kernel: merge the exponent buffer
-// (buffer position 0 = global index out_begin - align, 16-aligned) with the
-// sign-mantissa bytes and store BF16, 16 weights per step with 16-byte loads
-// and stores; scalar stores only in the two ragged groups at the block's ends.
-// Which tensor of the launch CUDA block `gblock` belongs to: the largest i
-// with block_begin[i] <= gblock (empty tensors are not in the table), by a
-// 32-ary search in the first warp. The caller synchronizes before reading it.
-__device__ __forceinline__ void find_block_tensor(const LaunchParams& prm, uint64_t gblock, uint32_t tid,
-                                                  uint32_t* s_tensor) {
-  if (tid >= 32) return;
+// Which tensor of the launch block `gblock` belongs to, computed by every warp
+// on its own (no shared memory, no barrier): the largest i with
+// block_begin[i] <= gblock, by a 32-ary search.
+__device__ __forceinline__ uint32_t find_block_tensor_warp(const LaunchParams& prm, uint64_t gblock) {
+  const uint32_t lane = threadIdx.x & 31;
   uint32_t lo = 0, hi = prm.count;
   while (hi - lo > 1) {
     const uint32_t step = (hi - lo + 31) / 32;
-    const uint32_t i = lo + tid * step;
+    const uint32_t i = lo + lane * step;
     const bool ok = i < hi && prm.block_begin[i] <= gblock;
     const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);  // bit 0 always set
     lo += (31 - __clz(m)) * step;
     hi = min(hi, lo + step);
   }
-  if (tid == 0) *s_tensor = lo;
+  return lo;
 }
 
 // 8 weights: sign-mantissa bytes s, exponents e (kRot: rotated) -> 8 BF16.
@@ -414,6 +409,10 @@ __host__ __device__ __forceinline__ uint4 merge8(const uint2 s, const uint2 e) {
                     merge2(s.y, e.y, 0x7362));
 }
 
+// The block's last step, shared by every kernel: merge the exponent buffer
+// (buffer position 0 = global index out_begin - align, 16-aligned) with the
+// sign-mantissa bytes and store BF16, 8 weights per step with 8-byte loads
+// and 16-byte stores; scalar stores only in the two ragged groups at the block's ends.
 template <int kT, bool kRot = false>  // kRot: the buffer holds rotated exponents (merge2_rot)
 __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t out_begin, uint32_t align,
                                                   uint32_t expected, const uint8_t* buf, uint32_t tid) {
@@ -539,16 +538,14 @@ __global__ void __launch_bounds__(kThreads, kDirect ? 12 : 1) decode_kernel(cons
   extern __shared__ uint4 smem_u4[];
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + kLutBytes;
-  __shared__ uint32_t s_tensor;
   __shared__ uint32_t s_warp_total[2];
 
   const uint32_t tid = threadIdx.x;
   const uint64_t gblock = blockIdx.x;
 
-  find_block_tensor(prm, gblock, tid, &s_tensor);
-  __syncthreads();
-  const TensorDesc& d = prm.table[s_tensor];
-  const uint64_t b = gblock - prm.block_begin[s_tensor];
+  const uint32_t ti = find_block_tensor_warp(prm, gblock);
+  const TensorDesc& d = prm.table[ti];
+  const uint64_t b = gblock - prm.block_begin[ti];
   const uint64_t n_threads = d.n_threads;
   const uint64_t t = b * kThreads + tid;
   const bool active = t < n_threads;
@@ -680,7 +677,6 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
   extern __shared__ uint4 smem_u4[];
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + kLutBytes;
-  __shared__ uint32_t s_tensor;
   __shared__ uint32_t s_warp_total[kT / 32];
 
   const uint32_t tid = threadIdx.x;
@@ -688,10 +684,9 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
   const uint32_t c = tid / P;          // chunk of the block
   const uint64_t gblock = blockIdx.x;
 
-  find_block_tensor(prm, gblock, tid, &s_tensor);
-  __syncthreads();
-  const TensorDesc& d = prm.table[s_tensor];
-  const uint64_t b = gblock - prm.block_begin[s_tensor];
+  const uint32_t ti = find_block_tensor_warp(prm, gblock);
+  const TensorDesc& d = prm.table[ti];
+  const uint64_t b = gblock - prm.block_begin[ti];
   const uint64_t n_threads = d.n_threads;
   const uint64_t t = b * kThreads + c;
   const bool active = t < n_threads;

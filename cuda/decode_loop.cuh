@@ -416,22 +416,6 @@ __device__ __forceinline__ void cp_async4(void* dst, const void* src, uint32_t s
 }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
-// Which tensor of the launch block `gblock` belongs to, computed by every warp
-// on its own (no shared memory, no barrier): the largest i with
-// block_begin[i] <= gblock, by a 32-ary search.
-__device__ __forceinline__ uint32_t find_block_tensor_warp(const LaunchParams& prm, uint64_t gblock) {
-  const uint32_t lane = threadIdx.x & 31;
-  uint32_t lo = 0, hi = prm.count;
-  while (hi - lo > 1) {
-    const uint32_t step = (hi - lo + 31) / 32;
-    const uint32_t i = lo + lane * step;
-    const bool ok = i < hi && prm.block_begin[i] <= gblock;
-    const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);  // bit 0 always set
-    lo += (31 - __clz(m)) * step;
-    hi = min(hi, lo + step);
-  }
-  return lo;
-}
 
 template <int P, bool kSmemStream>
 struct LoopLayout {
