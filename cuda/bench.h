@@ -1,6 +1,7 @@
 // GPU decode benchmark (`df11 bench`, and the standalone df11_gpu_bench).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct BenchOptions {
   int reps = 50;         // timed launches; the median is reported
   bool per_tensor = true;   // time each tensor alone as well as the batch
   std::string variant;   // kernel variant ("" = production); see df11_gpu_bench --list
+  // Called after each configuration's timed launches (df11_gpu_bench: dumps a trace variant's timeline).
+  std::function<void(const std::string& config, uint64_t blocks)> after_timing;
 };
 
 struct BenchRow {
@@ -32,6 +35,11 @@ struct BenchRow {
   double decode_ms = 0;           // median
   double decode_ms_min = 0;
   double decode_ms_max = 0;
+  // Back to back: kB2B launches between one pair of events, per launch (median
+  // of several such runs). What a stream of decodes costs each; the difference
+  // to decode_ms is the launch and event overhead of an isolated launch.
+  double decode_ms_b2b = 0;
+  double out_gbps_b2b = 0;
   double out_gbps = 0;            // BF16 bytes written / decode time (GB/s = 1e9 B/s)
   double traffic_gbps = 0;        // (compressed bytes read + BF16 bytes written) / decode time
   double pct_of_copy = 0;         // out_gbps / copy_gbps

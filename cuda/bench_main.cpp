@@ -12,6 +12,7 @@
 
 #ifdef DF11_BENCH_VARIANTS
 int df11_bench_variant_count();
+bool df11_bench_dump_trace(const std::string& path, unsigned long long blocks);
 #endif
 
 using namespace df11;
@@ -72,6 +73,19 @@ int main(int argc, char** argv) {
   int rc = 0;
   for (const std::string& name : names) {
     opt.variant = name;
+#ifdef DF11_BENCH_VARIANTS
+    // "+trace" variants: the timeline of each configuration's last launch, to
+    // $TRACE_DIR (default .) as trace-<variant>-<configuration>.csv.
+    if (name.find("+trace") != std::string::npos)
+      opt.after_timing = [name](const std::string& config, uint64_t blocks) {
+        const char* dir = std::getenv("TRACE_DIR");
+        std::string file = std::string(dir ? dir : ".") + "/trace-" + name + "-" + config.substr(0, config.find(' ')) + ".csv";
+        for (char& ch : file) if (ch == '+') ch = '_';
+        if (!df11_bench_dump_trace(file, blocks)) std::fprintf(stderr, "could not write %s\n", file.c_str());
+      };
+    else
+      opt.after_timing = nullptr;
+#endif
     cuda::BenchResult r;
     const Error e = cuda::run_bench(ts, opt, &r);
     if (e != Error::Ok) {

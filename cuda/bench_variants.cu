@@ -1,21 +1,39 @@
 // Extra kernel variants for df11_gpu_bench only (built for sm_90 alone, when
 // DF11_CUDA_BENCH_VARIANTS is ON), so that one device call can compare them.
+#include <cstdio>
+#include <string>
+#include <vector>
+
 #include "decode_loop.cuh"
+#include "decode_units.cuh"
 #include "internal.h"
 
 namespace {
 using namespace df11::cuda::detail;
-template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0>
+template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, int kOpt = 0>
 int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
-  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag>, L::kFixed, false, 64 * P,
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kOpt>, L::kFixed, false, 64 * P,
                           L::kPass1Bytes);
 }
+template <int U, int kOpt = 0>
+int reg_units(const char* name) {
+  using L = UnitsLayout<U>;
+  return register_variant(name, &decode_units_kernel<U, kOpt>, L::kTables, false, U * 256, 0, U, L::kUnitFixed);
+}
 const int kRegistered[] = {
+    reg_units<4>("units4"),
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
     reg_loop<2, true>("loop2+smem"),
     reg_loop<4, true, 1, true>("loop4+timed"),  // prints per-phase cycles of sampled blocks
+    reg_loop<4, true, 1, false, 0, kOptLatePrefetch>("loop4+late"),
+    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (2 << 4)>("loop4+late+copies4"),
+    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (3 << 4)>("loop4+late+copies8"),
+    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (4 << 4)>("loop4+late+copies16"),
+    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (5 << 4)>("loop4+late+copies32"),
+    reg_loop<4, true, 1, false, 0, kOptTrace>("loop4+trace"),  // df11_gpu_bench writes the timeline
+    reg_loop<4, true, 1, false, 0, kOptTrace | kOptLatePrefetch>("loop4+late+trace"),
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),
@@ -26,3 +44,22 @@ const int kRegistered[] = {
 
 // Referenced from bench_main.cpp so that the linker keeps this object.
 int df11_bench_variant_count() { return static_cast<int>(sizeof(kRegistered) / sizeof(kRegistered[0])); }
+
+// The timeline of the last launch of a "+trace" variant, one CSV line per block
+// (times in ns from the launch's first block start). False if there is none.
+bool df11_bench_dump_trace(const std::string& path, unsigned long long blocks) {
+  if (blocks > kTraceBlocks) blocks = kTraceBlocks;
+  std::vector<unsigned long long> t(blocks * 6);
+  if (cudaMemcpyFromSymbol(t.data(), g_trace<0>, t.size() * sizeof(t[0])) != cudaSuccess) return false;
+  unsigned long long t0 = ~0ull;
+  for (unsigned long long b = 0; b < blocks; ++b) t0 = t[6 * b + 1] < t0 ? t[6 * b + 1] : t0;
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return false;
+  std::fprintf(f, "block,sm,start,prologue_end,scan_end,pass2_end,end\n");
+  for (unsigned long long b = 0; b < blocks; ++b) {
+    const unsigned long long* r = &t[6 * b];
+    std::fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", b, r[0], r[1] - t0, r[2] - t0, r[3] - t0, r[4] - t0,
+                 r[5] - t0);
+  }
+  return std::fclose(f) == 0;
+}

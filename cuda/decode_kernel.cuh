@@ -59,6 +59,10 @@
 namespace df11::cuda::detail {
 
 constexpr int kThreads = 64;           // = kBlockThreads of the format
+// Copies of decode_loop.cuh's 40 KB of tables that upload() places one after
+// another, so that the blocks of a launch's first wave, which all read them at
+// once, spread over more L2 lines (block b reads copy b mod kLoopTableCopies).
+constexpr uint32_t kLoopTableCopies = 32;
 constexpr int kWords = 32;             // = kChunkWords
 using ::df11::kMultiInvalid;  // codec/huffman.h: the 3-symbol table is built by df11::build_multi_lut
 
@@ -504,7 +508,8 @@ __device__ __forceinline__ void chunk_geometry(const TensorDesc& d, uint64_t t, 
 // Block exclusive scan of one count per thread, in two halves around the
 // caller's barrier: scan_publish() scans the warp and publishes its total;
 // after a __syncthreads(), scan_finish() adds the earlier warps' totals.
-__device__ __forceinline__ uint32_t scan_publish(uint32_t cnt, uint32_t* warp_total) {
+// tid: the thread's index among the kT threads that scan together.
+__device__ __forceinline__ uint32_t scan_publish(uint32_t cnt, uint32_t* warp_total, uint32_t tid) {
   const uint32_t lane = threadIdx.x & 31;
   uint32_t incl = cnt;
 #pragma unroll
@@ -512,13 +517,13 @@ __device__ __forceinline__ uint32_t scan_publish(uint32_t cnt, uint32_t* warp_to
     const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, off);
     if (lane >= static_cast<uint32_t>(off)) incl += v;
   }
-  if (lane == 31) warp_total[threadIdx.x >> 5] = incl;
+  if (lane == 31) warp_total[tid >> 5] = incl;
   return incl;
 }
 template <int kT>
-__device__ __forceinline__ void scan_finish(uint32_t incl, uint32_t cnt, const uint32_t* warp_total, uint32_t& excl,
-                                            uint32_t& total) {
-  const uint32_t warp = threadIdx.x >> 5;
+__device__ __forceinline__ void scan_finish(uint32_t incl, uint32_t cnt, const uint32_t* warp_total, uint32_t tid,
+                                            uint32_t& excl, uint32_t& total) {
+  const uint32_t warp = tid >> 5;
   uint32_t before = 0;
   total = 0;
 #pragma unroll
@@ -766,10 +771,10 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
   for (int off = 1; off < P; off <<= 1) chunk_bad |= __shfl_xor_sync(0xFFFFFFFFu, chunk_bad, off);
 
   // Block exclusive scan of the counts (chunk-major, segment-minor order).
-  const uint32_t incl = scan_publish(cnt, s_warp_total);
+  const uint32_t incl = scan_publish(cnt, s_warp_total, tid);
   __syncthreads();
   uint32_t excl, total;
-  scan_finish<kT>(incl, cnt, s_warp_total, excl, total);
+  scan_finish<kT>(incl, cnt, s_warp_total, tid, excl, total);
 
   if (!range_ok) {
     if (tid == 0) report(prm.status, gblock, 0, kCodeBadBlockOffsets);

@@ -425,15 +425,24 @@ struct LoopLayout {
   static constexpr uint32_t kPass1Bytes = 4096 * 4 + 4096 * 2;
 };
 
-// Shared memory of one block's decode.
+// Shared memory of one block's decode, and the barrier of the threads that
+// decode it (bar_id 0 with all of a CUDA block's threads: __syncthreads()).
 struct LoopSmem {
   const uint32_t* lut2;
   uint32_t lut2_bar;  // its mbarrier (sm_90: wait before pass 2)
+  uint32_t lut2_parity;  // the mbarrier phase that this block's tables complete
   Pass1Luts t1;
   uint32_t* sstream;
   uint8_t* buf;
   uint32_t* warp_total;  // one entry per warp
+  uint32_t bar_id;
 };
+
+// Barrier of the kT threads that decode one format block together.
+template <int kT>
+__device__ __forceinline__ void unit_sync(uint32_t bar_id) {
+  asm volatile("bar.sync %0, %1;" ::"r"(bar_id), "n"(kT) : "memory");
+}
 
 // What a thread needs to know about format block b of tensor d before decoding it.
 template <int P>
@@ -511,7 +520,7 @@ __device__ __forceinline__ void prefetch_sm(const TensorDesc& d, uint64_t out_be
 // cost 2-4x the ideal shared-memory wavefronts: ncu, docs/PERFORMANCE.md
 // round 4). Elsewhere cp.async (complete after cp_async_wait_all()).
 template <int kT>
-__device__ __forceinline__ void load_tables(const TensorDesc& d, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
+__device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
                                             uint32_t bar_pass1, uint32_t bar_lut2) {
   constexpr uint32_t kLut2 = 4096 * 4, kPass1 = 4096 * 4 + 4096 * 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -521,20 +530,20 @@ __device__ __forceinline__ void load_tables(const TensorDesc& d, uint32_t tid, u
     asm volatile(
         "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
             static_cast<uint32_t>(__cvta_generic_to_shared(pass1_dst))),
-        "l"(d.lut_loop + kLut2 / 4), "r"(kPass1), "r"(bar_pass1)
+        "l"(tables + kLut2 / 4), "r"(kPass1), "r"(bar_pass1)
         : "memory");
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_lut2), "r"(kLut2) : "memory");
     asm volatile(
         "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
             static_cast<uint32_t>(__cvta_generic_to_shared(lut2_dst))),
-        "l"(d.lut_loop), "r"(kLut2), "r"(bar_lut2)
+        "l"(tables), "r"(kLut2), "r"(bar_lut2)
         : "memory");
   }
 #else
   (void)bar_pass1;
   (void)bar_lut2;
   static_assert(kLut2 % (16 * kT) == 0 && kPass1 % (16 * kT) == 0, "whole rounds of copies");
-  const uint4* src = reinterpret_cast<const uint4*>(d.lut_loop) + tid;
+  const uint4* src = reinterpret_cast<const uint4*>(tables) + tid;
 #pragma unroll
   for (uint32_t k = 0; k < kLut2 / (16 * kT); ++k) cp_async16(reinterpret_cast<uint4*>(lut2_dst) + tid + k * kT, src + k * kT);
   src += kLut2 / 16;
@@ -571,11 +580,31 @@ __device__ __forceinline__ void wait_tables(uint32_t bar, uint32_t parity) {
 #endif
 }
 
+// Bench-only options (bench_variants.cu): kOptLatePrefetch issues the L2
+// prefetch of the sign-mantissa bytes after the stream has arrived, so that a
+// launch's first wave does not wait for its stream behind 13 MB of prefetches;
+// kOptTrace records %globaltimer at each phase boundary of every block (the
+// timeline of one launch: who starts when, where the tail is).
+constexpr int kOptLatePrefetch = 1;
+constexpr int kOptTrace = 2;
+constexpr int kOptTableCopies = 4;
+constexpr uint32_t kLoopTableBytes = 4096 * 10;  // one copy: pass-2 table, acc, mask
+constexpr uint32_t kTraceBlocks = 16384;
+// A variable template, so that only a translation unit using the trace holds it.
+template <int kUnused>
+__device__ unsigned long long g_trace[kTraceBlocks][6];  // smid, start, prologue, scan, pass 2, end
+
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Decodes one format block whose tables and stream are in shared memory (the
 // block synchronised after they arrived): pass 1, the hand-over, the scan and
 // the checks, pass 2, then the merge. kTimed: tm[2], tm[3] get clock64() after
 // the scan and after pass 2.
-template <int P, bool kSmemStream, bool kTimed, int kDiag = 0>
+template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false>
 __device__ __forceinline__ void decode_block(const LaunchParams& prm, const TensorDesc& d, uint64_t gblock,
                                              const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid,
                                              long long* tm) {
@@ -616,12 +645,12 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   for (int off = 1; off < P; off <<= 1) inv |= __shfl_xor_sync(0xFFFFFFFFu, inv, off);
 
   // Block exclusive scan of the counts (chunk-major, segment-minor).
-  const uint32_t incl = scan_publish(cnt, sm.warp_total);
-  __syncthreads();  // also: every thread is done with the pass-1 tables
-  if (kTimed) tm[2] = clock64();
-  wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
+  const uint32_t incl = scan_publish(cnt, sm.warp_total, tid);
+  unit_sync<kT>(sm.bar_id);  // also: every thread is done with the pass-1 tables
+  if (kTimed) tm[2] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
+  wait_tables(sm.lut2_bar, sm.lut2_parity);  // the pass-2 table (arrived during pass 1)
   uint32_t excl, total;
-  scan_finish<kT>(incl, cnt, sm.warp_total, excl, total);
+  scan_finish<kT>(incl, cnt, sm.warp_total, tid, excl, total);
 
   if (!blk.range_ok) {
     if (tid == 0) report(prm.status, gblock, 0, kCodeBadBlockOffsets);
@@ -639,10 +668,10 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   // Pass 2: whole words, barrier, then the partial last word of each segment.
   Pass2Tail tail;
   if (active) tail = decode_to_buffer<kGlobal, kDiag>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
-  __syncthreads();
+  unit_sync<kT>(sm.bar_id);
   tail_bytes(tail, sm.buf);
-  __syncthreads();
-  if (kTimed) tm[3] = clock64();
+  unit_sync<kT>(sm.bar_id);
+  if (kTimed) tm[3] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
 
   merge_store_block<kT, true>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
 }
@@ -651,23 +680,27 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
 // 53rd block prints the clock64() cycles of each phase (2 of every 64 such blocks).
 static __device__ unsigned int g_timed_prints;
 
+
 // One CUDA block per format block. Shared memory: [pass-2 table 16 KB | stream
 // copy | pass-1 tables 24 KB, overlaid after pass 1 by the exponent buffer].
-template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0>
+template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0, int kOpt = 0>
 __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
   constexpr int kT = kThreads * P;
+  constexpr bool kTrace = (kOpt & kOptTrace) != 0;
+  constexpr bool kTm = kTimed || kTrace;  // tm[] holds clock64() (kTimed) or %globaltimer (kTrace)
   long long tm[5] = {0, 0, 0, 0, 0};
   if (kTimed) tm[0] = clock64();
+  if (kTrace) tm[0] = static_cast<long long>(global_ns());
   extern __shared__ uint4 smem_u4[];
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + L::kFixed;
   __shared__ uint32_t s_warp_total[kT / 32];
   __shared__ alignas(8) uint64_t s_tables_bar[2];  // pass-1 tables, pass-2 table
   const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar[0]));
-  const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem), bar + 8,
+  const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem), bar + 8, 0,
                     Pass1Luts{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + 4096 * 4)},
-                    reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes), buf, s_warp_total};
+                    reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes), buf, s_warp_total, 0};
 
   const uint32_t tid = threadIdx.x;
   const uint64_t gblock = blockIdx.x;
@@ -677,17 +710,33 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   // Tables, stream and the block's scalars all in flight at once.
   init_tables_bar(bar, tid);
   init_tables_bar(bar + 8, tid);
-  load_tables<kT>(d, tid, smem, buf, bar, bar + 8);
+  constexpr uint32_t kCopies = (kOpt & kOptTableCopies) ? 1u << ((kOpt >> 4) & 7) : 1u;  // bench: 2^(kOpt >> 4)
+  static_assert(kCopies <= kLoopTableCopies, "upload() makes kLoopTableCopies copies");
+  const uint32_t copy = blockIdx.x % kCopies;
+  load_tables<kT>(d.lut_loop + copy * (kLoopTableBytes / 4), tid, smem, buf, bar, bar + 8);
   if (kSmemStream) stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
   LoopBlock<P> blk;
   blk.load(d, gblock - prm.block_begin[ti], tid / P, tid % P, prm.buf_bytes);
-  if (blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
+  if (!(kOpt & kOptLatePrefetch) && blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   cp_async_wait_all();
   __syncthreads();  // stream ready (and the mbarrier initialised)
+  if ((kOpt & kOptLatePrefetch) && blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   wait_tables(bar, 0);
   if (kTimed) tm[1] = clock64();
+  if (kTrace) tm[1] = static_cast<long long>(global_ns());
 
-  decode_block<P, kSmemStream, kTimed, kDiag>(prm, d, gblock, blk, sm, tid, tm);
+  decode_block<P, kSmemStream, kTm, kDiag, kTrace>(prm, d, gblock, blk, sm, tid, tm);
+  if (kTrace) {
+    __syncthreads();
+    if (tid == 0 && blockIdx.x < kTraceBlocks) {
+      unsigned smid;
+      asm("mov.u32 %0, %%smid;" : "=r"(smid));
+      unsigned long long* r = g_trace<0>[blockIdx.x];
+      r[0] = smid;
+      for (int k = 0; k < 4; ++k) r[1 + k] = static_cast<unsigned long long>(tm[k]);
+      r[5] = global_ns();
+    }
+  }
   if (kTimed) {
     __syncthreads();
     tm[4] = clock64();

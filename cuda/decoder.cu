@@ -128,6 +128,7 @@ Error fill_device(void* dst_dev, int byte, size_t bytes, Stream stream) {
 // ---- upload ---------------------------------------------------------------------------------
 
 Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
+  using detail::kLoopTableBytes;
   if (!out) return Error::Usage;
   uint64_t max_block = 0;
   if (const Error e = validate_bf16(v, &max_block); e != Error::Ok) return e;
@@ -147,7 +148,7 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   const uint64_t off_multi = 0;
   const uint64_t off_lut = align_up(off_multi + kLutSize * 4, kSectionAlign);
   const uint64_t off_loop = align_up(off_lut + kLutSize * 2, kSectionAlign);
-  const uint64_t off_block = align_up(off_loop + kLutSize * 10, kSectionAlign);
+  const uint64_t off_block = align_up(off_loop + detail::kLoopTableCopies * kLoopTableBytes, kSectionAlign);
   const uint64_t off_gaps = align_up(off_block + 8 * g.block_out_entries(), kSectionAlign);
   const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
   const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words() + 16, kSectionAlign);
@@ -174,7 +175,8 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   };
   put(off_multi, out->lut_multi_host.get(), kLutSize * 4);
   put(off_lut, out->lut_host.get(), kLutSize * 2);
-  put(off_loop, out->lut_loop_host.get(), kLutSize * 10);
+  for (uint32_t k = 0; k < detail::kLoopTableCopies; ++k)
+    put(off_loop + k * kLoopTableBytes, out->lut_loop_host.get(), kLoopTableBytes);
   if (e == Error::Ok) e = fill_device(base + off_stream + 4 * g.stream_words(), 0, 16, stream);
   put(off_block, v.block_out, 8 * g.block_out_entries());
   put(off_gaps, v.gaps, g.gap_bytes());
@@ -216,14 +218,15 @@ std::vector<Variant>& variant_list() {
 
 uint32_t variant_smem_bytes(const Variant& v, uint64_t max_block_elems) {
   const uint32_t buf = static_cast<uint32_t>(align_up(max_block_elems + 32, 16));
+  if (v.units > 0) return v.lut_bytes + static_cast<uint32_t>(v.units) * (v.unit_bytes + buf);
   return v.lut_bytes + (v.direct ? 0 : std::max(buf, v.overlay_bytes));
 }
 
 int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads,
-                     uint32_t overlay_bytes) {
+                     uint32_t overlay_bytes, int units, uint32_t unit_bytes) {
   std::lock_guard<std::mutex> lock(g_variants_mu);
   auto& v = variant_list();
-  v.push_back({name, fn, lut_bytes, direct, threads, overlay_bytes});
+  v.push_back({name, fn, lut_bytes, direct, threads, overlay_bytes, units, unit_bytes});
   return static_cast<int>(v.size() - 1);
 }
 
@@ -254,6 +257,7 @@ struct Workspace::Impl {
   uint64_t max_block_elems = 0;
   uint32_t buf_bytes = 0;
   uint32_t smem_bytes = 0;
+  uint64_t grid = 0;  // CUDA blocks of the launch (= blocks, or one per SM for persistent kernels)
   // Device: [status (8) | pad to 256 | descs | block_begin].
   DeviceBuffer dev;
   unsigned long long* status_dev = nullptr;
@@ -326,9 +330,18 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
   const detail::Variant& var = detail::variants()[w.variant];
   w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
   w.smem_bytes = detail::variant_smem_bytes(var, w.max_block_elems);
+  w.grid = w.blocks;
   if (w.blocks > 0) {
     int dev = 0, optin = 0;
     if (const Error e = check(cudaGetDevice(&dev), "cudaGetDevice"); e != Error::Ok) return e;
+    if (var.units > 0) {
+      int sms = 0;
+      if (const Error e = check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
+                                "cudaDeviceGetAttribute");
+          e != Error::Ok)
+        return e;
+      w.grid = std::min<uint64_t>(w.blocks, static_cast<uint64_t>(std::max(sms, 1)));
+    }
     if (const Error e = check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
                               "cudaDeviceGetAttribute");
         e != Error::Ok)
@@ -390,7 +403,7 @@ Error launch(Workspace& ws, Stream stream) {
   prm.count = static_cast<uint32_t>(w.descs.size());
   prm.buf_bytes = w.buf_bytes;
   const detail::Variant& var = detail::variants()[w.variant];
-  var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
+  var.fn<<<static_cast<unsigned>(w.grid), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
   return check(cudaGetLastError(), "decode kernel launch");
 }
 

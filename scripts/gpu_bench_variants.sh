@@ -54,7 +54,7 @@ grep -m1 -h "^copy" "$OUT/bench.log" "$OUT/sizes.log" 2>/dev/null
 # kernel name, then its rows: batch (from bench.log), 4096x14336 and 4096x4096 (from sizes.log)
 for f in bench sizes; do
   [ -f "$OUT/$f.log" ] || continue
-  awk -v f=$f '/kernel:/ {k=$NF} /^batch/ && f=="bench" {printf "%-24s batch      %s ms %s GB/s %s\n", k, $8, $9, $10}
-       /^4096x/ {printf "%-24s %-10s %s ms %s GB/s %s\n", k, $1, $4, $5, $6}' "$OUT/$f.log"
+  awk -v f=$f '/kernel:/ {k=$NF} /^batch/ && f=="bench" {printf "%-24s batch      %s ms %s GB/s %s  b2b %s ms %s GB/s\n", k, $8, $9, $10, $17, $18}
+       /^4096x/ {printf "%-24s %-10s %s ms %s GB/s %s  b2b %s ms %s GB/s\n", k, $1, $4, $5, $6, $13, $14}' "$OUT/$f.log"
 done | sort -s -k1,1
 grep -h "failed" "$OUT"/bench.log "$OUT"/sizes.log 2>/dev/null | head || true
