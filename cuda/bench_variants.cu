@@ -5,35 +5,22 @@
 #include <vector>
 
 #include "decode_loop.cuh"
-#include "decode_units.cuh"
 #include "internal.h"
 
 namespace {
 using namespace df11::cuda::detail;
-template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, int kOpt = 0>
+template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false>
 int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
-  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kOpt>, L::kFixed, false, 64 * P,
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kTrace>, L::kFixed, false, 64 * P,
                           L::kPass1Bytes);
 }
-template <int U, int kOpt = 0>
-int reg_units(const char* name) {
-  using L = UnitsLayout<U>;
-  return register_variant(name, &decode_units_kernel<U, kOpt>, L::kTables, false, U * 256, 0, U, L::kUnitFixed);
-}
 const int kRegistered[] = {
-    reg_units<4>("units4"),
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
     reg_loop<2, true>("loop2+smem"),
     reg_loop<4, true, 1, true>("loop4+timed"),  // prints per-phase cycles of sampled blocks
-    reg_loop<4, true, 1, false, 0, kOptLatePrefetch>("loop4+late"),
-    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (2 << 4)>("loop4+late+copies4"),
-    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (3 << 4)>("loop4+late+copies8"),
-    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (4 << 4)>("loop4+late+copies16"),
-    reg_loop<4, true, 1, false, 0, kOptLatePrefetch | kOptTableCopies | (5 << 4)>("loop4+late+copies32"),
-    reg_loop<4, true, 1, false, 0, kOptTrace>("loop4+trace"),  // df11_gpu_bench writes the timeline
-    reg_loop<4, true, 1, false, 0, kOptTrace | kOptLatePrefetch>("loop4+late+trace"),
+    reg_loop<4, true, 1, false, 0, true>("loop4+trace"),  // df11_gpu_bench writes the timeline
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),

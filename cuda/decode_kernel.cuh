@@ -60,9 +60,10 @@ namespace df11::cuda::detail {
 
 constexpr int kThreads = 64;           // = kBlockThreads of the format
 // Copies of decode_loop.cuh's 40 KB of tables that upload() places one after
-// another, so that the blocks of a launch's first wave, which all read them at
-// once, spread over more L2 lines (block b reads copy b mod kLoopTableCopies).
-constexpr uint32_t kLoopTableCopies = 32;
+// another: every block of a launch reads its tensor's tables, and with one copy
+// those few L2 lines were a hot spot (block b reads copy b mod 4; 4, 8 and 16
+// copies measured alike, 32 slower: docs/PERFORMANCE.md round 5).
+constexpr uint32_t kLoopTableCopies = 4;
 constexpr int kWords = 32;             // = kChunkWords
 using ::df11::kMultiInvalid;  // codec/huffman.h: the 3-symbol table is built by df11::build_multi_lut
 

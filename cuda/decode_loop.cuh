@@ -3,10 +3,13 @@
 // by ONE loop over table lookups, so that the lanes of a warp diverge only
 // where their segments end:
 //
-//   * the block's tables (40 KB, already in the kernel's format: upload())
-//     arrive by two bulk copies of the copy engine (TMA, on an mbarrier; sm_90)
-//     or cp.async (sm_80-89), its stream words by cp.async, all in flight at
-//     once: one memory round trip per block, no registers, no conversion;
+//   * the block's tables (40 KB, already in the kernel's format: upload(),
+//     which lays out kLoopTableCopies copies so that the blocks' reads spread
+//     over more L2 lines) arrive by two bulk copies of the copy engine (TMA, on
+//     an mbarrier; sm_90) or cp.async (sm_80-89), its stream words by
+//     cp.async, all in flight at once: one memory round trip per block, no
+//     registers, no conversion; the L2 prefetch of its sign-mantissa bytes
+//     follows once the stream is in;
 //   * the stream is read through a 3-word bit reader (hi, lo, next): the 12-bit
 //     window is funnelshift(lo, hi, q) >> 20; when q passes 32 the words move
 //     down and the word after `next` is loaded from the padded shared-memory
@@ -425,24 +428,15 @@ struct LoopLayout {
   static constexpr uint32_t kPass1Bytes = 4096 * 4 + 4096 * 2;
 };
 
-// Shared memory of one block's decode, and the barrier of the threads that
-// decode it (bar_id 0 with all of a CUDA block's threads: __syncthreads()).
+// Shared memory of one block's decode.
 struct LoopSmem {
   const uint32_t* lut2;
   uint32_t lut2_bar;  // its mbarrier (sm_90: wait before pass 2)
-  uint32_t lut2_parity;  // the mbarrier phase that this block's tables complete
   Pass1Luts t1;
   uint32_t* sstream;
   uint8_t* buf;
   uint32_t* warp_total;  // one entry per warp
-  uint32_t bar_id;
 };
-
-// Barrier of the kT threads that decode one format block together.
-template <int kT>
-__device__ __forceinline__ void unit_sync(uint32_t bar_id) {
-  asm volatile("bar.sync %0, %1;" ::"r"(bar_id), "n"(kT) : "memory");
-}
 
 // What a thread needs to know about format block b of tensor d before decoding it.
 template <int P>
@@ -580,15 +574,10 @@ __device__ __forceinline__ void wait_tables(uint32_t bar, uint32_t parity) {
 #endif
 }
 
-// Bench-only options (bench_variants.cu): kOptLatePrefetch issues the L2
-// prefetch of the sign-mantissa bytes after the stream has arrived, so that a
-// launch's first wave does not wait for its stream behind 13 MB of prefetches;
-// kOptTrace records %globaltimer at each phase boundary of every block (the
-// timeline of one launch: who starts when, where the tail is).
-constexpr int kOptLatePrefetch = 1;
-constexpr int kOptTrace = 2;
-constexpr int kOptTableCopies = 4;
-constexpr uint32_t kLoopTableBytes = 4096 * 10;  // one copy: pass-2 table, acc, mask
+// kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
+// block records %globaltimer at each phase boundary, and df11_gpu_bench writes
+// the timeline of a launch (who starts when, where the tail is) as CSV.
+constexpr uint32_t kLoopTableBytes = 4096 * 10;  // one copy of the tables: pass-2 table, acc, mask
 constexpr uint32_t kTraceBlocks = 16384;
 // A variable template, so that only a translation unit using the trace holds it.
 template <int kUnused>
@@ -646,9 +635,9 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
 
   // Block exclusive scan of the counts (chunk-major, segment-minor).
   const uint32_t incl = scan_publish(cnt, sm.warp_total, tid);
-  unit_sync<kT>(sm.bar_id);  // also: every thread is done with the pass-1 tables
+  __syncthreads();  // also: every thread is done with the pass-1 tables
   if (kTimed) tm[2] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
-  wait_tables(sm.lut2_bar, sm.lut2_parity);  // the pass-2 table (arrived during pass 1)
+  wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
   uint32_t excl, total;
   scan_finish<kT>(incl, cnt, sm.warp_total, tid, excl, total);
 
@@ -668,9 +657,9 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   // Pass 2: whole words, barrier, then the partial last word of each segment.
   Pass2Tail tail;
   if (active) tail = decode_to_buffer<kGlobal, kDiag>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
-  unit_sync<kT>(sm.bar_id);
+  __syncthreads();
   tail_bytes(tail, sm.buf);
-  unit_sync<kT>(sm.bar_id);
+  __syncthreads();
   if (kTimed) tm[3] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
 
   merge_store_block<kT, true>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
@@ -683,11 +672,10 @@ static __device__ unsigned int g_timed_prints;
 
 // One CUDA block per format block. Shared memory: [pass-2 table 16 KB | stream
 // copy | pass-1 tables 24 KB, overlaid after pass 1 by the exponent buffer].
-template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0, int kOpt = 0>
+template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false>
 __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
   constexpr int kT = kThreads * P;
-  constexpr bool kTrace = (kOpt & kOptTrace) != 0;
   constexpr bool kTm = kTimed || kTrace;  // tm[] holds clock64() (kTimed) or %globaltimer (kTrace)
   long long tm[5] = {0, 0, 0, 0, 0};
   if (kTimed) tm[0] = clock64();
@@ -698,9 +686,9 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   __shared__ uint32_t s_warp_total[kT / 32];
   __shared__ alignas(8) uint64_t s_tables_bar[2];  // pass-1 tables, pass-2 table
   const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar[0]));
-  const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem), bar + 8, 0,
+  const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem), bar + 8,
                     Pass1Luts{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + 4096 * 4)},
-                    reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes), buf, s_warp_total, 0};
+                    reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes), buf, s_warp_total};
 
   const uint32_t tid = threadIdx.x;
   const uint64_t gblock = blockIdx.x;
@@ -710,17 +698,15 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   // Tables, stream and the block's scalars all in flight at once.
   init_tables_bar(bar, tid);
   init_tables_bar(bar + 8, tid);
-  constexpr uint32_t kCopies = (kOpt & kOptTableCopies) ? 1u << ((kOpt >> 4) & 7) : 1u;  // bench: 2^(kOpt >> 4)
-  static_assert(kCopies <= kLoopTableCopies, "upload() makes kLoopTableCopies copies");
-  const uint32_t copy = blockIdx.x % kCopies;
-  load_tables<kT>(d.lut_loop + copy * (kLoopTableBytes / 4), tid, smem, buf, bar, bar + 8);
+  load_tables<kT>(d.lut_loop + (blockIdx.x % kLoopTableCopies) * (kLoopTableBytes / 4), tid, smem, buf, bar, bar + 8);
   if (kSmemStream) stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
   LoopBlock<P> blk;
   blk.load(d, gblock - prm.block_begin[ti], tid / P, tid % P, prm.buf_bytes);
-  if (!(kOpt & kOptLatePrefetch) && blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   cp_async_wait_all();
   __syncthreads();  // stream ready (and the mbarrier initialised)
-  if ((kOpt & kOptLatePrefetch) && blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
+  // Only now: in a launch's first wave every block's prefetch at once (13 MB
+  // for 4096x4096) delayed the streams that pass 1 waits for (round 5).
+  if (blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   wait_tables(bar, 0);
   if (kTimed) tm[1] = clock64();
   if (kTrace) tm[1] = static_cast<long long>(global_ns());

@@ -218,15 +218,14 @@ std::vector<Variant>& variant_list() {
 
 uint32_t variant_smem_bytes(const Variant& v, uint64_t max_block_elems) {
   const uint32_t buf = static_cast<uint32_t>(align_up(max_block_elems + 32, 16));
-  if (v.units > 0) return v.lut_bytes + static_cast<uint32_t>(v.units) * (v.unit_bytes + buf);
   return v.lut_bytes + (v.direct ? 0 : std::max(buf, v.overlay_bytes));
 }
 
 int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads,
-                     uint32_t overlay_bytes, int units, uint32_t unit_bytes) {
+                     uint32_t overlay_bytes) {
   std::lock_guard<std::mutex> lock(g_variants_mu);
   auto& v = variant_list();
-  v.push_back({name, fn, lut_bytes, direct, threads, overlay_bytes, units, unit_bytes});
+  v.push_back({name, fn, lut_bytes, direct, threads, overlay_bytes});
   return static_cast<int>(v.size() - 1);
 }
 
@@ -257,7 +256,6 @@ struct Workspace::Impl {
   uint64_t max_block_elems = 0;
   uint32_t buf_bytes = 0;
   uint32_t smem_bytes = 0;
-  uint64_t grid = 0;  // CUDA blocks of the launch (= blocks, or one per SM for persistent kernels)
   // Device: [status (8) | pad to 256 | descs | block_begin].
   DeviceBuffer dev;
   unsigned long long* status_dev = nullptr;
@@ -330,18 +328,9 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
   const detail::Variant& var = detail::variants()[w.variant];
   w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
   w.smem_bytes = detail::variant_smem_bytes(var, w.max_block_elems);
-  w.grid = w.blocks;
   if (w.blocks > 0) {
     int dev = 0, optin = 0;
     if (const Error e = check(cudaGetDevice(&dev), "cudaGetDevice"); e != Error::Ok) return e;
-    if (var.units > 0) {
-      int sms = 0;
-      if (const Error e = check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
-                                "cudaDeviceGetAttribute");
-          e != Error::Ok)
-        return e;
-      w.grid = std::min<uint64_t>(w.blocks, static_cast<uint64_t>(std::max(sms, 1)));
-    }
     if (const Error e = check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
                               "cudaDeviceGetAttribute");
         e != Error::Ok)
@@ -403,7 +392,7 @@ Error launch(Workspace& ws, Stream stream) {
   prm.count = static_cast<uint32_t>(w.descs.size());
   prm.buf_bytes = w.buf_bytes;
   const detail::Variant& var = detail::variants()[w.variant];
-  var.fn<<<static_cast<unsigned>(w.grid), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
+  var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
   return check(cudaGetLastError(), "decode kernel launch");
 }
 

@@ -22,15 +22,11 @@ struct Variant {
   bool direct;  // no shared exponent buffer
   int threads;  // per block: 64 x threads per chunk
   uint32_t overlay_bytes = 0;  // a table at the start of the exponent buffer, dead before the buffer is written
-  // Persistent kernels (decode_units.cuh): units per CUDA block and the fixed
-  // shared memory of each besides its exponent buffer; one CUDA block per SM.
-  int units = 0;
-  uint32_t unit_bytes = 0;
 };
 // Dynamic shared memory of a variant for blocks of up to max_block_elems weights.
 uint32_t variant_smem_bytes(const Variant& v, uint64_t max_block_elems);
 int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads = 64,
-                     uint32_t overlay_bytes = 0, int units = 0, uint32_t unit_bytes = 0);  // index
+                     uint32_t overlay_bytes = 0);  // index
 
 // Host model of decode_loop_kernel<P, smem_stream> (host_sim.cu): the kernel's
 // per-thread code run on the CPU, for tests without a GPU. Returns the error the
