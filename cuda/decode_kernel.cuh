@@ -100,6 +100,8 @@ struct LaunchParams {
   unsigned long long* status;     // kStatusClear or the smallest error key
   uint32_t count;
   uint32_t buf_bytes;             // exponent buffer bytes in shared memory
+  uint32_t resident = 0;          // blocks of this kernel that fit on the device at once (0: unknown)
+  uint32_t reserved = 0;
 };
 
 struct KernelConfig {

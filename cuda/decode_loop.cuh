@@ -506,36 +506,59 @@ __device__ __forceinline__ void prefetch_sm(const TensorDesc& d, uint64_t out_be
   for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(pbase + (l << 7)));
 }
 
-// Tables -> shared memory. sm_90: two bulk copies by the copy engine (TMA),
-// issued by thread 0, each completing on its own mbarrier (the caller waits
-// with wait_tables): the pass-1 tables first, on bar_pass1, then the pass-2
-// table, on bar_lut2, which pass 1 does not need. No per-thread
-// instructions, and whole-line shared-memory writes (16-byte cp.async writes
-// cost 2-4x the ideal shared-memory wavefronts: ncu, docs/PERFORMANCE.md
-// round 4). Elsewhere cp.async (complete after cp_async_wait_all()).
+// The stream words and block-output entry of the block that will most likely
+// take this block's place (the one prm.resident blocks on, if it is of the
+// same tensor) into L2: that block's own loads then wait for L2, not for DRAM
+// queues full of the merges of the blocks before it.
+__device__ __forceinline__ void prefetch_ahead(const LaunchParams& prm, const TensorDesc& d, uint64_t tensor_blocks,
+                                               uint64_t b, uint32_t tid) {
+  const uint64_t nb = b + prm.resident;
+  if (prm.resident == 0 || nb >= tensor_blocks) return;
+  constexpr uint32_t kLines = (kThreads * kWords * 4 + 128) / 128 + 1;  // the block's stream words (+ 1 past), any alignment
+  const uint64_t w0 = nb * kThreads * kWords;
+  const uint64_t avail = 4 * (d.n_threads * kWords + 1 - w0);  // stream bytes from w0 on (nb < blocks: > 0)
+  const char* s = reinterpret_cast<const char*>(d.stream + w0);
+  if (tid < kLines && 128 * tid < avail) asm volatile("prefetch.global.L2 [%0];" ::"l"(s + 128 * tid));
+  if (tid == kLines) asm volatile("prefetch.global.L2 [%0];" ::"l"(d.block_out + nb));
+  if (tid == kLines + 1) asm volatile("prefetch.global.L2 [%0];" ::"l"(d.gaps + nb * (kThreads / 2)));
+}
+
+// One bulk copy (sm_90, one thread) completing on mbarrier bar.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+          static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+      "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
+#else
+  (void)dst;
+  (void)src;
+  (void)bytes;
+  (void)bar;
+#endif
+}
+
+// Tables -> shared memory. sm_90: bulk copies by the copy engine (TMA), issued
+// by thread 0, each completing on its own mbarrier (the caller waits with
+// wait_tables): here the pass-1 tables, on bar_pass1; the pass-2 table, which
+// pass 1 does not need, by load_lut2() once they are in, so that in a launch's
+// first wave the pass-1 tables of 528 blocks do not share L2 bandwidth with
+// their pass-2 tables (round 5). No per-thread instructions, and whole-line
+// shared-memory writes (16-byte cp.async writes cost 2-4x the ideal
+// shared-memory wavefronts: ncu, docs/PERFORMANCE.md round 4). Elsewhere
+// cp.async for all 40 KB here (complete after cp_async_wait_all()).
 template <int kT>
 __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
-                                            uint32_t bar_pass1, uint32_t bar_lut2) {
+                                            uint32_t bar_pass1) {
   constexpr uint32_t kLut2 = 4096 * 4, kPass1 = 4096 * 4 + 4096 * 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   (void)kT;
-  if (tid == 0) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_pass1), "r"(kPass1) : "memory");
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-            static_cast<uint32_t>(__cvta_generic_to_shared(pass1_dst))),
-        "l"(tables + kLut2 / 4), "r"(kPass1), "r"(bar_pass1)
-        : "memory");
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_lut2), "r"(kLut2) : "memory");
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-            static_cast<uint32_t>(__cvta_generic_to_shared(lut2_dst))),
-        "l"(tables), "r"(kLut2), "r"(bar_lut2)
-        : "memory");
-  }
+  (void)lut2_dst;
+  if (tid == 0) bulk_copy(pass1_dst, tables + kLut2 / 4, kPass1, bar_pass1);
 #else
   (void)bar_pass1;
-  (void)bar_lut2;
   static_assert(kLut2 % (16 * kT) == 0 && kPass1 % (16 * kT) == 0, "whole rounds of copies");
   const uint4* src = reinterpret_cast<const uint4*>(tables) + tid;
 #pragma unroll
@@ -543,6 +566,18 @@ __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid
   src += kLut2 / 16;
 #pragma unroll
   for (uint32_t k = 0; k < kPass1 / (16 * kT); ++k) cp_async16(reinterpret_cast<uint4*>(pass1_dst) + tid + k * kT, src + k * kT);
+#endif
+}
+
+// The pass-2 table (sm_90; elsewhere load_tables copied it).
+__device__ __forceinline__ void load_lut2(const uint32_t* tables, uint32_t tid, uint8_t* lut2_dst, uint32_t bar_lut2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (tid == 0) bulk_copy(lut2_dst, tables, 4096 * 4, bar_lut2);
+#else
+  (void)tables;
+  (void)tid;
+  (void)lut2_dst;
+  (void)bar_lut2;
 #endif
 }
 
@@ -698,7 +733,8 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   // Tables, stream and the block's scalars all in flight at once.
   init_tables_bar(bar, tid);
   init_tables_bar(bar + 8, tid);
-  load_tables<kT>(d.lut_loop + (blockIdx.x % kLoopTableCopies) * (kLoopTableBytes / 4), tid, smem, buf, bar, bar + 8);
+  const uint32_t* const tables = d.lut_loop + (blockIdx.x % kLoopTableCopies) * (kLoopTableBytes / 4);
+  load_tables<kT>(tables, tid, smem, buf, bar);
   if (kSmemStream) stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
   LoopBlock<P> blk;
   blk.load(d, gblock - prm.block_begin[ti], tid / P, tid % P, prm.buf_bytes);
@@ -707,7 +743,10 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   // Only now: in a launch's first wave every block's prefetch at once (13 MB
   // for 4096x4096) delayed the streams that pass 1 waits for (round 5).
   if (blk.range_ok) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
+  if (gblock < prm.resident)  // the first wave only (later, the lines did not stay in L2: round 5)
+    prefetch_ahead(prm, d, prm.block_begin[ti + 1] - prm.block_begin[ti], gblock - prm.block_begin[ti], tid);
   wait_tables(bar, 0);
+  load_lut2(tables, tid, smem, bar + 8);
   if (kTimed) tm[1] = clock64();
   if (kTrace) tm[1] = static_cast<long long>(global_ns());
 

@@ -256,6 +256,7 @@ struct Workspace::Impl {
   uint64_t max_block_elems = 0;
   uint32_t buf_bytes = 0;
   uint32_t smem_bytes = 0;
+  uint32_t resident = 0;  // blocks of the kernel resident at once on the device
   // Device: [status (8) | pad to 256 | descs | block_begin].
   DeviceBuffer dev;
   unsigned long long* status_dev = nullptr;
@@ -328,6 +329,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
   const detail::Variant& var = detail::variants()[w.variant];
   w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
   w.smem_bytes = detail::variant_smem_bytes(var, w.max_block_elems);
+  w.resident = 0;
   if (w.blocks > 0) {
     int dev = 0, optin = 0;
     if (const Error e = check(cudaGetDevice(&dev), "cudaGetDevice"); e != Error::Ok) return e;
@@ -353,6 +355,18 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
                               "cudaFuncSetAttribute");
         e != Error::Ok)
       return e;
+    // How many blocks run at once: a block prefetches the stream of the block
+    // that many places on (prefetch_ahead, decode_loop.cuh).
+    int per_sm = 0, sms = 0;
+    if (const Error e = check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, var.fn, var.threads,
+                                                                            w.smem_bytes),
+                              "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        e != Error::Ok)
+      return e;
+    if (const Error e = check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+        e != Error::Ok)
+      return e;
+    w.resident = static_cast<uint32_t>(std::max(per_sm, 0)) * static_cast<uint32_t>(std::max(sms, 0));
   }
 
   const uint64_t off_table = kSectionAlign;
@@ -391,6 +405,7 @@ Error launch(Workspace& ws, Stream stream) {
   prm.status = w.status_dev;
   prm.count = static_cast<uint32_t>(w.descs.size());
   prm.buf_bytes = w.buf_bytes;
+  prm.resident = w.resident;
   const detail::Variant& var = detail::variants()[w.variant];
   var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
   return check(cudaGetLastError(), "decode kernel launch");
