@@ -24,7 +24,8 @@ if has tests; then
   tail -n 4 "$OUT/tests.log"
 fi
 # VARIANT: a name, "all", or several names separated by spaces (run one after another,
-# each step's logs concatenated).
+# each step's logs concatenated). "loop4+trace" also writes each configuration's
+# per-block timeline to $TRACE_DIR (default: the current folder) as CSV.
 for v in ${VARIANT:-all}; do
   has bench && { timeout 300 "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --variant "$v" >>"$OUT/bench.log" 2>&1; echo "bench $v rc=$?"; }
   has sizes && { timeout 300 "$BIN/df11_gpu_bench" --sizes --variant "$v" >>"$OUT/sizes.log" 2>&1; echo "sizes $v rc=$?"; }
