@@ -609,10 +609,11 @@ __device__ __forceinline__ void wait_tables(uint32_t bar, uint32_t parity) {
 #endif
 }
 
+constexpr uint32_t kLoopTableBytes = 4096 * 10;  // one copy of the tables: pass-2 table, acc, mask
+
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
 // block records %globaltimer at each phase boundary, and df11_gpu_bench writes
 // the timeline of a launch (who starts when, where the tail is) as CSV.
-constexpr uint32_t kLoopTableBytes = 4096 * 10;  // one copy of the tables: pass-2 table, acc, mask
 constexpr uint32_t kTraceBlocks = 16384;
 // A variable template, so that only a translation unit using the trace holds it.
 template <int kUnused>
