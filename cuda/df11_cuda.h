@@ -77,7 +77,9 @@ struct DeviceTensor {
   const uint16_t* lut_dev = nullptr;      // 4096 x uint16 (codec/huffman.h layout)
   const uint32_t* lut_multi_dev = nullptr;  // 4096 x uint32, up to 3 symbols per entry
   // decode_loop.cuh's tables, 40 KB: 4096 x uint32 pass-2 entries, 4096 x uint32
-  // pass-1 accumulate entries, 4096 x uint16 pass-1 masks.
+  // pass-1 accumulate entries, 4096 x uint16 pass-1 masks; followed by 3 more
+  // copies of the same 40 KB (the kernel's blocks read them in turn, so that
+  // their reads spread over more L2 lines).
   const uint32_t* lut_loop_dev = nullptr;
   uint64_t device_bytes() const { return mem.size(); }
 
