@@ -35,6 +35,16 @@ constexpr uint8_t kGuardByte = 0x5A;
 
 using Tamper = std::function<void(std::vector<cuda::DeviceTensor>&)>;
 
+// A Tamper that overwrites tensor i's uploaded stream words with bad's (which
+// upload() would have refused), so that the kernel sees a corrupted stream.
+Tamper overwrite_stream(size_t i, const EncodedBf16& bad) {
+  return [i, &bad](std::vector<cuda::DeviceTensor>& dt) {
+    REQUIRE(cuda::copy_to_device(const_cast<uint32_t*>(dt[i].stream_dev), bad.stream.data(), bad.stream.size() * 4) ==
+            Error::Ok);
+    REQUIRE(cuda::synchronize() == Error::Ok);
+  };
+}
+
 struct BatchResult {
   Error status = Error::Ok;
   size_t failed = SIZE_MAX;
@@ -325,14 +335,8 @@ TEST_CASE("gpu: stream corrupted after validation: same verdict as the CPU, no s
     if (cpu_err != Error::Ok) ++errors;
     // The GPU gets the intact tensor (validated at upload), then the corrupted words.
     for (int variant : all_variants()) {
-      const BatchResult r = gpu_decode({view_of(e0), view_of(enc), view_of(e2)}, 0xFF, 0,
-                                       [&](std::vector<cuda::DeviceTensor>& dt) {
-                                         REQUIRE(cuda::copy_to_device(const_cast<uint32_t*>(dt[1].stream_dev),
-                                                                      bad.stream.data(), bad.stream.size() * 4) ==
-                                                 Error::Ok);
-                                         REQUIRE(cuda::synchronize() == Error::Ok);
-                                       },
-                                       variant);
+      const BatchResult r =
+          gpu_decode({view_of(e0), view_of(enc), view_of(e2)}, 0xFF, 0, overwrite_stream(1, bad), variant);
       INFO("trial " << trial << " variant " << variant);
       REQUIRE(r.status == cpu_err);
       if (cpu_err == Error::Ok) {
@@ -512,14 +516,7 @@ TEST_CASE("gpu: loop kernels on corrupted one- and two-symbol streams: the CPU v
       std::vector<uint16_t> cpu(w.size());
       const Error cpu_err = decode_bf16(view_of(bad), cpu.data());
       for (int variant : loop_variants()) {
-        const BatchResult r = gpu_decode({view_of(e0), view_of(enc)}, 0xFF, 0,
-                                         [&](std::vector<cuda::DeviceTensor>& dt) {
-                                           REQUIRE(cuda::copy_to_device(const_cast<uint32_t*>(dt[1].stream_dev),
-                                                                        bad.stream.data(), bad.stream.size() * 4) ==
-                                                   Error::Ok);
-                                           REQUIRE(cuda::synchronize() == Error::Ok);
-                                         },
-                                         variant);
+        const BatchResult r = gpu_decode({view_of(e0), view_of(enc)}, 0xFF, 0, overwrite_stream(1, bad), variant);
         INFO("trial " << trial << " variant " << cuda::detail::variants()[variant].name);
         REQUIRE(r.status == cpu_err);
         if (cpu_err == Error::Ok) REQUIRE(r.out[1] == cpu);
