@@ -117,7 +117,7 @@ void print_info(const df11::Report& r) {
 
 static int run(int argc, char** argv) {
   df11::install_interrupt_handlers();
-  CLI::App app{"df11: lossless compression of BF16 safetensors checkpoints (format v1)", "df11"};
+  CLI::App app{"df11: lossless compression of BF16 safetensors checkpoints (format v2)", "df11"};
   app.footer(kExitCodes);
   app.set_version_flag("--version", std::string("df11 ") + df11::version_string());
   app.require_subcommand(1);

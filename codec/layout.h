@@ -1,4 +1,4 @@
-// Constants of the .df11 v1 BF16 layout (docs/FORMAT.md, "BF16 tensors").
+// Constants of the .df11 v2 BF16 layout (docs/FORMAT.md, "BF16 tensors").
 // These are format parameters, recorded in every container header; readers
 // MUST reject a container whose values differ from the ones below.
 #pragma once
@@ -6,9 +6,13 @@
 
 namespace df11 {
 
-constexpr uint32_t kMaxCodeLength = 12;               // Huffman code-length limit (bits)
-constexpr uint32_t kLutBits = kMaxCodeLength;         // decode table is indexed by 12 bits
-constexpr uint32_t kLutSize = 1u << kLutBits;         // 4096 entries
+// 11, not 12 (v1): the GPU decoder keeps three tables indexed by an L-bit window
+// in every block's shared memory; at 11 bits they take 20 KB instead of 40, which
+// lets 5 blocks share an SM instead of 4, for ~0.03% more output
+// (docs/PERFORMANCE.md, round 6).
+constexpr uint32_t kMaxCodeLength = 11;               // Huffman code-length limit (bits)
+constexpr uint32_t kLutBits = kMaxCodeLength;         // decode tables are indexed by kLutBits bits
+constexpr uint32_t kLutSize = 1u << kLutBits;         // 2048 entries
 constexpr uint32_t kChunkBits = 1024;                 // encoded bits per decoder thread
 constexpr uint32_t kChunkWords = kChunkBits / 32;     // 32-bit stream words per chunk
 constexpr uint32_t kBlockThreads = 64;                // decoder threads per block

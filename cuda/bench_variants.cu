@@ -18,6 +18,7 @@ int reg_loop(const char* name) {
 const int kRegistered[] = {
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
+    reg_loop<4, true, 5>("loop4+smem+lb5"),  // 48 registers: 5 blocks per SM where shared memory allows
     reg_loop<2, true>("loop2+smem"),
     reg_loop<4, true, 1, true>("loop4+timed"),  // prints per-phase cycles of sampled blocks
     reg_loop<4, true, 1, false, 0, true>("loop4+trace"),  // df11_gpu_bench writes the timeline

@@ -29,7 +29,7 @@
 // Decoding keeps the stream in registers (fully unrolled loop over the 32 words,
 // so no dynamic register indexing): window = w[k]:w[k+1], position p in [0, 32).
 // kMulti: the shared table is the uint32 multi-symbol table (up to 3 codes per
-// 12-bit lookup, all starting inside the window); near the chunk end (where a
+// L-bit lookup (L = kLutBits), all starting inside the window); near the chunk end (where a
 // later code of the window could start past the chunk end) it falls back to
 // the single-symbol uint16 table, read through the read-only cache.
 //
@@ -85,7 +85,7 @@ struct TensorDesc {
   const uint8_t* sm;
   const uint16_t* lut;
   const uint32_t* lut_multi;
-  const uint32_t* lut_loop;   // decode_loop.cuh's tables: 4096 x uint32 pass-2 entries, then the pass-1 tables
+  const uint32_t* lut_loop;   // decode_loop.cuh's tables: kLutSize x uint32 pass-2 entries, then the pass-1 tables
   uint16_t* out;
   uint64_t n;
   uint64_t total_bits;
@@ -109,12 +109,12 @@ struct KernelConfig {
   bool prefetch;     // L2 prefetch of the block's sign-mantissa bytes at block start
 };
 
-__host__ __device__ __forceinline__ uint32_t window12(uint32_t hi, uint32_t lo, int p) {
-  // Top 12 bits of (hi:lo) << p, for 0 <= p < 32.
+__host__ __device__ __forceinline__ uint32_t lut_window(uint32_t hi, uint32_t lo, int p) {
+  // Top kLutBits bits of (hi:lo) << p, for 0 <= p < 32.
 #if defined(__CUDA_ARCH__)
-  return __funnelshift_l(lo, hi, static_cast<uint32_t>(p)) >> 20;
+  return __funnelshift_l(lo, hi, static_cast<uint32_t>(p)) >> (32 - kLutBits);
 #else
-  return static_cast<uint32_t>(((uint64_t{hi} << 32 | lo) << p) >> 52);
+  return static_cast<uint32_t>(((uint64_t{hi} << 32 | lo) << p) >> (64 - kLutBits));
 #endif
 }
 
@@ -145,9 +145,9 @@ DF11_UNROLL
     const int rem = end - 32 * k;  // chunk bits left from the start of word k
     if (kMulti) {
       const uint32_t* lutm = static_cast<const uint32_t*>(lut_smem);
-      const int lim_m = imin(32, rem - 11);  // every code of the window starts before `end`
+      const int lim_m = imin(32, rem - static_cast<int>(kMaxCodeLength - 1));  // every code of the window starts before `end`
       while (p < lim_m) {
-        const uint32_t e = lutm[window12(hi, lo, p)];
+        const uint32_t e = lutm[lut_window(hi, lo, p)];
         bad |= e;
         if (kTrack && (e & kMultiInvalid)) *last_inv = 32 * k + p;
         sink.put(e & 0xFFFFFFu, (e >> 28) & 3);  // invalid entries: count 1
@@ -155,7 +155,7 @@ DF11_UNROLL
       }
       const int lim_s = imin(32, rem);
       while (p < lim_s) {
-        const uint32_t e = lut_global[window12(hi, lo, p)];
+        const uint32_t e = lut_global[lut_window(hi, lo, p)];
         bad |= e << 19;  // kLutInvalid (bit 12) -> bit 31
         if (kTrack && (e & kLutInvalid)) *last_inv = 32 * k + p;
         sink.put(e & 0xFFu, 1);
@@ -165,7 +165,7 @@ DF11_UNROLL
       const uint16_t* luts = static_cast<const uint16_t*>(lut_smem);
       const int lim_s = imin(32, rem);
       while (p < lim_s) {
-        const uint32_t e = luts[window12(hi, lo, p)];
+        const uint32_t e = luts[lut_window(hi, lo, p)];
         bad |= e << 19;
         if (kTrack && (e & kLutInvalid)) *last_inv = 32 * k + p;
         sink.put(e & 0xFFu, 1);
@@ -199,7 +199,7 @@ struct SmemSink {
 // starts at the gap. A later segment does not know where its first code starts,
 // so pass 1 decodes it speculatively from S, remembering which positions of its
 // first word were code starts (`mask`). Huffman codes resynchronise: the true
-// parse, which arrives at q in [S, S + 12) from the previous segment, usually
+// parse, which arrives at q in [S, S + L) from the previous segment, usually
 // meets one of those starts within a few codes; from there the speculative
 // parse is the true one. resolve_segment() walks the true parse from q to that
 // meeting point (or, if none within the first word, decodes the segment again
@@ -221,7 +221,7 @@ __host__ __device__ __forceinline__ SegSpec speculate_segment(const uint32_t (&w
   int p = 0;
   const int lim = imin(32, end);
   while (p < lim) {  // first word one code at a time, recording the starts
-    const uint32_t e = lut_global[window12(w[0], w[1], p)];
+    const uint32_t e = lut_global[lut_window(w[0], w[1], p)];
     r.mask |= 1u << p;
     if (e & kLutInvalid) r.last_inv = p;
     ++r.cnt;
@@ -247,7 +247,7 @@ __host__ __device__ __forceinline__ SegTrue resolve_segment(const uint32_t (&w)[
   SegTrue r{0, q, 0};
   int s = q;
   while (s < end && s < 32 && !((sp.mask >> s) & 1)) {
-    const uint32_t e = lut_global[window12(w[0], w[1], s)];
+    const uint32_t e = lut_global[lut_window(w[0], w[1], s)];
     r.bad |= e << 19;
     ++r.cnt;
     s += (e >> 8) & 0xF;
@@ -542,7 +542,7 @@ __device__ __forceinline__ void scan_finish(uint32_t incl, uint32_t cnt, const u
 // dynamic shared memory is the table alone, so more blocks fit on an SM).
 template <bool kMulti, bool kPrefetch, bool kDirect = false>
 __global__ void __launch_bounds__(kThreads, kDirect ? 12 : 1) decode_kernel(const LaunchParams prm) {
-  constexpr uint32_t kLutBytes = kMulti ? 4096 * 4 : 4096 * 2;
+  constexpr uint32_t kLutBytes = kMulti ? kLutSize * 4 : kLutSize * 2;
   extern __shared__ uint4 smem_u4[];
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + kLutBytes;
@@ -588,7 +588,7 @@ __global__ void __launch_bounds__(kThreads, kDirect ? 12 : 1) decode_kernel(cons
       const uint8_t gn = __ldg(d.gaps + ((t + 1) >> 1));
       expect = 1024 + ((gn >> (((t + 1) & 1) * 4)) & 0xF);
     } else {
-      expect = static_cast<int>(left);  // <= 1024 + 12
+      expect = static_cast<int>(left);  // <= 1024 + L
     }
   } else {
 #pragma unroll
@@ -681,7 +681,7 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
   constexpr int kT = kThreads * P;        // threads per block
   constexpr int kNW = kWords / P;         // words per segment
   constexpr int kSegBits = 32 * kNW;
-  constexpr uint32_t kLutBytes = 4096 * 4 + (kLut16 ? 4096 * 2 : 0);
+  constexpr uint32_t kLutBytes = kLutSize * 4 + (kLut16 ? kLutSize * 2 : 0);
   extern __shared__ uint4 smem_u4[];
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + kLutBytes;
@@ -702,14 +702,14 @@ __global__ void __launch_bounds__(kThreads * P) decode_split_kernel(const Launch
   {
     const uint4* src = reinterpret_cast<const uint4*>(d.lut_multi);
 #pragma unroll
-    for (uint32_t i = tid; i < 4096 * 4 / 16; i += kT) smem_u4[i] = __ldg(src + i);
+    for (uint32_t i = tid; i < kLutSize * 4 / 16; i += kT) smem_u4[i] = __ldg(src + i);
     if (kLut16) {
       const uint4* src16 = reinterpret_cast<const uint4*>(d.lut);
 #pragma unroll
-      for (uint32_t i = tid; i < 4096 * 2 / 16; i += kT) smem_u4[4096 * 4 / 16 + i] = __ldg(src16 + i);
+      for (uint32_t i = tid; i < kLutSize * 2 / 16; i += kT) smem_u4[kLutSize * 4 / 16 + i] = __ldg(src16 + i);
     }
   }
-  const uint16_t* const lut16 = kLut16 ? reinterpret_cast<const uint16_t*>(smem + 4096 * 4) : d.lut;
+  const uint16_t* const lut16 = kLut16 ? reinterpret_cast<const uint16_t*>(smem + kLutSize * 4) : d.lut;
 
   uint32_t w[kNW + 1];
   int gap = 0, end = 0, expect = 0;  // segment-relative

@@ -10,14 +10,14 @@
 //     cp.async, all in flight at once: one memory round trip per block, no
 //     registers, no conversion; the L2 prefetch of its sign-mantissa bytes
 //     follows once the stream is in;
-//   * the stream is read through a 3-word bit reader (hi, lo, next): the 12-bit
-//     window is funnelshift(lo, hi, q) >> 20; when q passes 32 the words move
+//   * the stream is read through a 3-word bit reader (hi, lo, next): the L-bit
+//     window (L = kLutBits) is funnelshift(lo, hi, q) >> (32 - L); when q passes 32 the words move
 //     down and the word after `next` is loaded from the padded shared-memory
 //     copy of the block's stream, so the load has a whole word of decoding to
 //     arrive;
 //   * pass 1 runs the same code on every lane: segment 0 from its gap, the
 //     others speculatively from their first bit, recording the code starts of
-//     their first word. It adds one entry of the "accumulate" table per 12-bit
+//     their first word. It adds one entry of the "accumulate" table per L-bit
 //     window to a single register (position + codes << 11 + invalid codes << 22:
 //     every code that lies wholly inside the window); near the end of a segment
 //     the mask table (where those codes start) gives exact counts;
@@ -54,6 +54,10 @@ constexpr int kSmemStreamWords = kThreads * kStreamStride + 4;  // + reads of `n
 constexpr uint32_t kAccPos = 0x7FFu;
 constexpr int kAccCntShift = 11;
 constexpr int kAccInvShift = 22;
+// Pass-1 mask entry: bits 0 to L-1 code starts, bits 12-15 their total length.
+constexpr uint32_t kMaskStarts = kLutSize - 1;
+constexpr int kMaskLenShift = 12;
+static_assert(kLutBits <= kMaskLenShift, "code starts below the length field");
 
 __host__ __device__ __forceinline__ uint32_t ctz32(uint32_t x) {  // x != 0
 #if defined(__CUDA_ARCH__)
@@ -64,10 +68,10 @@ __host__ __device__ __forceinline__ uint32_t ctz32(uint32_t x) {  // x != 0
 }
 
 // Bit reader over 32-bit MSB-first words aligned to the segment start: the
-// window at segment position p is funnelshift(lo, hi, p mod 32) >> 20 while
+// window at segment position p is funnelshift(lo, hi, p mod 32) >> (32 - L) while
 // p < bound; crossing `bound` moves the words down and loads the word after
 // `next`, which then has a whole word of decoding to arrive. Reads are bounded
-// by the callers' positions (< end + 12 < 32 kNW + 12: words up to kNW + 2).
+// by the callers' positions (< end + L < 32 kNW + L: words up to kNW + 2).
 template <bool kGlobal>
 struct BitReader {
 #if defined(__CUDA_ARCH__)
@@ -102,9 +106,9 @@ struct BitReader {
   }
   __host__ __device__ __forceinline__ uint32_t window(int pos) const {
 #if defined(__CUDA_ARCH__)
-    return __funnelshift_l(lo, hi, static_cast<uint32_t>(pos)) >> 20;  // wrap mode: pos mod 32
+    return __funnelshift_l(lo, hi, static_cast<uint32_t>(pos)) >> (32 - kLutBits);  // wrap mode: pos mod 32
 #else
-    return window12(hi, lo, pos & 31);
+    return lut_window(hi, lo, pos & 31);
 #endif
   }
   // Call after every advance (of at most 32 bits).
@@ -135,16 +139,16 @@ struct BitReader {
   }
 };
 
-// Pass-1 tables (host), 4096 entries each, from the uint16 decode table:
+// Pass-1 tables (host), kLutSize entries each, from the uint16 decode table:
 //   acc (uint32): total length of the codes that lie wholly inside the window
 //     and start in it, + their number << 11, + (1 << 22) when the window does
-//     not start with a code (then 1 code of 12 bits, as in every other table);
-//   mask (uint16): bits 0-11 where those codes start, bits 12-15 total length.
+//     not start with a code (then 1 code of L bits, as in every other table);
+//   mask (uint16): bits 0 to L-1 where those codes start, bits 12-15 total length.
 inline void build_pass1_luts(const uint16_t* lut, uint32_t* acc, uint16_t* mask) {
   for (uint32_t i = 0; i < kLutSize; ++i) {
     if (lut[i] & kLutInvalid) {
       acc[i] = kMaxCodeLength | (1u << kAccCntShift) | (1u << kAccInvShift);
-      mask[i] = static_cast<uint16_t>(1u | (kMaxCodeLength << 12));
+      mask[i] = static_cast<uint16_t>(1u | (kMaxCodeLength << kMaskLenShift));
       continue;
     }
     uint32_t m = 0, off = 0, n = 0;
@@ -157,7 +161,7 @@ inline void build_pass1_luts(const uint16_t* lut, uint32_t* acc, uint16_t* mask)
       ++n;
     }
     acc[i] = off | (n << kAccCntShift);
-    mask[i] = static_cast<uint16_t>(m | (off << 12));
+    mask[i] = static_cast<uint16_t>(m | (off << kMaskLenShift));
   }
 }
 
@@ -188,10 +192,10 @@ __host__ __device__ __forceinline__ uint32_t count_to_end(BitReader<kGlobal>& r,
   while (pm < end) {
     const uint32_t w = r.window(pm);
     const uint32_t em = t.mask[w], ea = t.acc[w];
-    const uint32_t m = em & 0xFFFu;
-    const uint32_t lm = (1u << (end - pm)) - 1;  // end - pm < 12
+    const uint32_t m = em & kMaskStarts;
+    const uint32_t lm = (1u << (end - pm)) - 1;  // end - pm < L
     const uint32_t hm = m & ~lm;
-    const int n = hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(em >> 12);
+    const int n = hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(em >> kMaskLenShift);
     acc += (popc32(m & lm) << kAccCntShift) + (ea & ~((1u << kAccInvShift) - 1)) + static_cast<uint32_t>(n);
     pm += n;
     r.sync(pm);
@@ -213,9 +217,9 @@ __host__ __device__ __forceinline__ MaskedWindow masked_window(const BitReader<k
   const uint32_t w = r.window(pos);
   x.em = t.mask[w];
   x.ea = t.acc[w];
-  x.m = x.em & 0xFFFu;
+  x.m = x.em & kMaskStarts;
   const int rem = end - pos;
-  x.lm = rem >= static_cast<int>(kMaxCodeLength) ? 0xFFFu : (1u << rem) - 1;
+  x.lm = rem >= static_cast<int>(kMaxCodeLength) ? kMaskStarts : (1u << rem) - 1;
   x.mv = x.m & x.lm;
   return x;
 }
@@ -247,7 +251,7 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
       ++inv;
     }
     const uint32_t hm = x.m & ~x.lm;
-    pm += hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(x.em >> 12);
+    pm += hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(x.em >> kMaskLenShift);
     r.sync(pm);
   }
   s.acc = count_to_end(r, static_cast<uint32_t>(pm) | (cnt << kAccCntShift) | (inv << kAccInvShift), end, t);
@@ -257,7 +261,7 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
 // The true parse arrives at q: walk it until it meets a speculative start (from
 // there on both parses agree), or the end; if neither happens in the first
 // word, count the rest from where the walk stopped. Returns the segment's
-// accumulator (true end, codes, invalid codes). Needs q < end (0 <= q < 12).
+// accumulator (true end, codes, invalid codes). Needs q < end (0 <= q < L).
 template <bool kGlobal>
 __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const int q, const int end,
                                                      const LoopSpec& sp, const Pass1Luts& t) {
@@ -287,7 +291,7 @@ __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const
       s += static_cast<int>(ctz32(hm));
       return static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift);
     }
-    s += static_cast<int>(em >> 12);
+    s += static_cast<int>(em >> kMaskLenShift);
     r.sync(s);
   }
 }
@@ -422,10 +426,10 @@ __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wai
 
 template <int P, bool kSmemStream>
 struct LoopLayout {
-  static constexpr uint32_t kLut2Bytes = 4096 * 4;
+  static constexpr uint32_t kLut2Bytes = kLutSize * 4;
   static constexpr uint32_t kStreamBytes = kSmemStream ? ((kSmemStreamWords * 4 + 15) / 16) * 16 : 0;
   static constexpr uint32_t kFixed = kLut2Bytes + kStreamBytes;  // then the pass-1 tables / exponent buffer
-  static constexpr uint32_t kPass1Bytes = 4096 * 4 + 4096 * 2;
+  static constexpr uint32_t kPass1Bytes = kLutSize * 4 + kLutSize * 2;
 };
 
 // Shared memory of one block's decode.
@@ -552,7 +556,7 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
 template <int kT>
 __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
                                             uint32_t bar_pass1) {
-  constexpr uint32_t kLut2 = 4096 * 4, kPass1 = 4096 * 4 + 4096 * 2;
+  constexpr uint32_t kLut2 = kLutSize * 4, kPass1 = kLutSize * 4 + kLutSize * 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   (void)kT;
   (void)lut2_dst;
@@ -572,7 +576,7 @@ __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid
 // The pass-2 table (sm_90; elsewhere load_tables copied it).
 __device__ __forceinline__ void load_lut2(const uint32_t* tables, uint32_t tid, uint8_t* lut2_dst, uint32_t bar_lut2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (tid == 0) bulk_copy(lut2_dst, tables, 4096 * 4, bar_lut2);
+  if (tid == 0) bulk_copy(lut2_dst, tables, kLutSize * 4, bar_lut2);
 #else
   (void)tables;
   (void)tid;
@@ -609,7 +613,7 @@ __device__ __forceinline__ void wait_tables(uint32_t bar, uint32_t parity) {
 #endif
 }
 
-constexpr uint32_t kLoopTableBytes = 4096 * 10;  // one copy of the tables: pass-2 table, acc, mask
+constexpr uint32_t kLoopTableBytes = kLutSize * 10;  // one copy of the tables: pass-2 table, acc, mask
 
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
 // block records %globaltimer at each phase boundary, and df11_gpu_bench writes
@@ -723,7 +727,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   __shared__ alignas(8) uint64_t s_tables_bar[2];  // pass-1 tables, pass-2 table
   const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar[0]));
   const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem), bar + 8,
-                    Pass1Luts{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + 4096 * 4)},
+                    Pass1Luts{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + kLutSize * 4)},
                     reinterpret_cast<uint32_t*>(smem + L::kLut2Bytes), buf, s_warp_total};
 
   const uint32_t tid = threadIdx.x;

@@ -1,9 +1,10 @@
-// Byte layout of the .df11 v1 fixed header and index records (docs/FORMAT.md
+// Byte layout of the .df11 v2 fixed header and index records (docs/FORMAT.md
 // sections 2-3), with explicit little-endian (de)serialisation.
 #pragma once
 #include <cstdint>
 #include <cstring>
 
+#include "df11.h"
 #include "layout.h"
 
 namespace df11 {
@@ -24,7 +25,7 @@ inline uint32_t get_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); r
 inline uint64_t get_u64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
 
 struct FixedHeader {
-  uint32_t version = 1;
+  uint32_t version = kFormatVersion;
   uint32_t header_size = kFixedHeaderSize;
   uint64_t file_size = 0;
   uint64_t original_size = 0;

@@ -1,4 +1,4 @@
-// Reader for .df11 v1: enforces every rule of docs/FORMAT.md before any
+// Reader for .df11 v2: enforces every rule of docs/FORMAT.md before any
 // payload byte is trusted.
 #include <zstd.h>
 
@@ -74,7 +74,7 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   fh.load(d);
   if (fh.version != kFormatVersion)
     return fail(Error::Df11UnsupportedVersion,
-                "unsupported format version " + std::to_string(fh.version) + " (this df11 reads version 1)");
+                "unsupported format version " + std::to_string(fh.version) + " (this df11 reads version " + std::to_string(kFormatVersion) + ")");
   if (fh.file_size > size)
     return fail(Error::Df11Truncated, "truncated: header says " + std::to_string(fh.file_size) +
                                           " bytes, file has " + std::to_string(size));
@@ -95,7 +95,10 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   }
   if (fh.header_size != kFixedHeaderSize || fh.chunk_bits != kChunkBits || fh.block_threads != kBlockThreads ||
       fh.max_code_length != kMaxCodeLength || fh.alignment != kAlignment)
-    return fail(Error::Df11BadHeaderField, "layout parameters differ from version 1 (128/1024/64/12/64)");
+    return fail(Error::Df11BadHeaderField, "layout parameters differ from version " + std::to_string(kFormatVersion) + " (" +
+                                                std::to_string(kFixedHeaderSize) + "/" + std::to_string(kChunkBits) + "/" +
+                                                std::to_string(kBlockThreads) + "/" + std::to_string(kMaxCodeLength) + "/" +
+                                                std::to_string(kAlignment) + ")");
   if (!all_zero(d + kReservedOffset, kChecksumOffset - kReservedOffset))
     return fail(Error::Df11BadHeaderField, "reserved header bytes are not zero");
   // Every tensor needs well over one JSON byte, so count <= json_size bounds the index.

@@ -13,7 +13,7 @@
 
 namespace df11 {
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 const char* version_string() noexcept;  // "1.0.0"
 
 // Result of an operation: a code and a one-line message naming the file and

@@ -9,7 +9,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/df11-gpu-out}
 mkdir -p "$OUT"
-BIN=.gpu-build/bin
+BIN=${BIN:-.gpu-build/bin}  # another build tree to compare (e.g. a copy of an older bin)
 STEPS=${STEPS:-"tests bench sizes"}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 export PATH=$PATH:/usr/local/cuda/bin

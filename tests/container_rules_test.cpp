@@ -239,7 +239,7 @@ TEST_CASE("container rules: Df11BadMagic", "[container]") {
 }
 
 TEST_CASE("container rules: Df11UnsupportedVersion", "[container]") {
-  for (uint32_t v : {0u, 2u, 0xFFFFFFFFu}) {
+  for (uint32_t v : {0u, 1u, 3u, 0xFFFFFFFFu}) {  // 1: the version before the 11-bit code limit
     Box box;
     put_u32(box.b.data() + 8, v);
     box.fix_checksum();  // version is checked before the checksum anyway
@@ -494,9 +494,9 @@ TEST_CASE("container rules: Df11BadCodeLengths", "[container]") {
   int longest = 0;
   for (int s = 0; s < 256; ++s)
     if (len[s] > len[longest]) longest = s;
-  SECTION("a length above 12") {
+  SECTION("a length above kMaxCodeLength (11; 12 was version 1's limit)") {
     Box box;
-    set_nibble(box.b, cl, static_cast<uint64_t>(longest), 13);
+    set_nibble(box.b, cl, static_cast<uint64_t>(longest), kMaxCodeLength + 1);
     expect_open(box, Error::Df11BadCodeLengths);
   }
   SECTION("an incomplete code (Kraft sum below 1)") {
@@ -530,9 +530,9 @@ TEST_CASE("container rules: Df11BadGaps", "[container]") {
   Box base;
   const size_t big = base.find("big");
   const uint64_t gaps = base.sections(big).gaps;
-  SECTION("gap >= 12 and nonzero first gap: rejected at open") {
+  SECTION("gap >= kMaxCodeLength and nonzero first gap: rejected at open") {
     Box a;
-    set_nibble(a.b, gaps, 3, 12);
+    set_nibble(a.b, gaps, 3, kMaxCodeLength);
     expect_open(a, Error::Df11BadGaps);
     Box b;
     set_nibble(b.b, gaps, 0, 1);
@@ -572,7 +572,7 @@ TEST_CASE("container rules: Df11BadBlockOffsets", "[container]") {
   set(down, 1, entry(down, 2) + 1);
   expect_open(down, Error::Df11BadBlockOffsets);
   Box huge;  // a block holding more weights than 64 chunks of shortest codes allow
-  int min_len = 12;
+  int min_len = static_cast<int>(kMaxCodeLength);
   const uint64_t cl = base.sections(big).code_lengths;
   for (int s = 0; s < 256; ++s) {
     const int l = (base.b[cl + s / 2] >> (4 * (s % 2))) & 0xF;

@@ -72,7 +72,7 @@ TEST_CASE("huffman: the longest codes", "[huffman]") {
   REQUIRE(l[127] == 1);
   for (int s = 0; s < 256; ++s)
     if (s != 127) REQUIRE((l[s] == 8 || l[s] == 9));
-  // Halving counts over 40 exponents: the tail is clamped at exactly 12 bits.
+  // Halving counts over 40 exponents: the tail is clamped at exactly kMaxCodeLength bits.
   Histogram g{};
   for (int s = 0; s < 40; ++s) g[60 + s] = uint64_t{1} << (45 - s);
   l = build_code_lengths(g);
