@@ -10,7 +10,7 @@ namespace df11 {
 
 namespace {
 
-// 12 bits of the stream starting at bit p (MSB-first words). The stream has
+// kLutBits bits of the stream starting at bit p (MSB-first words). The stream has
 // one word of padding past the last chunk, so p < n_threads * kChunkBits keeps
 // the 8-byte read inside it.
 inline uint32_t peek12(const uint32_t* stream, uint64_t p) {
@@ -61,7 +61,7 @@ Error decode_chunks(const Bf16View& v, const uint16_t* lut, const MultiLut& mult
   uint8_t* begin[LANES];
   for (int l = 0; l < LANES; ++l) begin[l] = out[l];
   // Multi-symbol steps while every code of the window starts before the
-  // chunk's end (windows are 12 bits), then one code at a time.
+  // chunk's end (windows are kLutBits bits), then one code at a time.
   uint32_t bad_multi = 0;
   for (;;) {
     bool all = true;
@@ -165,7 +165,7 @@ Error validate_bf16(const Bf16View& v, uint64_t* max_block_elems) {
     if (any || g.total_bits || g.n_threads) return Error::Df11BadIndex;
   } else {
     if (!any) return Error::Df11BadCodeLengths;
-    // Every code is 1..12 bits; the last code starts inside the last chunk.
+    // Every code is 1..kMaxCodeLength bits; the last code starts inside the last chunk.
     if (g.total_bits < g.n * min_len || g.total_bits > g.n * kMaxCodeLength) return Error::Df11BadIndex;
     if (g.n_threads == 0 || (g.n_threads - 1) * kChunkBits >= g.total_bits ||
         g.total_bits > g.n_threads * kChunkBits + kMaxCodeLength)

@@ -25,14 +25,14 @@ Error validate_code_lengths(const CodeLengths& lengths);
 // code right-aligned in its length.
 std::array<uint32_t, 256> canonical_codes(const CodeLengths& lengths);
 
-// 4096-entry decode table (see kLutInvalid in layout.h). Lengths must be valid.
+// kLutSize-entry decode table (see kLutInvalid in layout.h). Lengths must be valid.
 void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]);
 
-// Multi-symbol decode table (4096 x uint32), shared by the CPU decoder and the
-// CUDA kernel: for each 12-bit window, up to three consecutive codes that lie
+// Multi-symbol decode table (kLutSize x uint32), shared by the CPU decoder and the
+// CUDA kernel: for each kLutBits-bit window, up to three consecutive codes that lie
 // wholly inside it. Bits 0-7, 8-15, 16-23 symbols; 24-27 their total length;
 // 28-29 their count (1..3); bit 31 (kMultiInvalid) when the window does not
-// start with a code (then count 1 and length 12, as in the uint16 table).
+// start with a code (then count 1 and length kMaxCodeLength, as in the uint16 table).
 constexpr uint32_t kMultiInvalid = 0x80000000u;
 void build_multi_lut(const uint16_t lut[kLutSize], uint32_t multi[kLutSize]);
 

@@ -9,19 +9,28 @@
 
 namespace {
 using namespace df11::cuda::detail;
-template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false>
+template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false, int kBulk = 0>
 int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
-  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kTrace>, L::kFixed, false, 64 * P,
-                          L::kPass1Bytes);
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kTrace, kBulk>, L::kFixed, false,
+                          64 * P, L::kPass1Bytes + ((kBulk & 1) ? kStageBytes : 0));
 }
 const int kRegistered[] = {
     reg_loop<4, false>("loop4+ldg"),
     reg_loop<4, false, 5>("loop4+ldg+lb5"),
-    reg_loop<4, true, 5>("loop4+smem+lb5"),  // 48 registers: 5 blocks per SM where shared memory allows
+    reg_loop<4, true, 1>("loop4+smem+lb1"),  // no register bound: 56 registers, 4 blocks per SM
     reg_loop<2, true>("loop2+smem"),
     reg_loop<4, true, 1, true>("loop4+timed"),  // prints per-phase cycles of sampled blocks
-    reg_loop<4, true, 1, false, 0, true>("loop4+trace"),  // df11_gpu_bench writes the timeline
+    reg_loop<4, true, kLoopMinBlocks, false, 0, true>("loop4+trace"),
+    // Round 6: the stream by one bulk copy, the sign-mantissa prefetch by one bulk prefetch, both.
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 1>("loop4+bulks"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 2>("loop4+bulkp"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 3>("loop4+bulk"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, true, 3>("loop4+bulk+trace"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 4>("loop4+latep"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 5>("loop4+bulks+latep"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 6>("loop4+bulkp+latep"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, true, 6>("loop4+bulkp+latep+trace"),  // df11_gpu_bench writes the timeline
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),

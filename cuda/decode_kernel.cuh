@@ -59,7 +59,7 @@
 namespace df11::cuda::detail {
 
 constexpr int kThreads = 64;           // = kBlockThreads of the format
-// Copies of decode_loop.cuh's 40 KB of tables that upload() places one after
+// Copies of decode_loop.cuh's 20 KB of tables that upload() places one after
 // another: every block of a launch reads its tensor's tables, and with one copy
 // those few L2 lines were a hot spot (block b reads copy b mod 4; 4, 8 and 16
 // copies measured alike, 32 slower: docs/PERFORMANCE.md round 5).

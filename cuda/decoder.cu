@@ -209,7 +209,7 @@ std::vector<Variant>& variant_list() {
   // the block's stream words in shared memory.
   using L4 = LoopLayout<4, true>;
   static std::vector<Variant> v{
-      {"loop4+smem", &decode_loop_kernel<4, true>, L4::kFixed, false, 256, L4::kPass1Bytes},
+      {"loop4+smem", &decode_loop_kernel<4, true, kLoopMinBlocks>, L4::kFixed, false, 256, L4::kPass1Bytes},
       {"split4+prefetch+lut16", &decode_split_kernel<4, true, true>, 16384 + 8192, false, 256},
       {"multi+prefetch", &decode_kernel<true, true, false>, 16384, false, 64}};
   return v;

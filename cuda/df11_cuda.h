@@ -64,7 +64,7 @@ Error fill_device(void* dst_dev, int byte, size_t bytes, Stream stream = nullptr
 
 // ---- one BF16_HUFFMAN tensor on the device ----------------------------------------------
 // Device copies of the sections (block_out, gaps, stream, sign-mantissa bytes),
-// the 4096-entry uint16 decode table (build_decode_lut), the 4096-entry uint32
+// the 2048-entry uint16 decode table (build_decode_lut), the 2048-entry uint32
 // multi-symbol table (build_multi_lut) and the kernel's pass-1
 // tables (cuda/decode_loop.cuh), in one allocation.
 struct DeviceTensor {
@@ -74,11 +74,11 @@ struct DeviceTensor {
   const uint8_t* gaps_dev = nullptr;
   const uint32_t* stream_dev = nullptr;
   const uint8_t* sm_dev = nullptr;        // n bytes, zero-padded to a multiple of 16
-  const uint16_t* lut_dev = nullptr;      // 4096 x uint16 (codec/huffman.h layout)
-  const uint32_t* lut_multi_dev = nullptr;  // 4096 x uint32, up to 3 symbols per entry
-  // decode_loop.cuh's tables, 40 KB: 4096 x uint32 pass-2 entries, 4096 x uint32
-  // pass-1 accumulate entries, 4096 x uint16 pass-1 masks; followed by 3 more
-  // copies of the same 40 KB (the kernel's blocks read them in turn, so that
+  const uint16_t* lut_dev = nullptr;      // 2048 (kLutSize) x uint16 (codec/huffman.h layout)
+  const uint32_t* lut_multi_dev = nullptr;  // 2048 x uint32, up to 3 symbols per entry
+  // decode_loop.cuh's tables, 20 KB: 2048 x uint32 pass-2 entries, 2048 x uint32
+  // pass-1 accumulate entries, 2048 x uint16 pass-1 masks; followed by 3 more
+  // copies of the same 20 KB (the kernel's blocks read them in turn, so that
   // their reads spread over more L2 lines).
   const uint32_t* lut_loop_dev = nullptr;
   uint64_t device_bytes() const { return mem.size(); }
