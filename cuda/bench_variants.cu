@@ -9,11 +9,12 @@
 
 namespace {
 using namespace df11::cuda::detail;
-template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false, int kBulk = 0>
+template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false,
+          int kPrefetchAt = kPrefetchByWave>
 int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
-  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kTrace, kBulk>, L::kFixed, false,
-                          64 * P, L::kPass1Bytes + ((kBulk & 1) ? kStageBytes : 0));
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kTrace, kPrefetchAt>, L::kFixed,
+                          false, 64 * P, L::kPass1Bytes);
 }
 const int kRegistered[] = {
     reg_loop<4, false>("loop4+ldg"),
@@ -22,15 +23,9 @@ const int kRegistered[] = {
     reg_loop<2, true>("loop2+smem"),
     reg_loop<4, true, 1, true>("loop4+timed"),  // prints per-phase cycles of sampled blocks
     reg_loop<4, true, kLoopMinBlocks, false, 0, true>("loop4+trace"),
-    // Round 6: the stream by one bulk copy, the sign-mantissa prefetch by one bulk prefetch, both.
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 1>("loop4+bulks"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 2>("loop4+bulkp"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 3>("loop4+bulk"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, true, 3>("loop4+bulk+trace"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 4>("loop4+latep"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 5>("loop4+bulks+latep"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, 6>("loop4+bulkp+latep"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, true, 6>("loop4+bulkp+latep+trace"),  // df11_gpu_bench writes the timeline
+    // Round 6: the sign-mantissa prefetch after the prologue / after pass 1 for every block.
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchEarly>("loop4+pf-early"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchLate>("loop4+pf-late"),
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),

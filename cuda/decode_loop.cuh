@@ -501,29 +501,34 @@ __device__ __forceinline__ void stage_stream(const TensorDesc& d, uint64_t b, ui
   if (tid < 4) sstream[kThreads * kStreamStride + tid] = 0;
 }
 
-// The block's sign-mantissa bytes into L2 ahead of the merge.
+// The block's sign-mantissa bytes into L2 ahead of the merge. sm_90: one bulk
+// prefetch, issued by one thread and run by the copy engine (+2.5% on a 4096x4096
+// tensor against one prefetch instruction per 128-byte line: round 6);
+// elsewhere those per-line prefetches, spread over the block's threads.
 template <int kT>
 __device__ __forceinline__ void prefetch_sm(const TensorDesc& d, uint64_t out_begin, uint32_t expected,
                                             uint32_t tid) {
-  const uint8_t* pbase = d.sm + (out_begin & ~uint64_t{127});
-  const uint64_t lines = (out_begin + expected - (out_begin & ~uint64_t{127}) + 127) >> 7;
-  for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(pbase + (l << 7)));
-}
-
-// kBulk bit 1 (sm_90): the same prefetch as one bulk L2 prefetch, issued by one
-// thread and run by the copy engine, instead of one instruction per 128-byte
-// line spread over the block's threads.
-template <int kT>
-__device__ __forceinline__ void prefetch_sm_bulk(const TensorDesc& d, uint64_t out_begin, uint32_t expected,
-                                                 uint32_t tid) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (tid != 0 || expected == 0) return;
   const uint64_t a = out_begin & ~uint64_t{15};
   const uint32_t bytes = static_cast<uint32_t>((out_begin + expected - a + 15) & ~uint64_t{15});  // sm is padded to 16
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(d.sm + a), "r"(bytes) : "memory");
 #else
-  prefetch_sm<kT>(d, out_begin, expected, tid);
+  const uint8_t* pbase = d.sm + (out_begin & ~uint64_t{127});
+  const uint64_t lines = (out_begin + expected - (out_begin & ~uint64_t{127}) + 127) >> 7;
+  for (uint64_t l = tid; l < lines; l += kT) asm volatile("prefetch.global.L2 [%0];" ::"l"(pbase + (l << 7)));
 #endif
+}
+
+// When a block prefetches its sign-mantissa bytes (kPrefetchAt): a block of the
+// launch's first wave right after its prologue, where nothing else competes
+// for memory yet; any later block after pass 1, so that the prefetch does not
+// delay the stream loads of the blocks starting beside it (round 6: +2% on a
+// 4096x14336 tensor, +1% on the Llama layer, against after the prologue for all).
+enum : int { kPrefetchByWave = 0, kPrefetchEarly = 1, kPrefetchLate = 2 };
+template <int kPrefetchAt>
+__device__ __forceinline__ bool prefetch_late(const LaunchParams& prm, uint64_t gblock) {
+  return kPrefetchAt == kPrefetchLate || (kPrefetchAt == kPrefetchByWave && gblock >= prm.resident);
 }
 
 // The stream words and block-output entry of the block that will most likely
@@ -558,40 +563,6 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
   (void)bytes;
   (void)bar;
 #endif
-}
-
-// kBulk bit 0 (sm_90): the block's stream words by one bulk copy (the copy
-// engine, on mbarrier bar) into a linear staging area, instead of 33 cp.async
-// per thread: the trace showed a launch's first wave waiting up to 10 us for
-// its streams, the fifth block of each SM last (round 6). stream_unstage()
-// then lays them out as stage_stream() does.
-constexpr uint32_t kStageWords = kThreads * kWords + 1;
-constexpr uint32_t kStageBytes = (kStageWords * 4 + 15) / 16 * 16;
-__device__ __forceinline__ uint32_t stream_avail(const TensorDesc& d, uint64_t b) {
-  const uint64_t avail = d.n_threads * kWords + 1 - b * kThreads * kWords;  // stream words from the block's first
-  return avail < kStageWords ? static_cast<uint32_t>(avail) : kStageWords;
-}
-__device__ __forceinline__ void stream_bulk(const TensorDesc& d, uint64_t b, uint32_t tid, uint32_t* staging,
-                                            uint32_t bar) {
-  // The source is 16-byte aligned (blocks start at multiples of 8 KB), and up
-  // to 12 bytes past the stream's last word are upload()'s zero padding.
-  if (tid == 0) bulk_copy(staging, d.stream + b * kThreads * kWords, (stream_avail(d, b) * 4 + 15) & ~15u, bar);
-}
-template <int kT>
-__device__ __forceinline__ void stream_unstage(const TensorDesc& d, uint64_t b, uint32_t tid, const uint32_t* staging,
-                                               uint32_t* sstream) {
-  const uint32_t avail = stream_avail(d, b);
-  constexpr uint32_t kRounds = kThreads * kWords / kT;
-#pragma unroll
-  for (uint32_t k = 0; k < kRounds; ++k) {
-    const uint32_t w = tid + k * kT;
-    sstream[w + w / 32] = w < avail ? staging[w] : 0u;
-  }
-  if (tid < kThreads) {
-    const uint32_t w = (tid + 1) * kWords;
-    sstream[tid * kStreamStride + kWords] = w < avail ? staging[w] : 0u;
-  }
-  if (tid < 4) sstream[kThreads * kStreamStride + tid] = 0;
 }
 
 // Tables -> shared memory. sm_90: bulk copies by the copy engine (TMA), issued
@@ -663,12 +634,6 @@ __device__ __forceinline__ void wait_tables(uint32_t bar, uint32_t parity) {
 #endif
 }
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define DF11_SM90 1
-#else
-#define DF11_SM90 0
-#endif
-
 constexpr uint32_t kLoopTableBytes = kLutSize * 10;  // one copy of the tables: pass-2 table, acc, mask
 
 // Blocks per SM that the production kernel is compiled for (__launch_bounds__):
@@ -695,7 +660,7 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // block synchronised after they arrived): pass 1, the hand-over, the scan and
 // the checks, pass 2, then the merge. kTimed: tm[2], tm[3] get clock64() after
 // the scan and after pass 2.
-template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false, int kBulk = 0>
+template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false, int kPrefetchAt = 0>
 __device__ __forceinline__ void decode_block(const LaunchParams& prm, const TensorDesc& d, uint64_t gblock,
                                              const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid,
                                              long long* tm) {
@@ -738,13 +703,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   // Block exclusive scan of the counts (chunk-major, segment-minor).
   const uint32_t incl = scan_publish(cnt, sm.warp_total, tid);
   __syncthreads();  // also: every thread is done with the pass-1 tables
-  if ((kBulk & 4) && blk.range_ok) {  // kBulk bit 2: the sign-mantissa prefetch only now
-    if (kBulk & 2) {
-      prefetch_sm_bulk<kT>(d, blk.out_begin, blk.expected, tid);
-    } else {
-      prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
-    }
-  }
+  if (blk.range_ok && prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (kTimed) tm[2] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
   wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
   uint32_t excl, total;
@@ -781,10 +740,8 @@ static __device__ unsigned int g_timed_prints;
 
 // One CUDA block per format block. Shared memory: [pass-2 table 8 KB | stream
 // copy | pass-1 tables 12 KB, overlaid after pass 1 by the exponent buffer].
-// kBulk (bench variants): bit 0 stream_bulk(), bit 1 prefetch_sm_bulk() (sm_90),
-// bit 2 the sign-mantissa prefetch after pass 1 instead of after the prologue.
 template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false,
-          int kBulk = 0>
+          int kPrefetchAt = kPrefetchByWave>
 __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
   constexpr int kT = kThreads * P;
@@ -796,7 +753,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + L::kFixed;
   __shared__ uint32_t s_warp_total[kT / 32];
-  __shared__ alignas(8) uint64_t s_tables_bar[3];  // pass-1 tables, pass-2 table, stream (kBulk & 1)
+  __shared__ alignas(8) uint64_t s_tables_bar[2];  // pass-1 tables, pass-2 table
   const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&s_tables_bar[0]));
   const LoopSmem sm{reinterpret_cast<const uint32_t*>(smem), bar + 8,
                     Pass1Luts{reinterpret_cast<const uint32_t*>(buf), reinterpret_cast<const uint16_t*>(buf + kLutSize * 4)},
@@ -810,34 +767,16 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   // Tables, stream and the block's scalars all in flight at once.
   init_tables_bar(bar, tid);
   init_tables_bar(bar + 8, tid);
-  constexpr bool kBulkStream = kSmemStream && (kBulk & 1) && DF11_SM90;
-  if (kBulkStream) init_tables_bar(bar + 16, tid);
   const uint32_t* const tables = d.lut_loop + (blockIdx.x % kLoopTableCopies) * (kLoopTableBytes / 4);
   load_tables<kT>(tables, tid, smem, buf, bar);
-  uint32_t* const staging = reinterpret_cast<uint32_t*>(buf + L::kPass1Bytes);  // free until pass 2
-  if (kBulkStream) {
-    stream_bulk(d, gblock - prm.block_begin[ti], tid, staging, bar + 16);
-  } else if (kSmemStream) {
-    stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
-  }
+  if (kSmemStream) stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
   LoopBlock<P> blk;
   blk.load(d, gblock - prm.block_begin[ti], tid / P, tid % P, prm.buf_bytes);
   cp_async_wait_all();
   __syncthreads();  // stream ready (and the mbarrier initialised)
-  if (kBulkStream) {
-    wait_tables(bar + 16, 0);
-    stream_unstage<kT>(d, gblock - prm.block_begin[ti], tid, staging, sm.sstream);
-    __syncthreads();
-  }
-  // Only now: in a launch's first wave every block's prefetch at once (13 MB
-  // for 4096x4096) delayed the streams that pass 1 waits for (round 5).
-  if (blk.range_ok && !(kBulk & 4)) {
-    if (kBulk & 2) {
-      prefetch_sm_bulk<kT>(d, blk.out_begin, blk.expected, tid);
-    } else {
-      prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
-    }
-  }
+  // Not before the barrier: in a launch's first wave every block's prefetch at
+  // once (13 MB for 4096x4096) delayed the streams that pass 1 waits for (round 5).
+  if (blk.range_ok && !prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (gblock < prm.resident)  // the first wave only (later, the lines did not stay in L2: round 5)
     prefetch_ahead(prm, d, prm.block_begin[ti + 1] - prm.block_begin[ti], gblock - prm.block_begin[ti], tid);
   wait_tables(bar, 0);
@@ -845,7 +784,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   if (kTimed) tm[1] = clock64();
   if (kTrace) tm[1] = static_cast<long long>(global_ns());
 
-  decode_block<P, kSmemStream, kTm, kDiag, kTrace, kBulk>(prm, d, gblock, blk, sm, tid, tm);
+  decode_block<P, kSmemStream, kTm, kDiag, kTrace, kPrefetchAt>(prm, d, gblock, blk, sm, tid, tm);
   if (kTrace) {
     __syncthreads();
     if (tid == 0 && blockIdx.x < kTraceBlocks) {
