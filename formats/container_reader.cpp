@@ -2,6 +2,7 @@
 // payload byte is trusted.
 #include <zstd.h>
 
+#include "byte_planes.h"
 #include "container_layout.h"
 #include "df11.h"
 #include "file_io.h"
@@ -230,6 +231,9 @@ Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads, const Pie
         return fail(Error::Df11ZstdCorrupt, "XXH64 of the stored zstd frame differs");
       const size_t z = ZSTD_decompress(out, t.orig_size, t.payload, t.payload_size);
       if (ZSTD_isError(z) || z != t.orig_size) return fail(Error::Df11ZstdCorrupt, "zstd frame does not decode");
+      // The frame holds byte planes (FORMAT.md section 3); undone in place so
+      // that memory stays at the tensor's size plus one group.
+      from_byte_planes(out, t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype));
       s = pieces_of(out, t.orig_size);
       break;
     }

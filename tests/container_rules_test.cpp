@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "byte_planes.h"
 #include "container_layout.h"
 #include "df11.h"
 #include "safetensors_writer.h"
@@ -122,6 +123,33 @@ struct Box {
   void set_rec(size_t i, const Record& r) {
     Bytes m = meta();
     r.store(m.data() + json_size() + i * kRecordSize);
+    set_meta(m);
+  }
+  // Replaces tensor i's payload with `p`, moves the payloads after it and the
+  // meta block to their aligned offsets, and fixes the records (payload_xxh64
+  // too, for ZSTD), the header and its checksum: a valid layout around a
+  // payload of any size.
+  void set_payload(size_t i, const Bytes& p) {
+    Bytes m = meta();
+    const uint64_t js = json_size();
+    Bytes out(b.begin(), b.begin() + kFixedHeaderSize);
+    for (size_t j = 0; j < count(); ++j) {
+      Record r;
+      r.load(m.data() + js + j * kRecordSize);
+      out.resize(align_up(out.size(), kAlignment), 0);
+      const auto from = b.begin() + static_cast<std::ptrdiff_t>(r.payload_offset);
+      const Bytes bytes = j == i ? p : Bytes(from, from + static_cast<std::ptrdiff_t>(r.payload_size));
+      r.payload_offset = out.size();
+      r.payload_size = bytes.size();
+      if (j == i && r.encoding == kZstd) r.payload_xxh64 = XXH64(bytes.data(), bytes.size(), 0);
+      r.store(m.data() + js + j * kRecordSize);
+      out.insert(out.end(), bytes.begin(), bytes.end());
+    }
+    out.resize(align_up(out.size(), kAlignment), 0);
+    FixedHeader h = fh();
+    h.meta_offset = out.size();
+    b = std::move(out);
+    set_fh(h);
     set_meta(m);
   }
   // Raw byte edit of record i (for reserved bytes).
@@ -692,6 +720,34 @@ TEST_CASE("container rules: Df11TensorChecksum", "[container]") {
   r.orig_xxh64 ^= 1;
   box.set_rec(i, r);
   expect_decode(box, i, Error::Df11TensorChecksum);
+}
+
+TEST_CASE("container rules: a ZSTD frame holds byte planes; the plain bytes fail Df11TensorChecksum", "[container]") {
+  // The F32 tensor re-stored as a frame of its bytes without the byte-plane
+  // layout (FORMAT.md section 3), with valid frame and header checksums:
+  // only a reader that un-planes what it decoded notices.
+  Box base;
+  const size_t norm = base.find("norm");
+  const Record rec = base.rec(norm);
+  const uint8_t* orig = reference().original.data() + 8 + base.json_size() + rec.orig_offset;
+  const Bytes plain(orig, orig + rec.orig_size);
+  Bytes planes(plain.size());
+  to_byte_planes(plain.data(), plain.size(), 4, planes.data());
+  REQUIRE(planes != plain);
+  auto frame_of = [](const Bytes& bytes) {
+    Bytes z(ZSTD_compressBound(bytes.size()));
+    z.resize(ZSTD_compress(z.data(), z.size(), bytes.data(), bytes.size(), 19));
+    return z;
+  };
+  Box planed;  // control: the same edit with the planes decodes
+  planed.set_payload(norm, frame_of(planes));
+  std::unique_ptr<Reader> r = planed.open_ok();
+  Bytes out(rec.orig_size);
+  REQUIRE(r->decode_tensor(norm, out.data(), 1).ok());
+  CHECK(out == plain);
+  Box box;
+  box.set_payload(norm, frame_of(plain));
+  expect_decode(box, norm, Error::Df11TensorChecksum);
 }
 
 TEST_CASE("container rules: Df11FileChecksum", "[container]") {

@@ -1,0 +1,77 @@
+#include "byte_planes.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace df11 {
+
+namespace {
+
+// K known at compile time for the dtype sizes (2, 4, 8), so that the compiler
+// unrolls the inner loop; K = 0 takes k at run time.
+template <uint64_t K>
+void plane_group(const uint8_t* src, uint64_t m, uint64_t k_rt, uint8_t* dst) {
+  const uint64_t k = K ? K : k_rt;
+  for (uint64_t i = 0; i < m; ++i)
+    for (uint64_t j = 0; j < k; ++j) dst[j * m + i] = src[i * k + j];
+}
+
+template <uint64_t K>
+void unplane_group(const uint8_t* src, uint64_t m, uint64_t k_rt, uint8_t* dst) {
+  const uint64_t k = K ? K : k_rt;
+  for (uint64_t i = 0; i < m; ++i)
+    for (uint64_t j = 0; j < k; ++j) dst[i * k + j] = src[j * m + i];
+}
+
+using GroupFn = void (*)(const uint8_t*, uint64_t, uint64_t, uint8_t*);
+
+GroupFn plane_fn(uint64_t k) {
+  switch (k) {
+    case 2: return plane_group<2>;
+    case 4: return plane_group<4>;
+    case 8: return plane_group<8>;
+    default: return plane_group<0>;
+  }
+}
+
+GroupFn unplane_fn(uint64_t k) {
+  switch (k) {
+    case 2: return unplane_group<2>;
+    case 4: return unplane_group<4>;
+    case 8: return unplane_group<8>;
+    default: return unplane_group<0>;
+  }
+}
+
+}  // namespace
+
+void to_byte_planes(const uint8_t* src, uint64_t n_bytes, uint64_t k, uint8_t* dst) {
+  if (k <= 1) {
+    if (n_bytes) std::memcpy(dst, src, n_bytes);
+    return;
+  }
+  const GroupFn f = plane_fn(k);
+  const uint64_t n = n_bytes / k;
+  for (uint64_t e = 0; e < n; e += kPlaneGroupElems) {
+    const uint64_t m = std::min(kPlaneGroupElems, n - e);
+    f(src + e * k, m, k, dst + e * k);
+  }
+  // A partial element (never in a valid tensor) stays as it is, so that dst
+  // is fully defined and from_byte_planes still inverts this.
+  if (n_bytes % k) std::memcpy(dst + n * k, src + n * k, n_bytes % k);
+}
+
+void from_byte_planes(uint8_t* data, uint64_t n_bytes, uint64_t k) {
+  if (k <= 1) return;
+  const GroupFn f = unplane_fn(k);
+  const uint64_t n = n_bytes / k;
+  std::vector<uint8_t> scratch(std::min(kPlaneGroupElems, n) * k);
+  for (uint64_t e = 0; e < n; e += kPlaneGroupElems) {
+    const uint64_t m = std::min(kPlaneGroupElems, n - e);
+    std::memcpy(scratch.data(), data + e * k, m * k);
+    f(scratch.data(), m, k, data + e * k);
+  }
+}
+
+}  // namespace df11
