@@ -660,7 +660,7 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // block synchronised after they arrived): pass 1, the hand-over, the scan and
 // the checks, pass 2, then the merge. kTimed: tm[2], tm[3] get clock64() after
 // the scan and after pass 2.
-template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false, int kPrefetchAt = 0>
+template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false, int kPrefetchAt = kPrefetchByWave>
 __device__ __forceinline__ void decode_block(const LaunchParams& prm, const TensorDesc& d, uint64_t gblock,
                                              const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid,
                                              long long* tm) {
