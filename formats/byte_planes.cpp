@@ -9,38 +9,29 @@ namespace df11 {
 namespace {
 
 // K known at compile time for the dtype sizes (2, 4, 8), so that the compiler
-// unrolls the inner loop; K = 0 takes k at run time.
-template <uint64_t K>
-void plane_group(const uint8_t* src, uint64_t m, uint64_t k_rt, uint8_t* dst) {
+// unrolls the inner loop; K = 0 takes k at run time. kUnplane: the inverse.
+template <uint64_t K, bool kUnplane>
+void group(const uint8_t* src, uint64_t m, uint64_t k_rt, uint8_t* dst) {
   const uint64_t k = K ? K : k_rt;
   for (uint64_t i = 0; i < m; ++i)
-    for (uint64_t j = 0; j < k; ++j) dst[j * m + i] = src[i * k + j];
-}
-
-template <uint64_t K>
-void unplane_group(const uint8_t* src, uint64_t m, uint64_t k_rt, uint8_t* dst) {
-  const uint64_t k = K ? K : k_rt;
-  for (uint64_t i = 0; i < m; ++i)
-    for (uint64_t j = 0; j < k; ++j) dst[i * k + j] = src[j * m + i];
+    for (uint64_t j = 0; j < k; ++j) {
+      if (kUnplane) {
+        dst[i * k + j] = src[j * m + i];
+      } else {
+        dst[j * m + i] = src[i * k + j];
+      }
+    }
 }
 
 using GroupFn = void (*)(const uint8_t*, uint64_t, uint64_t, uint8_t*);
 
-GroupFn plane_fn(uint64_t k) {
+template <bool kUnplane>
+GroupFn group_fn(uint64_t k) {
   switch (k) {
-    case 2: return plane_group<2>;
-    case 4: return plane_group<4>;
-    case 8: return plane_group<8>;
-    default: return plane_group<0>;
-  }
-}
-
-GroupFn unplane_fn(uint64_t k) {
-  switch (k) {
-    case 2: return unplane_group<2>;
-    case 4: return unplane_group<4>;
-    case 8: return unplane_group<8>;
-    default: return unplane_group<0>;
+    case 2: return group<2, kUnplane>;
+    case 4: return group<4, kUnplane>;
+    case 8: return group<8, kUnplane>;
+    default: return group<0, kUnplane>;
   }
 }
 
@@ -51,7 +42,7 @@ void to_byte_planes(const uint8_t* src, uint64_t n_bytes, uint64_t k, uint8_t* d
     if (n_bytes) std::memcpy(dst, src, n_bytes);
     return;
   }
-  const GroupFn f = plane_fn(k);
+  const GroupFn f = group_fn<false>(k);
   const uint64_t n = n_bytes / k;
   for (uint64_t e = 0; e < n; e += kPlaneGroupElems) {
     const uint64_t m = std::min(kPlaneGroupElems, n - e);
@@ -64,7 +55,7 @@ void to_byte_planes(const uint8_t* src, uint64_t n_bytes, uint64_t k, uint8_t* d
 
 void from_byte_planes(uint8_t* data, uint64_t n_bytes, uint64_t k) {
   if (k <= 1) return;
-  const GroupFn f = unplane_fn(k);
+  const GroupFn f = group_fn<true>(k);
   const uint64_t n = n_bytes / k;
   std::vector<uint8_t> scratch(std::min(kPlaneGroupElems, n) * k);
   for (uint64_t e = 0; e < n; e += kPlaneGroupElems) {
