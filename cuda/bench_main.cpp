@@ -1,5 +1,6 @@
 // df11_gpu_bench: the GPU decode benchmark without the CLI.
-//   df11_gpu_bench [--synthetic llama-8b-block | --sizes] [--variant NAME|all] [--reps N] [--json] [--list]
+//   df11_gpu_bench [--synthetic llama-8b-block | --sizes | --shape RxC] [--variant NAME|all] [--reps N] [--json] [--list]
+// (--shape: one synthetic RxC matrix, e.g. for a profiler run on that shape alone)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--synthetic" && i + 1 < argc) mode = argv[++i];
     else if (a == "--sizes") mode = "sizes";
+    else if (a == "--shape" && i + 1 < argc) mode = std::string("shape:") + argv[++i];
     else if (a == "--variant" && i + 1 < argc) variant = argv[++i];
     else if (a == "--reps" && i + 1 < argc) opt.reps = std::atoi(argv[++i]);
     else if (a == "--device" && i + 1 < argc) opt.device = std::atoi(argv[++i]);
@@ -33,7 +35,7 @@ int main(int argc, char** argv) {
     else if (a == "--list") list = true;
     else {
       std::fprintf(stderr,
-                   "usage: df11_gpu_bench [--synthetic llama-8b-block | --sizes] [--variant NAME|all] [--reps N]\n"
+                   "usage: df11_gpu_bench [--synthetic llama-8b-block | --sizes | --shape RxC] [--variant NAME|all] [--reps N]\n"
                    "                      [--device N] [--batch-only] [--json] [--list]\n");
       return 2;
     }
@@ -58,6 +60,16 @@ int main(int argc, char** argv) {
     for (const auto& s : sizes)
       syn.push_back(cuda::synthetic_matrix(std::to_string(s.first) + "x" + std::to_string(s.second), s.first,
                                            s.second, 0, seed++));
+  } else if (mode.rfind("shape:", 0) == 0) {
+    const std::string rc = mode.substr(6);
+    char* endp = nullptr;
+    const unsigned long long rows = std::strtoull(rc.c_str(), &endp, 10);
+    const unsigned long long cols = (endp && *endp == 'x') ? std::strtoull(endp + 1, &endp, 10) : 0;
+    if (rows == 0 || cols == 0 || !endp || *endp != '\0') {
+      std::fprintf(stderr, "--shape wants ROWSxCOLS, got %s\n", rc.c_str());
+      return 2;
+    }
+    syn.push_back(cuda::synthetic_matrix(rc, rows, cols, 0, 10));
   } else {
     std::fprintf(stderr, "unknown --synthetic %s (llama-8b-block)\n", mode.c_str());
     return 2;

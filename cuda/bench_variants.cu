@@ -10,10 +10,10 @@
 namespace {
 using namespace df11::cuda::detail;
 template <int P, bool kSmem, int kMin = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false,
-          int kPrefetchAt = kPrefetchByWave>
+          int kPrefetchAt = kPrefetchByWave, int kOpt = kLoopOpt>
 int reg_loop(const char* name) {
   using L = LoopLayout<P, kSmem>;
-  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kTrace, kPrefetchAt>, L::kFixed,
+  return register_variant(name, &decode_loop_kernel<P, kSmem, kMin, kTimed, kDiag, kTrace, kPrefetchAt, kOpt>, L::kFixed,
                           false, 64 * P, L::kPass1Bytes);
 }
 const int kRegistered[] = {
@@ -26,6 +26,10 @@ const int kRegistered[] = {
     // Round 6: the sign-mantissa prefetch after the prologue / after pass 1 for every block.
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchEarly>("loop4+pf-early"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchLate>("loop4+pf-late"),
+    // Round 7: two lookups per bit-reader sync in pass 1 / pass 2 / both (kOpt).
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1>("loop4+pair1"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair2>("loop4+pair2"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1 | kOptPair2>("loop4+pair"),
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),

@@ -111,6 +111,16 @@ struct BitReader {
     return lut_window(hi, lo, pos & 31);
 #endif
   }
+  // The window at pos where pos may have passed `bound` by less than 32 bits
+  // since the last sync(): lets two lookups share one sync() (kPairLookups).
+  __host__ __device__ __forceinline__ uint32_t window_ahead(int pos) const {
+#if defined(__CUDA_ARCH__)
+    const bool on = pos >= bound;
+    return __funnelshift_l(on ? next : lo, on ? lo : hi, static_cast<uint32_t>(pos)) >> (32 - kLutBits);
+#else
+    return pos >= bound ? lut_window(lo, next, pos & 31) : lut_window(hi, lo, pos & 31);
+#endif
+  }
   // Call after every advance (of at most 32 bits).
   __host__ __device__ __forceinline__ void sync(int pos) {
 #if defined(__CUDA_ARCH__)
@@ -179,11 +189,20 @@ struct Pass1Luts {
 
 // Counts from the accumulator's position to `end` (reader synced to it).
 // Returns the accumulator: position = the first code start >= end.
-template <bool kGlobal>
+template <bool kGlobal, bool kPair = false>
 __host__ __device__ __forceinline__ uint32_t count_to_end(BitReader<kGlobal>& r, uint32_t acc, const int end,
                                                           const Pass1Luts& t) {
   const int lim = end - static_cast<int>(kMaxCodeLength);
   int pm = static_cast<int>(acc & kAccPos);
+  if (kPair) {
+    while (pm <= lim - static_cast<int>(kMaxCodeLength)) {  // two lookups (<= 2 L bits) per sync
+      acc += t.acc[r.window(pm)];
+      pm = static_cast<int>(acc & kAccPos);
+      acc += t.acc[r.window_ahead(pm)];
+      pm = static_cast<int>(acc & kAccPos);
+      r.sync(pm);
+    }
+  }
   while (pm <= lim) {  // every code of the window starts before end
     acc += t.acc[r.window(pm)];
     pm = static_cast<int>(acc & kAccPos);
@@ -233,7 +252,7 @@ struct LoopSpec {
 // Pass 1 of a segment from `start`: segment 0 from its gap (the true parse),
 // the others from 0 (speculative: they do not know their first code start).
 // The same code for every lane, so a warp runs it once.
-template <bool kGlobal>
+template <bool kGlobal, bool kPair = false>
 __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base, const int start, const int end,
                                                            const Pass1Luts& t) {
   LoopSpec s;
@@ -254,7 +273,7 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
     pm += hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(x.em >> kMaskLenShift);
     r.sync(pm);
   }
-  s.acc = count_to_end(r, static_cast<uint32_t>(pm) | (cnt << kAccCntShift) | (inv << kAccInvShift), end, t);
+  s.acc = count_to_end<kGlobal, kPair>(r, static_cast<uint32_t>(pm) | (cnt << kAccCntShift) | (inv << kAccInvShift), end, t);
   return s;
 }
 
@@ -262,7 +281,7 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
 // there on both parses agree), or the end; if neither happens in the first
 // word, count the rest from where the walk stopped. Returns the segment's
 // accumulator (true end, codes, invalid codes). Needs q < end (0 <= q < L).
-template <bool kGlobal>
+template <bool kGlobal, bool kPair = false>
 __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const int q, const int end,
                                                      const LoopSpec& sp, const Pass1Luts& t) {
   BitReader<kGlobal> r;
@@ -271,7 +290,7 @@ __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const
   uint32_t tc = 0, ti = 0;
   for (;;) {
     if (s >= end) return static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift);
-    if (s >= 32) return count_to_end(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
+    if (s >= 32) return count_to_end<kGlobal, kPair>(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
     const MaskedWindow x = masked_window(r, s, end, t);
     const uint32_t em = x.em, ea = x.ea, m = x.m, lm = x.lm, mv = x.mv;
     const uint32_t meet = mv & (sp.mask >> s);
@@ -326,7 +345,7 @@ __host__ __device__ __forceinline__ uint32_t shl_spill(uint32_t x, uint32_t s) {
 // kDiag (df11_gpu_bench "diag-*" variants, wrong output on purpose): bit 0
 // drops the main loop's stores, bit 1 replaces its table lookup by an entry
 // computed from the window (3 codes of 8 bits), to time what each costs.
-template <bool kGlobal, int kDiag = 0>
+template <bool kGlobal, int kDiag = 0, bool kPair = false>
 __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* base, int q, uint32_t cnt,
                                                                const uint32_t* __restrict__ lut2, uint8_t* buf,
                                                                uint32_t o) {
@@ -341,8 +360,9 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
   const int e8 = static_cast<int>(8 * (o + cnt));
   uint32_t acc = 0;
   int p = q;
-  while (static_cast<int>(o8) <= e8 - 24) {  // a whole lookup is ours
-    const uint32_t e = (kDiag & 2) ? (r.window(p) | 0x83000000u) : lut2[r.window(p)];
+  // One lookup: up to 3 symbols into acc, the full word out.
+  auto step = [&](uint32_t w) {
+    const uint32_t e = (kDiag & 2) ? (w | 0x83000000u) : lut2[w];
     p += static_cast<int>(e >> 28);
     const uint32_t sy = e & 0xFFFFFFu;
     const uint32_t n8 = o8 + ((e >> 21) & 0x18u);
@@ -353,6 +373,16 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
       acc = shl_spill(sy, o8);
     }
     o8 = n8;
+  };
+  if (kPair) {
+    while (static_cast<int>(o8) <= e8 - 48) {  // two whole lookups are ours: one sync for both
+      step(r.window(p));
+      step(r.window_ahead(p));
+      r.sync(p);
+    }
+  }
+  while (static_cast<int>(o8) <= e8 - 24) {  // a whole lookup is ours
+    step(r.window(p));
     r.sync(p);
   }
   while (static_cast<int>(o8) < e8) {
@@ -400,11 +430,11 @@ __host__ __device__ __forceinline__ uint32_t status_pos(uint32_t c, uint32_t m) 
 // predecessor's end moved is walked again in the next round; the rounds stop
 // when no lane changed (at most P rounds). Out: acc (true end, codes, invalid
 // codes), start (true first code start) and pend (true end) of every segment.
-template <bool kGlobal>
+template <bool kGlobal, bool kPair = false>
 __host__ __device__ __forceinline__ int resolve_round(const uint32_t* base, const int q, const int end,
                                                      const LoopSpec& sp, const Pass1Luts& t, uint32_t& acc) {
   if (q < end) {
-    acc = resolve<kGlobal>(base, q, end, sp, t);
+    acc = resolve<kGlobal, kPair>(base, q, end, sp, t);
     return static_cast<int>(acc & kAccPos);
   }
   acc = 0;  // no code starts in this segment
@@ -642,6 +672,11 @@ constexpr uint32_t kLoopTableBytes = kLutSize * 10;  // one copy of the tables: 
 // in the H100's 228 KB where 4 did before (+4% on the Llama layer: round 6).
 constexpr int kLoopMinBlocks = 5;
 
+// Instruction-count options of the hot loops (kOpt bits): kOptPair1, two
+// pass-1 lookups per bit-reader sync; kOptPair2, the same in pass 2.
+enum : int { kOptPair1 = 1, kOptPair2 = 2 };
+constexpr int kLoopOpt = 0;
+
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
 // block records %globaltimer at each phase boundary, and df11_gpu_bench writes
 // the timeline of a launch (who starts when, where the tail is) as CSV.
@@ -660,7 +695,8 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // block synchronised after they arrived): pass 1, the hand-over, the scan and
 // the checks, pass 2, then the merge. kTimed: tm[2], tm[3] get clock64() after
 // the scan and after pass 2.
-template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false, int kPrefetchAt = kPrefetchByWave>
+template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false, int kPrefetchAt = kPrefetchByWave,
+          int kOpt = kLoopOpt>
 __device__ __forceinline__ void decode_block(const LaunchParams& prm, const TensorDesc& d, uint64_t gblock,
                                              const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid,
                                              long long* tm) {
@@ -679,7 +715,8 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   // from their first bit), then the true parse is handed on in rounds.
   LoopSpec sp;
   int start = h == 0 ? blk.gap : 0;
-  if (active) sp = parse_segment<kGlobal>(base, start, blk.end, sm.t1);
+  constexpr bool kPair1 = (kOpt & kOptPair1) != 0, kPair2 = (kOpt & kOptPair2) != 0;
+  if (active) sp = parse_segment<kGlobal, kPair1>(base, start, blk.end, sm.t1);
   uint32_t acc = sp.acc;  // this segment's true end, codes and invalid codes
   int pend = static_cast<int>(acc & kAccPos);  // past a short last chunk it may be < 0
   if (P > 1) {
@@ -690,7 +727,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
       if (redo) {
         q_done = q;
         start = q;
-        pend = resolve_round<kGlobal>(base, q, blk.end, sp, sm.t1, acc);
+        pend = resolve_round<kGlobal, kPair1>(base, q, blk.end, sp, sm.t1, acc);
       }
       if (!__any_sync(0xFFFFFFFFu, redo)) break;
     }
@@ -724,7 +761,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
 
   // Pass 2: whole words, barrier, then the partial last word of each segment.
   Pass2Tail tail;
-  if (active) tail = decode_to_buffer<kGlobal, kDiag>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
+  if (active) tail = decode_to_buffer<kGlobal, kDiag, kPair2>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
   __syncthreads();
   tail_bytes(tail, sm.buf);
   __syncthreads();
@@ -741,7 +778,7 @@ static __device__ unsigned int g_timed_prints;
 // One CUDA block per format block. Shared memory: [pass-2 table 8 KB | stream
 // copy | pass-1 tables 12 KB, overlaid after pass 1 by the exponent buffer].
 template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false,
-          int kPrefetchAt = kPrefetchByWave>
+          int kPrefetchAt = kPrefetchByWave, int kOpt = kLoopOpt>
 __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
   constexpr int kT = kThreads * P;
@@ -784,7 +821,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   if (kTimed) tm[1] = clock64();
   if (kTrace) tm[1] = static_cast<long long>(global_ns());
 
-  decode_block<P, kSmemStream, kTm, kDiag, kTrace, kPrefetchAt>(prm, d, gblock, blk, sm, tid, tm);
+  decode_block<P, kSmemStream, kTm, kDiag, kTrace, kPrefetchAt, kOpt>(prm, d, gblock, blk, sm, tid, tm);
   if (kTrace) {
     __syncthreads();
     if (tid == 0 && blockIdx.x < kTraceBlocks) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick variant comparison, run ON the GPU machine after scripts/build_cuda.sh here:
 #   run(command="bash scripts/gpu_bench_variants.sh", carry=[".gpu-build/bin"])
-# Steps (STEPS, default "tests bench sizes"; also "memcheck", "racecheck", "ncu", "sass"): the [gpu]
+# Steps (STEPS, default "tests bench sizes"; also "memcheck", "racecheck", "ncu", "ncushape", "sass"): the [gpu]
 # tests without [slow]; every variant (VARIANT=all) on the Llama-3-8B layer batch
 # (--batch-only) and on --sizes; ncu of the production kernel (NCU_VARIANT to
 # pick another). Prints a compact table last: ms and GB/s of BF16 output for
@@ -49,6 +49,22 @@ if has ncu; then
     --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__thread_inst_executed_per_inst_executed.ratio,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed.sum \
     "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --reps 3 ${NCU_VARIANT:+--variant "$NCU_VARIANT"} >"$OUT/ncu.log" 2>&1
   echo "ncu rc=$?"
+fi
+# "ncushape": one launch of the production kernel (or NCU_VARIANT) on --shape NCU_SHAPE
+# (default 4096x14336): instruction, shared-memory and stall totals, and the
+# per-SASS-instruction source counters (executed instructions, stall samples) as CSV.
+if has ncushape; then
+  timeout 300 ncu --kernel-name regex:decode --launch-skip 3 --launch-count 1 \
+    --section SpeedOfLight --section LaunchStats --section WarpStateStats --section SchedulerStats \
+    --section InstructionStats --section SourceCounters \
+    --metrics smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__cycles_elapsed.avg,dram__bytes.sum \
+    -o "$OUT/shape" "$BIN/df11_gpu_bench" --shape "${NCU_SHAPE:-4096x14336}" --reps 3 ${NCU_VARIANT:+--variant "$NCU_VARIANT"} \
+    >"$OUT/ncushape.log" 2>&1
+  echo "ncushape rc=$?"
+  ncu --import "$OUT/shape.ncu-rep" --page details >>"$OUT/ncushape.log" 2>&1
+  ncu --import "$OUT/shape.ncu-rep" --page source --print-source sass --csv >"$OUT/source.csv" 2>&1
+  echo "source.csv $(wc -l <"$OUT/source.csv") lines"
+  rm -f "$OUT/shape.ncu-rep"
 fi
 has sass && cuobjdump -sass "$BIN/df11_gpu_bench" >"$OUT/sass.txt" 2>&1
 grep -m1 -h "^copy" "$OUT/bench.log" "$OUT/sizes.log" 2>/dev/null
