@@ -54,10 +54,13 @@ constexpr int kSmemStreamWords = kThreads * kStreamStride + 4;  // + reads of `n
 constexpr uint32_t kAccPos = 0x7FFu;
 constexpr int kAccCntShift = 11;
 constexpr int kAccInvShift = 22;
-// Pass-1 mask entry: bits 0 to L-1 code starts, bits 12-15 their total length.
+// Pass-1 mask entry: bits 0 to L-1 code starts, bit 11 set when the window
+// does not start with a code, bits 12-15 the total length. The flag spares
+// the walks that need code starts a second table load (the accumulate entry).
 constexpr uint32_t kMaskStarts = kLutSize - 1;
+constexpr uint32_t kMaskInvalid = 1u << 11;
 constexpr int kMaskLenShift = 12;
-static_assert(kLutBits <= kMaskLenShift, "code starts below the length field");
+static_assert(kLutBits <= 11, "code starts below the invalid flag and the length field");
 
 __host__ __device__ __forceinline__ uint32_t ctz32(uint32_t x) {  // x != 0
 #if defined(__CUDA_ARCH__)
@@ -153,12 +156,13 @@ struct BitReader {
 //   acc (uint32): total length of the codes that lie wholly inside the window
 //     and start in it, + their number << 11, + (1 << 22) when the window does
 //     not start with a code (then 1 code of L bits, as in every other table);
-//   mask (uint16): bits 0 to L-1 where those codes start, bits 12-15 total length.
+//   mask (uint16): bits 0 to L-1 where those codes start, bit 11 the window does
+//     not start with a code, bits 12-15 total length.
 inline void build_pass1_luts(const uint16_t* lut, uint32_t* acc, uint16_t* mask) {
   for (uint32_t i = 0; i < kLutSize; ++i) {
     if (lut[i] & kLutInvalid) {
       acc[i] = kMaxCodeLength | (1u << kAccCntShift) | (1u << kAccInvShift);
-      mask[i] = static_cast<uint16_t>(1u | (kMaxCodeLength << kMaskLenShift));
+      mask[i] = static_cast<uint16_t>(1u | kMaskInvalid | (kMaxCodeLength << kMaskLenShift));
       continue;
     }
     uint32_t m = 0, off = 0, n = 0;
@@ -209,13 +213,12 @@ __host__ __device__ __forceinline__ uint32_t count_to_end(BitReader<kGlobal>& r,
     r.sync(pm);
   }
   while (pm < end) {
-    const uint32_t w = r.window(pm);
-    const uint32_t em = t.mask[w], ea = t.acc[w];
+    const uint32_t em = t.mask[r.window(pm)];
     const uint32_t m = em & kMaskStarts;
     const uint32_t lm = (1u << (end - pm)) - 1;  // end - pm < L
     const uint32_t hm = m & ~lm;
     const int n = hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(em >> kMaskLenShift);
-    acc += (popc32(m & lm) << kAccCntShift) + (ea & ~((1u << kAccInvShift) - 1)) + static_cast<uint32_t>(n);
+    acc += (popc32(m & lm) << kAccCntShift) + ((em & kMaskInvalid) << (kAccInvShift - 11)) + static_cast<uint32_t>(n);
     pm += n;
     r.sync(pm);
   }
@@ -226,7 +229,7 @@ __host__ __device__ __forceinline__ uint32_t count_to_end(BitReader<kGlobal>& r,
 // hand-over): the pass-1 entries of the window at pos, and the codes of the
 // window that start before `end` (mv, a mask of their starts).
 struct MaskedWindow {
-  uint32_t em, ea;  // mask and accumulate entries
+  uint32_t em;  // mask entry
   uint32_t m, lm, mv;  // code starts in the window, the bits before end, starts before end
 };
 template <bool kGlobal>
@@ -235,7 +238,6 @@ __host__ __device__ __forceinline__ MaskedWindow masked_window(const BitReader<k
   MaskedWindow x;
   const uint32_t w = r.window(pos);
   x.em = t.mask[w];
-  x.ea = t.acc[w];
   x.m = x.em & kMaskStarts;
   const int rem = end - pos;
   x.lm = rem >= static_cast<int>(kMaxCodeLength) ? kMaskStarts : (1u << rem) - 1;
@@ -252,7 +254,7 @@ struct LoopSpec {
 // Pass 1 of a segment from `start`: segment 0 from its gap (the true parse),
 // the others from 0 (speculative: they do not know their first code start).
 // The same code for every lane, so a warp runs it once.
-template <bool kGlobal, bool kPair = false>
+template <bool kGlobal, bool kPair = false, bool kWalk = false>
 __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base, const int start, const int end,
                                                            const Pass1Luts& t) {
   LoopSpec s;
@@ -261,11 +263,26 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
   int pm = start;
   uint32_t cnt = 0, inv = 0;
   const int lim = imin(32, end);
+  if (kWalk && end >= 32 + static_cast<int>(kMaxCodeLength)) {
+    // The usual case: every window of the first word ends before `end`, so
+    // all of its codes count and the walk moves by their total length.
+    while (pm < 32) {
+      const uint32_t em = t.mask[r.window(pm)];
+      const uint32_t m = em & kMaskStarts;
+      cnt += popc32(m);
+      s.mask |= m << pm;
+      const uint32_t bad = (em & kMaskInvalid) >> 11;
+      s.inv_mask |= bad << pm;
+      inv += bad;
+      pm += static_cast<int>(em >> kMaskLenShift);
+      r.sync(pm);
+    }
+  }
   while (pm < lim) {  // first word: record the starts
     const MaskedWindow x = masked_window(r, pm, end, t);
     cnt += popc32(x.mv);
     s.mask |= x.mv << pm;
-    if (x.ea >> kAccInvShift) {
+    if (x.em & kMaskInvalid) {
       s.inv_mask |= 1u << pm;
       ++inv;
     }
@@ -281,30 +298,53 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
 // there on both parses agree), or the end; if neither happens in the first
 // word, count the rest from where the walk stopped. Returns the segment's
 // accumulator (true end, codes, invalid codes). Needs q < end (0 <= q < L).
-template <bool kGlobal, bool kPair = false>
+template <bool kGlobal, bool kPair = false, bool kWalk = false>
 __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const int q, const int end,
                                                      const LoopSpec& sp, const Pass1Luts& t) {
   BitReader<kGlobal> r;
   r.init(base, q);
   int s = q;
   uint32_t tc = 0, ti = 0;
+  if (kWalk && end >= 32 + static_cast<int>(kMaxCodeLength)) {
+    // As below, where every window of the first word ends before `end`.
+    while (s < 32) {
+      const uint32_t em = t.mask[r.window(s)];
+      const uint32_t m = em & kMaskStarts;
+      const uint32_t bad = (em & kMaskInvalid) >> 11;
+      const uint32_t meet = m & (sp.mask >> s);
+      if (meet) {
+        const uint32_t i = ctz32(meet);
+        tc += popc32(m & ((1u << i) - 1));
+        if (i > 0) ti += bad;
+        const uint32_t below = (1u << (static_cast<uint32_t>(s) + i)) - 1;  // s + i < 32
+        tc += ((sp.acc >> kAccCntShift) & 0x7FFu) - popc32(sp.mask & below);
+        ti += (sp.acc >> kAccInvShift) - popc32(sp.inv_mask & below);
+        return (sp.acc & kAccPos) | (tc << kAccCntShift) | (ti << kAccInvShift);
+      }
+      tc += popc32(m);
+      ti += bad;
+      s += static_cast<int>(em >> kMaskLenShift);
+      r.sync(s);
+    }
+    return count_to_end<kGlobal, kPair>(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
+  }
   for (;;) {
     if (s >= end) return static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift);
     if (s >= 32) return count_to_end<kGlobal, kPair>(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
     const MaskedWindow x = masked_window(r, s, end, t);
-    const uint32_t em = x.em, ea = x.ea, m = x.m, lm = x.lm, mv = x.mv;
+    const uint32_t em = x.em, m = x.m, lm = x.lm, mv = x.mv;
     const uint32_t meet = mv & (sp.mask >> s);
     if (meet) {
       const uint32_t i = ctz32(meet);
       tc += popc32(mv & ((1u << i) - 1));
-      if (i > 0 && (ea >> kAccInvShift)) ++ti;  // the walk's own code at s (an invalid one is alone in mv)
+      if (i > 0 && (em & kMaskInvalid)) ++ti;  // the walk's own code at s (an invalid one is alone in mv)
       const uint32_t below = (1u << (static_cast<uint32_t>(s) + i)) - 1;  // s + i < 32
       tc += ((sp.acc >> kAccCntShift) & 0x7FFu) - popc32(sp.mask & below);
       ti += (sp.acc >> kAccInvShift) - popc32(sp.inv_mask & below);
       return (sp.acc & kAccPos) | (tc << kAccCntShift) | (ti << kAccInvShift);
     }
     tc += popc32(mv);
-    if (ea >> kAccInvShift) ++ti;
+    if (em & kMaskInvalid) ++ti;
     const uint32_t hm = m & ~lm;
     if (hm) {
       s += static_cast<int>(ctz32(hm));
@@ -430,11 +470,11 @@ __host__ __device__ __forceinline__ uint32_t status_pos(uint32_t c, uint32_t m) 
 // predecessor's end moved is walked again in the next round; the rounds stop
 // when no lane changed (at most P rounds). Out: acc (true end, codes, invalid
 // codes), start (true first code start) and pend (true end) of every segment.
-template <bool kGlobal, bool kPair = false>
+template <bool kGlobal, bool kPair = false, bool kWalk = false>
 __host__ __device__ __forceinline__ int resolve_round(const uint32_t* base, const int q, const int end,
                                                      const LoopSpec& sp, const Pass1Luts& t, uint32_t& acc) {
   if (q < end) {
-    acc = resolve<kGlobal, kPair>(base, q, end, sp, t);
+    acc = resolve<kGlobal, kPair, kWalk>(base, q, end, sp, t);
     return static_cast<int>(acc & kAccPos);
   }
   acc = 0;  // no code starts in this segment
@@ -673,9 +713,11 @@ constexpr uint32_t kLoopTableBytes = kLutSize * 10;  // one copy of the tables: 
 constexpr int kLoopMinBlocks = 5;
 
 // Instruction-count options of the hot loops (kOpt bits): kOptPair1, two
-// pass-1 lookups per bit-reader sync; kOptPair2, the same in pass 2.
-enum : int { kOptPair1 = 1, kOptPair2 = 2 };
-constexpr int kLoopOpt = 0;
+// pass-1 lookups per bit-reader sync; kOptPair2, the same in pass 2;
+// kOptWalk, the first-word walks (pass 1, hand-over) without the end tests
+// where the segment ends more than a window after the first word.
+enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4 };
+constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk;
 
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
 // block records %globaltimer at each phase boundary, and df11_gpu_bench writes
@@ -715,8 +757,8 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   // from their first bit), then the true parse is handed on in rounds.
   LoopSpec sp;
   int start = h == 0 ? blk.gap : 0;
-  constexpr bool kPair1 = (kOpt & kOptPair1) != 0, kPair2 = (kOpt & kOptPair2) != 0;
-  if (active) sp = parse_segment<kGlobal, kPair1>(base, start, blk.end, sm.t1);
+  constexpr bool kPair1 = (kOpt & kOptPair1) != 0, kPair2 = (kOpt & kOptPair2) != 0, kWalk = (kOpt & kOptWalk) != 0;
+  if (active) sp = parse_segment<kGlobal, kPair1, kWalk>(base, start, blk.end, sm.t1);
   uint32_t acc = sp.acc;  // this segment's true end, codes and invalid codes
   int pend = static_cast<int>(acc & kAccPos);  // past a short last chunk it may be < 0
   if (P > 1) {
@@ -727,7 +769,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
       if (redo) {
         q_done = q;
         start = q;
-        pend = resolve_round<kGlobal, kPair1>(base, q, blk.end, sp, sm.t1, acc);
+        pend = resolve_round<kGlobal, kPair1, kWalk>(base, q, blk.end, sp, sm.t1, acc);
       }
       if (!__any_sync(0xFFFFFFFFu, redo)) break;
     }

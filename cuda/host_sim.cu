@@ -14,6 +14,7 @@ namespace df11::cuda::detail {
 // The production kernel's loop options (kLoopOpt), so that the model runs the same loops.
 constexpr bool kSimPair1 = (kLoopOpt & kOptPair1) != 0;
 constexpr bool kSimPair2 = (kLoopOpt & kOptPair2) != 0;
+constexpr bool kSimWalk = (kLoopOpt & kOptWalk) != 0;
 
 Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_stream) {
   if (P != 1 && P != 2 && P != 4 && P != 8) return Error::Usage;
@@ -71,7 +72,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
       basev[tid] = smem_stream ? sstream.data() + c * kStreamStride + h * kNW : stream.data() + t * kWords + h * kNW;
       // Pass 1: every lane parses its segment (segment 0 from its gap).
       start[tid] = h == 0 ? gap : 0;
-      sps[tid] = parse_segment<false, kSimPair1>(basev[tid], start[tid], endv[tid], t1);
+      sps[tid] = parse_segment<false, kSimPair1, kSimWalk>(basev[tid], start[tid], endv[tid], t1);
       acc[tid] = sps[tid].acc;
       pend[tid] = static_cast<int>(acc[tid] & kAccPos);
     }
@@ -88,7 +89,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
         any = true;
         q_done[tid] = q;
         start[tid] = q;
-        pend[tid] = resolve_round<false, kSimPair1>(basev[tid], q, endv[tid], sps[tid], t1, acc[tid]);
+        pend[tid] = resolve_round<false, kSimPair1, kSimWalk>(basev[tid], q, endv[tid], sps[tid], t1, acc[tid]);
       }
     }
     uint32_t total = 0;
