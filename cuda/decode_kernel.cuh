@@ -420,12 +420,12 @@ __host__ __device__ __forceinline__ uint4 merge8(const uint2 s, const uint2 e) {
 // (buffer position 0 = global index out_begin - align, 16-aligned) with the
 // sign-mantissa bytes and store BF16, 8 weights per step with 8-byte loads
 // and 16-byte stores; scalar stores only in the two ragged groups at the block's ends.
-template <int kT, bool kRot = false>  // kRot: the buffer holds rotated exponents (merge2_rot)
+template <int kT, bool kRot = false, bool kMergeV0 = false>  // kRot: the buffer holds rotated exponents (merge2_rot)
 __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t out_begin, uint32_t align,
                                                   uint32_t expected, const uint8_t* buf, uint32_t tid) {
   uint16_t* __restrict__ out = d.out;
   const uint8_t* __restrict__ sm = d.sm;
-  if (d.out_aligned) {
+  if (kMergeV0 && d.out_aligned) {  // round-6 merge (bench variant loop4+mergev0)
     // Units of 8 weights: an 8-byte sign-mantissa load, an 8-byte exponent load
     // and one 16-byte store per lane, so that each store instruction of a warp
     // covers 512 contiguous bytes (whole sectors).
@@ -473,6 +473,65 @@ __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t 
             }
           }
         }
+      }
+    }
+  } else if (d.out_aligned) {
+    // Units of 8 weights: an 8-byte sign-mantissa load, an 8-byte exponent load
+    // and one 16-byte store per lane, so that each store instruction of a warp
+    // covers 512 contiguous bytes (whole sectors). The units wholly inside the
+    // block's range [align, align + expected) take rounds of kUnroll per
+    // thread (loads first, for memory-level parallelism), then one predicated
+    // round; the (at most two) ragged units at the ends are stored
+    // weight by weight by threads 0 and 1 (round 7: the per-weight range tests
+    // inside the last round cost ~10% of the kernel's instructions).
+    const uint64_t gbase = out_begin - align;
+    const uint32_t lo_full = (align + 7) >> 3;         // first unit entirely inside
+    const uint32_t hi_full = (align + expected) >> 3;  // units [lo_full, hi_full) are full
+    constexpr int kUnroll = 8;
+    const uint2* const smp = reinterpret_cast<const uint2*>(sm + gbase);
+    uint4* const outp = reinterpret_cast<uint4*>(out + gbase);
+    const uint2* const bufp = reinterpret_cast<const uint2*>(buf);
+    // Ragged units: thread 0 the first (when align is not a multiple of 8),
+    // thread 1 the last (when the range does not end on one), once if they
+    // coincide. Their loads go out first, so that they wait with the others.
+    const bool left = tid == 0 && (align & 7) != 0;
+    const bool right = tid == 1 && ((align + expected) & 7) != 0 && hi_full >= lo_full;
+    const uint32_t ue = left ? lo_full - 1 : hi_full;
+    uint2 es = make_uint2(0, 0);
+    if (left || right) es = __ldcs(smp + ue);
+    // Thread t takes units t + j kT from unit 0 on, so that each warp's loads
+    // and stores cover whole 512-byte spans (starting at lo_full instead cost
+    // a fifth more L2 sectors: round 7). Only unit 0 can lie below lo_full.
+    uint32_t u0 = tid;
+    for (; u0 + (kUnroll - 1) * kT < hi_full; u0 += kT * kUnroll) {
+      const bool first = u0 >= lo_full;
+      uint2 sv[kUnroll];
+      if (first) sv[0] = __ldcs(smp + u0);
+#pragma unroll
+      for (int k = 1; k < kUnroll; ++k) sv[k] = __ldcs(smp + u0 + k * kT);
+      if (first) __stcs(outp + u0, merge8<kRot>(sv[0], bufp[u0]));
+#pragma unroll
+      for (int k = 1; k < kUnroll; ++k) __stcs(outp + u0 + k * kT, merge8<kRot>(sv[k], bufp[u0 + k * kT]));
+    }
+    if (u0 < hi_full) {
+      uint2 sv[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k)
+        if (u0 + k * kT >= lo_full && u0 + k * kT < hi_full) sv[k] = __ldcs(smp + u0 + k * kT);
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k)
+        if (u0 + k * kT >= lo_full && u0 + k * kT < hi_full)
+          __stcs(outp + u0 + k * kT, merge8<kRot>(sv[k], bufp[u0 + k * kT]));
+    }
+    if (left || right) {
+      const uint32_t u = ue;
+      const uint4 o = merge8<kRot>(es, bufp[u]);
+      uint16_t* dst = reinterpret_cast<uint16_t*>(outp + u);
+      const uint32_t words[4] = {o.x, o.y, o.z, o.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t pos = 8 * u + j;
+        if (pos >= align && pos < align + expected) dst[j] = static_cast<uint16_t>(words[j >> 1] >> ((j & 1) * 16));
       }
     }
   } else {

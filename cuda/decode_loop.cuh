@@ -716,7 +716,7 @@ constexpr int kLoopMinBlocks = 5;
 // pass-1 lookups per bit-reader sync; kOptPair2, the same in pass 2;
 // kOptWalk, the first-word walks (pass 1, hand-over) without the end tests
 // where the segment ends more than a window after the first word.
-enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4 };
+enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptMergeV0 = 8 };
 constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk;
 
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
@@ -809,7 +809,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   __syncthreads();
   if (kTimed) tm[3] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
 
-  merge_store_block<kT, true>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
+  merge_store_block<kT, true, (kOpt & kOptMergeV0) != 0>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
 }
 
 // kTimed (df11_gpu_bench's "loop4+timed", diagnostics only): thread 0 of every
