@@ -94,6 +94,11 @@ struct TensorDesc {
   uint32_t reserved;
 };
 
+// Launches of up to this many tensors also carry the tensors' descriptors and
+// first blocks in the kernel parameters (constant bank), so that a block's
+// prologue needs no global-memory round trip before it can ask for its data.
+constexpr uint32_t kInlineTensors = 8;
+
 struct LaunchParams {
   const TensorDesc* table;        // count entries
   const uint64_t* block_begin;    // count + 1 entries: first CUDA block of each tensor
@@ -102,6 +107,8 @@ struct LaunchParams {
   uint32_t buf_bytes;             // exponent buffer bytes in shared memory
   uint32_t resident = 0;          // blocks of this kernel that fit on the device at once (0: unknown)
   uint32_t reserved = 0;
+  uint64_t inline_begin[kInlineTensors + 1] = {};  // count <= kInlineTensors: copies of block_begin ...
+  TensorDesc inline_desc[kInlineTensors] = {};     // ... and of table
 };
 
 struct KernelConfig {
@@ -392,13 +399,15 @@ struct DirectSink {
 // Which tensor of the launch block `gblock` belongs to, computed by every warp
 // on its own (no shared memory, no barrier): the largest i with
 // block_begin[i] <= gblock, by a 32-ary search.
-__device__ __forceinline__ uint32_t find_block_tensor_warp(const LaunchParams& prm, uint64_t gblock) {
+__device__ __forceinline__ uint32_t find_block_tensor_warp(const LaunchParams& prm, uint64_t gblock,
+                                                          const uint64_t* block_begin = nullptr) {
+  if (!block_begin) block_begin = prm.block_begin;
   const uint32_t lane = threadIdx.x & 31;
   uint32_t lo = 0, hi = prm.count;
   while (hi - lo > 1) {
     const uint32_t step = (hi - lo + 31) / 32;
     const uint32_t i = lo + lane * step;
-    const bool ok = i < hi && prm.block_begin[i] <= gblock;
+    const bool ok = i < hi && block_begin[i] <= gblock;
     const uint32_t m = __ballot_sync(0xFFFFFFFFu, ok);  // bit 0 always set
     lo += (31 - __clz(m)) * step;
     hi = min(hi, lo + step);

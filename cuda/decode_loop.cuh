@@ -712,12 +712,15 @@ constexpr uint32_t kLoopTableBytes = kLutSize * 10;  // one copy of the tables: 
 // in the H100's 228 KB where 4 did before (+4% on the Llama layer: round 6).
 constexpr int kLoopMinBlocks = 5;
 
-// Instruction-count options of the hot loops (kOpt bits): kOptPair1, two
-// pass-1 lookups per bit-reader sync; kOptPair2, the same in pass 2;
-// kOptWalk, the first-word walks (pass 1, hand-over) without the end tests
-// where the segment ends more than a window after the first word.
-enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptMergeV0 = 8 };
-constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk;
+// Options of the loop kernel (kOpt bits; round 7, docs/PERFORMANCE.md, each
+// measured against the kernel without it): kOptPair1, two pass-1 lookups per
+// bit-reader sync; kOptPair2, the same in pass 2; kOptWalk, the first-word
+// walks (pass 1, hand-over) without the end tests where the segment ends more
+// than a window after the first word; kOptInline, descriptors from the kernel
+// parameters (kInlineTensors); kOptMergeV0, the round-6 merge (bench only).
+// The production kernel and the host model (host_sim.cu) use kLoopOpt.
+enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptMergeV0 = 8, kOptInline = 16 };
+constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk | kOptInline;
 
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
 // block records %globaltimer at each phase boundary, and df11_gpu_bench writes
@@ -821,7 +824,7 @@ static __device__ unsigned int g_timed_prints;
 // copy | pass-1 tables 12 KB, overlaid after pass 1 by the exponent buffer].
 template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false,
           int kPrefetchAt = kPrefetchByWave, int kOpt = kLoopOpt>
-__global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const LaunchParams prm) {
+__global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const __grid_constant__ LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
   constexpr int kT = kThreads * P;
   constexpr bool kTm = kTimed || kTrace;  // tm[] holds clock64() (kTimed) or %globaltimer (kTrace)
@@ -840,24 +843,29 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
 
   const uint32_t tid = threadIdx.x;
   const uint64_t gblock = blockIdx.x;
-  const uint32_t ti = prm.count == 1 ? 0u : find_block_tensor_warp(prm, gblock);
-  const TensorDesc& d = prm.table[ti];
+  // kOptInline: descriptors and first blocks from the kernel parameters where
+  // the launch carries them (one memory round trip less before the data loads).
+  const bool inl = (kOpt & kOptInline) != 0 && prm.count <= kInlineTensors;
+  const uint64_t* const begins = inl ? prm.inline_begin : prm.block_begin;
+  const uint32_t ti = prm.count == 1 ? 0u : find_block_tensor_warp(prm, gblock, begins);
+  const TensorDesc& d = inl ? prm.inline_desc[ti] : prm.table[ti];
+  const uint64_t tb = begins[ti];  // the tensor's first block
 
   // Tables, stream and the block's scalars all in flight at once.
   init_tables_bar(bar, tid);
   init_tables_bar(bar + 8, tid);
   const uint32_t* const tables = d.lut_loop + (blockIdx.x % kLoopTableCopies) * (kLoopTableBytes / 4);
   load_tables<kT>(tables, tid, smem, buf, bar);
-  if (kSmemStream) stage_stream<kT>(d, gblock - prm.block_begin[ti], tid, sm.sstream);
+  if (kSmemStream) stage_stream<kT>(d, gblock - tb, tid, sm.sstream);
   LoopBlock<P> blk;
-  blk.load(d, gblock - prm.block_begin[ti], tid / P, tid % P, prm.buf_bytes);
+  blk.load(d, gblock - tb, tid / P, tid % P, prm.buf_bytes);
   cp_async_wait_all();
   __syncthreads();  // stream ready (and the mbarrier initialised)
   // Not before the barrier: in a launch's first wave every block's prefetch at
   // once (13 MB for 4096x4096) delayed the streams that pass 1 waits for (round 5).
   if (blk.range_ok && !prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (gblock < prm.resident)  // the first wave only (later, the lines did not stay in L2: round 5)
-    prefetch_ahead(prm, d, prm.block_begin[ti + 1] - prm.block_begin[ti], gblock - prm.block_begin[ti], tid);
+    prefetch_ahead(prm, d, begins[ti + 1] - tb, gblock - tb, tid);
   wait_tables(bar, 0);
   load_lut2(tables, tid, smem, bar + 8);
   if (kTimed) tm[1] = clock64();

@@ -406,6 +406,10 @@ Error launch(Workspace& ws, Stream stream) {
   prm.count = static_cast<uint32_t>(w.descs.size());
   prm.buf_bytes = w.buf_bytes;
   prm.resident = w.resident;
+  if (w.descs.size() <= detail::kInlineTensors) {
+    std::copy(w.descs.begin(), w.descs.end(), prm.inline_desc);
+    std::copy(w.block_begin.begin(), w.block_begin.end(), prm.inline_begin);
+  }
   const detail::Variant& var = detail::variants()[w.variant];
   var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
   return check(cudaGetLastError(), "decode kernel launch");
