@@ -34,6 +34,7 @@ const int kRegistered[] = {
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptMergeV0>("loop4+mergev0"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptInline>("loop4+inline"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchLate, kLoopOpt | kOptInline>("loop4+inline+pf-late"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptChain>("loop4+chain"),
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),
