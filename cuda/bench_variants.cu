@@ -26,15 +26,12 @@ const int kRegistered[] = {
     // Round 6: the sign-mantissa prefetch after the prologue / after pass 1 for every block.
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchEarly>("loop4+pf-early"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchLate>("loop4+pf-late"),
-    // Round 7: two lookups per bit-reader sync in pass 1 / pass 2 / both (kOpt).
+    // Round 7, the ladder up to production (kLoopOpt adds kOptInline to the last):
+    // two lookups per bit-reader sync in pass 1 / pass 2 / both, + the first-word walks.
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1>("loop4+pair1"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair2>("loop4+pair2"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1 | kOptPair2>("loop4+pair"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1 | kOptPair2 | kOptWalk>("loop4+pair+walk"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptMergeV0>("loop4+mergev0"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptInline>("loop4+inline"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchLate, kLoopOpt | kOptInline>("loop4+inline+pf-late"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptChain>("loop4+chain"),
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),

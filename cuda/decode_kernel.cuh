@@ -429,62 +429,12 @@ __host__ __device__ __forceinline__ uint4 merge8(const uint2 s, const uint2 e) {
 // (buffer position 0 = global index out_begin - align, 16-aligned) with the
 // sign-mantissa bytes and store BF16, 8 weights per step with 8-byte loads
 // and 16-byte stores; scalar stores only in the two ragged groups at the block's ends.
-template <int kT, bool kRot = false, bool kMergeV0 = false>  // kRot: the buffer holds rotated exponents (merge2_rot)
+template <int kT, bool kRot = false>  // kRot: the buffer holds rotated exponents (merge2_rot)
 __device__ __forceinline__ void merge_store_block(const TensorDesc& d, uint64_t out_begin, uint32_t align,
                                                   uint32_t expected, const uint8_t* buf, uint32_t tid) {
   uint16_t* __restrict__ out = d.out;
   const uint8_t* __restrict__ sm = d.sm;
-  if (kMergeV0 && d.out_aligned) {  // round-6 merge (bench variant loop4+mergev0)
-    // Units of 8 weights: an 8-byte sign-mantissa load, an 8-byte exponent load
-    // and one 16-byte store per lane, so that each store instruction of a warp
-    // covers 512 contiguous bytes (whole sectors).
-    const uint64_t gbase = out_begin - align;
-    const uint32_t nunits = (align + expected + 7) >> 3;
-    const uint32_t lo_full = (align + 7) >> 3;        // first unit entirely inside
-    const uint32_t hi_full = (align + expected) >> 3;  // units [lo_full, hi_full) are full
-    constexpr int kUnroll = 8;
-    // One 64-bit address per round; the unrolled accesses use constant offsets.
-    const uint2* smp = reinterpret_cast<const uint2*>(sm + gbase) + tid;
-    uint4* outp = reinterpret_cast<uint4*>(out + gbase) + tid;
-    const uint2* bufp = reinterpret_cast<const uint2*>(buf) + tid;
-    for (uint32_t u0 = tid; u0 < nunits;
-         u0 += kT * kUnroll, smp += kT * kUnroll, outp += kT * kUnroll, bufp += kT * kUnroll) {
-      uint2 s[kUnroll];
-#pragma unroll
-      for (int k = 0; k < kUnroll; ++k)
-        if (u0 + k * kT < nunits) s[k] = __ldcs(smp + k * kT);
-      if (u0 >= lo_full && u0 + (kUnroll - 1) * kT < hi_full) {  // every unit of the round is full
-#pragma unroll
-        for (int k = 0; k < kUnroll; ++k) {
-          const uint2 e = bufp[k * kT];
-          const uint4 o = merge8<kRot>(s[k], e);
-          __stcs(outp + k * kT, o);
-        }
-        continue;
-      }
-#pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
-        const uint32_t u = u0 + k * kT;
-        if (u < nunits) {
-          const uint2 e = bufp[k * kT];
-          const uint4 o = merge8<kRot>(s[k], e);
-          if (u >= lo_full && u < hi_full) {
-            __stcs(outp + k * kT, o);
-          } else {
-            uint16_t* dst = reinterpret_cast<uint16_t*>(outp + k * kT);
-            const uint32_t first = 8 * u;
-            const uint32_t words[4] = {o.x, o.y, o.z, o.w};
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-              const uint32_t pos = first + j;
-              if (pos >= align && pos < align + expected)
-                dst[j] = static_cast<uint16_t>(words[j >> 1] >> ((j & 1) * 16));
-            }
-          }
-        }
-      }
-    }
-  } else if (d.out_aligned) {
+  if (d.out_aligned) {
     // Units of 8 weights: an 8-byte sign-mantissa load, an 8-byte exponent load
     // and one 16-byte store per lane, so that each store instruction of a warp
     // covers 512 contiguous bytes (whole sectors). The units wholly inside the

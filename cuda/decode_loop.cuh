@@ -124,18 +124,6 @@ struct BitReader {
     return pos >= bound ? lut_window(lo, next, pos & 31) : lut_window(hi, lo, pos & 31);
 #endif
   }
-  // As window_ahead, but both candidate windows are formed from `shift` (whose
-  // low 5 bits are pos mod 32) while pos is compared: the selection comes off
-  // the lookup's dependency chain for the same instruction count (kOptChain).
-  __host__ __device__ __forceinline__ uint32_t window_ahead2(uint32_t shift, int pos) const {
-#if defined(__CUDA_ARCH__)
-    const uint32_t a = __funnelshift_l(lo, hi, shift), b = __funnelshift_l(next, lo, shift);
-    return (pos >= bound ? b : a) >> (32 - kLutBits);
-#else
-    (void)shift;
-    return window_ahead(pos);
-#endif
-  }
   // Call after every advance (of at most 32 bits).
   __host__ __device__ __forceinline__ void sync(int pos) {
 #if defined(__CUDA_ARCH__)
@@ -205,20 +193,12 @@ struct Pass1Luts {
 
 // Counts from the accumulator's position to `end` (reader synced to it).
 // Returns the accumulator: position = the first code start >= end.
-template <bool kGlobal, bool kPair = false, bool kChain = false>
+template <bool kGlobal, bool kPair = false>
 __host__ __device__ __forceinline__ uint32_t count_to_end(BitReader<kGlobal>& r, uint32_t acc, const int end,
                                                           const Pass1Luts& t) {
   const int lim = end - static_cast<int>(kMaxCodeLength);
   int pm = static_cast<int>(acc & kAccPos);
-  if (kPair && kChain) {
-    // The windows shift by acc itself (its low 5 bits are the position's).
-    while (pm <= lim - static_cast<int>(kMaxCodeLength)) {
-      acc += t.acc[r.window(static_cast<int>(acc))];
-      acc += t.acc[r.window_ahead2(acc, static_cast<int>(acc & kAccPos))];
-      pm = static_cast<int>(acc & kAccPos);
-      r.sync(pm);
-    }
-  } else if (kPair) {
+  if (kPair) {
     while (pm <= lim - static_cast<int>(kMaxCodeLength)) {  // two lookups (<= 2 L bits) per sync
       acc += t.acc[r.window(pm)];
       pm = static_cast<int>(acc & kAccPos);
@@ -274,7 +254,7 @@ struct LoopSpec {
 // Pass 1 of a segment from `start`: segment 0 from its gap (the true parse),
 // the others from 0 (speculative: they do not know their first code start).
 // The same code for every lane, so a warp runs it once.
-template <bool kGlobal, bool kPair = false, bool kWalk = false, bool kChain = false>
+template <bool kGlobal, bool kPair = false, bool kWalk = false>
 __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base, const int start, const int end,
                                                            const Pass1Luts& t) {
   LoopSpec s;
@@ -310,7 +290,7 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
     pm += hm ? static_cast<int>(ctz32(hm)) : static_cast<int>(x.em >> kMaskLenShift);
     r.sync(pm);
   }
-  s.acc = count_to_end<kGlobal, kPair, kChain>(r, static_cast<uint32_t>(pm) | (cnt << kAccCntShift) | (inv << kAccInvShift), end, t);
+  s.acc = count_to_end<kGlobal, kPair>(r, static_cast<uint32_t>(pm) | (cnt << kAccCntShift) | (inv << kAccInvShift), end, t);
   return s;
 }
 
@@ -318,7 +298,7 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
 // there on both parses agree), or the end; if neither happens in the first
 // word, count the rest from where the walk stopped. Returns the segment's
 // accumulator (true end, codes, invalid codes). Needs q < end (0 <= q < L).
-template <bool kGlobal, bool kPair = false, bool kWalk = false, bool kChain = false>
+template <bool kGlobal, bool kPair = false, bool kWalk = false>
 __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const int q, const int end,
                                                      const LoopSpec& sp, const Pass1Luts& t) {
   BitReader<kGlobal> r;
@@ -346,11 +326,11 @@ __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const
       s += static_cast<int>(em >> kMaskLenShift);
       r.sync(s);
     }
-    return count_to_end<kGlobal, kPair, kChain>(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
+    return count_to_end<kGlobal, kPair>(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
   }
   for (;;) {
     if (s >= end) return static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift);
-    if (s >= 32) return count_to_end<kGlobal, kPair, kChain>(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
+    if (s >= 32) return count_to_end<kGlobal, kPair>(r, static_cast<uint32_t>(s) | (tc << kAccCntShift) | (ti << kAccInvShift), end, t);
     const MaskedWindow x = masked_window(r, s, end, t);
     const uint32_t em = x.em, m = x.m, lm = x.lm, mv = x.mv;
     const uint32_t meet = mv & (sp.mask >> s);
@@ -405,7 +385,7 @@ __host__ __device__ __forceinline__ uint32_t shl_spill(uint32_t x, uint32_t s) {
 // kDiag (df11_gpu_bench "diag-*" variants, wrong output on purpose): bit 0
 // drops the main loop's stores, bit 1 replaces its table lookup by an entry
 // computed from the window (3 codes of 8 bits), to time what each costs.
-template <bool kGlobal, int kDiag = 0, bool kPair = false, bool kChain = false>
+template <bool kGlobal, int kDiag = 0, bool kPair = false>
 __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* base, int q, uint32_t cnt,
                                                                const uint32_t* __restrict__ lut2, uint8_t* buf,
                                                                uint32_t o) {
@@ -434,20 +414,10 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
     }
     o8 = n8;
   };
-  if (kPair && kChain) {
-    while (static_cast<int>(o8) <= e8 - 96) {  // two pairs per loop test
-      step(r.window(p));
-      step(r.window_ahead2(static_cast<uint32_t>(p), p));
-      r.sync(p);
-      step(r.window(p));
-      step(r.window_ahead2(static_cast<uint32_t>(p), p));
-      r.sync(p);
-    }
-  }
   if (kPair) {
     while (static_cast<int>(o8) <= e8 - 48) {  // two whole lookups are ours: one sync for both
       step(r.window(p));
-      step(kChain ? r.window_ahead2(static_cast<uint32_t>(p), p) : r.window_ahead(p));
+      step(r.window_ahead(p));
       r.sync(p);
     }
   }
@@ -500,11 +470,11 @@ __host__ __device__ __forceinline__ uint32_t status_pos(uint32_t c, uint32_t m) 
 // predecessor's end moved is walked again in the next round; the rounds stop
 // when no lane changed (at most P rounds). Out: acc (true end, codes, invalid
 // codes), start (true first code start) and pend (true end) of every segment.
-template <bool kGlobal, bool kPair = false, bool kWalk = false, bool kChain = false>
+template <bool kGlobal, bool kPair = false, bool kWalk = false>
 __host__ __device__ __forceinline__ int resolve_round(const uint32_t* base, const int q, const int end,
                                                      const LoopSpec& sp, const Pass1Luts& t, uint32_t& acc) {
   if (q < end) {
-    acc = resolve<kGlobal, kPair, kWalk, kChain>(base, q, end, sp, t);
+    acc = resolve<kGlobal, kPair, kWalk>(base, q, end, sp, t);
     return static_cast<int>(acc & kAccPos);
   }
   acc = 0;  // no code starts in this segment
@@ -747,9 +717,11 @@ constexpr int kLoopMinBlocks = 5;
 // bit-reader sync; kOptPair2, the same in pass 2; kOptWalk, the first-word
 // walks (pass 1, hand-over) without the end tests where the segment ends more
 // than a window after the first word; kOptInline, descriptors from the kernel
-// parameters (kInlineTensors); kOptMergeV0, the round-6 merge (bench only).
-// The production kernel and the host model (host_sim.cu) use kLoopOpt.
-enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptMergeV0 = 8, kOptInline = 16, kOptChain = 32 };
+// parameters (kInlineTensors). The production kernel and the host model
+// (host_sim.cu) use kLoopOpt. (Measured and dropped, git 419a651: two funnel
+// shifts per paired window, off the lookup chain, and two pairs per loop test
+// in pass 2: no change.)
+enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptInline = 16 };
 constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk | kOptInline;
 
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
@@ -791,8 +763,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   LoopSpec sp;
   int start = h == 0 ? blk.gap : 0;
   constexpr bool kPair1 = (kOpt & kOptPair1) != 0, kPair2 = (kOpt & kOptPair2) != 0, kWalk = (kOpt & kOptWalk) != 0;
-  constexpr bool kChain = (kOpt & kOptChain) != 0;
-  if (active) sp = parse_segment<kGlobal, kPair1, kWalk, kChain>(base, start, blk.end, sm.t1);
+  if (active) sp = parse_segment<kGlobal, kPair1, kWalk>(base, start, blk.end, sm.t1);
   uint32_t acc = sp.acc;  // this segment's true end, codes and invalid codes
   int pend = static_cast<int>(acc & kAccPos);  // past a short last chunk it may be < 0
   if (P > 1) {
@@ -803,7 +774,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
       if (redo) {
         q_done = q;
         start = q;
-        pend = resolve_round<kGlobal, kPair1, kWalk, kChain>(base, q, blk.end, sp, sm.t1, acc);
+        pend = resolve_round<kGlobal, kPair1, kWalk>(base, q, blk.end, sp, sm.t1, acc);
       }
       if (!__any_sync(0xFFFFFFFFu, redo)) break;
     }
@@ -837,13 +808,13 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
 
   // Pass 2: whole words, barrier, then the partial last word of each segment.
   Pass2Tail tail;
-  if (active) tail = decode_to_buffer<kGlobal, kDiag, kPair2, kChain>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
+  if (active) tail = decode_to_buffer<kGlobal, kDiag, kPair2>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
   __syncthreads();
   tail_bytes(tail, sm.buf);
   __syncthreads();
   if (kTimed) tm[3] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
 
-  merge_store_block<kT, true, (kOpt & kOptMergeV0) != 0>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
+  merge_store_block<kT, true>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
 }
 
 // kTimed (df11_gpu_bench's "loop4+timed", diagnostics only): thread 0 of every

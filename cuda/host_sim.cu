@@ -15,7 +15,6 @@ namespace df11::cuda::detail {
 constexpr bool kSimPair1 = (kLoopOpt & kOptPair1) != 0;
 constexpr bool kSimPair2 = (kLoopOpt & kOptPair2) != 0;
 constexpr bool kSimWalk = (kLoopOpt & kOptWalk) != 0;
-constexpr bool kSimChain = (kLoopOpt & kOptChain) != 0;
 
 Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_stream) {
   if (P != 1 && P != 2 && P != 4 && P != 8) return Error::Usage;
@@ -73,7 +72,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
       basev[tid] = smem_stream ? sstream.data() + c * kStreamStride + h * kNW : stream.data() + t * kWords + h * kNW;
       // Pass 1: every lane parses its segment (segment 0 from its gap).
       start[tid] = h == 0 ? gap : 0;
-      sps[tid] = parse_segment<false, kSimPair1, kSimWalk, kSimChain>(basev[tid], start[tid], endv[tid], t1);
+      sps[tid] = parse_segment<false, kSimPair1, kSimWalk>(basev[tid], start[tid], endv[tid], t1);
       acc[tid] = sps[tid].acc;
       pend[tid] = static_cast<int>(acc[tid] & kAccPos);
     }
@@ -90,7 +89,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
         any = true;
         q_done[tid] = q;
         start[tid] = q;
-        pend[tid] = resolve_round<false, kSimPair1, kSimWalk, kSimChain>(basev[tid], q, endv[tid], sps[tid], t1, acc[tid]);
+        pend[tid] = resolve_round<false, kSimPair1, kSimWalk>(basev[tid], q, endv[tid], sps[tid], t1, acc[tid]);
       }
     }
     uint32_t total = 0;
@@ -124,7 +123,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
     std::fill(buf.begin(), buf.end(), uint8_t{0xA5});
     std::vector<Pass2Tail> tails(T);
     for (int tid = 0; tid < T; ++tid)
-      if (active[tid]) tails[tid] = decode_to_buffer<false, 0, kSimPair2, kSimChain>(basev[tid], start[tid], cnt[tid], lutm.data(), buf.data(),
+      if (active[tid]) tails[tid] = decode_to_buffer<false, 0, kSimPair2>(basev[tid], start[tid], cnt[tid], lutm.data(), buf.data(),
                                                             align + excl[tid]);
     for (int tid = T - 1; tid >= 0; --tid) tail_bytes(tails[tid], buf.data());  // after the barrier, in any order
     for (uint32_t j = 0; j < expected; ++j) out[ob + j] = merge1_rot(v.sm[ob + j], buf[align + j]);
