@@ -10,7 +10,8 @@
 //     cp.async, all in flight at once: one memory round trip per block, no
 //     registers, no conversion; the L2 prefetch of its sign-mantissa bytes
 //     follows once the stream is in;
-//   * the stream is read through a 3-word bit reader (hi, lo, next): the L-bit
+//   * the stream is read through a 3-word bit reader (hi, lo, next; two
+//     lookups share one refill where the loops allow: kOptPair1/2): the L-bit
 //     window (L = kLutBits) is funnelshift(lo, hi, q) >> (32 - L); when q passes 32 the words move
 //     down and the word after `next` is loaded from the padded shared-memory
 //     copy of the block's stream, so the load has a whole word of decoding to
@@ -115,7 +116,7 @@ struct BitReader {
 #endif
   }
   // The window at pos where pos may have passed `bound` by less than 32 bits
-  // since the last sync(): lets two lookups share one sync() (kPairLookups).
+  // since the last sync(): lets two lookups share one sync() (kOptPair1/2).
   __host__ __device__ __forceinline__ uint32_t window_ahead(int pos) const {
 #if defined(__CUDA_ARCH__)
     const bool on = pos >= bound;
@@ -294,6 +295,21 @@ __host__ __device__ __forceinline__ LoopSpec parse_segment(const uint32_t* base,
   return s;
 }
 
+// The hand-over walk met the speculative parse at bit s + i (meet's lowest bit,
+// i > 0 unless the walk started on it): its codes before that point (those of
+// mv below i, and the walk's own invalid code at s, `bad`) plus the
+// speculative parse's from there on.
+__host__ __device__ __forceinline__ uint32_t met_parse(const LoopSpec& sp, int s, uint32_t meet, uint32_t mv,
+                                                       uint32_t bad, uint32_t tc, uint32_t ti) {
+  const uint32_t i = ctz32(meet);
+  tc += popc32(mv & ((1u << i) - 1));
+  if (i > 0) ti += bad;  // an invalid code is alone in mv
+  const uint32_t below = (1u << (static_cast<uint32_t>(s) + i)) - 1;  // s + i < 32
+  tc += ((sp.acc >> kAccCntShift) & 0x7FFu) - popc32(sp.mask & below);
+  ti += (sp.acc >> kAccInvShift) - popc32(sp.inv_mask & below);
+  return (sp.acc & kAccPos) | (tc << kAccCntShift) | (ti << kAccInvShift);
+}
+
 // The true parse arrives at q: walk it until it meets a speculative start (from
 // there on both parses agree), or the end; if neither happens in the first
 // word, count the rest from where the walk stopped. Returns the segment's
@@ -312,15 +328,7 @@ __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const
       const uint32_t m = em & kMaskStarts;
       const uint32_t bad = (em & kMaskInvalid) >> 11;
       const uint32_t meet = m & (sp.mask >> s);
-      if (meet) {
-        const uint32_t i = ctz32(meet);
-        tc += popc32(m & ((1u << i) - 1));
-        if (i > 0) ti += bad;
-        const uint32_t below = (1u << (static_cast<uint32_t>(s) + i)) - 1;  // s + i < 32
-        tc += ((sp.acc >> kAccCntShift) & 0x7FFu) - popc32(sp.mask & below);
-        ti += (sp.acc >> kAccInvShift) - popc32(sp.inv_mask & below);
-        return (sp.acc & kAccPos) | (tc << kAccCntShift) | (ti << kAccInvShift);
-      }
+      if (meet) return met_parse(sp, s, meet, m, bad, tc, ti);
       tc += popc32(m);
       ti += bad;
       s += static_cast<int>(em >> kMaskLenShift);
@@ -334,15 +342,7 @@ __host__ __device__ __forceinline__ uint32_t resolve(const uint32_t* base, const
     const MaskedWindow x = masked_window(r, s, end, t);
     const uint32_t em = x.em, m = x.m, lm = x.lm, mv = x.mv;
     const uint32_t meet = mv & (sp.mask >> s);
-    if (meet) {
-      const uint32_t i = ctz32(meet);
-      tc += popc32(mv & ((1u << i) - 1));
-      if (i > 0 && (em & kMaskInvalid)) ++ti;  // the walk's own code at s (an invalid one is alone in mv)
-      const uint32_t below = (1u << (static_cast<uint32_t>(s) + i)) - 1;  // s + i < 32
-      tc += ((sp.acc >> kAccCntShift) & 0x7FFu) - popc32(sp.mask & below);
-      ti += (sp.acc >> kAccInvShift) - popc32(sp.inv_mask & below);
-      return (sp.acc & kAccPos) | (tc << kAccCntShift) | (ti << kAccInvShift);
-    }
+    if (meet) return met_parse(sp, s, meet, mv, (em & kMaskInvalid) >> 11, tc, ti);
     tc += popc32(mv);
     if (em & kMaskInvalid) ++ti;
     const uint32_t hm = m & ~lm;
