@@ -32,6 +32,13 @@ const int kRegistered[] = {
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair2>("loop4+pair2"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1 | kOptPair2>("loop4+pair"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1 | kOptPair2 | kOptWalk>("loop4+pair+walk"),
+    // Diagnosis of the first wave's prologue: the tables by cp.async (all threads) instead of TMA.
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptCpAsyncTables>("loop4+cpasync-tables"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, true, kPrefetchByWave, kLoopOpt | kOptCpAsyncTables>("loop4+cpasync-tables+trace"),
+    // The first wave's later slots wait before their loads: slots >= 2 by 1 us / slot k by 0.6 k us.
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptStagger>("loop4+stagger"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptStagger2>("loop4+stagger2"),
+    reg_loop<4, true, kLoopMinBlocks, false, 0, true, kPrefetchByWave, kLoopOpt | kOptStagger2>("loop4+stagger2+trace"),
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),
@@ -47,17 +54,17 @@ int df11_bench_variant_count() { return static_cast<int>(sizeof(kRegistered) / s
 // (times in ns from the launch's first block start). False if there is none.
 bool df11_bench_dump_trace(const std::string& path, unsigned long long blocks) {
   if (blocks > kTraceBlocks) blocks = kTraceBlocks;
-  std::vector<unsigned long long> t(blocks * 6);
+  std::vector<unsigned long long> t(blocks * 7);
   if (cudaMemcpyFromSymbol(t.data(), g_trace<0>, t.size() * sizeof(t[0])) != cudaSuccess) return false;
   unsigned long long t0 = ~0ull;
-  for (unsigned long long b = 0; b < blocks; ++b) t0 = t[6 * b + 1] < t0 ? t[6 * b + 1] : t0;
+  for (unsigned long long b = 0; b < blocks; ++b) t0 = t[7 * b + 1] < t0 ? t[7 * b + 1] : t0;
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) return false;
-  std::fprintf(f, "block,sm,start,prologue_end,scan_end,pass2_end,end\n");
+  std::fprintf(f, "block,sm,start,stream_in,prologue_end,scan_end,pass2_end,end\n");
   for (unsigned long long b = 0; b < blocks; ++b) {
-    const unsigned long long* r = &t[6 * b];
-    std::fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", b, r[0], r[1] - t0, r[2] - t0, r[3] - t0, r[4] - t0,
-                 r[5] - t0);
+    const unsigned long long* r = &t[7 * b];
+    std::fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", b, r[0], r[1] - t0, r[2] - t0, r[3] - t0,
+                 r[4] - t0, r[5] - t0, r[6] - t0);
   }
   return std::fclose(f) == 0;
 }

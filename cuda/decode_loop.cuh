@@ -644,15 +644,20 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
 // shared-memory writes (16-byte cp.async writes cost 2-4x the ideal
 // shared-memory wavefronts: ncu, docs/PERFORMANCE.md round 4). Elsewhere
 // cp.async for all 20 KB here (complete after cp_async_wait_all()).
-template <int kT>
+// kCpAsync (bench variant loop4+cpasync-tables): the cp.async path on sm_90 too.
+template <int kT, bool kCpAsync = false>
 __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
                                             uint32_t bar_pass1) {
   constexpr uint32_t kLut2 = kLutSize * 4, kPass1 = kLutSize * 4 + kLutSize * 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  (void)kT;
-  (void)lut2_dst;
-  if (tid == 0) bulk_copy(pass1_dst, tables + kLut2 / 4, kPass1, bar_pass1);
-#else
+  if (!kCpAsync) {
+    (void)kT;
+    (void)lut2_dst;
+    if (tid == 0) bulk_copy(pass1_dst, tables + kLut2 / 4, kPass1, bar_pass1);
+    return;
+  }
+#endif
+  {
   (void)bar_pass1;
   static_assert(kLut2 % (16 * kT) == 0 && kPass1 % (16 * kT) == 0, "whole rounds of copies");
   const uint4* src = reinterpret_cast<const uint4*>(tables) + tid;
@@ -661,7 +666,7 @@ __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid
   src += kLut2 / 16;
 #pragma unroll
   for (uint32_t k = 0; k < kPass1 / (16 * kT); ++k) cp_async16(reinterpret_cast<uint4*>(pass1_dst) + tid + k * kT, src + k * kT);
-#endif
+  }
 }
 
 // The pass-2 table (sm_90; elsewhere load_tables copied it).
@@ -721,7 +726,8 @@ constexpr int kLoopMinBlocks = 5;
 // (host_sim.cu) use kLoopOpt. (Measured and dropped, git 419a651: two funnel
 // shifts per paired window, off the lookup chain, and two pairs per loop test
 // in pass 2: no change.)
-enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptInline = 16 };
+enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptInline = 16, kOptCpAsyncTables = 32, kOptStagger = 64,
+             kOptStagger2 = 128 };
 constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk | kOptInline;
 
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
@@ -730,7 +736,7 @@ constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk | kOptInline;
 constexpr uint32_t kTraceBlocks = 16384;
 // A variable template, so that only a translation unit using the trace holds it.
 template <int kUnused>
-__device__ unsigned long long g_trace[kTraceBlocks][6];  // smid, start, prologue, scan, pass 2, end
+__device__ unsigned long long g_trace[kTraceBlocks][7];  // smid, start, stream in, prologue, scan, pass 2, end
 
 __device__ __forceinline__ unsigned long long global_ns() {
   unsigned long long t;
@@ -789,7 +795,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   __syncthreads();  // also: every thread is done with the pass-1 tables
   if (blk.range_ok && prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (kTimed) tm[2] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
-  wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
+  if (!(kOpt & kOptCpAsyncTables)) wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
   uint32_t excl, total;
   scan_finish<kT>(incl, cnt, sm.warp_total, tid, excl, total);
 
@@ -845,6 +851,18 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
 
   const uint32_t tid = threadIdx.x;
   const uint64_t gblock = blockIdx.x;
+  if ((kOpt & (kOptStagger | kOptStagger2)) && gblock < prm.resident) {
+    // First wave only: the hardware hands out blocks 0..SMs-1 as each SM's
+    // first, and so on; later slots wait before asking for their data, so that
+    // the first slots' data arrive sooner (diagnostic variants).
+    const uint32_t sms = prm.resident / kMinBlocks;
+    const uint32_t slot = sms ? static_cast<uint32_t>(gblock / sms) : 0;
+    if (kOpt & kOptStagger) {
+      if (slot >= 2) __nanosleep(1000);
+    } else if (slot > 0) {
+      __nanosleep(600 * slot);
+    }
+  }
   // kOptInline: descriptors and first blocks from the kernel parameters where
   // the launch carries them (one memory round trip less before the data loads).
   const bool inl = (kOpt & kOptInline) != 0 && prm.count <= kInlineTensors;
@@ -857,19 +875,23 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   init_tables_bar(bar, tid);
   init_tables_bar(bar + 8, tid);
   const uint32_t* const tables = d.lut_loop + (blockIdx.x % kLoopTableCopies) * (kLoopTableBytes / 4);
-  load_tables<kT>(tables, tid, smem, buf, bar);
+  constexpr bool kCpAsyncTables = (kOpt & kOptCpAsyncTables) != 0;
+  load_tables<kT, kCpAsyncTables>(tables, tid, smem, buf, bar);
   if (kSmemStream) stage_stream<kT>(d, gblock - tb, tid, sm.sstream);
   LoopBlock<P> blk;
   blk.load(d, gblock - tb, tid / P, tid % P, prm.buf_bytes);
   cp_async_wait_all();
   __syncthreads();  // stream ready (and the mbarrier initialised)
+  const unsigned long long t_stream = kTrace ? global_ns() : 0;
   // Not before the barrier: in a launch's first wave every block's prefetch at
   // once (13 MB for 4096x4096) delayed the streams that pass 1 waits for (round 5).
   if (blk.range_ok && !prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (gblock < prm.resident)  // the first wave only (later, the lines did not stay in L2: round 5)
     prefetch_ahead(prm, d, begins[ti + 1] - tb, gblock - tb, tid);
-  wait_tables(bar, 0);
-  load_lut2(tables, tid, smem, bar + 8);
+  if (!kCpAsyncTables) {
+    wait_tables(bar, 0);
+    load_lut2(tables, tid, smem, bar + 8);
+  }
   if (kTimed) tm[1] = clock64();
   if (kTrace) tm[1] = static_cast<long long>(global_ns());
 
@@ -881,8 +903,10 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
       asm("mov.u32 %0, %%smid;" : "=r"(smid));
       unsigned long long* r = g_trace<0>[blockIdx.x];
       r[0] = smid;
-      for (int k = 0; k < 4; ++k) r[1 + k] = static_cast<unsigned long long>(tm[k]);
-      r[5] = global_ns();
+      r[1] = static_cast<unsigned long long>(tm[0]);
+      r[2] = t_stream;
+      for (int k = 1; k < 4; ++k) r[2 + k] = static_cast<unsigned long long>(tm[k]);
+      r[6] = global_ns();
     }
   }
   if (kTimed) {

@@ -23,8 +23,15 @@ def pct(values):
 
 def summarise(path):
     with open(path, newline="") as f:
-        rows = [list(map(int, r)) for r in list(csv.reader(f))[1:]]
-    # block, sm, start, prologue_end, scan_end, pass2_end, end (ns from the first start)
+        table = list(csv.reader(f))
+    rows = [list(map(int, r)) for r in table[1:]]
+    # block, sm, start, [stream_in,] prologue_end, scan_end, pass2_end, end (ns from
+    # the first start); stream_in (the block's stream words arrived and the block
+    # synchronised; the prologue then waits for the tables) is in newer traces only.
+    stream = "stream_in" in table[0]
+    if stream:
+        for r in rows:
+            r.append(r.pop(3))  # stream_in to the end: the columns below keep their places
     first = [r for r in rows if r[2] < 1500]
     later = [r for r in rows if r[2] >= 1500]
     print(path)
@@ -41,6 +48,9 @@ def summarise(path):
         by_sm[r[1]].append(r)
     counts = collections.Counter(len(v) for v in by_sm.values())
     ends = [max(x[6] for x in v) for v in by_sm.values()]
+    if stream:
+        print("  stream in (first wave) %s; prologue end minus stream in: first wave %s | later %s" %
+              (pct([r[7] for r in first]), pct([r[3] - r[7] for r in first]), pct([r[3] - r[7] for r in later])))
     print("  SMs %d; blocks per SM: %s; each SM's last block end: %s" %
           (len(by_sm), ", ".join("%d on %d" % (k, counts[k]) for k in sorted(counts)), pct(ends)))
 
