@@ -32,13 +32,6 @@ const int kRegistered[] = {
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair2>("loop4+pair2"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1 | kOptPair2>("loop4+pair"),
     reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kOptPair1 | kOptPair2 | kOptWalk>("loop4+pair+walk"),
-    // Diagnosis of the first wave's prologue: the tables by cp.async (all threads) instead of TMA.
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptCpAsyncTables>("loop4+cpasync-tables"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, true, kPrefetchByWave, kLoopOpt | kOptCpAsyncTables>("loop4+cpasync-tables+trace"),
-    // The first wave's later slots wait before their loads: slots >= 2 by 1 us / slot k by 0.6 k us.
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptStagger>("loop4+stagger"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, false, kPrefetchByWave, kLoopOpt | kOptStagger2>("loop4+stagger2"),
-    reg_loop<4, true, kLoopMinBlocks, false, 0, true, kPrefetchByWave, kLoopOpt | kOptStagger2>("loop4+stagger2+trace"),
     // Wrong output on purpose (df11_gpu_bench does not check "diag-" variants):
     // pass 2 without its stores, with a computed entry instead of the table, both.
     reg_loop<4, true, 1, true, 1>("diag-nostore"),

@@ -644,20 +644,15 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
 // shared-memory writes (16-byte cp.async writes cost 2-4x the ideal
 // shared-memory wavefronts: ncu, docs/PERFORMANCE.md round 4). Elsewhere
 // cp.async for all 20 KB here (complete after cp_async_wait_all()).
-// kCpAsync (bench variant loop4+cpasync-tables): the cp.async path on sm_90 too.
-template <int kT, bool kCpAsync = false>
+template <int kT>
 __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid, uint8_t* lut2_dst, uint8_t* pass1_dst,
                                             uint32_t bar_pass1) {
   constexpr uint32_t kLut2 = kLutSize * 4, kPass1 = kLutSize * 4 + kLutSize * 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (!kCpAsync) {
-    (void)kT;
-    (void)lut2_dst;
-    if (tid == 0) bulk_copy(pass1_dst, tables + kLut2 / 4, kPass1, bar_pass1);
-    return;
-  }
-#endif
-  {
+  (void)kT;
+  (void)lut2_dst;
+  if (tid == 0) bulk_copy(pass1_dst, tables + kLut2 / 4, kPass1, bar_pass1);
+#else
   (void)bar_pass1;
   static_assert(kLut2 % (16 * kT) == 0 && kPass1 % (16 * kT) == 0, "whole rounds of copies");
   const uint4* src = reinterpret_cast<const uint4*>(tables) + tid;
@@ -666,7 +661,7 @@ __device__ __forceinline__ void load_tables(const uint32_t* tables, uint32_t tid
   src += kLut2 / 16;
 #pragma unroll
   for (uint32_t k = 0; k < kPass1 / (16 * kT); ++k) cp_async16(reinterpret_cast<uint4*>(pass1_dst) + tid + k * kT, src + k * kT);
-  }
+#endif
 }
 
 // The pass-2 table (sm_90; elsewhere load_tables copied it).
@@ -725,9 +720,10 @@ constexpr int kLoopMinBlocks = 5;
 // parameters (kInlineTensors). The production kernel and the host model
 // (host_sim.cu) use kLoopOpt. (Measured and dropped, git 419a651: two funnel
 // shifts per paired window, off the lookup chain, and two pairs per loop test
-// in pass 2: no change.)
-enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptInline = 16, kOptCpAsyncTables = 32, kOptStagger = 64,
-             kOptStagger2 = 128 };
+// in pass 2: no change. Git 00ce891: the tables by cp.async instead of TMA,
+// 2.5-5% slower; the first wave's later slots delayed before their loads, no
+// change: each SM's first block still waits ~3 us for its stream.)
+enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptInline = 16 };
 constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk | kOptInline;
 
 // kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
@@ -795,7 +791,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   __syncthreads();  // also: every thread is done with the pass-1 tables
   if (blk.range_ok && prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (kTimed) tm[2] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
-  if (!(kOpt & kOptCpAsyncTables)) wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
+  wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
   uint32_t excl, total;
   scan_finish<kT>(incl, cnt, sm.warp_total, tid, excl, total);
 
@@ -851,18 +847,6 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
 
   const uint32_t tid = threadIdx.x;
   const uint64_t gblock = blockIdx.x;
-  if ((kOpt & (kOptStagger | kOptStagger2)) && gblock < prm.resident) {
-    // First wave only: the hardware hands out blocks 0..SMs-1 as each SM's
-    // first, and so on; later slots wait before asking for their data, so that
-    // the first slots' data arrive sooner (diagnostic variants).
-    const uint32_t sms = prm.resident / kMinBlocks;
-    const uint32_t slot = sms ? static_cast<uint32_t>(gblock / sms) : 0;
-    if (kOpt & kOptStagger) {
-      if (slot >= 2) __nanosleep(1000);
-    } else if (slot > 0) {
-      __nanosleep(600 * slot);
-    }
-  }
   // kOptInline: descriptors and first blocks from the kernel parameters where
   // the launch carries them (one memory round trip less before the data loads).
   const bool inl = (kOpt & kOptInline) != 0 && prm.count <= kInlineTensors;
@@ -875,8 +859,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   init_tables_bar(bar, tid);
   init_tables_bar(bar + 8, tid);
   const uint32_t* const tables = d.lut_loop + (blockIdx.x % kLoopTableCopies) * (kLoopTableBytes / 4);
-  constexpr bool kCpAsyncTables = (kOpt & kOptCpAsyncTables) != 0;
-  load_tables<kT, kCpAsyncTables>(tables, tid, smem, buf, bar);
+  load_tables<kT>(tables, tid, smem, buf, bar);
   if (kSmemStream) stage_stream<kT>(d, gblock - tb, tid, sm.sstream);
   LoopBlock<P> blk;
   blk.load(d, gblock - tb, tid / P, tid % P, prm.buf_bytes);
@@ -888,10 +871,8 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   if (blk.range_ok && !prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (gblock < prm.resident)  // the first wave only (later, the lines did not stay in L2: round 5)
     prefetch_ahead(prm, d, begins[ti + 1] - tb, gblock - tb, tid);
-  if (!kCpAsyncTables) {
-    wait_tables(bar, 0);
-    load_lut2(tables, tid, smem, bar + 8);
-  }
+  wait_tables(bar, 0);
+  load_lut2(tables, tid, smem, bar + 8);
   if (kTimed) tm[1] = clock64();
   if (kTrace) tm[1] = static_cast<long long>(global_ns());
 
