@@ -262,6 +262,7 @@ struct Workspace::Impl {
   unsigned long long* status_dev = nullptr;
   const detail::TensorDesc* table_dev = nullptr;
   const uint64_t* block_begin_dev = nullptr;
+  detail::LaunchParams prm;  // the kernel's parameters, all known once planned
 };
 
 Workspace::Workspace() : impl_(new Impl) {}
@@ -389,6 +390,17 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
   if (e == Error::Ok) e = copy_to_device(base + off_begin, w.block_begin.data(), 8 * w.block_begin.size(), stream);
   if (e == Error::Ok) e = synchronize(stream);
   if (e != Error::Ok) return e;
+  w.prm = detail::LaunchParams{};
+  w.prm.table = w.table_dev;
+  w.prm.block_begin = w.block_begin_dev;
+  w.prm.status = w.status_dev;
+  w.prm.count = static_cast<uint32_t>(w.descs.size());
+  w.prm.buf_bytes = w.buf_bytes;
+  w.prm.resident = w.resident;
+  if (w.descs.size() <= detail::kInlineTensors) {
+    std::copy(w.descs.begin(), w.descs.end(), w.prm.inline_desc);
+    std::copy(w.block_begin.begin(), w.block_begin.end(), w.prm.inline_begin);
+  }
   w.tensors.assign(tensors, tensors + count);
   w.outputs.assign(outputs_dev, outputs_dev + count);
   w.planned = true;
@@ -399,19 +411,8 @@ Error launch(Workspace& ws, Stream stream) {
   Workspace::Impl& w = *ws.impl();
   if (!w.planned) return Error::Usage;
   if (w.blocks == 0) return Error::Ok;
-  detail::LaunchParams prm;
-  prm.table = w.table_dev;
-  prm.block_begin = w.block_begin_dev;
-  prm.status = w.status_dev;
-  prm.count = static_cast<uint32_t>(w.descs.size());
-  prm.buf_bytes = w.buf_bytes;
-  prm.resident = w.resident;
-  if (w.descs.size() <= detail::kInlineTensors) {
-    std::copy(w.descs.begin(), w.descs.end(), prm.inline_desc);
-    std::copy(w.block_begin.begin(), w.block_begin.end(), prm.inline_begin);
-  }
   const detail::Variant& var = detail::variants()[w.variant];
-  var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(prm);
+  var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(w.prm);
   return check(cudaGetLastError(), "decode kernel launch");
 }
 
