@@ -1,10 +1,13 @@
 // df11: lossless BF16 checkpoint compression. Human messages go to stderr;
 // --json prints one machine-readable object to stdout.
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cinttypes>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <new>
@@ -13,6 +16,7 @@
 #include "bench_command.h"
 #include "df11.h"
 #include "report_json.h"
+#include "stdio_spool.h"
 
 namespace {
 
@@ -22,6 +26,15 @@ const char* kExitCodes =
     "  1  verification mismatch or corrupt data\n"
     "  2  usage error\n"
     "  3  I/O error, invalid input or unsupported version\n";
+
+const char* kPipes =
+    "Pipes, as in zstd: '-' as IN reads standard input; '-o -' or -c writes\n"
+    "standard output (the default when IN is '-'). The library needs files, so\n"
+    "a pipe is spooled to a private directory in $TMPDIR (default /tmp), which\n"
+    "is removed on exit, error, SIGINT or SIGTERM; a .safetensors file restored\n"
+    "to stdout is written only once it has been checked. Binary data is not\n"
+    "written to or read from a terminal unless -f is given. Directories cannot\n"
+    "go through a pipe. A reader that stops early (| head) ends df11 quietly.\n";
 
 struct Common {
   int verbosity = 1;  // 0 quiet, 1 normal, 2+ verbose
@@ -113,12 +126,90 @@ void print_info(const df11::Report& r) {
                 r.original_bytes ? 100.0 * static_cast<double>(r.stored_bytes) / static_cast<double>(r.original_bytes) : 0.0);
 }
 
+df11::Status usage(const std::string& what) { return {df11::Error::Usage, what + " (Usage)"}; }
+
+// The names the user sees for the paths the library got in place of "-".
+struct StdioNames {
+  std::string in_path, out_path;  // "" when not a pipe
+  void apply(std::string& s) const {
+    if (!in_path.empty()) df11cli::replace_all(s, in_path, "<stdin>");
+    if (!out_path.empty()) df11cli::replace_all(s, out_path, "<stdout>");
+  }
+  void apply(df11::Status& st) const { apply(st.message); }
+  void apply(df11::Report& r) const {
+    for (auto& f : r.files) apply(f.path);
+  }
+};
+
+// compress / decompress with "-" for IN and/or OUT (-c: OUT is stdout).
+int run_transform(bool compressing, const std::string& in, std::string out, bool to_stdout, Common& c,
+                  df11::Options opt) {
+  using df11cli::is_stdio;
+  if (to_stdout && !out.empty() && !is_stdio(out)) return finish(usage("-c and -o FILE both name the output"), c, nullptr);
+  const bool in_stdin = is_stdio(in);
+  const bool out_stdout = to_stdout || is_stdio(out) || (in_stdin && out.empty());
+  if (out_stdout) {
+    std::error_code ec;
+    if (!in_stdin && std::filesystem::is_directory(in, ec))
+      return finish(usage(in + ": a directory cannot be written to standard output (it becomes several files); give -o DIR"), c, nullptr);
+    if (c.json) return finish(usage("--json and the output data cannot both go to standard output"), c, nullptr);
+    // As zstd: the one-line summary is left out when the data goes to stdout.
+    if (c.verbosity == 1) c.verbosity = 0;
+  }
+  const std::string refusal = df11cli::terminal_refusal(out_stdout, isatty(STDOUT_FILENO), in_stdin,
+                                                        isatty(STDIN_FILENO), c.force);
+  if (!refusal.empty()) return finish({df11::Error::Usage, refusal}, c, nullptr);
+
+  df11cli::SpoolDir spool;  // removed on every return below
+  StdioNames names;
+  std::string lib_in = in, lib_out = out;
+  df11::Status s;
+  if (in_stdin) {
+    s = df11cli::stdin_as_path(spool, compressing ? "stdin.safetensors" : "stdin.df11", &lib_in);
+    if (!s.ok()) return finish(s, c, nullptr);
+    names.in_path = lib_in;
+  }
+  if (out_stdout) {
+    s = spool.create();
+    if (!s.ok()) return finish(s, c, nullptr);
+    lib_out = spool.file(compressing ? "stdout.df11" : "stdout.safetensors");
+    names.out_path = lib_out;
+    opt.overwrite = false;  // -f meant "to a terminal"; the spool is fresh
+  }
+  df11::Report r;
+  s = compressing ? df11::compress(lib_in, lib_out, opt, &r) : df11::decompress(lib_in, lib_out, opt, &r);
+  names.apply(s);
+  names.apply(r);
+  if (s.ok() && out_stdout) {
+    df11cli::CopyEnd end;
+    s = df11cli::copy_to_stdout(lib_out, &end);
+    names.apply(s);
+    if (s.ok() && end == df11cli::CopyEnd::ReaderGone) return 0;  // `| head`: quietly
+  }
+  if (s.ok()) print_sizes(r, c, compressing);
+  const auto body = df11cli::to_json(r);
+  return finish(s, c, s.ok() ? &body : nullptr);
+}
+
+// verify / info input: "-" is spooled (or mapped in place when a file was
+// redirected to stdin).
+df11::Status stdin_input(df11cli::SpoolDir& spool, const std::string& arg, const char* name, std::string* lib,
+                         StdioNames* names) {
+  *lib = arg;
+  if (!df11cli::is_stdio(arg)) return df11::Status::Ok();
+  if (isatty(STDIN_FILENO))
+    return {df11::Error::Usage, "<stdin>: is a terminal; refusing to read binary data from it (redirect it) (Usage)"};
+  df11::Status s = df11cli::stdin_as_path(spool, name, lib);
+  if (s.ok()) names->in_path = *lib;
+  return s;
+}
+
 }  // namespace
 
 static int run(int argc, char** argv) {
   df11::install_interrupt_handlers();
   CLI::App app{"df11: lossless compression of BF16 safetensors checkpoints (format v2)", "df11"};
-  app.footer(kExitCodes);
+  app.footer(std::string(kPipes) + "\n" + kExitCodes);
   app.set_version_flag("--version", std::string("df11 ") + df11::version_string());
   app.require_subcommand(1);
   Common c;
@@ -127,29 +218,31 @@ static int run(int argc, char** argv) {
     sub->add_flag_function("-v,--verbose", [&](int64_t n) { c.verbosity += static_cast<int>(n); }, "More output");
     sub->add_option("-T,--threads", c.threads, "Worker threads (default: all cores)")->check(CLI::Range(1u, 1024u));
     sub->add_flag("--json", c.json, "Print a machine-readable report to stdout");
-    sub->footer(kExitCodes);
+    sub->footer(std::string(kPipes) + "\n" + kExitCodes);
   };
 
   std::string in, out, against;
-  bool verify_after = false;
+  bool verify_after = false, to_stdout = false;
   std::string device = "auto";
 
   auto* comp = app.add_subcommand("compress", "Compress a .safetensors file or a model directory");
-  comp->add_option("input", in, "File or directory")->required();
-  comp->add_option("-o,--output", out, "Output (default: X.df11 for X.safetensors, DIR.df11 for a directory)");
-  comp->add_flag("-f,--force", c.force, "Overwrite an existing output");
+  comp->add_option("input", in, "File or directory; - reads a .safetensors file from standard input")->required();
+  comp->add_option("-o,--output", out, "Output (default: X.df11 for X.safetensors, DIR.df11 for a directory; - for standard output)");
+  comp->add_flag("-c,--stdout", to_stdout, "Write to standard output (as -o -)");
+  comp->add_flag("-f,--force", c.force, "Overwrite an existing output; allow binary data to/from a terminal");
   comp->add_flag("--verify", verify_after, "Decode what was written before reporting success");
   add_common(comp);
 
   auto* dec = app.add_subcommand("decompress", "Restore byte-identical .safetensors files");
-  dec->add_option("input", in, ".df11 file or df11 directory")->required();
-  dec->add_option("-o,--output", out, "Output (default: X.safetensors for X.df11, DIR for DIR.df11)");
-  dec->add_flag("-f,--force", c.force, "Overwrite an existing output");
+  dec->add_option("input", in, ".df11 file or df11 directory; - reads a .df11 file from standard input")->required();
+  dec->add_option("-o,--output", out, "Output (default: X.safetensors for X.df11, DIR for DIR.df11; - for standard output)");
+  dec->add_flag("-c,--stdout", to_stdout, "Write to standard output (as -o -)");
+  dec->add_flag("-f,--force", c.force, "Overwrite an existing output; allow binary data to/from a terminal");
   add_common(dec);
 
   auto* ver = app.add_subcommand("verify", "Decode everything and check every checksum");
-  ver->add_option("input", in, ".df11 file or df11 directory")->required();
-  ver->add_option("--against", against, "Also compare with this original file or directory");
+  ver->add_option("input", in, ".df11 file or df11 directory; - reads a .df11 file from standard input")->required();
+  ver->add_option("--against", against, "Also compare with this original file or directory (- : standard input)");
   const CLI::Validator device_check(
       [](std::string& v) -> std::string {
         if (v == "auto" || v == "cpu" || v == "cuda") return "";
@@ -161,7 +254,7 @@ static int run(int argc, char** argv) {
   add_common(ver);
 
   auto* inf = app.add_subcommand("info", "Per-tensor statistics of a .df11 file or directory");
-  inf->add_option("input", in, ".df11 file or df11 directory")->required();
+  inf->add_option("input", in, ".df11 file or df11 directory; - reads a .df11 file from standard input")->required();
   add_common(inf);
 
   df11cli::BenchArgs bench_args;
@@ -186,29 +279,29 @@ static int run(int argc, char** argv) {
   }
 
   df11::Options opt = options_of(c);
-  if (comp->parsed()) {
+  if (comp->parsed() || dec->parsed()) {
     opt.verify_after = verify_after;
-    df11::Report r;
-    const df11::Status s = df11::compress(in, out, opt, &r);
-    if (s.ok()) print_sizes(r, c, true);
-    const auto body = df11cli::to_json(r);
-    return finish(s, c, s.ok() ? &body : nullptr);
-  }
-  if (dec->parsed()) {
-    df11::Report r;
-    const df11::Status s = df11::decompress(in, out, opt, &r);
-    if (s.ok()) print_sizes(r, c, false);
-    const auto body = df11cli::to_json(r);
-    return finish(s, c, s.ok() ? &body : nullptr);
+    return run_transform(comp->parsed(), in, out, to_stdout, c, opt);
   }
   if (ver->parsed()) {
     opt.device = device;
+    if (df11cli::is_stdio(in) && df11cli::is_stdio(against))
+      return finish(usage("the container and --against cannot both be standard input"), c, nullptr);
+    df11cli::SpoolDir spool;
+    StdioNames names;
+    std::string lib_in, lib_against;
+    df11::Status s = stdin_input(spool, in, "stdin.df11", &lib_in, &names);
+    if (s.ok()) s = stdin_input(spool, against, "stdin.safetensors", &lib_against, &names);
+    if (!s.ok()) return finish(s, c, nullptr);
     df11::VerifyReport r;
-    const df11::Status s = df11::verify(in, against, opt, &r);
+    s = df11::verify(lib_in, lib_against, opt, &r);
+    names.apply(s);
+    for (auto& f : r.failures) names.apply(f);
     if (!c.json && c.verbosity >= 0)
       for (const auto& f : r.failures) std::fprintf(stderr, "FAILED %s\n", f.c_str());
     if (s.ok() && c.verbosity >= 1 && !c.json) {
-      std::fprintf(stderr, "%s: OK (%" PRIu64 " file(s), %" PRIu64 " tensors%s, device %s", in.c_str(), r.files_checked,
+      std::fprintf(stderr, "%s: OK (%" PRIu64 " file(s), %" PRIu64 " tensors%s, device %s",
+                   df11cli::is_stdio(in) ? "<stdin>" : in.c_str(), r.files_checked,
                    r.tensors_checked, against.empty() ? "" : ", identical to the original", r.device.c_str());
       if (r.decode_seconds > 0)
         std::fprintf(stderr, ", BF16 decode %.1f GB/s", static_cast<double>(r.decoded_bytes) / r.decode_seconds / 1e9);
@@ -218,8 +311,15 @@ static int run(int argc, char** argv) {
     return finish(s, c, &body);
   }
   if (inf->parsed()) {
+    df11cli::SpoolDir spool;
+    StdioNames names;
+    std::string lib_in;
+    df11::Status s = stdin_input(spool, in, "stdin.df11", &lib_in, &names);
+    if (!s.ok()) return finish(s, c, nullptr);
     df11::Report r;
-    const df11::Status s = df11::info(in, opt, &r);
+    s = df11::info(lib_in, opt, &r);
+    names.apply(s);
+    names.apply(r);
     if (s.ok() && !c.json) print_info(r);
     const auto body = df11cli::to_json(r);
     return finish(s, c, s.ok() ? &body : nullptr);
@@ -237,8 +337,22 @@ static int run(int argc, char** argv) {
 // frames expand up to ~32000x), and the file system can fail under us: fail
 // cleanly instead of std::terminate. The unwinding removes temporary output.
 int main(int argc, char** argv) {
+  // A closed pipe is noticed as EPIPE where df11 writes, so that it can clean
+  // up its temporaries and end quietly, instead of dying half-way.
+  signal(SIGPIPE, SIG_IGN);
   try {
-    return run(argc, argv);
+    const int code = run(argc, argv);
+    // Reports printed to stdout (info, --json): a reader that stopped early
+    // (`df11 info | head`) is not an error; any other failed write is.
+    const bool flush_failed = std::fflush(stdout) != 0;
+    const int err = errno;
+    if (flush_failed || std::ferror(stdout)) {
+      if (df11cli::stdout_reader_gone()) return code;
+      std::fprintf(stderr, "df11: <stdout>: write failed%s%s (Io)\n", flush_failed ? ": " : "",
+                   flush_failed ? std::strerror(err) : "");
+      return code ? code : df11::exit_code(df11::Error::Io);
+    }
+    return code;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "df11: out of memory (Io)\n");
     return df11::exit_code(df11::Error::Io);

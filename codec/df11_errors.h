@@ -40,7 +40,7 @@ enum class Error : int {
   DirIndexMissingShard,   // index weight_map names a shard that does not exist
   DirIndexBadPath,        // index names an absolute path or one with '/' or '..'
   DirManifestInvalid,     // df11 manifest unreadable, malformed, or unsafe path
-  DirUnsupportedEntry,    // a symlink or special file in the input directory
+  DirUnsupportedEntry,    // a special file (device, FIFO, socket) in the input directory
 
   // ---- .df11 container -----------------------------------------------------
   Df11Truncated,          // file shorter than its header says
@@ -60,6 +60,15 @@ enum class Error : int {
 
   // ---- verify ----------------------------------------------------------------
   VerifyMismatch,         // decoded data differs from the --against original
+
+  // ---- appended later: numeric values above are fixed (the C ABI exposes them) --
+  // Symlinks in an input directory (a Hugging Face cache snapshot is made of
+  // links into ../../blobs/): a link to a regular file is read through; these
+  // name the entry, never the target.
+  DirLinkDangling,        // a symlink whose target does not exist (or a link loop)
+  DirLinkToDirectory,     // a symlink to a directory (also as a component of a stored path)
+  DirLinkNotRegular,      // a symlink to a device, FIFO or socket
+  OutputIsLink,           // an output path is a symlink: writing never follows one, even with -f
 };
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "file_io.h"
+#include "input_entry.h"
 #include "manifest.h"
 #include "model_index.h"
 #include "ops.h"
@@ -37,6 +38,7 @@ class AtomicOutputDir {
   Status open(const std::string& path, bool overwrite) {
     path_ = path;
     overwrite_ = overwrite;
+    if (Status s = refuse_output_link(path); !s.ok()) return s;
     std::error_code ec;
     if (fs::exists(fs::symlink_status(path, ec)) && !overwrite)
       return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
@@ -49,6 +51,7 @@ class AtomicOutputDir {
   const std::string& temp() const { return temp_; }
   Status commit() {
     if (interrupted()) return interrupted_status(path_);
+    if (Status s = refuse_output_link(path_); !s.ok()) return s;
     std::error_code ec;
     const bool exists = fs::exists(fs::symlink_status(path_, ec));
     if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
@@ -69,6 +72,10 @@ class AtomicOutputDir {
   std::string path_, temp_;
   bool overwrite_ = false;
 };
+
+bool is_link_error(Error e) {
+  return e == Error::DirLinkDangling || e == Error::DirLinkToDirectory || e == Error::DirLinkNotRegular;
+}
 
 Status hash_file(const std::string& path, std::string* hex) {
   MappedFile f;
@@ -100,19 +107,30 @@ std::string stored_name(const std::string& rel) {
   return ends_with(rel, ".safetensors") ? rel.substr(0, rel.size() - 12) + ".df11" : rel;
 }
 
-// Lists regular files and directories under root, sorted; anything else fails.
-Status scan_dir(const std::string& root, std::vector<std::string>* files, std::vector<std::string>* dirs) {
+// Lists regular files and directories under root, sorted. A symlink to a
+// regular file counts as a file (a Hugging Face cache snapshot is made of
+// links into ../../blobs/) and is added to *links; any other link, and any
+// special file, fails with an error naming the entry.
+Status scan_dir(const std::string& root, std::vector<std::string>* files, std::vector<std::string>* dirs,
+                std::set<std::string>* links) {
   std::error_code ec;
   fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
   if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
   for (; it != end; it.increment(ec)) {
     if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
-    const fs::file_status st = it->symlink_status(ec);
-    const std::string rel = fs::relative(it->path(), root, ec).generic_string();
-    if (fs::is_symlink(st)) return make_status(Error::DirUnsupportedEntry, root, "'" + rel + "' is a symlink");
-    if (fs::is_directory(st)) dirs->push_back(rel);
-    else if (fs::is_regular_file(st)) files->push_back(rel);
-    else return make_status(Error::DirUnsupportedEntry, root, "'" + rel + "' is not a regular file or directory");
+    // Lexically: fs::relative() would resolve the links this scan examines.
+    const std::string rel = it->path().lexically_relative(root).generic_string();
+    InputEntry e;
+    Status s = classify_input_entry(root, rel, &e);
+    if (!s.ok()) return s;
+    if (e.kind == EntryKind::Directory) {
+      dirs->push_back(rel);
+    } else if (e.kind == EntryKind::RegularFile) {
+      files->push_back(rel);
+      if (e.link) links->insert(rel);
+    } else {
+      return make_status(Error::DirUnsupportedEntry, root, "'" + rel + "' is not a regular file or directory");
+    }
   }
   std::sort(files->begin(), files->end());
   std::sort(dirs->begin(), dirs->end());
@@ -121,6 +139,11 @@ Status scan_dir(const std::string& root, std::vector<std::string>* files, std::v
 
 Status read_manifest(const std::string& dir, Manifest* m) {
   const std::string path = dir + "/" + kManifestName;
+  std::error_code ec;
+  if (fs::is_symlink(fs::symlink_status(path, ec))) {  // e.g. a df11 model in the Hugging Face cache
+    Status s = check_input_file(dir, kManifestName, nullptr);
+    if (!s.ok()) return s;
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) return make_status(Error::Io, dir, std::string("not a df11 directory: cannot read ") + kManifestName);
   std::stringstream ss;
@@ -130,7 +153,8 @@ Status read_manifest(const std::string& dir, Manifest* m) {
 
 Status compress_dir(const std::string& in, const std::string& out, const Options& opt, Report* report) {
   std::vector<std::string> files, dirs;
-  Status s = scan_dir(in, &files, &dirs);
+  std::set<std::string> links;
+  Status s = scan_dir(in, &files, &dirs, &links);
   if (!s.ok()) return s;
   std::set<std::string> outputs;
   for (const auto& rel : files) {
@@ -161,7 +185,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
     std::error_code ec;
     const uint64_t src_size = fs::file_size(src, ec);
     if (ec) return make_status(Error::Io, src, "cannot stat: " + ec.message());
-    ManifestEntry e{rel, src_size, "", stored_name(rel)};
+    ManifestEntry e{rel, src_size, "", stored_name(rel), links.count(rel) > 0};
     FileReport fr;
     fr.path = rel;
     if (ends_with(rel, ".safetensors")) {
@@ -206,6 +230,10 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   for (const auto& e : m.files) {
     if (interrupted()) return interrupted_status(in);
     const std::string src = in + "/" + e.stored_as, dst = od.temp() + "/" + e.path;
+    // Stored files may be links (a df11 model downloaded into the Hugging
+    // Face cache); the restored files are always regular files.
+    s = check_input_file(in, e.stored_as, nullptr);
+    if (!s.ok()) return s;
     fs::create_directories(fs::path(dst).parent_path());
     FileReport fr;
     fr.path = e.path;
@@ -237,6 +265,8 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     if (interrupted()) return interrupted_status(in);
     const std::string src = in + "/" + e.stored_as;
     const std::string orig = against.empty() ? "" : against + "/" + e.path;
+    s = check_input_file(in, e.stored_as, nullptr);
+    if (!s.ok() && is_link_error(s.code)) return s;  // refused input; a missing file is a failure below
     std::string hex;
     if (e.stored_as != e.path) {
       Sha256 sha;
@@ -341,6 +371,8 @@ Status info(const std::string& in, const Options& opt, Report* report) {
   for (const auto& e : m.files) {
     FileReport fr;
     fr.path = e.path;
+    s = check_input_file(in, e.stored_as, nullptr);
+    if (!s.ok() && is_link_error(s.code)) return s;
     if (e.stored_as != e.path) {
       s = info_one(in + "/" + e.stored_as, opt, &fr);
       if (!s.ok()) return s;

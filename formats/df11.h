@@ -90,6 +90,9 @@ Status info(const std::string& in, const Options& opt, Report* report);
 // Installs SIGINT/SIGTERM handlers: running operations then stop at the next
 // tensor, remove their temporary output and return Error::Interrupted.
 void install_interrupt_handlers();
+// True once SIGINT or SIGTERM has arrived (after install_interrupt_handlers),
+// so that a caller's own loops (the CLI's pipe copies) stop and clean up too.
+bool interrupted() noexcept;
 
 // Default output path for a single file: "x.safetensors" -> "x.df11".
 std::string default_output_path(const std::string& in, bool compressing);

@@ -45,6 +45,13 @@ Status make_status(Error e, const std::string& label, const std::string& what) {
   return {e, label + ": " + what + " (" + error_name(e) + ")"};
 }
 
+Status refuse_output_link(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec)))
+    return make_status(Error::OutputIsLink, path, "output is a symbolic link; df11 never writes through or replaces one (remove it first)");
+  return Status::Ok();
+}
+
 Status interrupted_status(const std::string& label) {
   return make_status(Error::Interrupted, label, "interrupted by signal; partial output removed");
 }
@@ -189,6 +196,7 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
   discard();
   path_ = path;
   overwrite_ = overwrite;
+  if (Status s = refuse_output_link(path); !s.ok()) return s;
   std::error_code ec;
   if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path, ec)))
     return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
@@ -263,6 +271,8 @@ Status AtomicOutputFile::commit() {
   }
   fd_ = -1;
   if (overwrite_) {
+    // A link may have appeared since open(): rename() would replace it.
+    if (Status s = refuse_output_link(path_); !s.ok()) return s;
     if (std::rename(temp_.c_str(), path_.c_str()) != 0) return io_error("cannot rename into place", errno);
   } else {
     // link() fails if the target appeared meanwhile: never clobber without -f.

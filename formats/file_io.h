@@ -37,7 +37,8 @@ class AtomicOutputFile {
   ~AtomicOutputFile();
   AtomicOutputFile(const AtomicOutputFile&) = delete;
   AtomicOutputFile& operator=(const AtomicOutputFile&) = delete;
-  // Fails with OutputExists if `path` exists and !overwrite.
+  // Fails with OutputIsLink if `path` is a symlink, OutputExists if it
+  // exists and !overwrite.
   Status open(const std::string& path, bool overwrite);
   Status write(const void* data, uint64_t size);
   Status write_zeros(uint64_t size);
@@ -72,5 +73,10 @@ bool interrupted() noexcept;
 Status interrupted_status(const std::string& label);
 
 Status make_status(Error e, const std::string& label, const std::string& what);
+
+// Writing never follows a link: a symlink at `path` (an output file, or an
+// output directory itself) fails with OutputIsLink, with or without -f, so
+// that df11 neither writes through it nor silently replaces it.
+Status refuse_output_link(const std::string& path);
 
 }  // namespace df11

@@ -25,8 +25,13 @@ std::string manifest_to_json(const Manifest& m) {
   j["version"] = 1;
   j["directories"] = m.directories;
   j["files"] = nlohmann::ordered_json::array();
-  for (const auto& f : m.files)
-    j["files"].push_back({{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}, {"stored_as", f.stored_as}});
+  for (const auto& f : m.files) {
+    nlohmann::ordered_json e = {{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}, {"stored_as", f.stored_as}};
+    // Written only when true, so a directory without links gives the same
+    // manifest as before the key existed.
+    if (f.link) e["link"] = true;
+    j["files"].push_back(std::move(e));
+  }
   return j.dump(1) + "\n";
 }
 
@@ -53,6 +58,10 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
       return bad("file entry lacks path, size, sha256 or stored_as");
     ManifestEntry e{f["path"].get<std::string>(), f["size"].get<uint64_t>(), f["sha256"].get<std::string>(),
                     f["stored_as"].get<std::string>()};
+    if (f.contains("link")) {  // optional: manifests written before it was added lack it
+      if (!f["link"].is_boolean()) return bad("\"link\" of '" + e.path + "' is not a boolean");
+      e.link = f["link"].get<bool>();
+    }
     if (!safe_relative_path(e.path) || !safe_relative_path(e.stored_as))
       return bad("unsafe path '" + e.path + "' / '" + e.stored_as + "'");
     if (e.sha256.size() != 64 || e.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)

@@ -14,6 +14,7 @@ struct ManifestEntry {
   uint64_t size = 0;
   std::string sha256;     // lowercase hex of the original file
   std::string stored_as;  // relative path inside the df11 directory
+  bool link = false;      // the input entry was a symlink to a regular file ("link": true; absent = false)
 };
 
 struct Manifest {

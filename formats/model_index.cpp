@@ -107,8 +107,12 @@ Status check(const std::string& dir) {
   const fs::path path = fs::path(dir) / kModelIndexName;
   const std::string label = path.string();
   std::error_code ec;
-  const fs::file_status st = fs::symlink_status(path, ec);
-  if (st.type() == fs::file_type::not_found) return Status::Ok();
+  // Links are followed (a Hugging Face cache snapshot is made of links into
+  // ../../blobs/); the directory scan has already refused links that do not
+  // resolve to a regular file, naming them.
+  if (fs::symlink_status(path, ec).type() == fs::file_type::not_found) return Status::Ok();
+  const fs::file_status st = fs::status(path, ec);
+  if (st.type() == fs::file_type::not_found) return make_status(label, Error::DirIndexInvalid, "is a dangling symbolic link");
   if (ec) return make_status(label, Error::DirIndexInvalid, "cannot be examined: " + ec.message());
   if (st.type() != fs::file_type::regular) return make_status(label, Error::DirIndexInvalid, "is not a regular file");
 
@@ -156,15 +160,13 @@ Status check(const std::string& dir) {
                          "weight_map names shard " + quote_name(shard) + ", which " + why);
   }
   for (const std::string& shard : h.shards) {
-    const fs::file_status s = fs::symlink_status(fs::path(dir) / shard, ec);
+    const fs::file_status s = fs::status(fs::path(dir) / shard, ec);  // through links, as above
     if (s.type() == fs::file_type::regular) continue;
     std::string why;
     if (s.type() == fs::file_type::not_found)
       why = "does not exist";
     else if (ec)
       why = "cannot be examined: " + ec.message();
-    else if (s.type() == fs::file_type::symlink)
-      why = "is a symlink, not a regular file";
     else if (s.type() == fs::file_type::directory)
       why = "is a directory, not a regular file";
     else

@@ -1,0 +1,172 @@
+#include "stdio_spool.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+namespace df11cli {
+
+namespace {
+
+df11::Status fail(df11::Error e, const std::string& label, const std::string& what) {
+  return {e, label + ": " + what + " (" + df11::error_name(e) + ")"};
+}
+
+df11::Status interrupted(const std::string& label) {
+  return fail(df11::Error::Interrupted, label, "interrupted by signal; temporary files removed");
+}
+
+// RAII file descriptor.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+// Writes all of [p, p+n) to fd; EPIPE comes back as *gone = true.
+df11::Status write_all(int fd, const uint8_t* p, size_t n, const std::string& label, bool* gone) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) {
+        if (df11::interrupted()) return interrupted(label);
+        continue;
+      }
+      if (errno == EPIPE && gone) {
+        *gone = true;
+        return df11::Status::Ok();
+      }
+      return fail(df11::Error::Io, label, std::string("write failed: ") + std::strerror(errno));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return df11::Status::Ok();
+}
+
+}  // namespace
+
+std::string terminal_refusal(bool binary_out_to_stdout, bool stdout_is_terminal, bool binary_in_from_stdin,
+                             bool stdin_is_terminal, bool force) {
+  if (force) return "";
+  if (binary_out_to_stdout && stdout_is_terminal)
+    return "<stdout>: is a terminal; refusing to write binary data to it (redirect it, or use -f) (Usage)";
+  if (binary_in_from_stdin && stdin_is_terminal)
+    return "<stdin>: is a terminal; refusing to read binary data from it (redirect it, or use -f) (Usage)";
+  return "";
+}
+
+SpoolDir::~SpoolDir() {
+  std::error_code ec;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+}
+
+df11::Status SpoolDir::create() {
+  if (!dir_.empty()) return df11::Status::Ok();
+  const char* env = std::getenv("TMPDIR");
+  const std::string base = env && *env ? env : "/tmp";
+  std::string tmpl = base + "/df11-spool-XXXXXX";
+  if (!mkdtemp(tmpl.data()))
+    return fail(df11::Error::Io, base, std::string("cannot create a temporary directory for a pipe ($TMPDIR): ") +
+                                           std::strerror(errno));
+  dir_ = tmpl;
+  return df11::Status::Ok();
+}
+
+df11::Status stdin_as_path(SpoolDir& spool, const std::string& name, std::string* path) {
+  struct stat st {};
+  if (fstat(STDIN_FILENO, &st) != 0) return fail(df11::Error::Io, "<stdin>", std::string("cannot stat: ") + std::strerror(errno));
+  // A redirected regular file can be mapped where it is: no copy. (At another
+  // offset, as after `{ head -c 8; df11 compress -; } < F`, only the rest is
+  // the input, so it is copied like a pipe.)
+  if (S_ISREG(st.st_mode) && lseek(STDIN_FILENO, 0, SEEK_CUR) == 0) {
+    *path = "/dev/stdin";
+    return df11::Status::Ok();
+  }
+  df11::Status s = spool.create();
+  if (!s.ok()) return s;
+  *path = spool.file(name);
+  Fd out(::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (out.fd < 0) return fail(df11::Error::Io, *path, std::string("cannot create: ") + std::strerror(errno));
+  std::vector<uint8_t> buf(size_t{1} << 20);
+  for (;;) {
+    if (df11::interrupted()) return interrupted("<stdin>");
+    const ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;  // the loop head looks at the flag
+      return fail(df11::Error::Io, "<stdin>", std::string("read failed: ") + std::strerror(errno));
+    }
+    s = write_all(out.fd, buf.data(), static_cast<size_t>(n), *path, nullptr);
+    if (!s.ok()) return s;
+  }
+  if (::close(out.fd) != 0) {
+    out.fd = -1;
+    return fail(df11::Error::Io, *path, std::string("write failed: ") + std::strerror(errno));
+  }
+  out.fd = -1;
+  return df11::Status::Ok();
+}
+
+df11::Status copy_to_stdout(const std::string& path, CopyEnd* end) {
+  *end = CopyEnd::Done;
+  Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.fd < 0) return fail(df11::Error::Io, path, std::string("cannot open: ") + std::strerror(errno));
+  bool gone = false;
+  // sendfile() moves the bytes inside the kernel; where stdout does not take
+  // it (O_APPEND files, some old kernels) the plain loop below does the rest.
+  for (;;) {
+    if (df11::interrupted()) return interrupted("<stdout>");
+    const ssize_t n = ::sendfile(STDOUT_FILENO, in.fd, nullptr, size_t{1} << 24);
+    if (n == 0) return df11::Status::Ok();
+    if (n > 0) continue;
+    if (errno == EINTR) continue;
+    if (errno == EPIPE) {
+      *end = CopyEnd::ReaderGone;
+      return df11::Status::Ok();
+    }
+    if (errno == EINVAL || errno == ENOSYS) break;
+    return fail(df11::Error::Io, "<stdout>", std::string("write failed: ") + std::strerror(errno));
+  }
+  std::vector<uint8_t> buf(size_t{1} << 20);
+  for (;;) {
+    if (df11::interrupted()) return interrupted("<stdout>");
+    const ssize_t n = ::read(in.fd, buf.data(), buf.size());
+    if (n == 0) return df11::Status::Ok();
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(df11::Error::Io, path, std::string("read failed: ") + std::strerror(errno));
+    }
+    df11::Status s = write_all(STDOUT_FILENO, buf.data(), static_cast<size_t>(n), "<stdout>", &gone);
+    if (!s.ok()) return s;
+    if (gone) {
+      *end = CopyEnd::ReaderGone;
+      return df11::Status::Ok();
+    }
+  }
+}
+
+bool stdout_reader_gone() {
+  // The write end of a pipe whose readers have all gone polls as POLLERR.
+  struct pollfd p {STDOUT_FILENO, 0, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  if (from.empty()) return;
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) s.replace(pos, from.size(), to);
+}
+
+}  // namespace df11cli

@@ -1,0 +1,51 @@
+// "-" on the command line: standard input or output, as in zstd. The library
+// works on paths (it maps inputs, and renames outputs into place), so a pipe
+// is spooled through a private temporary directory in $TMPDIR (default /tmp)
+// that is removed on every exit path: success, error, SIGINT or SIGTERM.
+#pragma once
+#include <string>
+
+#include "df11.h"
+
+namespace df11cli {
+
+inline bool is_stdio(const std::string& arg) { return arg == "-"; }
+
+// zstd's rule: binary data is never written to (or read from) a terminal
+// unless forced. Returns "" when allowed, else the message for a usage error.
+std::string terminal_refusal(bool binary_out_to_stdout, bool stdout_is_terminal, bool binary_in_from_stdin,
+                             bool stdin_is_terminal, bool force);
+
+// The temporary directory; everything in it goes with the destructor.
+class SpoolDir {
+ public:
+  SpoolDir() = default;
+  ~SpoolDir();
+  SpoolDir(const SpoolDir&) = delete;
+  SpoolDir& operator=(const SpoolDir&) = delete;
+  df11::Status create();  // idempotent
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+
+ private:
+  std::string dir_;
+};
+
+// A path the library can open for the data on standard input. A regular file
+// redirected to stdin (`< FILE`, at offset 0) is used in place; anything else
+// (a pipe, a socket) is copied into spool/name first.
+df11::Status stdin_as_path(SpoolDir& spool, const std::string& name, std::string* path);
+
+enum class CopyEnd { Done, ReaderGone };
+// Copies a finished file to standard output. A reader that closed the pipe
+// early (`| head`) is not an error: ReaderGone, and the caller ends quietly.
+df11::Status copy_to_stdout(const std::string& path, CopyEnd* end);
+
+// After everything was printed: true when stdout's reader is gone, in which
+// case a failed write is not worth a message (`df11 info | head`).
+bool stdout_reader_gone();
+
+// Replaces every occurrence of `from` in s by `to` (spool paths in messages
+// become <stdin> / <stdout>).
+void replace_all(std::string& s, const std::string& from, const std::string& to);
+
+}  // namespace df11cli

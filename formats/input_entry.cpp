@@ -1,0 +1,65 @@
+#include "input_entry.h"
+
+#include <filesystem>
+
+#include "file_io.h"
+
+namespace df11 {
+
+namespace fs = std::filesystem;
+
+Status classify_input_entry(const std::string& root, const std::string& rel, InputEntry* out) {
+  const fs::path p = fs::path(root) / rel;
+  const std::string label = p.string();
+  std::error_code ec;
+  const fs::file_status own = fs::symlink_status(p, ec);
+  if (ec) return make_status(Error::Io, label, "cannot examine: " + ec.message());
+  *out = InputEntry{};
+  if (!fs::is_symlink(own)) {
+    out->kind = fs::is_regular_file(own) ? EntryKind::RegularFile
+                : fs::is_directory(own)  ? EntryKind::Directory
+                                         : EntryKind::Other;
+    return Status::Ok();
+  }
+  out->link = true;
+  const fs::file_status target = fs::status(p, ec);  // follows the whole chain
+  if (ec || !fs::exists(target)) {
+    // ENOENT (dangling) and ELOOP (a cycle) alike: the link leads to no file.
+    return make_status(Error::DirLinkDangling, label,
+                       "symbolic link does not resolve to a file" + (ec ? " (" + ec.message() + ")" : std::string()));
+  }
+  if (fs::is_directory(target))
+    return make_status(Error::DirLinkToDirectory, label, "symbolic link to a directory (links are followed only to regular files)");
+  if (!fs::is_regular_file(target))
+    return make_status(Error::DirLinkNotRegular, label, "symbolic link to a device, FIFO or socket, not a regular file");
+  out->kind = EntryKind::RegularFile;
+  return Status::Ok();
+}
+
+Status check_input_file(const std::string& root, const std::string& rel, bool* link) {
+  // Walk the directories on the way first: a link among them is refused even
+  // when it resolves to a directory that holds the file.
+  std::string prefix;
+  size_t start = 0;
+  for (size_t slash = rel.find('/'); slash != std::string::npos; slash = rel.find('/', start)) {
+    prefix = rel.substr(0, slash);
+    start = slash + 1;
+    std::error_code ec;
+    const fs::file_status st = fs::symlink_status(fs::path(root) / prefix, ec);
+    if (fs::is_symlink(st))
+      return make_status(Error::DirLinkToDirectory, (fs::path(root) / rel).string(),
+                         "path goes through the symbolic link '" + prefix + "' (links are followed only to regular files)");
+  }
+  InputEntry e;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(fs::path(root) / rel, ec)))
+    return make_status(Error::Io, (fs::path(root) / rel).string(), "no such file");
+  Status s = classify_input_entry(root, rel, &e);
+  if (!s.ok()) return s;
+  if (e.kind != EntryKind::RegularFile)
+    return make_status(Error::Io, (fs::path(root) / rel).string(), "not a regular file");
+  if (link) *link = e.link;
+  return Status::Ok();
+}
+
+}  // namespace df11
