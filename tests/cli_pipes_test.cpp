@@ -1,0 +1,338 @@
+// `-` for standard input and output (issue 11, item 5), as zstd does it:
+// round trips through pipes, no file named "-", no temporaries left in
+// $TMPDIR, a reader that closes early ends df11 quietly, and binary data is
+// refused to and from a terminal unless -f.
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "safetensors_writer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+const std::string& df11_bin() {
+  static const std::string b = std::string(DF11_BINARY_DIR) + "/df11";
+  return b;
+}
+
+std::string slurp(const std::string& p) {
+  const auto b = df11test::read_file(p);
+  return std::string(b.begin(), b.end());
+}
+
+struct Sh {
+  int code = -1;  // the first non-zero status in the pipeline, else 0
+  std::string err;
+};
+
+// A work directory with its own $TMPDIR, so that leftovers can be counted.
+struct Work {
+  df11test::TempDir tmp;
+  std::string dir, spool;
+  Work() : dir(tmp.path), spool(tmp.path + "/tmpdir") { fs::create_directories(spool); }
+  // Runs a bash script in dir with $D = df11 and TMPDIR = spool; the script's
+  // stderr goes to .err; every command's exit status to .code.
+  Sh run(const std::string& script) const {
+    const std::string file = dir + "/.script.sh";
+    std::ofstream(file) << "cd '" << dir << "' || exit 99\nexport TMPDIR='" << spool << "'\nD='" << df11_bin()
+                        << "'\n" << script << " 2>.err\necho ${PIPESTATUS[*]} >.code\n";
+    const int st = std::system(("bash '" + file + "'").c_str());
+    REQUIRE(WIFEXITED(st));
+    Sh r;
+    std::istringstream codes(slurp(dir + "/.code"));
+    r.code = 0;
+    for (int c; codes >> c;)
+      if (r.code == 0) r.code = c;
+    r.err = slurp(dir + "/.err");
+    return r;
+  }
+  bool spool_empty() const { return fs::is_empty(spool); }
+};
+
+// One BF16 tensor of n weights plus a small F32 one.
+void model(const std::string& path, uint64_t n) {
+  const auto w = df11test::gaussian_bf16(n, 0.02, 7);
+  Bytes b(w.size() * 2);
+  std::memcpy(b.data(), w.data(), b.size());
+  df11test::write_safetensors(path, {{"w", "BF16", {n}, b}, {"n", "F32", {2}, Bytes(8, 0)}}, "{\"format\":\"pt\"}");
+}
+
+}  // namespace
+
+TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are byte-identical", "[cli][pipes]") {
+  Work w;
+  model(w.dir + "/m.safetensors", 300000);
+  REQUIRE(w.run("\"$D\" compress m.safetensors -o ref.df11").code == 0);
+  const Bytes orig = df11test::read_file(w.dir + "/m.safetensors"), ref = df11test::read_file(w.dir + "/ref.df11");
+
+  SECTION("stdin (a pipe) to a file") {
+    Sh r = w.run("cat m.safetensors | \"$D\" compress - -o a.df11");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(df11test::read_file(w.dir + "/a.df11") == ref);
+    r = w.run("cat ref.df11 | \"$D\" decompress - -o a.safetensors");
+    REQUIRE(r.code == 0);
+    CHECK(df11test::read_file(w.dir + "/a.safetensors") == orig);
+  }
+  SECTION("stdin (a redirected file) to a file") {
+    Sh r = w.run("\"$D\" compress - -o a.df11 <m.safetensors");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(df11test::read_file(w.dir + "/a.df11") == ref);
+  }
+  SECTION("a file to stdout: -o - and -c") {
+    Sh r = w.run("\"$D\" compress m.safetensors -o - >b.df11");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(r.err.empty());  // as zstd: no summary line when the data goes to stdout
+    CHECK(df11test::read_file(w.dir + "/b.df11") == ref);
+    r = w.run("\"$D\" compress -c m.safetensors >c.df11");
+    REQUIRE(r.code == 0);
+    CHECK(df11test::read_file(w.dir + "/c.df11") == ref);
+    r = w.run("\"$D\" decompress ref.df11 -o - >b.safetensors");
+    REQUIRE(r.code == 0);
+    CHECK(df11test::read_file(w.dir + "/b.safetensors") == orig);
+    r = w.run("\"$D\" decompress -c ref.df11 | cat >c.safetensors");  // into a pipe
+    REQUIRE(r.code == 0);
+    CHECK(df11test::read_file(w.dir + "/c.safetensors") == orig);
+  }
+  SECTION("stdin to stdout, in one pipeline; stdout is the default when the input is -") {
+    Sh r = w.run("cat m.safetensors | \"$D\" compress - | \"$D\" decompress - -o - | cat >d.safetensors");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(r.err.empty());
+    CHECK(df11test::read_file(w.dir + "/d.safetensors") == orig);
+    r = w.run("cat m.safetensors | \"$D\" compress - -c >d.df11");
+    REQUIRE(r.code == 0);
+    CHECK(df11test::read_file(w.dir + "/d.df11") == ref);
+  }
+  SECTION("verify - and info - read the container from stdin") {
+    Sh r = w.run("cat ref.df11 | \"$D\" verify - --device cpu");
+    INFO(r.err);
+    CHECK(r.code == 0);
+    CHECK(r.err.find("<stdin>: OK") != std::string::npos);
+    r = w.run("cat ref.df11 | \"$D\" verify - --against m.safetensors --device cpu");
+    CHECK(r.code == 0);
+    r = w.run("cat m.safetensors | \"$D\" verify ref.df11 --against - --device cpu");
+    CHECK(r.code == 0);
+    r = w.run("cat ref.df11 | \"$D\" info - >info.txt");
+    CHECK(r.code == 0);
+    CHECK(slurp(w.dir + "/info.txt").find("bf16-huffman") != std::string::npos);
+  }
+  // Never a file named "-", never a temporary left in $TMPDIR or beside the output.
+  CHECK_FALSE(fs::exists(fs::symlink_status(w.dir + "/-")));
+  CHECK(w.spool_empty());
+  for (const auto& e : fs::directory_iterator(w.dir)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+}
+
+TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves nothing in $TMPDIR", "[cli][pipes]") {
+  Work w;
+  model(w.dir + "/m.safetensors", 20000);
+  REQUIRE(w.run("\"$D\" compress m.safetensors -o ref.df11").code == 0);
+  Sh r = w.run("printf 'abc' | \"$D\" compress - -o x.df11");
+  CHECK(r.code == 3);
+  CHECK(r.err == "df11: <stdin>: file is 3 bytes, shorter than the 8-byte header length (StTruncated)\n");
+  CHECK_FALSE(fs::exists(w.dir + "/x.df11"));
+  r = w.run("cat m.safetensors | \"$D\" decompress - -o x.safetensors");
+  CHECK(r.code == 3);
+  CHECK(r.err.find("<stdin>") != std::string::npos);
+  CHECK(r.err.find("Df11BadMagic") != std::string::npos);
+  // A corrupt container through stdin to stdout: nothing is written (only
+  // checked data goes out), the error names the rule.
+  auto b = df11test::read_file(w.dir + "/ref.df11");
+  b[b.size() / 2] ^= 0x10;
+  df11test::write_file(w.dir + "/bad.df11", b);
+  r = w.run("cat bad.df11 | \"$D\" decompress - >out.safetensors");
+  CHECK(r.code == 1);
+  CHECK(fs::file_size(w.dir + "/out.safetensors") == 0);
+  CHECK(w.spool_empty());
+  CHECK_FALSE(fs::exists(w.dir + "/-"));
+}
+
+TEST_CASE("pipes: a reader that closes early ends df11 quietly (exit 0 or SIGPIPE, empty stderr)", "[cli][pipes]") {
+  Work w;
+  model(w.dir + "/m.safetensors", 2000000);  // 4 MB: far more than a pipe holds
+  REQUIRE(w.run("\"$D\" compress m.safetensors -o m.df11").code == 0);
+  {  // info and --json with more output than a pipe holds
+    std::vector<df11test::StEntry> many;
+    for (int i = 0; i < 3000; ++i) many.push_back({"model.layers." + std::to_string(i) + ".weight", "F32", {1}, Bytes(4, 0)});
+    df11test::write_safetensors(w.dir + "/many.safetensors", many);
+    REQUIRE(w.run("\"$D\" compress many.safetensors -o many.df11").code == 0);
+  }
+  for (const char* cmd : {"\"$D\" decompress m.df11 -o - | head -c 10 >/dev/null",
+                          "\"$D\" compress m.safetensors -c | head -c 10 >/dev/null",
+                          "cat m.safetensors | \"$D\" compress - | head -c 1 >/dev/null",
+                          "\"$D\" info many.df11 | head -n 2 >/dev/null",
+                          "\"$D\" info many.df11 --json | head -c 10 >/dev/null"}) {
+    INFO(cmd);
+    const Sh r = w.run(std::string("set -o pipefail; ") + cmd);
+    // Either is quiet; df11 chose exit 0 (it ignores SIGPIPE so that it can
+    // remove its spool on EPIPE), which also keeps `set -o pipefail` scripts
+    // such as scripts/demo.sh going.
+    CHECK(r.code == 0);
+    CHECK(r.err.empty());
+  }
+  CHECK(w.spool_empty());
+}
+
+TEST_CASE("pipes: usage errors (exit 2): directories, --json with data on stdout, -c with -o FILE", "[cli][pipes]") {
+  Work w;
+  fs::create_directories(w.dir + "/dir");
+  model(w.dir + "/dir/model.safetensors", 1000);
+  REQUIRE(w.run("\"$D\" compress dir -o dir.df11").code == 0);
+  Sh r = w.run("\"$D\" compress dir -o - >out");
+  CHECK(r.code == 2);
+  CHECK(r.err.find("directory") != std::string::npos);
+  CHECK(r.err.find("(Usage)") != std::string::npos);
+  r = w.run("\"$D\" decompress dir.df11 -c >out");
+  CHECK(r.code == 2);
+  CHECK(r.err.find("directory") != std::string::npos);
+  r = w.run("\"$D\" compress dir/model.safetensors -o - --json >out");
+  CHECK(r.code == 2);
+  r = w.run("\"$D\" compress dir/model.safetensors -c -o x.df11");
+  CHECK(r.code == 2);
+  CHECK_FALSE(fs::exists(w.dir + "/x.df11"));
+  r = w.run("\"$D\" verify - --against - </dev/null");
+  CHECK(r.code == 2);
+  CHECK(w.spool_empty());
+  // --help says where pipes are spooled.
+  r = w.run("\"$D\" compress --help >help.txt");
+  CHECK(r.code == 0);
+  CHECK(slurp(w.dir + "/help.txt").find("$TMPDIR") != std::string::npos);
+}
+
+namespace {
+
+struct PtyRun {
+  int code = -1;
+  std::string err, tty;  // stderr, and what reached the terminal
+};
+
+// Runs df11 with stdout (and stdin, if tty_stdin) on a new pseudo-terminal.
+PtyRun run_on_pty(const std::vector<std::string>& args, const std::string& dir, bool tty_stdin) {
+  const int master = posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(master >= 0);
+  REQUIRE(grantpt(master) == 0);
+  REQUIRE(unlockpt(master) == 0);
+  const std::string slave_name = ptsname(master);
+  std::vector<std::string> all = {df11_bin()};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string err_path = dir + "/.pty_err";
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    setsid();
+    const int slave = open(slave_name.c_str(), O_RDWR);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null = open("/dev/null", O_RDONLY);
+    if (slave < 0 || err < 0 || null < 0 || chdir(dir.c_str()) != 0) _exit(120);
+    dup2(tty_stdin ? slave : null, 0);
+    dup2(slave, 1);
+    dup2(err, 2);
+    close(master);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  PtyRun r;
+  char buf[4096];
+  for (;;) {  // drain until the child's side closes (EIO)
+    const ssize_t n = read(master, buf, sizeof buf);
+    if (n > 0) r.tty.append(buf, static_cast<size_t>(n));
+    else if (n < 0 && errno == EINTR) continue;
+    else break;
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  close(master);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.err = slurp(err_path);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("pipes: binary data to or from a terminal is refused (exit 2) unless -f", "[cli][pipes]") {
+  Work w;
+  model(w.dir + "/m.safetensors", 20000);
+  REQUIRE(w.run("\"$D\" compress m.safetensors -o m.df11").code == 0);
+  PtyRun r = run_on_pty({"decompress", "m.df11", "-o", "-"}, w.dir, false);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("terminal") != std::string::npos);
+  CHECK(r.err.find("-f") != std::string::npos);
+  CHECK(r.tty.empty());
+  r = run_on_pty({"compress", "m.safetensors", "-c"}, w.dir, false);
+  CHECK(r.code == 2);
+  CHECK(r.tty.empty());
+  r = run_on_pty({"compress", "-", "-o", "x.df11"}, w.dir, true);  // stdin is the terminal
+  CHECK(r.code == 2);
+  CHECK(r.err.find("<stdin>") != std::string::npos);
+  CHECK_FALSE(fs::exists(w.dir + "/x.df11"));
+  r = run_on_pty({"verify", "-"}, w.dir, true);
+  CHECK(r.code == 2);
+  // -f: the user insists.
+  r = run_on_pty({"compress", "m.safetensors", "-c", "-f"}, w.dir, false);
+  CHECK(r.code == 0);
+  CHECK(r.tty.size() > 1000);
+  // Text reports are fine on a terminal.
+  r = run_on_pty({"info", "m.df11"}, w.dir, false);
+  CHECK(r.code == 0);
+  CHECK(r.tty.find("bf16-huffman") != std::string::npos);
+  CHECK(w.spool_empty());
+}
+
+TEST_CASE("pipes: SIGINT while stdin is being spooled removes the spool", "[cli][pipes][faults]") {
+  Work w;
+  int in[2];
+  REQUIRE(pipe(in) == 0);
+  const std::string err_path = w.dir + "/.sig_err", spool = w.spool;
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(in[0], 0);
+    close(in[1]);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(err, 2);
+    setenv("TMPDIR", spool.c_str(), 1);
+    if (chdir(w.dir.c_str()) != 0) _exit(120);
+    execl(df11_bin().c_str(), "df11", "compress", "-", "-o", "x.df11", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in[0]);
+  const Bytes chunk(1 << 16, 0x42);
+  REQUIRE(write(in[1], chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size()));
+  // Wait until the spool holds data, then interrupt while df11 waits for more.
+  bool spooling = false;
+  for (int i = 0; i < 500 && !spooling; ++i) {
+    for (const auto& d : fs::directory_iterator(spool))
+      for (const auto& f : fs::directory_iterator(d.path()))
+        if (fs::file_size(f.path()) == chunk.size()) spooling = true;
+    if (!spooling) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(spooling);
+  kill(pid, SIGINT);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  close(in[1]);
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 3);
+  CHECK(slurp(err_path).find("(Interrupted)") != std::string::npos);
+  CHECK(w.spool_empty());
+  CHECK_FALSE(fs::exists(w.dir + "/x.df11"));
+}
