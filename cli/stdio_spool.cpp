@@ -91,7 +91,7 @@ df11::Status stdin_as_path(SpoolDir& spool, const std::string& name, std::string
   // A redirected regular file can be mapped where it is: no copy. (At another
   // offset, as after `{ head -c 8; df11 compress -; } < F`, only the rest is
   // the input, so it is copied like a pipe.)
-  if (S_ISREG(st.st_mode) && lseek(STDIN_FILENO, 0, SEEK_CUR) == 0) {
+  if (S_ISREG(st.st_mode) && lseek(STDIN_FILENO, 0, SEEK_CUR) == 0 && ::access("/dev/stdin", R_OK) == 0) {
     *path = "/dev/stdin";
     return df11::Status::Ok();
   }

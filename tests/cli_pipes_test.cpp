@@ -139,7 +139,7 @@ TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are
   for (const auto& e : fs::directory_iterator(w.dir)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
 }
 
-TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves nothing in $TMPDIR", "[cli][pipes]") {
+TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves nothing in TMPDIR", "[cli][pipes]") {
   Work w;
   model(w.dir + "/m.safetensors", 20000);
   REQUIRE(w.run("\"$D\" compress m.safetensors -o ref.df11").code == 0);

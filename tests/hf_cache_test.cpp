@@ -279,7 +279,7 @@ TEST_CASE("hf cache: OutputIsLink, even with overwrite", "[hfcache]") {
   }
 }
 
-TEST_CASE("hf cache: manifests without \"link\" stay readable; a non-boolean one is DirManifestInvalid", "[hfcache]") {
+TEST_CASE("hf cache: manifests without the link key stay readable, a non-boolean one is DirManifestInvalid", "[hfcache]") {
   HfCache c;
   const std::string packed = c.tmp.path + "/tiny.df11";
   REQUIRE(compress(c.model, packed, opts(), nullptr).ok());
