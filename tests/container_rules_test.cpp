@@ -722,7 +722,7 @@ TEST_CASE("container rules: Df11TensorChecksum", "[container]") {
   expect_decode(box, i, Error::Df11TensorChecksum);
 }
 
-TEST_CASE("container rules: a ZSTD frame holds byte planes; the plain bytes fail Df11TensorChecksum", "[container]") {
+TEST_CASE("container rules: a ZSTD frame holds byte planes, and the plain bytes fail Df11TensorChecksum", "[container]") {
   // The F32 tensor re-stored as a frame of its bytes without the byte-plane
   // layout (FORMAT.md section 3), with valid frame and header checksums:
   // only a reader that un-planes what it decoded notices.
