@@ -77,6 +77,15 @@ int device_count() {
 
 Error set_device(int device) { return check(cudaSetDevice(device), "cudaSetDevice"); }
 
+int current_device() {
+  int d = -1;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return d;
+}
+
 std::string device_name(int device) {
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {

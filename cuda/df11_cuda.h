@@ -31,6 +31,7 @@ using Stream = void*;  // cudaStream_t
 // ---- devices ------------------------------------------------------------------
 int device_count();                    // 0 when there is no driver or no device
 Error set_device(int device);          // cudaSetDevice
+int current_device();                  // cudaGetDevice; -1 when it fails
 std::string device_name(int device);   // "" when unknown
 Error synchronize(Stream stream = nullptr);
 const char* last_cuda_error();         // message of the last failing CUDA call on this thread
