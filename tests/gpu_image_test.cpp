@@ -191,3 +191,38 @@ TEST_CASE("gpu: an allocator that fails or misaligns is an error, not a crash", 
   REQUIRE(c.frees == 1);  // handed back at once
   cudaFree(base);
 }
+
+TEST_CASE("gpu: a plan stays launchable after a plan with less shared memory is prepared", "[gpu][image]") {
+  if (cuda::device_count() == 0) {
+    WARN("no CUDA GPU: skipping");
+    return;
+  }
+  // One-symbol weights (1 bit each: blocks of 65536) need the most shared
+  // memory per block; N(0, 0.02) weights (~2.7 bits) far less.
+  std::vector<uint16_t> big(200000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint16_t>((127u << 7) | (i * 2654435761u & 0x807Fu));
+  const auto small = df11test::gaussian_bf16(200000, 0.02, 4);
+  const EncodedBf16 eb = encode_bf16(big.data(), big.size()), es = encode_bf16(small.data(), small.size());
+  cuda::DeviceTensor tb, ts;
+  REQUIRE(cuda::upload(view_of(eb), &tb) == Error::Ok);
+  REQUIRE(cuda::upload(view_of(es), &ts) == Error::Ok);
+  REQUIRE(tb.max_block_elems > ts.max_block_elems);
+  cuda::DeviceBuffer ob, os;
+  REQUIRE(ob.allocate(2 * big.size()) == Error::Ok);
+  REQUIRE(os.allocate(2 * small.size()) == Error::Ok);
+  const cuda::DeviceTensor* pb = &tb;
+  const cuda::DeviceTensor* ps = &ts;
+  uint16_t* outb = ob.as<uint16_t>();
+  uint16_t* outs = os.as<uint16_t>();
+  cuda::Workspace wb, wsm;
+  REQUIRE(cuda::prepare(&pb, &outb, 1, &wb) == Error::Ok);
+  REQUIRE(cuda::prepare(&ps, &outs, 1, &wsm) == Error::Ok);  // smaller need, prepared last
+  REQUIRE(cuda::launch(wb) == Error::Ok);
+  REQUIRE(cuda::read_status(wb) == Error::Ok);
+  REQUIRE(cuda::launch(wsm) == Error::Ok);
+  REQUIRE(cuda::read_status(wsm) == Error::Ok);
+  std::vector<uint16_t> got(big.size());
+  REQUIRE(cuda::copy_to_host(got.data(), ob.data(), 2 * got.size()) == Error::Ok);
+  REQUIRE(cuda::synchronize() == Error::Ok);
+  REQUIRE(got == big);
+}
