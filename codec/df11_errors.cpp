@@ -23,6 +23,7 @@ const char* error_name(Error e) noexcept {
     DF11_NAME(VerifyMismatch)
     DF11_NAME(DirLinkDangling) DF11_NAME(DirLinkToDirectory) DF11_NAME(DirLinkNotRegular)
     DF11_NAME(OutputIsLink)
+    DF11_NAME(DirDuplicateTensor) DF11_NAME(OutOfMemory) DF11_NAME(Internal)
 #undef DF11_NAME
   }
   return "Unknown";

@@ -69,6 +69,10 @@ enum class Error : int {
   DirLinkToDirectory,     // a symlink to a directory (also as a component of a stored path)
   DirLinkNotRegular,      // a symlink to a device, FIFO or socket
   OutputIsLink,           // an output path is a symlink: writing never follows one, even with -f
+  // Appended with the C API.
+  DirDuplicateTensor,     // two shards of a df11 directory hold a tensor of the same name
+  OutOfMemory,            // a host allocation failed (C API: std::bad_alloc at the boundary)
+  Internal,               // an unexpected exception reached the C API boundary (a bug)
 };
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).
