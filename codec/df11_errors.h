@@ -60,6 +60,11 @@ enum class Error : int {
 
   // ---- verify ----------------------------------------------------------------
   VerifyMismatch,         // decoded data differs from the --against original
+
+  // ---- appended after 1.0 (values are part of the C ABI: append only) --------
+  DirDuplicateTensor,     // two shards of a df11 directory hold a tensor of the same name
+  OutOfMemory,            // a host allocation failed (C API: std::bad_alloc at the boundary)
+  Internal,               // an unexpected exception reached the C API boundary (a bug)
 };
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).

@@ -76,7 +76,8 @@ const char* last_cuda_error() { return g_last_error.c_str(); }
 
 DeviceBuffer::~DeviceBuffer() { reset(); }
 
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept
+    : ptr_(o.ptr_), bytes_(o.bytes_), alloc_(o.alloc_), stream_(o.stream_) {
   o.ptr_ = nullptr;
   o.bytes_ = 0;
 }
@@ -86,6 +87,8 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
     reset();
     ptr_ = o.ptr_;
     bytes_ = o.bytes_;
+    alloc_ = o.alloc_;
+    stream_ = o.stream_;
     o.ptr_ = nullptr;
     o.bytes_ = 0;
   }
@@ -93,16 +96,42 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 }
 
 void DeviceBuffer::reset() {
-  if (ptr_) cudaFree(ptr_);
+  if (ptr_) {
+    if (alloc_.custom()) {
+      if (alloc_.free) alloc_.free(alloc_.ctx, ptr_, bytes_, stream_);
+    } else {
+      cudaFree(ptr_);
+    }
+  }
   ptr_ = nullptr;
   bytes_ = 0;
 }
 
-Error DeviceBuffer::allocate(size_t bytes) {
+Error DeviceBuffer::allocate(size_t bytes) { return allocate(bytes, Allocator{}, nullptr); }
+
+Error DeviceBuffer::allocate(size_t bytes, const Allocator& a, Stream stream) {
   reset();
+  alloc_ = a;
+  stream_ = stream;
   if (bytes == 0) return Error::Ok;
   void* p = nullptr;
-  if (const Error e = check(cudaMalloc(&p, bytes), "cudaMalloc"); e != Error::Ok) return e;
+  if (!a.custom()) {
+    if (const Error e = check(cudaMalloc(&p, bytes), "cudaMalloc"); e != Error::Ok) return e;
+  } else {
+    const int rc = a.alloc(a.ctx, bytes, stream, &p);
+    if (rc != 0 || !p) {
+      g_last_error = "allocator callback failed to provide " + std::to_string(bytes) + " bytes (returned " +
+                     std::to_string(rc) + ")";
+      return Error::CudaError;
+    }
+    // Every section offset is a multiple of 256 from here: the kernel's
+    // 16-byte loads and the tables' alignment depend on it.
+    if (reinterpret_cast<uintptr_t>(p) % 256) {
+      if (a.free) a.free(a.ctx, p, bytes, stream);
+      g_last_error = "allocator callback returned a pointer that is not 256-byte aligned";
+      return Error::CudaError;
+    }
+  }
   ptr_ = p;
   bytes_ = bytes;
   return Error::Ok;
@@ -245,6 +274,7 @@ int find_variant(const std::string& name) {
 struct Workspace::Impl {
   int variant = 0;
   bool planned = false;
+  Allocator alloc;  // of dev
   // Cache key of the current plan.
   std::vector<const DeviceTensor*> tensors;
   std::vector<uint16_t*> outputs;
@@ -266,6 +296,8 @@ struct Workspace::Impl {
 };
 
 Workspace::Workspace() : impl_(new Impl) {}
+
+void set_allocator(Workspace& ws, const Allocator& a) { ws.impl()->alloc = a; }
 Workspace::~Workspace() = default;
 Workspace::Workspace(Workspace&&) noexcept = default;
 Workspace& Workspace::operator=(Workspace&&) noexcept = default;
@@ -376,7 +408,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
   if (w.dev.size() < bytes) {
     // The old table may still be read by an earlier launch on this stream.
     if (const Error e = synchronize(stream); e != Error::Ok) return e;
-    if (const Error e = w.dev.allocate(bytes); e != Error::Ok) return e;
+    if (const Error e = w.dev.allocate(bytes, w.alloc, stream); e != Error::Ok) return e;
   }
   uint8_t* base = w.dev.as<uint8_t>();
   w.status_dev = reinterpret_cast<unsigned long long*>(base);

@@ -36,7 +36,19 @@ Error synchronize(Stream stream = nullptr);
 const char* last_cuda_error();         // message of the last failing CUDA call on this thread
 
 // ---- device memory --------------------------------------------------------------
-// RAII owner of one cudaMalloc allocation (256-byte aligned).
+// Where device memory comes from when not from cudaMalloc/cudaFree, e.g. an
+// inference engine's caching allocator (the C API's df11_allocator, same
+// layout). alloc returns 0 on success and a 256-byte aligned pointer; free gets
+// the stream the memory was allocated on.
+struct Allocator {
+  void* ctx = nullptr;
+  int (*alloc)(void* ctx, uint64_t bytes, void* stream, void** ptr_dev) = nullptr;
+  void (*free)(void* ctx, void* ptr_dev, uint64_t bytes, void* stream) = nullptr;
+  bool custom() const { return alloc != nullptr; }
+};
+
+// RAII owner of one device allocation (256-byte aligned): cudaMalloc, or an
+// Allocator's when one is given.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
@@ -47,6 +59,8 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 
   Error allocate(size_t bytes);  // frees the old allocation first; 0 bytes frees
+  // The same from `a` (cudaMalloc when !a.custom()), on `stream`.
+  Error allocate(size_t bytes, const Allocator& a, Stream stream);
   void reset();
   void* data() const { return ptr_; }
   size_t size() const { return bytes_; }
@@ -55,6 +69,8 @@ class DeviceBuffer {
  private:
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
+  Allocator alloc_;         // !custom(): cudaMalloc'ed
+  Stream stream_ = nullptr;  // the allocation's stream, handed to alloc_.free
 };
 
 // cudaMemcpyAsync / cudaMemsetAsync on `stream` (host memory may be pageable).
@@ -90,6 +106,27 @@ struct DeviceTensor {
   std::unique_ptr<uint32_t[]> lut_loop_host;
 };
 
+// ---- position-independent images -------------------------------------------------------
+// The device form of one BF16_HUFFMAN tensor as one block of bytes whose
+// contents depend on the tensor alone: the kernel's tables, then the sections,
+// at offsets relative to its start (each 256-byte aligned). A caller may copy
+// it anywhere (256-byte aligned) and bind a DeviceTensor to that address.
+struct ImageLayout {
+  uint64_t tables = 0;     // kernel tables (lut_loop_dev and its copies)
+  uint64_t block_out = 0;
+  uint64_t gaps = 0;
+  uint64_t stream = 0;     // stream words, then 16 zero bytes
+  uint64_t sm = 0;         // n bytes, zero-padded to a multiple of 16, then 32 zero bytes
+  uint64_t bytes = 0;      // whole image, a multiple of 256
+};
+ImageLayout image_layout(const Bf16Geometry& g);
+// Validates v (validate_bf16) and writes its image, padding zeroed, to dst_host
+// (image_layout(v.geom).bytes; Usage if dst_bytes is smaller).
+Error pack_image(const Bf16View& v, void* dst_host, uint64_t dst_bytes);
+// A DeviceTensor viewing the image of a tensor of geometry g at image_dev
+// (owns nothing: mem stays empty). max_block_elems must be validate_bf16's.
+Error bind_image(const Bf16Geometry& g, uint64_t max_block_elems, const void* image_dev, DeviceTensor* out);
+
 // Runs df11::validate_bf16 on the host first and refuses invalid input with its
 // error, so that no container can make the kernel read or write out of bounds.
 // Then allocates and enqueues the copies on `stream` straight from the view's
@@ -114,6 +151,10 @@ class Workspace {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// Device memory of the workspace comes from `a` from the next prepare() on
+// (default: cudaMalloc).
+void set_allocator(Workspace& ws, const Allocator& a);
 
 // Plans one launch: builds the descriptor table for `count` tensors and their
 // outputs (device pointers, n elements each, 2-byte aligned; 16-byte aligned is

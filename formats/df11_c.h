@@ -92,6 +92,19 @@ DF11_API df11_status df11_image_size(const df11_file* f, const uint64_t* indices
                                      uint64_t* bytes);
 DF11_API df11_status df11_pack_host(const df11_file* f, const uint64_t* indices, uint64_t count, void* dst,
                                     uint64_t dst_bytes);
+/* Where the tensor at `position` (0..count-1) of that image lies: byte
+ * offsets from the image's start, each a multiple of 256 (addition to
+ * version 1: for engines that refill or check part of an image, and tests). */
+typedef struct df11_image_entry {
+  uint64_t offset;     /* the tensor's part of the image */
+  uint64_t bytes;
+  uint64_t block_out;  /* its sections */
+  uint64_t gaps;
+  uint64_t stream;
+  uint64_t sm;
+} df11_image_entry;
+DF11_API df11_status df11_image_entry_at(const df11_file* f, const uint64_t* indices, uint64_t count,
+                                         uint64_t position, df11_image_entry* out);
 
 /* ---- GPU context ---------------------------------------------------------------- */
 /* Device memory that df11 itself needs (images from df11_gpu_upload, plan

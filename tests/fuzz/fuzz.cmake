@@ -16,7 +16,7 @@ foreach(t ${DF11_FUZZ_TARGETS})
 endforeach()
 add_library(df11_fuzz_targets STATIC ${_df11_fuzz_sources})
 target_include_directories(df11_fuzz_targets PUBLIC ${DF11_FUZZ_DIR} PRIVATE ${XXHASH_INCLUDE_DIR} ${ZSTD_INCLUDE_DIR})
-target_link_libraries(df11_fuzz_targets PUBLIC df11 df11_codec ${ZSTD_LIBRARY})
+target_link_libraries(df11_fuzz_targets PUBLIC df11_core df11_codec ${ZSTD_LIBRARY})
 
 target_link_libraries(df11_tests PRIVATE df11_fuzz_targets)
 target_compile_definitions(df11_tests PRIVATE DF11_FUZZ_CORPUS_DIR="${DF11_FUZZ_DIR}/corpus")
@@ -24,7 +24,7 @@ target_compile_definitions(df11_tests PRIVATE DF11_FUZZ_CORPUS_DIR="${DF11_FUZZ_
 # Regenerates the seed corpora (not built by default):
 #   cmake --build build --target df11_fuzz_make_corpus && build/tests/df11_fuzz_make_corpus tests/fuzz/corpus
 add_executable(df11_fuzz_make_corpus EXCLUDE_FROM_ALL ${DF11_FUZZ_DIR}/fuzz_make_corpus.cpp)
-target_link_libraries(df11_fuzz_make_corpus PRIVATE df11_test_support df11 df11_codec)
+target_link_libraries(df11_fuzz_make_corpus PRIVATE df11_test_support df11_core df11_codec)
 target_include_directories(df11_fuzz_make_corpus PRIVATE ${XXHASH_INCLUDE_DIR} ${ZSTD_INCLUDE_DIR})
 target_link_libraries(df11_fuzz_make_corpus PRIVATE ${ZSTD_LIBRARY})
 

@@ -1,0 +1,521 @@
+/* C API test (formats/df11_c.h), compiled as C11 and linked against libdf11.so.
+ *   c_api_test DF11_CLI [WORK_DIR]
+ * Writes safetensors files of known tensors, compresses them with the df11
+ * command (a file and a sharded directory), then checks through the C API:
+ * listing, CPU decoding against the original bytes, error codes and messages,
+ * GPU images (position independence) and, when a GPU is present, grouped
+ * decoding into device buffers with a counting allocator and the status of a
+ * corrupted stream. Prints "SKIPPED: ..." for the parts it cannot run. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "df11_c.h"
+
+#ifdef DF11_TEST_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+static int g_failures = 0;
+static int g_checks = 0;
+
+#define CHECK(cond)                                                                     \
+  do {                                                                                  \
+    ++g_checks;                                                                         \
+    if (!(cond)) {                                                                      \
+      ++g_failures;                                                                     \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, \
+              #cond, df11_last_error());                                                \
+    }                                                                                   \
+  } while (0)
+
+/* A call that must succeed; stops the test otherwise (later checks depend on it). */
+#define MUST(call)                                                                                  \
+  do {                                                                                              \
+    df11_status s_ = (call);                                                                        \
+    ++g_checks;                                                                                     \
+    if (s_ != DF11_OK) {                                                                            \
+      fprintf(stderr, "%s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #call, df11_status_name(s_), \
+              df11_last_error());                                                                   \
+      exit(1);                                                                                      \
+    }                                                                                               \
+  } while (0)
+
+/* Error code `want`, and a message that names `needle` (a path or tensor). */
+static void expect_error(df11_status got, const char* want, const char* needle, int line) {
+  ++g_checks;
+  if (strcmp(df11_status_name(got), want) != 0 || strstr(df11_last_error(), needle) == NULL ||
+      strstr(df11_last_error(), want) == NULL) {
+    ++g_failures;
+    fprintf(stderr, "line %d: expected %s naming '%s', got %s: %s\n", line, want, needle, df11_status_name(got),
+            df11_last_error());
+  }
+}
+#define EXPECT_ERROR(call, want, needle) expect_error((call), want, needle, __LINE__)
+
+/* ---- test tensors ------------------------------------------------------------ */
+
+typedef struct {
+  const char* name;
+  const char* dtype;
+  uint32_t ndim;
+  uint64_t shape[2];
+  uint8_t* bytes;
+  uint64_t size;
+} Tensor;
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint64_t next_u64(void) { /* xorshift64* */
+  g_rng ^= g_rng >> 12;
+  g_rng ^= g_rng << 25;
+  g_rng ^= g_rng >> 27;
+  return g_rng * 0x2545F4914F6CDD1Dull;
+}
+static double uniform01(void) { return ((double)(next_u64() >> 11) + 0.5) / 9007199254740992.0; }
+
+static uint16_t bf16_of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u); /* round to nearest even */
+  return (uint16_t)(u >> 16);
+}
+
+static void* xmalloc(size_t n) {
+  void* p = malloc(n ? n : 1);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(1);
+  }
+  return p;
+}
+
+/* kind 0: N(0, 0.02^2) weights; kind 1: every exponent 127 (values +-[1, 2)),
+ * a one-symbol exponent code, whose other bit patterns are not codes. */
+static Tensor make_bf16(const char* name, uint64_t rows, uint64_t cols, int kind) {
+  Tensor t = {name, "BF16", cols ? 2u : 1u, {rows, cols}, NULL, 0};
+  const uint64_t n = cols ? rows * cols : rows;
+  t.size = 2 * n;
+  t.bytes = (uint8_t*)xmalloc(t.size);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint16_t v;
+    if (kind == 0) {
+      const double g = sqrt(-2.0 * log(uniform01())) * cos(6.283185307179586 * uniform01());
+      v = bf16_of((float)(0.02 * g));
+    } else {
+      v = (uint16_t)((next_u64() & 0x807Fu) | (127u << 7));
+    }
+    memcpy(t.bytes + 2 * i, &v, 2);
+  }
+  if (!cols) t.ndim = 1;
+  return t;
+}
+
+static Tensor make_f32(const char* name, uint64_t n) {
+  Tensor t = {name, "F32", 1, {n, 0}, NULL, 4 * n};
+  t.bytes = (uint8_t*)xmalloc(t.size);
+  for (uint64_t i = 0; i < n; ++i) {
+    const float f = 1.0f + (float)(uniform01() * 0.01);
+    memcpy(t.bytes + 4 * i, &f, 4);
+  }
+  return t;
+}
+
+static void write_safetensors(const char* path, const Tensor* ts, int count) {
+  char header[4096];
+  size_t h = 0;
+  uint64_t off = 0;
+  h += (size_t)snprintf(header + h, sizeof header - h, "{");
+  for (int i = 0; i < count; ++i) {
+    h += (size_t)snprintf(header + h, sizeof header - h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "",
+                          ts[i].name, ts[i].dtype);
+    for (uint32_t d = 0; d < ts[i].ndim; ++d)
+      h += (size_t)snprintf(header + h, sizeof header - h, "%s%llu", d ? "," : "", (unsigned long long)ts[i].shape[d]);
+    h += (size_t)snprintf(header + h, sizeof header - h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                          (unsigned long long)(off + ts[i].size));
+    off += ts[i].size;
+  }
+  h += (size_t)snprintf(header + h, sizeof header - h, "}");
+  while (h % 8) header[h++] = ' ';
+  FILE* f = fopen(path, "wb");
+  if (!f) {
+    fprintf(stderr, "cannot write %s: %s\n", path, strerror(errno));
+    exit(1);
+  }
+  const uint64_t hl = h;
+  fwrite(&hl, 8, 1, f);
+  fwrite(header, 1, h, f);
+  for (int i = 0; i < count; ++i)
+    if (ts[i].size) fwrite(ts[i].bytes, 1, ts[i].size, f);
+  if (fclose(f) != 0) exit(1);
+}
+
+static void run(const char* fmt, ...) {
+  char cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "command failed: %s\n", cmd);
+    exit(1);
+  }
+}
+
+static const Tensor* find(const Tensor* ts, int count, const char* name) {
+  for (int i = 0; i < count; ++i)
+    if (strcmp(ts[i].name, name) == 0) return &ts[i];
+  return NULL;
+}
+
+/* Lists f and decodes every tensor on the CPU; each must equal the original. */
+static void check_all_tensors(df11_file* f, const Tensor* ts, int count, const char* label) {
+  CHECK(df11_tensor_count(f) == (uint64_t)count);
+  for (uint64_t i = 0; i < df11_tensor_count(f); ++i) {
+    df11_tensor_info info;
+    MUST(df11_tensor_info_at(f, i, &info));
+    const Tensor* t = find(ts, count, info.name);
+    CHECK(t != NULL);
+    if (!t) continue;
+    CHECK(strcmp(info.dtype, t->dtype) == 0);
+    CHECK(info.ndim == t->ndim);
+    for (uint32_t d = 0; d < info.ndim && d < 2; ++d) CHECK(info.shape[d] == t->shape[d]);
+    CHECK(info.original_bytes == t->size);
+    if (strcmp(t->dtype, "BF16") == 0 && t->size) CHECK(info.encoding == DF11_ENC_BF16_HUFFMAN);
+    if (strcmp(t->dtype, "BF16") == 0 && t->size) CHECK(info.stored_bytes < info.original_bytes);
+    uint64_t found = UINT64_MAX;
+    MUST(df11_find_tensor(f, info.name, &found));
+    CHECK(found == i);
+    for (unsigned threads = 0; threads <= 2; threads += 2) { /* all cores, then 2 */
+      uint8_t* out = (uint8_t*)xmalloc(info.original_bytes + 1);
+      out[info.original_bytes] = 0xA5;
+      MUST(df11_decode_host(f, i, out, info.original_bytes, threads));
+      CHECK(memcmp(out, t->bytes, t->size) == 0);
+      CHECK(out[info.original_bytes] == 0xA5); /* nothing past the tensor */
+      free(out);
+    }
+  }
+  printf("%s: %llu tensors listed and decoded on the CPU\n", label, (unsigned long long)df11_tensor_count(f));
+}
+
+/* ---- GPU ------------------------------------------------------------------------ */
+
+#ifdef DF11_TEST_CUDA
+typedef struct {
+  int allocs, frees;
+  uint64_t live_bytes;
+} Counter;
+
+static int counting_alloc(void* ctx, uint64_t bytes, void* stream, void** ptr) {
+  (void)stream;
+  Counter* c = (Counter*)ctx;
+  if (cudaMalloc(ptr, bytes) != cudaSuccess) return 1;
+  ++c->allocs;
+  c->live_bytes += bytes;
+  return 0;
+}
+
+static void counting_free(void* ctx, void* ptr, uint64_t bytes, void* stream) {
+  (void)stream;
+  Counter* c = (Counter*)ctx;
+  cudaFree(ptr);
+  ++c->frees;
+  c->live_bytes -= bytes;
+}
+
+#define CUDA_MUST(call)                                                                        \
+  do {                                                                                         \
+    cudaError_t e_ = (call);                                                                   \
+    if (e_ != cudaSuccess) {                                                                   \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      exit(1);                                                                                 \
+    }                                                                                          \
+  } while (0)
+
+/* Decodes `count` tensors of f in one plan from the image at image_dev and
+ * compares each with the original; out_dev holds them at 256-byte offsets. */
+static df11_status decode_group(df11_gpu* g, df11_file* f, const uint64_t* idx, uint64_t count, const void* image_dev,
+                                const Tensor* ts, int nts, cudaStream_t stream, uint64_t* failed, int check_ok_only_except) {
+  uint64_t offs[8], total = 0;
+  for (uint64_t k = 0; k < count; ++k) {
+    df11_tensor_info info;
+    MUST(df11_tensor_info_at(f, idx[k], &info));
+    offs[k] = total;
+    total += (info.original_bytes + 255) / 256 * 256 + 256;
+  }
+  uint8_t* out_dev = NULL;
+  CUDA_MUST(cudaMalloc((void**)&out_dev, total));
+  CUDA_MUST(cudaMemset(out_dev, 0x5A, total));
+  void* outs[8];
+  for (uint64_t k = 0; k < count; ++k) outs[k] = out_dev + offs[k];
+  df11_plan* p = NULL;
+  MUST(df11_plan_create(g, f, idx, count, image_dev, outs, stream, &p));
+  MUST(df11_plan_launch(p, stream));
+  MUST(df11_plan_launch(p, stream)); /* twice: the plan is reusable */
+  const df11_status st = df11_plan_status(p, stream, failed);
+  uint8_t* host = (uint8_t*)xmalloc(total);
+  CUDA_MUST(cudaMemcpy(host, out_dev, total, cudaMemcpyDeviceToHost));
+  for (uint64_t k = 0; k < count; ++k) {
+    if ((int)k == check_ok_only_except) continue;
+    df11_tensor_info info;
+    MUST(df11_tensor_info_at(f, idx[k], &info));
+    const Tensor* t = find(ts, nts, info.name);
+    CHECK(t && memcmp(host + offs[k], t->bytes, t->size) == 0);
+    /* The bytes after each output are untouched. */
+    CHECK(host[offs[k] + info.original_bytes] == 0x5A);
+  }
+  /* A second status read after the reset reports nothing new. */
+  if (st != DF11_OK) {
+    uint64_t again = 0;
+    MUST(df11_plan_status(p, stream, &again));
+    CHECK(again == UINT64_MAX);
+  }
+  free(host);
+  df11_plan_destroy(p);
+  CUDA_MUST(cudaFree(out_dev));
+  return st;
+}
+
+static void gpu_tests(df11_file* f, const Tensor* ts, int nts) {
+  uint64_t idx[3];
+  MUST(df11_find_tensor(f, "a.weight", &idx[0]));
+  MUST(df11_find_tensor(f, "b.weight", &idx[1]));
+  MUST(df11_find_tensor(f, "c.const", &idx[2]));
+  cudaStream_t stream;
+  CUDA_MUST(cudaStreamCreate(&stream));
+  Counter c = {0, 0, 0};
+  df11_allocator a = {&c, counting_alloc, counting_free};
+  df11_gpu* g = NULL;
+  MUST(df11_gpu_create(0, &a, &g));
+
+  /* 1. df11 uploads the image (through the allocator). */
+  const void* image_dev = NULL;
+  MUST(df11_gpu_upload(g, f, idx, 3, stream, &image_dev));
+  CHECK(image_dev != NULL && (uintptr_t)image_dev % 256 == 0);
+  CHECK(c.allocs == 1);
+  uint64_t failed = 0;
+  MUST(decode_group(g, f, idx, 3, image_dev, ts, nts, stream, &failed, -1));
+  CHECK(failed == UINT64_MAX);
+  CHECK(c.allocs == 2 && c.frees == 1); /* + the plan's workspace, freed with it */
+
+  /* 2. The caller places a packed image in memory of its own. */
+  uint64_t bytes = 0;
+  MUST(df11_image_size(f, idx, 3, &bytes));
+  uint8_t* img = (uint8_t*)xmalloc(bytes);
+  MUST(df11_pack_host(f, idx, 3, img, bytes));
+  void* own = NULL;
+  CUDA_MUST(cudaMalloc(&own, bytes));
+  CUDA_MUST(cudaMemcpy(own, img, bytes, cudaMemcpyHostToDevice));
+  MUST(decode_group(g, f, idx, 3, own, ts, nts, stream, &failed, -1));
+
+  /* 3. A corrupted stream: tensor 2 (one-symbol code) gets bit patterns that
+   * are not codes; the status names it, its neighbours still decode. */
+  df11_image_entry e;
+  MUST(df11_image_entry_at(f, idx, 3, 2, &e));
+  memset(img + e.stream, 0xFF, 8);
+  CUDA_MUST(cudaMemcpy(own, img, bytes, cudaMemcpyHostToDevice));
+  const df11_status st = decode_group(g, f, idx, 3, own, ts, nts, stream, &failed, 2);
+  CHECK(strcmp(df11_status_name(st), "Df11StreamCorrupt") == 0);
+  CHECK(failed == 2);
+  CHECK(strstr(df11_last_error(), "c.const") != NULL);
+  printf("corrupted stream: %s: %s\n", df11_status_name(st), df11_last_error());
+
+  CUDA_MUST(cudaFree(own));
+  free(img);
+  df11_gpu_destroy(g);
+  CHECK(c.allocs == c.frees && c.live_bytes == 0);
+  CUDA_MUST(cudaStreamDestroy(stream));
+  printf("GPU: grouped decode from df11's and the caller's images, allocator %d allocs / %d frees\n", c.allocs,
+         c.frees);
+}
+#endif
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s DF11_CLI [WORK_DIR]\n", argv[0]);
+    return 2;
+  }
+  const char* cli = argv[1];
+  char dir[1024];
+  if (argc > 2) {
+    snprintf(dir, sizeof dir, "%s", argv[2]);
+    mkdir(dir, 0755);
+  } else {
+    snprintf(dir, sizeof dir, "/tmp/df11-c-api-XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+  }
+  char path[2048], path2[2048];
+
+  CHECK(strcmp(df11_version(), "1.0.0") == 0);
+  CHECK(df11_c_api_version() == DF11_C_API_VERSION);
+  CHECK(strcmp(df11_status_name(DF11_OK), "Ok") == 0);
+  CHECK(strcmp(df11_status_name(100000), "Unknown") == 0);
+  CHECK(df11_status_exit_code(DF11_OK) == 0);
+
+  Tensor ts[5];
+  ts[0] = make_bf16("a.weight", 96, 320, 0);
+  ts[1] = make_bf16("b.weight", 130, 257, 0);
+  ts[2] = make_bf16("c.const", 20000, 0, 1);
+  ts[3] = make_f32("d.norm", 300);
+  ts[4] = make_bf16("e.empty", 0, 0, 0);
+  const int nts = 5;
+
+  /* A single file. */
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  write_safetensors(path, ts, nts);
+  run("'%s' compress -q -f '%s'", cli, path);
+  snprintf(path, sizeof path, "%s/model.df11", dir);
+  df11_file* f = NULL;
+  MUST(df11_open(path, &f));
+  check_all_tensors(f, ts, nts, path);
+  {
+    df11_tensor_info info;
+    MUST(df11_tensor_info_at(f, 0, &info));
+    CHECK(strcmp(info.shard, "") == 0);
+  }
+
+  /* Error paths: code, and a message naming the file (and tensor). */
+  df11_file* bad = (df11_file*)1;
+  snprintf(path2, sizeof path2, "%s/missing.df11", dir);
+  EXPECT_ERROR(df11_open(path2, &bad), "Io", path2);
+  CHECK(bad == NULL);
+  CHECK(df11_status_exit_code(df11_open(path2, &bad)) == 3);
+  snprintf(path2, sizeof path2, "%s/model.safetensors", dir); /* not a .df11 */
+  EXPECT_ERROR(df11_open(path2, &bad), "Df11BadMagic", path2);
+  EXPECT_ERROR(df11_open(NULL, &bad), "Usage", "df11_open");
+  df11_tensor_info info;
+  EXPECT_ERROR(df11_tensor_info_at(f, 5, &info), "Usage", path);
+  CHECK(df11_status_exit_code(df11_tensor_info_at(f, 99, &info)) == 2);
+  uint8_t small[16];
+  EXPECT_ERROR(df11_decode_host(f, 0, small, sizeof small, 1), "Usage", "a.weight");
+  EXPECT_ERROR(df11_decode_host(f, 0, small, sizeof small, 1), "Usage", path);
+  uint64_t index = 0;
+  EXPECT_ERROR(df11_find_tensor(f, "no.such.tensor", &index), "Usage", "no.such.tensor");
+  EXPECT_ERROR(df11_find_tensor(f, "no.such.tensor", &index), "Usage", path);
+  CHECK(df11_tensor_count(NULL) == 0);
+  df11_close(NULL);
+
+  /* A sharded model directory. */
+  snprintf(path, sizeof path, "%s/model", dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof path, "%s/model/model-00001-of-00002.safetensors", dir);
+  write_safetensors(path, ts, 2);
+  snprintf(path, sizeof path, "%s/model/model-00002-of-00002.safetensors", dir);
+  write_safetensors(path, ts + 2, 3);
+  snprintf(path, sizeof path, "%s/model/config.json", dir);
+  FILE* cfg = fopen(path, "w");
+  if (!cfg) return 1;
+  fputs("{\"model_type\":\"test\"}\n", cfg);
+  fclose(cfg);
+  run("'%s' compress -q -f '%s/model' -o '%s/model.df11'", cli, dir, dir);
+  snprintf(path, sizeof path, "%s/model.df11", dir);
+  df11_file* d = NULL;
+  MUST(df11_open(path, &d));
+  check_all_tensors(d, ts, nts, path);
+  MUST(df11_tensor_info_at(d, 0, &info));
+  CHECK(strcmp(info.name, "a.weight") == 0 && strcmp(info.shard, "model-00001-of-00002.df11") == 0);
+  MUST(df11_tensor_info_at(d, 4, &info));
+  CHECK(strcmp(info.shard, "model-00002-of-00002.df11") == 0);
+
+  /* Two shards holding the same tensor name. */
+  snprintf(path, sizeof path, "%s/dup", dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof path, "%s/dup/x.safetensors", dir);
+  write_safetensors(path, ts, 2);
+  snprintf(path, sizeof path, "%s/dup/y.safetensors", dir);
+  write_safetensors(path, ts + 1, 2);
+  run("'%s' compress -q -f '%s/dup' -o '%s/dup.df11'", cli, dir, dir);
+  snprintf(path, sizeof path, "%s/dup.df11", dir);
+  EXPECT_ERROR(df11_open(path, &bad), "DirDuplicateTensor", "b.weight");
+  EXPECT_ERROR(df11_open(path, &bad), "DirDuplicateTensor", path);
+
+  /* GPU images. */
+  uint64_t idx[3];
+  MUST(df11_find_tensor(d, "a.weight", &idx[0]));
+  MUST(df11_find_tensor(d, "b.weight", &idx[1]));
+  MUST(df11_find_tensor(d, "c.const", &idx[2]));
+  uint64_t bytes = 0;
+  const df11_status is = df11_image_size(d, idx, 3, &bytes);
+  if (is == DF11_OK) {
+    CHECK(bytes % 256 == 0);
+    uint8_t* img = (uint8_t*)xmalloc(bytes);
+    uint8_t* img2 = (uint8_t*)xmalloc(bytes);
+    MUST(df11_pack_host(d, idx, 3, img, bytes));
+    MUST(df11_pack_host(d, idx, 3, img2, bytes));
+    CHECK(memcmp(img, img2, bytes) == 0); /* from the file alone */
+    CHECK(memcmp(img, "DF11IMG", 8) == 0);
+    /* Position independence: tensor b's part equals b's image alone. */
+    df11_image_entry e, e1;
+    MUST(df11_image_entry_at(d, idx, 3, 1, &e));
+    CHECK(e.offset % 256 == 0 && e.stream % 256 == 0 && e.sm % 256 == 0 && e.block_out % 256 == 0);
+    CHECK(e.offset < e.block_out && e.block_out < e.gaps && e.gaps < e.stream && e.stream < e.sm);
+    CHECK(e.sm + 130 * 257 <= e.offset + e.bytes);
+    uint64_t one = 0;
+    MUST(df11_image_size(d, idx + 1, 1, &one));
+    MUST(df11_image_entry_at(d, idx + 1, 1, 0, &e1));
+    CHECK(e1.bytes == e.bytes && e1.offset + e1.bytes == one);
+    MUST(df11_pack_host(d, idx + 1, 1, img2, one));
+    CHECK(memcmp(img + e.offset, img2 + e1.offset, e.bytes) == 0);
+    /* The sign-mantissa section holds the low bytes' sign and mantissa. */
+    const uint8_t* sm = img + e.sm;
+    int sm_ok = 1;
+    for (uint64_t i = 0; i < 130 * 257; ++i) {
+      uint16_t v;
+      memcpy(&v, ts[1].bytes + 2 * i, 2);
+      if (sm[i] != (uint8_t)(((v >> 8) & 0x80u) | (v & 0x7Fu))) sm_ok = 0;
+    }
+    CHECK(sm_ok);
+    /* Same tensors, same file or directory: the same image. */
+    uint64_t fidx[3];
+    MUST(df11_find_tensor(f, "a.weight", &fidx[0]));
+    MUST(df11_find_tensor(f, "b.weight", &fidx[1]));
+    MUST(df11_find_tensor(f, "c.const", &fidx[2]));
+    uint64_t fbytes = 0;
+    MUST(df11_image_size(f, fidx, 3, &fbytes));
+    CHECK(fbytes == bytes);
+    MUST(df11_pack_host(f, fidx, 3, img2, bytes));
+    CHECK(memcmp(img, img2, bytes) == 0);
+    /* Errors. */
+    EXPECT_ERROR(df11_pack_host(d, idx, 3, img, bytes - 1), "Usage", path);
+    uint64_t nonbf16;
+    MUST(df11_find_tensor(d, "d.norm", &nonbf16));
+    EXPECT_ERROR(df11_image_size(d, &nonbf16, 1, &bytes), "Usage", "d.norm");
+    const uint64_t wrong = 77;
+    EXPECT_ERROR(df11_image_size(d, &wrong, 1, &bytes), "Usage", path);
+    EXPECT_ERROR(df11_image_entry_at(d, idx, 3, 3, &e), "Usage", path);
+    free(img);
+    free(img2);
+    printf("GPU images: %llu bytes for 3 tensors, position-independent\n", (unsigned long long)bytes);
+  } else {
+    CHECK(strcmp(df11_status_name(is), "CudaUnavailable") == 0);
+    printf("SKIPPED: GPU images (%s)\n", df11_last_error());
+  }
+
+  if (df11_gpu_device_count() > 0) {
+#ifdef DF11_TEST_CUDA
+    gpu_tests(d, ts, nts);
+#else
+    printf("SKIPPED: GPU decoding (test built without the CUDA runtime)\n");
+#endif
+  } else {
+    df11_gpu* g = NULL;
+    const df11_status s = df11_gpu_create(0, NULL, &g);
+    CHECK(strcmp(df11_status_name(s), "CudaUnavailable") == 0 && g == NULL);
+    printf("SKIPPED: GPU decoding (no CUDA device: %s)\n", df11_last_error());
+  }
+
+  df11_close(f);
+  df11_close(d);
+  for (int i = 0; i < nts; ++i) free(ts[i].bytes);
+  if (argc <= 2) run("rm -rf '%s'", dir);
+  printf("%d checks, %d failures\n", g_checks, g_failures);
+  return g_failures ? 1 : 0;
+}
