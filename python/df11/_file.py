@@ -52,8 +52,10 @@ class File:
     def index(self, name):
         self._check_open()
         i = self._index.get(name)
-        if i is None:
-            raise UsageError(f"df11: {self.path}: no tensor named '{name}' (TensorNotFound)", "TensorNotFound")
+        if i is None:  # the library's lookup raises its own error (Usage) with its message
+            out = ctypes.c_uint64(0)
+            _lib.call("df11_find_tensor", self._handle, str(name).encode(), ctypes.byref(out))
+            i = out.value
         return i
 
     def __contains__(self, name):

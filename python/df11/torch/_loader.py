@@ -45,9 +45,14 @@ def _build_empty_model(config, dtype):
     from transformers import AutoModelForCausalLM
     with _empty_weights():
         try:
-            return AutoModelForCausalLM.from_config(config, dtype=dtype)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         except TypeError:  # transformers 4: torch_dtype
-            return AutoModelForCausalLM.from_config(config, torch_dtype=dtype)
+            model = AutoModelForCausalLM.from_config(config, torch_dtype=dtype)
+    # Tied weights (GPT-2's lm_head and wte) become one Parameter here, as
+    # from_pretrained makes them; checkpoints store such a tensor once. Outside
+    # the context: inside, re-registering makes a fresh meta copy, not a tie.
+    model.tie_weights()
+    return model
 
 
 def _file_name_for(model, model_name, names):
