@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "c_api_internal.h"
+#include "container_layout.h"
 #include "layout.h"
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -98,11 +99,13 @@ df11_status pack(const df11_file* f, const uint64_t* indices, const ImagePlan& p
   return DF11_OK;
 }
 
-#endif
+#else
 
 df11_status no_cuda(const char* function) {
   return fail(Error::CudaUnavailable, function, "this libdf11 was built without CUDA");
 }
+
+#endif
 
 }  // namespace
 }  // namespace df11::capi

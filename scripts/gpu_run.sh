@@ -4,13 +4,15 @@
 # Steps (logs tee'd into $OUT): nvidia-smi; the [gpu] tests without [slow];
 # the benchmark (every kernel variant compiled in); compute-sanitizer memcheck
 # on the [gpu] tests without [slow] and racecheck on the [race] ones; ncu of
-# one batch launch; the [slow] test (> 2^31 weights).
-# STEPS="tests bench sizes memcheck racecheck ncu cli sass slow" selects steps.
+# one batch launch; the [slow] test (> 2^31 weights); the C API test
+# (tests/c_api_test.c: libdf11.so's GPU images and plans) plainly and under
+# compute-sanitizer memcheck.
+# STEPS="tests bench sizes memcheck racecheck ncu cli sass slow capi capimem" selects steps.
 set -uo pipefail
 OUT=${OUT:-/tmp/df11-gpu-out}
 mkdir -p "$OUT"
 BIN=.gpu-build/bin
-STEPS=${STEPS:-"tests bench memcheck racecheck ncu slow"}
+STEPS=${STEPS:-"tests capi capimem bench memcheck racecheck ncu slow"}
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 has() { [[ " $STEPS " == *" $1 "* ]]; }
@@ -30,6 +32,13 @@ export PATH=$PATH:/usr/local/cuda/bin
 # gpu_verify_test.cpp runs the helper from the build tree's tests/ folder.
 if [ -x "$BIN/make_bench_file" ]; then mkdir -p .gpu-build/tests && cp "$BIN/make_bench_file" .gpu-build/tests/; fi
 if [ -x "$BIN/df11" ]; then cp "$BIN/df11" .gpu-build/df11; fi
+if [ -x "$BIN/c_api_test" ] && [ -x "$BIN/df11" ]; then
+  # c_api_test makes its inputs with the CLI and loads libdf11.so.1 from $BIN.
+  export LD_LIBRARY_PATH="$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  has capi && step capi "${CAPI_LIMIT:-120}" "$BIN/c_api_test" "$BIN/df11"
+  has capimem && step capimem "${CAPIMEM_LIMIT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$BIN/c_api_test" "$BIN/df11"
+fi
 has tests && step tests "${TESTS_LIMIT:-300}" "$BIN/df11_gpu_tests" "~[slow]"
 if has bench; then
   step bench "${BENCH_LIMIT:-420}" "$BIN/df11_gpu_bench" --synthetic llama-8b-block --variant "${VARIANT:-all}"

@@ -352,7 +352,7 @@ int main(int argc, char** argv) {
     snprintf(dir, sizeof dir, "/tmp/df11-c-api-XXXXXX");
     if (!mkdtemp(dir)) return 1;
   }
-  char path[2048], path2[2048];
+  char path[2048], path2[2048], dpath[2048];
 
   CHECK(strcmp(df11_version(), "1.0.0") == 0);
   CHECK(df11_c_api_version() == DF11_C_API_VERSION);
@@ -416,10 +416,10 @@ int main(int argc, char** argv) {
   fputs("{\"model_type\":\"test\"}\n", cfg);
   fclose(cfg);
   run("'%s' compress -q -f '%s/model' -o '%s/model.df11'", cli, dir, dir);
-  snprintf(path, sizeof path, "%s/model.df11", dir);
+  snprintf(dpath, sizeof dpath, "%s/model.df11", dir);
   df11_file* d = NULL;
-  MUST(df11_open(path, &d));
-  check_all_tensors(d, ts, nts, path);
+  MUST(df11_open(dpath, &d));
+  check_all_tensors(d, ts, nts, dpath);
   MUST(df11_tensor_info_at(d, 0, &info));
   CHECK(strcmp(info.name, "a.weight") == 0 && strcmp(info.shard, "model-00001-of-00002.df11") == 0);
   MUST(df11_tensor_info_at(d, 4, &info));
@@ -484,13 +484,13 @@ int main(int argc, char** argv) {
     MUST(df11_pack_host(f, fidx, 3, img2, bytes));
     CHECK(memcmp(img, img2, bytes) == 0);
     /* Errors. */
-    EXPECT_ERROR(df11_pack_host(d, idx, 3, img, bytes - 1), "Usage", path);
+    EXPECT_ERROR(df11_pack_host(d, idx, 3, img, bytes - 1), "Usage", dpath);
     uint64_t nonbf16;
     MUST(df11_find_tensor(d, "d.norm", &nonbf16));
     EXPECT_ERROR(df11_image_size(d, &nonbf16, 1, &bytes), "Usage", "d.norm");
     const uint64_t wrong = 77;
-    EXPECT_ERROR(df11_image_size(d, &wrong, 1, &bytes), "Usage", path);
-    EXPECT_ERROR(df11_image_entry_at(d, idx, 3, 3, &e), "Usage", path);
+    EXPECT_ERROR(df11_image_size(d, &wrong, 1, &bytes), "Usage", dpath);
+    EXPECT_ERROR(df11_image_entry_at(d, idx, 3, 3, &e), "Usage", dpath);
     free(img);
     free(img2);
     printf("GPU images: %llu bytes for 3 tensors, position-independent\n", (unsigned long long)bytes);
@@ -516,6 +516,6 @@ int main(int argc, char** argv) {
   df11_close(d);
   for (int i = 0; i < nts; ++i) free(ts[i].bytes);
   if (argc <= 2) run("rm -rf '%s'", dir);
-  printf("%d checks, %d failures\n", g_checks, g_failures);
+  printf("\n%d checks, %d failures\n", g_checks, g_failures);
   return g_failures ? 1 : 0;
 }
