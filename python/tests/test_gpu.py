@@ -1,0 +1,160 @@
+"""GPU path: f.read(name, device="cuda") and load_model on the GPU, resident
+and offloaded, bit-identical to transformers' BF16 model. Skips, and says
+so, without torch, without a GPU, or with a libdf11 built without CUDA."""
+import os
+
+import numpy as np
+import pytest
+
+import st_io
+
+torch = pytest.importorskip("torch", reason="skipped: torch not installed")
+if not torch.cuda.is_available():
+    pytest.skip("skipped: no CUDA GPU visible to torch", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def gpu(df11mod):
+    if df11mod.cuda_device_count() == 0:
+        pytest.skip("skipped: this libdf11 is built without CUDA or sees no GPU")
+    return df11mod
+
+
+def as_bytes(t):
+    return t.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes()
+
+
+def test_read_cuda_every_tensor_identical(gpu, sample_file):
+    src, packed = sample_file
+    original = st_io.read(src)
+    with gpu.open(packed) as f:
+        for name, (dtype, shape, raw) in original.items():
+            t = f.read(name, device="cuda")
+            assert isinstance(t, torch.Tensor) and t.is_cuda
+            assert tuple(t.shape) == shape, name
+            if dtype == "BF16":
+                assert t.dtype == torch.bfloat16
+            assert as_bytes(t) == raw, f"{name}: GPU-decoded bytes differ from the original"
+
+
+def test_read_cuda_on_a_side_stream(gpu, sample_dir):
+    src, packed = sample_dir
+    original = {}
+    for shard in sorted(os.listdir(src)):
+        if shard.endswith(".safetensors"):
+            original.update(st_io.read(os.path.join(src, shard)))
+    side = torch.cuda.Stream()
+    with gpu.open(packed) as f, torch.cuda.stream(side):
+        for name, (_, _, raw) in original.items():
+            assert as_bytes(f.read(name, device="cuda:0")) == raw, name
+
+
+def test_plan_over_torch_memory_many_launches(gpu, sample_file):
+    """A plan built once, launched many times into the same outputs, with the
+    outputs poisoned before each launch: every element is rewritten."""
+    from df11._gpu import Plan
+    src, packed = sample_file
+    original = st_io.read(src)
+    names = ["model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.q_proj.weight",
+             "model.embed_tokens.weight"]
+    with gpu.open(packed) as f:
+        idx = [f.info(n)["index"] for n in names]
+        size = f.image_size(idx)
+        host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+        f.pack_into(idx, host.data_ptr(), size)
+        image = host.cuda()
+        outs = [torch.empty(f.info(n)["shape"], dtype=torch.bfloat16, device="cuda") for n in names]
+        plan = Plan(f, idx, image, outs)
+        for rep in range(5):
+            for o in outs:
+                o.view(torch.int16).fill_(-1 - rep)
+            plan.launch()
+            plan.check()
+            for n, o in zip(names, outs):
+                assert as_bytes(o) == original[n][2], f"{n}, launch {rep}"
+        plan.close()
+
+
+def test_plan_rejects_wrong_output(gpu, sample_file):
+    from df11._gpu import Plan
+    _, packed = sample_file
+    with gpu.open(packed) as f:
+        i = f.info("model.embed_tokens.weight")["index"]
+        size = f.image_size([i])
+        image = torch.zeros(size, dtype=torch.uint8, device="cuda")
+        with pytest.raises(gpu.UsageError):
+            Plan(f, [i], image, [torch.empty(3, dtype=torch.bfloat16, device="cuda")])
+
+
+# ---- load_model --------------------------------------------------------------
+transformers = pytest.importorskip("transformers", reason="skipped: transformers not installed")
+from tiny_models import make_model_dir  # noqa: E402
+
+KINDS = ["gpt2", "llama", "llama-tied"]
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory, cli, gpu):
+    root = str(tmp_path_factory.mktemp("gpumodels"))
+    return {k: make_model_dir(cli, root, k) for k in KINDS}
+
+
+def greedy(model, ids, steps):
+    out = model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+                         output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+    return out.sequences, out.logits
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["resident", "offload"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_load_model_generation_identical(model_dirs, kind, offload):
+    import df11.torch
+    src, packed = model_dirs[kind]
+    ref = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).to("cuda").eval()
+    model = df11.torch.load_model(packed, device="cuda", offload=offload, standalone_min_bytes=0)
+    ids = torch.tensor([[1, 7, 42, 300, 5], [9, 8, 7, 6, 5]], device="cuda")
+    with torch.no_grad():
+        for _ in range(3):  # repeated forwards: the offload prefetcher goes round its ring
+            assert torch.equal(model(ids).logits, ref(ids).logits)
+        seq_ref, logits_ref = greedy(ref, ids, 16)
+        seq, logits = greedy(model, ids, 16)
+    assert torch.equal(seq, seq_ref)
+    for step, (a, b) in enumerate(zip(logits, logits_ref)):
+        assert torch.equal(a, b), f"{kind}: logits differ at step {step}"
+    model.df11_check()
+    scratch = model.df11.launcher.scratch
+    assert scratch.is_cuda
+    for name, p in model.named_parameters():
+        assert p.is_cuda, name
+        if p.ndim == 2:
+            assert scratch.data_ptr() <= p.data_ptr() < scratch.data_ptr() + scratch.numel(), name
+    model.df11.close()
+
+
+def test_load_model_on_a_side_stream(model_dirs):
+    """Decodes follow torch's current stream, whatever it is."""
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    ref = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).to("cuda").eval()
+    model = df11.torch.load_model(packed, device="cuda", standalone_min_bytes=0)
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]], device="cuda")
+    side = torch.cuda.Stream()
+    with torch.no_grad():
+        expect = ref(ids).logits
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            got = model(ids).logits
+        torch.cuda.current_stream().wait_stream(side)
+    assert torch.equal(got, expect)
+    model.df11_check()
+
+
+def test_offload_keeps_images_off_the_gpu(model_dirs):
+    import df11.torch
+    _, packed = model_dirs["llama"]
+    model = df11.torch.load_model(packed, device="cuda", offload=True, standalone_min_bytes=0)
+    launcher = model.df11.launcher
+    assert all(h.is_pinned() for h in launcher.host_images.values())
+    assert len(launcher.slots) == 2
+    assert launcher.slot_bytes < launcher.image_bytes  # two slots, not every image
+    model.df11.close()
