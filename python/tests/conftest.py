@@ -40,7 +40,7 @@ def _find_cli():
 
 
 def _library_or_skip():
-    import df11
+    import df11  # noqa: F811
     from df11 import _lib
     path = _lib.library_path()
     if not os.environ.get("DF11_LIBRARY") and not os.path.exists(path):
