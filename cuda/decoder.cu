@@ -375,12 +375,21 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
                      std::to_string(optin);
       return Error::CudaError;
     }
-    if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
-                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   static_cast<int>(w.smem_bytes)),
-                              "cudaFuncSetAttribute");
+    // The limit is the kernel's, not this plan's: raise it, never lower it,
+    // or a plan prepared earlier with a larger need fails at launch
+    // (cudaErrorInvalidValue) once a plan with a smaller one is prepared.
+    cudaFuncAttributes attrs{};
+    if (const Error e = check(cudaFuncGetAttributes(&attrs, reinterpret_cast<const void*>(var.fn)),
+                              "cudaFuncGetAttributes");
         e != Error::Ok)
       return e;
+    if (attrs.maxDynamicSharedSizeBytes < static_cast<int>(w.smem_bytes))
+      if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
+                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     static_cast<int>(w.smem_bytes)),
+                                "cudaFuncSetAttribute");
+          e != Error::Ok)
+        return e;
     // Occupancy is bounded by shared memory (table + exponent buffer per block): take the largest carveout.
     if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
                                                    cudaFuncAttributePreferredSharedMemoryCarveout,
