@@ -139,18 +139,20 @@ def generate(model, ids, n, logits=False):
         return model.generate(ids, **kw)
 
 
-def tokens_per_s(timer, model, prompts, batches, n, reps):
+def tokens_per_s(timer, model, prompts, batches, n, reps, warm_tokens=None):
     """{batch: tokens/s} over `reps` timed generations of n tokens (median
-    time), after one short warm-up generation."""
+    time), after one untimed warm-up generation of warm_tokens (default n:
+    every sequence length the timed run meets has been seen once)."""
     out = {}
     for b in batches:
         ids = prompts[:b]
-        generate(model, ids, 2)
+        generate(model, ids, warm_tokens or n)
         times = [timer(lambda: generate(model, ids, n))[0] for _ in range(reps)]
         t = statistics.median(times)
-        out[b] = {"tokens_per_s": b * n / t, "s_per_step": t / n, "new_tokens": n, "reps": reps}
+        out[b] = {"tokens_per_s": b * n / t, "s_per_step": t / n, "new_tokens": n, "reps": reps,
+                  "times_s": times}
         log(f"    batch {b:3d}: {b * n / t:9.1f} tokens/s ({1000 * t / n:.2f} ms/step, {n} tokens, "
-            f"median of {reps})")
+            f"median of {reps}: {', '.join(f'{x:.3f}' for x in times)} s)")
     return out
 
 
@@ -284,15 +286,19 @@ def bench_model(name, cfg, args, dev, timer):
             f"first {out.sequences.shape[1] - args.prompt} tokens equal to BF16: "
             f"{res['df11_offload_identical_first_steps']}")
         del out
-        res["df11_offload"] = tokens_per_s(timer, model, prompts, batches, args.offload_tokens, 1)
+        res["df11_offload"] = tokens_per_s(timer, model, prompts, batches, args.offload_tokens, 1, 2)
         res["df11_offload_mem_peak"] = mem(dev).get("peak")
         model.df11_check()
         model.df11.close()
         del model
         reset_mem(dev)
 
-    # 4. BF16 with accelerate's CPU offload under the cap.
-    if not args.no_accelerate:
+    # 4. BF16 with accelerate's CPU offload under the cap, when BF16 does not
+    # fit under it (for small models activations dominate, and it does).
+    res["bf16_fits_under_cap"] = res["bf16_mem_peak"] <= cap
+    if res["bf16_fits_under_cap"]:
+        log(f"  accelerate offload: skipped, BF16's peak {res['bf16_mem_peak'] / GIB:.2f} GiB fits under the cap")
+    elif not args.no_accelerate:
         t, acc = timer(lambda: AutoModelForCausalLM.from_pretrained(
             src, dtype=torch.bfloat16, device_map="auto", max_memory={0: cap, "cpu": 200 * GIB}))
         acc.eval()
@@ -303,7 +309,7 @@ def bench_model(name, cfg, args, dev, timer):
         res["accelerate_mem_after_load"] = mem(dev).get("allocated")
         log(f"  accelerate offload: loaded in {t:.1f}s, {on_cpu} of {len(placed)} modules on the CPU, "
             f"{res['accelerate_mem_after_load'] / GIB:.2f} GiB on the GPU")
-        res["accelerate"] = tokens_per_s(timer, acc, prompts, batches, args.accelerate_tokens, 1)
+        res["accelerate"] = tokens_per_s(timer, acc, prompts, batches, args.accelerate_tokens, 1, 2)
         res["accelerate_mem_peak"] = mem(dev).get("peak")
         del acc
         reset_mem(dev)
@@ -342,7 +348,7 @@ def main():
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per generation (bit-identity and speed)")
     ap.add_argument("--prompt", type=int, default=32, help="prompt length")
-    ap.add_argument("--reps", type=int, default=1, help="timed generations per batch (median)")
+    ap.add_argument("--reps", type=int, default=2, help="timed generations per batch (median)")
     ap.add_argument("--offload-tokens", type=int, default=32, help="new tokens for df11 offload runs")
     ap.add_argument("--accelerate-tokens", type=int, default=8, help="new tokens for accelerate offload runs")
     ap.add_argument("--no-offload", action="store_true")

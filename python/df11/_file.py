@@ -121,7 +121,7 @@ class File:
         with torch.cuda.device(dev):
             if e["encoding"] != "bf16-huffman" or tdt is None or e["original_bytes"] == 0:
                 host = self.read_numpy(i, threads)
-                t = torch.from_numpy(host.view(np.uint8).copy()).to(dev)
+                t = torch.from_numpy(host.reshape(-1).view(np.uint8).copy()).to(dev)
                 return t.view(tdt).reshape(e["shape"]) if tdt is not None else t
             size = self.image_size([i])
             host = torch.empty(size, dtype=torch.uint8, pin_memory=True)

@@ -77,6 +77,8 @@ def sample_tensors(seed=1):
         ("model.layers.0.input_layernorm.weight", "BF16", (64,), st_io.bf16_bits(rng, (64,), 1.0).tobytes()),
         ("model.layers.1.self_attn.q_proj.weight", "BF16", (64, 64), st_io.bf16_bits(rng, (64, 64)).tobytes()),
         ("model.embed_tokens.weight", "BF16", (300, 64), st_io.bf16_bits(rng, (300, 64)).tobytes()),
+        # Large enough for thread blocks of many weights (more GPU shared memory than the small ones).
+        ("model.layers.2.mlp.down_proj.weight", "BF16", (1024, 512), st_io.bf16_bits(rng, (1024, 512)).tobytes()),
         ("scalar.bf16", "BF16", (), st_io.bf16_bits(rng, (1,)).tobytes()),
         ("empty.bf16", "BF16", (0, 8), b""),
         ("f32.bias", "F32", (33,), rng.standard_normal(33).astype(np.float32).tobytes()),

@@ -74,6 +74,34 @@ def test_plan_over_torch_memory_many_launches(gpu, sample_file):
         plan.close()
 
 
+def test_many_plans_launched_after_all_are_created(gpu, sample_file):
+    """Plans of different sizes coexist: each launch must work whatever plan
+    was created last (the kernel's shared-memory limit is per kernel, not
+    per plan; a regression here failed with cudaErrorInvalidValue)."""
+    from df11._gpu import Plan
+    src, packed = sample_file
+    original = st_io.read(src)
+    with gpu.open(packed) as f:
+        names = [n for n in f.names() if f.info(n)["encoding"] == "bf16-huffman" and f.info(n)["original_bytes"]]
+        # Largest first, so that later plans need less than earlier ones.
+        names.sort(key=lambda n: -f.info(n)["original_bytes"])
+        plans = []
+        for n in names:
+            i = f.info(n)["index"]
+            image = torch.empty(f.image_size([i]), dtype=torch.uint8, device="cuda")
+            host = torch.empty(image.numel(), dtype=torch.uint8)
+            f.pack_into([i], host.data_ptr(), host.numel())
+            image.copy_(host)
+            out = torch.full(f.info(n)["shape"], float("nan"), dtype=torch.bfloat16, device="cuda")
+            plans.append((n, Plan(f, [i], image, [out]), out))
+        for n, plan, out in plans:
+            plan.launch()
+            plan.check()
+            assert as_bytes(out) == original[n][2], n
+        for _, plan, _ in plans:
+            plan.close()
+
+
 def test_plan_rejects_wrong_output(gpu, sample_file):
     from df11._gpu import Plan
     _, packed = sample_file

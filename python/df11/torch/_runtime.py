@@ -18,7 +18,18 @@ import ctypes
 
 import torch
 
+from .. import _lib
 from .._gpu import Plan
+
+# The raw cudaStream_t of torch's current stream, as an int, without building
+# a Stream object: the hook runs once per block per forward.
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def current_stream_ptr(device):
+    if _raw_stream is not None:
+        return _raw_stream(device.index)
+    return torch.cuda.current_stream(device).cuda_stream
 
 
 class _Base:
@@ -62,6 +73,7 @@ class GpuResident(_Base):
         dev = scratch.device
         self.device = dev
         self.plans = {}
+        self.handles = {}
         self.images = {}
         sizes = {u.key: file.image_size(u.indices) for u in units}
         # One pinned staging buffer for all uploads (synchronized per unit),
@@ -78,10 +90,13 @@ class GpuResident(_Base):
             self.plans[u.key] = Plan(file, u.indices, image, self.outputs_of(u), stream)
             self.images[u.key] = image
         self.image_bytes = sum(sizes.values())
+        self.handles = {k: p._handle for k, p in self.plans.items()}
+        self._launch = _lib.lib().df11_plan_launch
 
     def launch(self, unit):
-        stream = torch.cuda.current_stream(self.device)
-        self.plans[unit.key].launch_raw(ctypes.c_void_p(stream.cuda_stream))
+        status = self._launch(self.handles[unit.key], current_stream_ptr(self.device))
+        if status != 0:
+            _lib.raise_status(status)
         self.launches += 1
 
     def check(self):
@@ -93,6 +108,7 @@ class GpuResident(_Base):
         for p in self.plans.values():
             p.close()
         self.plans = {}
+        self.handles = {}
         self.images = {}
 
 
