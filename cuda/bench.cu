@@ -90,7 +90,7 @@ struct Config {
   std::vector<Workspace> ws;                       // [rotation]
 };
 
-Error build_config(const std::vector<const BenchTensor*>& ts, int rotation, int variant, cudaStream_t s,
+Error build_config(const std::vector<const BenchTensor*>& ts, int rotation, cudaStream_t s,
                    Config* c) {
   c->inputs.resize(rotation);
   c->outputs.resize(rotation);
@@ -107,14 +107,13 @@ Error build_config(const std::vector<const BenchTensor*>& ts, int rotation, int 
       tp.push_back(&c->inputs[r][i]);
       op.push_back(c->outputs[r][i].as<uint16_t>());
     }
-    DF11_TRY(detail::set_variant(c->ws[r], variant));
     DF11_TRY(prepare(tp.data(), op.data(), tp.size(), &c->ws[r], s));
   }
   return synchronize(s);
 }
 
 Error time_config(const std::vector<const BenchTensor*>& ts, const std::string& name, const BenchOptions& opt,
-                  int variant, uint64_t l2_bytes, double copy_gbps, cudaStream_t s,
+                  uint64_t l2_bytes, double copy_gbps, cudaStream_t s,
                   const std::vector<std::vector<uint16_t>>* expect, BenchRow* row) {
   uint64_t elems = 0, comp = 0;
   for (const BenchTensor* t : ts) {
@@ -124,7 +123,7 @@ Error time_config(const std::vector<const BenchTensor*>& ts, const std::string& 
   const uint64_t set_bytes = comp + 2 * elems;
   const int rotation = static_cast<int>(std::clamp<uint64_t>((3 * l2_bytes + set_bytes - 1) / std::max<uint64_t>(set_bytes, 1), 1, 16));
   Config c;
-  DF11_TRY(build_config(ts, rotation, variant, s, &c));
+  DF11_TRY(build_config(ts, rotation, s, &c));
   row->name = name;
   row->elems = elems;
   row->compressed_bytes = comp;
@@ -138,9 +137,7 @@ Error time_config(const std::vector<const BenchTensor*>& ts, const std::string& 
     DF11_TRY(launch(c.ws[r], s));
     DF11_TRY(read_status(c.ws[r], s));
   }
-  // "diag-" variants (bench_variants.cu) produce wrong output on purpose.
-  const bool diagnostic = detail::variants()[variant].name.rfind("diag-", 0) == 0;
-  if (expect && !diagnostic) {
+  if (expect) {
     std::vector<uint16_t> got;
     for (int r = 0; r < rotation; ++r)
       for (size_t i = 0; i < ts.size(); ++i) {
@@ -154,7 +151,6 @@ Error time_config(const std::vector<const BenchTensor*>& ts, const std::string& 
   std::vector<double> ms;
   DF11_TRY(time_reps(opt.warmup, opt.reps, s, [&](int r) { return launch(c.ws[r % rotation], s); }, &ms));
   for (int r = 0; r < rotation; ++r) DF11_TRY(read_status(c.ws[r], s));
-  if (opt.after_timing) opt.after_timing(name, row->blocks);
   row->decode_ms = median(ms);
   row->decode_ms_min = *std::min_element(ms.begin(), ms.end());
   row->decode_ms_max = *std::max_element(ms.begin(), ms.end());
@@ -209,15 +205,7 @@ Error run_bench(const std::vector<BenchTensor>& tensors, const BenchOptions& opt
   cudaDeviceProp prop;
   DF11_TRY(ck(cudaGetDeviceProperties(&prop, opt.device), "cudaGetDeviceProperties"));
   out->device = prop.name;
-  int variant = 0;
-  if (!opt.variant.empty()) {
-    variant = detail::find_variant(opt.variant);
-    if (variant < 0) {
-      out->message = "unknown kernel variant " + opt.variant;
-      return Error::Usage;
-    }
-  }
-  out->variant = detail::variants()[variant].name;
+  out->variant = "loop4+smem";  // the one kernel (decode_loop_kernel<4, true>)
   for (const BenchTensor& t : tensors)
     if (const Error e = validate_bf16(t.view); e != Error::Ok) {
       out->message = "tensor " + t.name + " is invalid: " + error_name(e);
@@ -266,7 +254,7 @@ Error run_bench(const std::vector<BenchTensor>& tensors, const BenchOptions& opt
     for (size_t i = 0; i < tensors.size(); ++i) {
       BenchRow row;
       std::vector<std::vector<uint16_t>> one{expect[i]};
-      const Error e = time_config({&tensors[i]}, tensors[i].name, opt, variant, l2, out->copy_gbps, s, &one, &row);
+      const Error e = time_config({&tensors[i]}, tensors[i].name, opt, l2, out->copy_gbps, s, &one, &row);
       if (e != Error::Ok) {
         out->message = "tensor " + tensors[i].name + ": " + error_name(e) + " " + last_cuda_error();
         return e;
@@ -276,7 +264,7 @@ Error run_bench(const std::vector<BenchTensor>& tensors, const BenchOptions& opt
   }
   std::vector<const BenchTensor*> all;
   for (const BenchTensor& t : tensors) all.push_back(&t);
-  const Error e = time_config(all, "batch (" + std::to_string(tensors.size()) + " tensors, 1 launch)", opt, variant,
+  const Error e = time_config(all, "batch (" + std::to_string(tensors.size()) + " tensors, 1 launch)", opt,
                               l2, out->copy_gbps, s, &expect, &out->batch);
   if (e != Error::Ok) {
     out->message = std::string("batch: ") + error_name(e) + " " + last_cuda_error();

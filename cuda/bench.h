@@ -1,7 +1,6 @@
 // GPU decode benchmark (`df11 bench`, and the standalone df11_gpu_bench).
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,9 +19,6 @@ struct BenchOptions {
   int warmup = 5;        // untimed launches before each measurement
   int reps = 50;         // timed launches; the median is reported
   bool per_tensor = true;   // time each tensor alone as well as the batch
-  std::string variant;   // kernel variant ("" = production); see df11_gpu_bench --list
-  // Called after each configuration's timed launches (df11_gpu_bench: dumps a trace variant's timeline).
-  std::function<void(const std::string& config, uint64_t blocks)> after_timing;
 };
 
 struct BenchRow {
@@ -51,7 +47,7 @@ struct BenchRow {
 
 struct BenchResult {
   std::string device;
-  std::string variant;
+  std::string variant;         // the kernel's name (reports keep the field)
   double copy_gbps = 0;       // device-to-device cudaMemcpyAsync, (read + write) bytes / time
   double copy_ms = 0;
   uint64_t copy_bytes = 0;    // buffer size copied

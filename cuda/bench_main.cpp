@@ -1,6 +1,8 @@
 // df11_gpu_bench: the GPU decode benchmark without the CLI.
-//   df11_gpu_bench [--synthetic llama-8b-block | --sizes | --shape RxC] [--variant NAME|all] [--reps N] [--json] [--list]
+//   df11_gpu_bench [--synthetic llama-8b-block | --sizes | --shape RxC] [--reps N] [--json]
 // (--shape: one synthetic RxC matrix, e.g. for a profiler run on that shape alone)
+// The kernel variants it compared until issue 12 (bench_variants.cu, the
+// round-1 kernels) are in git history; it now times the production kernel.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -9,43 +11,28 @@
 
 #include "bench.h"
 #include "df11_cuda.h"
-#include "internal.h"
-
-#ifdef DF11_BENCH_VARIANTS
-int df11_bench_variant_count();
-bool df11_bench_dump_trace(const std::string& path, unsigned long long blocks);
-#endif
 
 using namespace df11;
 
 int main(int argc, char** argv) {
-  std::string mode = "llama-8b-block", variant;
-  bool json = false, list = false;
+  std::string mode = "llama-8b-block";
+  bool json = false;
   cuda::BenchOptions opt;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--synthetic" && i + 1 < argc) mode = argv[++i];
     else if (a == "--sizes") mode = "sizes";
     else if (a == "--shape" && i + 1 < argc) mode = std::string("shape:") + argv[++i];
-    else if (a == "--variant" && i + 1 < argc) variant = argv[++i];
     else if (a == "--reps" && i + 1 < argc) opt.reps = std::atoi(argv[++i]);
     else if (a == "--device" && i + 1 < argc) opt.device = std::atoi(argv[++i]);
     else if (a == "--batch-only") opt.per_tensor = false;
     else if (a == "--json") json = true;
-    else if (a == "--list") list = true;
     else {
       std::fprintf(stderr,
-                   "usage: df11_gpu_bench [--synthetic llama-8b-block | --sizes | --shape RxC] [--variant NAME|all] [--reps N]\n"
-                   "                      [--device N] [--batch-only] [--json] [--list]\n");
+                   "usage: df11_gpu_bench [--synthetic llama-8b-block | --sizes | --shape RxC] [--reps N]\n"
+                   "                      [--device N] [--batch-only] [--json]\n");
       return 2;
     }
-  }
-#ifdef DF11_BENCH_VARIANTS
-  std::fprintf(stderr, "bench variants compiled in: %d extra\n", df11_bench_variant_count());
-#endif
-  if (list) {
-    for (const auto& v : cuda::detail::variants()) std::printf("%s\n", v.name.c_str());
-    return 0;
   }
   if (cuda::device_count() == 0) {
     std::fprintf(stderr, "no CUDA device\n");
@@ -77,37 +64,13 @@ int main(int argc, char** argv) {
   std::vector<cuda::BenchTensor> ts;
   for (const auto& s : syn) ts.push_back({s.name, view_of(s.enc)});
 
-  std::vector<std::string> names;
-  if (variant == "all")
-    for (const auto& v : cuda::detail::variants()) names.push_back(v.name);
-  else
-    names.push_back(variant);
-  int rc = 0;
-  for (const std::string& name : names) {
-    opt.variant = name;
-#ifdef DF11_BENCH_VARIANTS
-    // "+trace" variants: the timeline of each configuration's last launch, to
-    // $TRACE_DIR (default .) as trace-<variant>-<configuration>.csv.
-    if (name.find("+trace") != std::string::npos)
-      opt.after_timing = [name](const std::string& config, uint64_t blocks) {
-        const char* dir = std::getenv("TRACE_DIR");
-        std::string file = std::string(dir ? dir : ".") + "/trace-" + name + "-" + config.substr(0, config.find(' ')) + ".csv";
-        for (char& ch : file) if (ch == '+') ch = '_';
-        if (!df11_bench_dump_trace(file, blocks)) std::fprintf(stderr, "could not write %s\n", file.c_str());
-      };
-    else
-      opt.after_timing = nullptr;
-#endif
-    cuda::BenchResult r;
-    const Error e = cuda::run_bench(ts, opt, &r);
-    if (e != Error::Ok) {
-      std::fprintf(stderr, "bench (%s) failed: %s %s\n", name.c_str(), error_name(e), r.message.c_str());
-      rc = 1;
-      continue;
-    }
-    if (json) std::printf("%s\n", cuda::format_json(r).c_str());
-    else std::printf("%s\n", cuda::format_table(r).c_str());
-    std::fflush(stdout);
+  cuda::BenchResult r;
+  const Error e = cuda::run_bench(ts, opt, &r);
+  if (e != Error::Ok) {
+    std::fprintf(stderr, "bench failed: %s %s\n", error_name(e), r.message.c_str());
+    return 1;
   }
-  return rc;
+  if (json) std::printf("%s\n", cuda::format_json(r).c_str());
+  else std::printf("%s\n", cuda::format_table(r).c_str());
+  return 0;
 }

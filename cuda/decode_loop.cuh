@@ -41,7 +41,6 @@
 // Shared memory: [pass-2 table 8 KB | stream copy (kSmemStream) | pass-1 tables
 // 12 KB, overlaid after pass 1 by the exponent buffer].
 #pragma once
-#include <cstdio>
 
 #include "decode_kernel.cuh"
 
@@ -382,10 +381,7 @@ __host__ __device__ __forceinline__ uint32_t shl_spill(uint32_t x, uint32_t s) {
 #endif
 }
 
-// kDiag (df11_gpu_bench "diag-*" variants, wrong output on purpose): bit 0
-// drops the main loop's stores, bit 1 replaces its table lookup by an entry
-// computed from the window (3 codes of 8 bits), to time what each costs.
-template <bool kGlobal, int kDiag = 0, bool kPair = false>
+template <bool kGlobal, bool kPair = false>
 __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* base, int q, uint32_t cnt,
                                                                const uint32_t* __restrict__ lut2, uint8_t* buf,
                                                                uint32_t o) {
@@ -402,13 +398,13 @@ __host__ __device__ __forceinline__ Pass2Tail decode_to_buffer(const uint32_t* b
   int p = q;
   // One lookup: up to 3 symbols into acc, the full word out.
   auto step = [&](uint32_t w) {
-    const uint32_t e = (kDiag & 2) ? (w | 0x83000000u) : lut2[w];
+    const uint32_t e = lut2[w];
     p += static_cast<int>(e >> 28);
     const uint32_t sy = e & 0xFFFFFFu;
     const uint32_t n8 = o8 + ((e >> 21) & 0x18u);
     acc |= shl_wrap(sy, o8);
     if ((n8 ^ o8) & 32u) {  // the word is full (a lookup adds at most 24 bits)
-      if (!(kDiag & 1)) *wp = acc;
+      *wp = acc;
       ++wp;
       acc = shl_spill(sy, o8);
     }
@@ -590,15 +586,13 @@ __device__ __forceinline__ void prefetch_sm(const TensorDesc& d, uint64_t out_be
 #endif
 }
 
-// When a block prefetches its sign-mantissa bytes (kPrefetchAt): a block of the
+// When a block prefetches its sign-mantissa bytes: a block of the
 // launch's first wave right after its prologue, where nothing else competes
 // for memory yet; any later block after pass 1, so that the prefetch does not
 // delay the stream loads of the blocks starting beside it (round 6: +2% on a
 // 4096x14336 tensor, +1% on the Llama layer, against after the prologue for all).
-enum : int { kPrefetchByWave = 0, kPrefetchEarly = 1, kPrefetchLate = 2 };
-template <int kPrefetchAt>
 __device__ __forceinline__ bool prefetch_late(const LaunchParams& prm, uint64_t gblock) {
-  return kPrefetchAt == kPrefetchLate || (kPrefetchAt == kPrefetchByWave && gblock >= prm.resident);
+  return gblock >= prm.resident;
 }
 
 // The stream words and block-output entry of the block that will most likely
@@ -712,13 +706,15 @@ constexpr uint32_t kLoopTableBytes = kLutSize * 10;  // one copy of the tables: 
 // in the H100's 228 KB where 4 did before (+4% on the Llama layer: round 6).
 constexpr int kLoopMinBlocks = 5;
 
-// Options of the loop kernel (kOpt bits; round 7, docs/PERFORMANCE.md, each
-// measured against the kernel without it): kOptPair1, two pass-1 lookups per
-// bit-reader sync; kOptPair2, the same in pass 2; kOptWalk, the first-word
-// walks (pass 1, hand-over) without the end tests where the segment ends more
-// than a window after the first word; kOptInline, descriptors from the kernel
-// parameters (kInlineTensors). The production kernel and the host model
-// (host_sim.cu) use kLoopOpt. (Measured and dropped, git 419a651: two funnel
+// Choices of the loop kernel (round 7, docs/PERFORMANCE.md, each measured
+// against the kernel without it, all in production): kOptPair1, two pass-1
+// lookups per bit-reader sync; kOptPair2, the same in pass 2; kOptWalk, the
+// first-word walks (pass 1, hand-over) without the end tests where the segment
+// ends more than a window after the first word; kOptInline, descriptors from
+// the kernel parameters (kInlineTensors). The kernel and the host model
+// (host_sim.cu) use kLoopOpt; the variants that turned them off, and the
+// timed, traced and diagnostic ones, left with df11_gpu_bench's variant list
+// (git history: bench_variants.cu before issue 12). (Measured and dropped, git 419a651: two funnel
 // shifts per paired window, off the lookup chain, and two pairs per loop test
 // in pass 2: no change. Git 00ce891: the tables by cp.async instead of TMA,
 // 2.5-5% slower; the first wave's later slots delayed before their loads, no
@@ -726,29 +722,12 @@ constexpr int kLoopMinBlocks = 5;
 enum : int { kOptPair1 = 1, kOptPair2 = 2, kOptWalk = 4, kOptInline = 16 };
 constexpr int kLoopOpt = kOptPair1 | kOptPair2 | kOptWalk | kOptInline;
 
-// kTrace (df11_gpu_bench's "loop4+trace", diagnostics only): thread 0 of every
-// block records %globaltimer at each phase boundary, and df11_gpu_bench writes
-// the timeline of a launch (who starts when, where the tail is) as CSV.
-constexpr uint32_t kTraceBlocks = 16384;
-// A variable template, so that only a translation unit using the trace holds it.
-template <int kUnused>
-__device__ unsigned long long g_trace[kTraceBlocks][7];  // smid, start, stream in, prologue, scan, pass 2, end
-
-__device__ __forceinline__ unsigned long long global_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
 // Decodes one format block whose tables and stream are in shared memory (the
 // block synchronised after they arrived): pass 1, the hand-over, the scan and
-// the checks, pass 2, then the merge. kTimed: tm[2], tm[3] get clock64() after
-// the scan and after pass 2.
-template <int P, bool kSmemStream, bool kTimed, int kDiag = 0, bool kGlobalNs = false, int kPrefetchAt = kPrefetchByWave,
-          int kOpt = kLoopOpt>
+// the checks, pass 2, then the merge.
+template <int P, bool kSmemStream>
 __device__ __forceinline__ void decode_block(const LaunchParams& prm, const TensorDesc& d, uint64_t gblock,
-                                             const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid,
-                                             long long* tm) {
+                                             const LoopBlock<P>& blk, const LoopSmem& sm, uint32_t tid) {
   constexpr bool kGlobal = !kSmemStream;
   constexpr int kT = kThreads * P;
   constexpr int kNW = kWords / P;
@@ -764,7 +743,8 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   // from their first bit), then the true parse is handed on in rounds.
   LoopSpec sp;
   int start = h == 0 ? blk.gap : 0;
-  constexpr bool kPair1 = (kOpt & kOptPair1) != 0, kPair2 = (kOpt & kOptPair2) != 0, kWalk = (kOpt & kOptWalk) != 0;
+  constexpr bool kPair1 = (kLoopOpt & kOptPair1) != 0, kPair2 = (kLoopOpt & kOptPair2) != 0,
+                 kWalk = (kLoopOpt & kOptWalk) != 0;
   if (active) sp = parse_segment<kGlobal, kPair1, kWalk>(base, start, blk.end, sm.t1);
   uint32_t acc = sp.acc;  // this segment's true end, codes and invalid codes
   int pend = static_cast<int>(acc & kAccPos);  // past a short last chunk it may be < 0
@@ -789,8 +769,7 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
   // Block exclusive scan of the counts (chunk-major, segment-minor).
   const uint32_t incl = scan_publish(cnt, sm.warp_total, tid);
   __syncthreads();  // also: every thread is done with the pass-1 tables
-  if (blk.range_ok && prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
-  if (kTimed) tm[2] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
+  if (blk.range_ok && prefetch_late(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   wait_tables(sm.lut2_bar, 0);  // the pass-2 table (arrived during pass 1)
   uint32_t excl, total;
   scan_finish<kT>(incl, cnt, sm.warp_total, tid, excl, total);
@@ -810,31 +789,21 @@ __device__ __forceinline__ void decode_block(const LaunchParams& prm, const Tens
 
   // Pass 2: whole words, barrier, then the partial last word of each segment.
   Pass2Tail tail;
-  if (active) tail = decode_to_buffer<kGlobal, kDiag, kPair2>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
+  if (active) tail = decode_to_buffer<kGlobal, kPair2>(base, start, cnt, sm.lut2, sm.buf, blk.align + excl);
   __syncthreads();
   tail_bytes(tail, sm.buf);
   __syncthreads();
-  if (kTimed) tm[3] = kGlobalNs ? static_cast<long long>(global_ns()) : clock64();
 
-  merge_store_block<kT, true>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
+  merge_store_block<kT>(d, blk.out_begin, blk.align, blk.expected, sm.buf, tid);
 }
-
-// kTimed (df11_gpu_bench's "loop4+timed", diagnostics only): thread 0 of every
-// 53rd block prints the clock64() cycles of each phase (2 of every 64 such blocks).
-static __device__ unsigned int g_timed_prints;
-
 
 // One CUDA block per format block. Shared memory: [pass-2 table 8 KB | stream
 // copy | pass-1 tables 12 KB, overlaid after pass 1 by the exponent buffer].
-template <int P, bool kSmemStream, int kMinBlocks = 1, bool kTimed = false, int kDiag = 0, bool kTrace = false,
-          int kPrefetchAt = kPrefetchByWave, int kOpt = kLoopOpt>
-__global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(const __grid_constant__ LaunchParams prm) {
+// The production kernel is decode_loop_kernel<4, true> (decoder.cu).
+template <int P, bool kSmemStream>
+__global__ void __launch_bounds__(kThreads * P, kLoopMinBlocks) decode_loop_kernel(const __grid_constant__ LaunchParams prm) {
   using L = LoopLayout<P, kSmemStream>;
   constexpr int kT = kThreads * P;
-  constexpr bool kTm = kTimed || kTrace;  // tm[] holds clock64() (kTimed) or %globaltimer (kTrace)
-  long long tm[5] = {0, 0, 0, 0, 0};
-  if (kTimed) tm[0] = clock64();
-  if (kTrace) tm[0] = static_cast<long long>(global_ns());
   extern __shared__ uint4 smem_u4[];
   uint8_t* const smem = reinterpret_cast<uint8_t*>(smem_u4);
   uint8_t* const buf = smem + L::kFixed;
@@ -849,7 +818,7 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   const uint64_t gblock = blockIdx.x;
   // kOptInline: descriptors and first blocks from the kernel parameters where
   // the launch carries them (one memory round trip less before the data loads).
-  const bool inl = (kOpt & kOptInline) != 0 && prm.count <= kInlineTensors;
+  const bool inl = (kLoopOpt & kOptInline) != 0 && prm.count <= kInlineTensors;
   const uint64_t* const begins = inl ? prm.inline_begin : prm.block_begin;
   const uint32_t ti = prm.count == 1 ? 0u : find_block_tensor_warp(prm, gblock, begins);
   const TensorDesc& d = inl ? prm.inline_desc[ti] : prm.table[ti];
@@ -865,41 +834,15 @@ __global__ void __launch_bounds__(kThreads * P, kMinBlocks) decode_loop_kernel(c
   blk.load(d, gblock - tb, tid / P, tid % P, prm.buf_bytes);
   cp_async_wait_all();
   __syncthreads();  // stream ready (and the mbarrier initialised)
-  const unsigned long long t_stream = kTrace ? global_ns() : 0;
   // Not before the barrier: in a launch's first wave every block's prefetch at
   // once (13 MB for 4096x4096) delayed the streams that pass 1 waits for (round 5).
-  if (blk.range_ok && !prefetch_late<kPrefetchAt>(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
+  if (blk.range_ok && !prefetch_late(prm, gblock)) prefetch_sm<kT>(d, blk.out_begin, blk.expected, tid);
   if (gblock < prm.resident)  // the first wave only (later, the lines did not stay in L2: round 5)
     prefetch_ahead(prm, d, begins[ti + 1] - tb, gblock - tb, tid);
   wait_tables(bar, 0);
   load_lut2(tables, tid, smem, bar + 8);
-  if (kTimed) tm[1] = clock64();
-  if (kTrace) tm[1] = static_cast<long long>(global_ns());
 
-  decode_block<P, kSmemStream, kTm, kDiag, kTrace, kPrefetchAt, kOpt>(prm, d, gblock, blk, sm, tid, tm);
-  if (kTrace) {
-    __syncthreads();
-    if (tid == 0 && blockIdx.x < kTraceBlocks) {
-      unsigned smid;
-      asm("mov.u32 %0, %%smid;" : "=r"(smid));
-      unsigned long long* r = g_trace<0>[blockIdx.x];
-      r[0] = smid;
-      r[1] = static_cast<unsigned long long>(tm[0]);
-      r[2] = t_stream;
-      for (int k = 1; k < 4; ++k) r[2 + k] = static_cast<unsigned long long>(tm[k]);
-      r[6] = global_ns();
-    }
-  }
-  if (kTimed) {
-    __syncthreads();
-    tm[4] = clock64();
-    if (tid == 0 && blockIdx.x % 53 == 0 && atomicAdd(&g_timed_prints, 1u) % 64 < 2) {
-      unsigned smid;
-      asm("mov.u32 %0, %%smid;" : "=r"(smid));
-      printf("timed grid %u block %u sm %u: prologue %lld pass1+handover+scan %lld pass2 %lld merge %lld total %lld cycles\n",
-             gridDim.x, blockIdx.x, smid, tm[1] - tm[0], tm[2] - tm[1], tm[3] - tm[2], tm[4] - tm[3], tm[4] - tm[0]);
-    }
-  }
+  decode_block<P, kSmemStream>(prm, d, gblock, blk, sm, tid);
 }
 
 #endif  // __CUDACC__

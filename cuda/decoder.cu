@@ -1,8 +1,7 @@
 // Host driver of the df11 GPU decoder: device memory, upload (validated),
-// launch planning and status. Kernel: decode_kernel.cuh.
+// launch planning and status. Kernel: decode_loop.cuh (decode_loop_kernel<4, true>).
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,6 +27,25 @@ Error check(cudaError_t e, const char* what) {
 }
 
 constexpr uint64_t kSectionAlign = 256;
+
+// The production kernel: 4 threads per chunk, the block's stream words in
+// shared memory (docs/PERFORMANCE.md "GPU decoder").
+constexpr int kKernelP = 4;
+constexpr bool kKernelSmemStream = true;
+using KernelLayout = detail::LoopLayout<kKernelP, kKernelSmemStream>;
+constexpr int kKernelThreads = detail::kThreads * kKernelP;
+
+const void* kernel_fn() {
+  return reinterpret_cast<const void*>(&detail::decode_loop_kernel<kKernelP, kKernelSmemStream>);
+}
+
+// Dynamic shared memory for blocks of up to max_block_elems weights: the
+// pass-2 table and the stream copy, then the pass-1 tables overlaid by the
+// exponent buffer.
+uint32_t kernel_smem_bytes(uint64_t max_block_elems) {
+  const uint32_t buf = static_cast<uint32_t>(align_up(max_block_elems + 32, 16));
+  return KernelLayout::kFixed + std::max(buf, KernelLayout::kPass1Bytes);
+}
 
 }  // namespace
 
@@ -58,6 +76,15 @@ int device_count() {
 }
 
 Error set_device(int device) { return check(cudaSetDevice(device), "cudaSetDevice"); }
+
+int current_device() {
+  int d = -1;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return d;
+}
 
 std::string device_name(int device) {
   cudaDeviceProp prop;
@@ -162,117 +189,40 @@ Error upload(const Bf16View& v, DeviceTensor* out, Stream stream) {
   uint64_t max_block = 0;
   if (const Error e = validate_bf16(v, &max_block); e != Error::Ok) return e;
   const Bf16Geometry& g = v.geom;
-  out->geom = g;
-  out->max_block_elems = max_block;
-  out->block_out_dev = nullptr;
-  out->gaps_dev = nullptr;
-  out->stream_dev = nullptr;
-  out->sm_dev = nullptr;
-  out->lut_dev = nullptr;
-  out->lut_multi_dev = nullptr;
-  out->lut_loop_dev = nullptr;
-
-  // One allocation: [lut_multi | lut | lut_loop | block_out | gaps | stream (+ 16 zero bytes:
-  // decode_loop_kernel's reader loads up to 2 words past the extra word) | sm (padded to 16)].
-  const uint64_t off_multi = 0;
-  const uint64_t off_lut = align_up(off_multi + kLutSize * 4, kSectionAlign);
-  const uint64_t off_loop = align_up(off_lut + kLutSize * 2, kSectionAlign);
-  const uint64_t off_block = align_up(off_loop + detail::kLoopTableCopies * kLoopTableBytes, kSectionAlign);
-  const uint64_t off_gaps = align_up(off_block + 8 * g.block_out_entries(), kSectionAlign);
-  const uint64_t off_stream = align_up(off_gaps + g.gap_bytes(), kSectionAlign);
-  const uint64_t off_sm = align_up(off_stream + 4 * g.stream_words() + 16, kSectionAlign);
-  const uint64_t sm_bytes = align_up(g.n, 16);
-  const uint64_t total = off_sm + sm_bytes + 32;  // DirectSink reads up to 24 bytes past n
-  if (const Error e = out->mem.allocate(total); e != Error::Ok) return e;
-  uint8_t* base = out->mem.as<uint8_t>();
-
-  out->lut_host.reset(new uint16_t[kLutSize]);
-  out->lut_multi_host.reset(new uint32_t[kLutSize]);
-  out->lut_loop_host.reset(new uint32_t[2 * kLutSize + kLutSize / 2]);
-  if (g.n > 0) {
-    build_decode_lut(v.lengths, out->lut_host.get());
-  } else {
-    std::fill_n(out->lut_host.get(), kLutSize, uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
-  }
-  build_multi_lut(out->lut_host.get(), out->lut_multi_host.get());
-  uint32_t* const loop = out->lut_loop_host.get();
-  for (uint32_t i = 0; i < kLutSize; ++i) loop[i] = detail::pass2_entry(out->lut_multi_host[i]);
-  detail::build_pass1_luts(out->lut_host.get(), loop + kLutSize, reinterpret_cast<uint16_t*>(loop + 2 * kLutSize));
+  out->mem.reset();
+  // The layout of an image (image.cu), filled by copies straight from the
+  // view's host pointers instead of a packed host copy.
+  const ImageLayout l = image_layout(g);
+  if (const Error e = out->mem.allocate(l.bytes); e != Error::Ok) return e;
+  uint8_t* const base = out->mem.as<uint8_t>();
+  out->lut_loop_host.reset(new uint32_t[kLoopTableBytes / 4]);
+  detail::build_loop_tables(v.lengths, g.n, out->lut_loop_host.get());
   Error e = Error::Ok;
   auto put = [&](uint64_t off, const void* src, uint64_t bytes) {
     if (e == Error::Ok) e = copy_to_device(base + off, src, bytes, stream);
   };
-  put(off_multi, out->lut_multi_host.get(), kLutSize * 4);
-  put(off_lut, out->lut_host.get(), kLutSize * 2);
+  auto zero = [&](uint64_t from, uint64_t to) {
+    if (e == Error::Ok) e = fill_device(base + from, 0, to - from, stream);
+  };
   for (uint32_t k = 0; k < detail::kLoopTableCopies; ++k)
-    put(off_loop + k * kLoopTableBytes, out->lut_loop_host.get(), kLoopTableBytes);
-  if (e == Error::Ok) e = fill_device(base + off_stream + 4 * g.stream_words(), 0, 16, stream);
-  put(off_block, v.block_out, 8 * g.block_out_entries());
-  put(off_gaps, v.gaps, g.gap_bytes());
-  put(off_stream, v.stream, 4 * g.stream_words());
-  if (e == Error::Ok) e = fill_device(base + off_sm + g.n, 0, sm_bytes + 32 - g.n, stream);
-  put(off_sm, v.sm, g.n);
+    put(l.tables + uint64_t{k} * kLoopTableBytes, out->lut_loop_host.get(), kLoopTableBytes);
+  put(l.block_out, v.block_out, 8 * g.block_out_entries());
+  put(l.gaps, v.gaps, g.gap_bytes());
+  put(l.stream, v.stream, 4 * g.stream_words());
+  zero(l.stream + 4 * g.stream_words(), l.sm);  // the bit reader loads up to 2 words past the extra word
+  put(l.sm, v.sm, g.n);
+  zero(l.sm + g.n, l.bytes);  // the merge reads up to 32 bytes past n
   if (e != Error::Ok) {
     out->mem.reset();
     return e;
   }
-  out->lut_multi_dev = reinterpret_cast<const uint32_t*>(base + off_multi);
-  out->lut_dev = reinterpret_cast<const uint16_t*>(base + off_lut);
-  out->lut_loop_dev = reinterpret_cast<const uint32_t*>(base + off_loop);
-  out->block_out_dev = reinterpret_cast<const uint64_t*>(base + off_block);
-  out->gaps_dev = base + off_gaps;
-  out->stream_dev = reinterpret_cast<const uint32_t*>(base + off_stream);
-  out->sm_dev = base + off_sm;
+  detail::set_image_views(g, max_block, base, out);
   return Error::Ok;
 }
-
-// ---- kernel variants -----------------------------------------------------------------------
-
-namespace detail {
-
-namespace {
-std::mutex g_variants_mu;
-std::vector<Variant>& variant_list() {
-  // Variant 0 is the production kernel (docs/PERFORMANCE.md "GPU decoder").
-  // loop4+smem: decode_loop_kernel, 4 threads per chunk, one loop per segment,
-  // the block's stream words in shared memory.
-  using L4 = LoopLayout<4, true>;
-  static std::vector<Variant> v{
-      {"loop4+smem", &decode_loop_kernel<4, true, kLoopMinBlocks>, L4::kFixed, false, 256, L4::kPass1Bytes},
-      {"split4+prefetch+lut16", &decode_split_kernel<4, true, true>, 16384 + 8192, false, 256},
-      {"multi+prefetch", &decode_kernel<true, true, false>, 16384, false, 64}};
-  return v;
-}
-}  // namespace
-
-uint32_t variant_smem_bytes(const Variant& v, uint64_t max_block_elems) {
-  const uint32_t buf = static_cast<uint32_t>(align_up(max_block_elems + 32, 16));
-  return v.lut_bytes + (v.direct ? 0 : std::max(buf, v.overlay_bytes));
-}
-
-int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads,
-                     uint32_t overlay_bytes) {
-  std::lock_guard<std::mutex> lock(g_variants_mu);
-  auto& v = variant_list();
-  v.push_back({name, fn, lut_bytes, direct, threads, overlay_bytes});
-  return static_cast<int>(v.size() - 1);
-}
-
-const std::vector<Variant>& variants() { return variant_list(); }
-
-int find_variant(const std::string& name) {
-  const auto& v = variant_list();
-  for (size_t i = 0; i < v.size(); ++i)
-    if (v[i].name == name) return static_cast<int>(i);
-  return -1;
-}
-
-}  // namespace detail
 
 // ---- workspace, plan, launch ------------------------------------------------------------------
 
 struct Workspace::Impl {
-  int variant = 0;
   bool planned = false;
   Allocator alloc;  // of dev
   // Cache key of the current plan.
@@ -303,13 +253,6 @@ Workspace::Workspace(Workspace&&) noexcept = default;
 Workspace& Workspace::operator=(Workspace&&) noexcept = default;
 
 namespace detail {
-
-Error set_variant(Workspace& ws, int variant) {
-  if (variant < 0 || variant >= static_cast<int>(variants().size())) return Error::Usage;
-  ws.impl()->variant = variant;
-  ws.impl()->planned = false;
-  return Error::Ok;
-}
 
 PlanInfo plan_info(const Workspace& ws) {
   PlanInfo p;
@@ -342,8 +285,6 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     d.gaps = t->gaps_dev;
     d.stream = t->stream_dev;
     d.sm = t->sm_dev;
-    d.lut = t->lut_dev;
-    d.lut_multi = t->lut_multi_dev;
     d.lut_loop = t->lut_loop_dev;
     d.out = outputs_dev[i];
     d.n = t->geom.n;
@@ -359,9 +300,8 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
   w.block_begin.push_back(w.blocks);
   if (w.blocks > 0x7FFFFFFFull || w.descs.size() > 0xFFFFFFFFull) return Error::Usage;
 
-  const detail::Variant& var = detail::variants()[w.variant];
   w.buf_bytes = static_cast<uint32_t>(align_up(w.max_block_elems + 32, 16));
-  w.smem_bytes = detail::variant_smem_bytes(var, w.max_block_elems);
+  w.smem_bytes = kernel_smem_bytes(w.max_block_elems);
   w.resident = 0;
   if (w.blocks > 0) {
     int dev = 0, optin = 0;
@@ -377,21 +317,20 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     }
     // The limit is the kernel's, not this plan's: raise it, never lower it,
     // or a plan prepared earlier with a larger need fails at launch
-    // (cudaErrorInvalidValue) once a plan with a smaller one is prepared.
+    // (cudaErrorInvalidValue) once a plan with a smaller one is prepared
+    // (found by the Python package's one plan per transformer block; the same
+    // fix as branch py's a192dfb).
     cudaFuncAttributes attrs{};
-    if (const Error e = check(cudaFuncGetAttributes(&attrs, reinterpret_cast<const void*>(var.fn)),
-                              "cudaFuncGetAttributes");
-        e != Error::Ok)
+    if (const Error e = check(cudaFuncGetAttributes(&attrs, kernel_fn()), "cudaFuncGetAttributes"); e != Error::Ok)
       return e;
     if (attrs.maxDynamicSharedSizeBytes < static_cast<int>(w.smem_bytes))
-      if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
-                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+      if (const Error e = check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                      static_cast<int>(w.smem_bytes)),
                                 "cudaFuncSetAttribute");
           e != Error::Ok)
         return e;
     // Occupancy is bounded by shared memory (table + exponent buffer per block): take the largest carveout.
-    if (const Error e = check(cudaFuncSetAttribute(reinterpret_cast<const void*>(var.fn),
+    if (const Error e = check(cudaFuncSetAttribute(kernel_fn(),
                                                    cudaFuncAttributePreferredSharedMemoryCarveout,
                                                    cudaSharedmemCarveoutMaxShared),
                               "cudaFuncSetAttribute");
@@ -400,7 +339,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
     // How many blocks run at once: a block prefetches the stream of the block
     // that many places on (prefetch_ahead, decode_loop.cuh).
     int per_sm = 0, sms = 0;
-    if (const Error e = check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, var.fn, var.threads,
+    if (const Error e = check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel_fn(), kKernelThreads,
                                                                             w.smem_bytes),
                               "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
         e != Error::Ok)
@@ -452,8 +391,8 @@ Error launch(Workspace& ws, Stream stream) {
   Workspace::Impl& w = *ws.impl();
   if (!w.planned) return Error::Usage;
   if (w.blocks == 0) return Error::Ok;
-  const detail::Variant& var = detail::variants()[w.variant];
-  var.fn<<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(var.threads), w.smem_bytes, as_stream(stream)>>>(w.prm);
+  detail::decode_loop_kernel<kKernelP, kKernelSmemStream>
+      <<<static_cast<unsigned>(w.blocks), static_cast<unsigned>(kKernelThreads), w.smem_bytes, as_stream(stream)>>>(w.prm);
   return check(cudaGetLastError(), "decode kernel launch");
 }
 

@@ -31,6 +31,7 @@ using Stream = void*;  // cudaStream_t
 // ---- devices ------------------------------------------------------------------
 int device_count();                    // 0 when there is no driver or no device
 Error set_device(int device);          // cudaSetDevice
+int current_device();                  // cudaGetDevice; -1 when it fails
 std::string device_name(int device);   // "" when unknown
 Error synchronize(Stream stream = nullptr);
 const char* last_cuda_error();         // message of the last failing CUDA call on this thread
@@ -79,10 +80,10 @@ Error copy_to_host(void* dst_host, const void* src_dev, size_t bytes, Stream str
 Error fill_device(void* dst_dev, int byte, size_t bytes, Stream stream = nullptr);
 
 // ---- one BF16_HUFFMAN tensor on the device ----------------------------------------------
-// Device copies of the sections (block_out, gaps, stream, sign-mantissa bytes),
-// the 2048-entry uint16 decode table (build_decode_lut), the 2048-entry uint32
-// multi-symbol table (build_multi_lut) and the kernel's pass-1
-// tables (cuda/decode_loop.cuh), in one allocation.
+// Device views of the sections (block_out, gaps, stream, sign-mantissa bytes)
+// and of the kernel's tables (cuda/decode_loop.cuh), laid out as an image
+// (image_layout below): in mem when upload() made them, in memory of the
+// caller's when bind_image() did.
 struct DeviceTensor {
   Bf16Geometry geom;
   uint64_t max_block_elems = 0;  // largest block_out[b+1] - block_out[b] (<= 65536)
@@ -90,9 +91,7 @@ struct DeviceTensor {
   const uint8_t* gaps_dev = nullptr;
   const uint32_t* stream_dev = nullptr;
   const uint8_t* sm_dev = nullptr;        // n bytes, zero-padded to a multiple of 16
-  const uint16_t* lut_dev = nullptr;      // 2048 (kLutSize) x uint16 (codec/huffman.h layout)
-  const uint32_t* lut_multi_dev = nullptr;  // 2048 x uint32, up to 3 symbols per entry
-  // decode_loop.cuh's tables, 20 KB: 2048 x uint32 pass-2 entries, 2048 x uint32
+  // The kernel's tables, 20 KB: 2048 x uint32 pass-2 entries, 2048 x uint32
   // pass-1 accumulate entries, 2048 x uint16 pass-1 masks; followed by 3 more
   // copies of the same 20 KB (the kernel's blocks read them in turn, so that
   // their reads spread over more L2 lines).
@@ -100,9 +99,7 @@ struct DeviceTensor {
   uint64_t device_bytes() const { return mem.size(); }
 
   DeviceBuffer mem;
-  // Host copies of the tables: the asynchronous upload reads them after upload() returns.
-  std::unique_ptr<uint16_t[]> lut_host;
-  std::unique_ptr<uint32_t[]> lut_multi_host;
+  // Host copy of the tables: the asynchronous upload reads it after upload() returns.
   std::unique_ptr<uint32_t[]> lut_loop_host;
 };
 

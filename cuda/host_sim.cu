@@ -123,7 +123,7 @@ Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_st
     std::fill(buf.begin(), buf.end(), uint8_t{0xA5});
     std::vector<Pass2Tail> tails(T);
     for (int tid = 0; tid < T; ++tid)
-      if (active[tid]) tails[tid] = decode_to_buffer<false, 0, kSimPair2>(basev[tid], start[tid], cnt[tid], lutm.data(), buf.data(),
+      if (active[tid]) tails[tid] = decode_to_buffer<false, kSimPair2>(basev[tid], start[tid], cnt[tid], lutm.data(), buf.data(),
                                                             align + excl[tid]);
     for (int tid = T - 1; tid >= 0; --tid) tail_bytes(tails[tid], buf.data());  // after the barrier, in any order
     for (uint32_t j = 0; j < expected; ++j) out[ob + j] = merge1_rot(v.sm[ob + j], buf[align + j]);

@@ -1,6 +1,7 @@
 // Position-independent device images of BF16_HUFFMAN tensors (df11_cuda.h):
 // built on the host from a validated view, copied anywhere by the caller,
 // bound to DeviceTensors for prepare(). Host code only; no GPU needed.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -30,6 +31,34 @@ ImageLayout image_layout(const Bf16Geometry& g) {
   return l;
 }
 
+namespace detail {
+
+void build_loop_tables(const CodeLengths& lengths, uint64_t n, uint32_t* table) {
+  std::vector<uint16_t> lut(kLutSize);
+  std::vector<uint32_t> multi(kLutSize);
+  if (n > 0) {
+    build_decode_lut(lengths, lut.data());
+  } else {
+    std::fill(lut.begin(), lut.end(), uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
+  }
+  build_multi_lut(lut.data(), multi.data());
+  for (uint32_t i = 0; i < kLutSize; ++i) table[i] = pass2_entry(multi[i]);
+  build_pass1_luts(lut.data(), table + kLutSize, reinterpret_cast<uint16_t*>(table + 2 * kLutSize));
+}
+
+void set_image_views(const Bf16Geometry& g, uint64_t max_block_elems, const uint8_t* base, DeviceTensor* out) {
+  const ImageLayout l = image_layout(g);
+  out->geom = g;
+  out->max_block_elems = max_block_elems;
+  out->lut_loop_dev = reinterpret_cast<const uint32_t*>(base + l.tables);
+  out->block_out_dev = reinterpret_cast<const uint64_t*>(base + l.block_out);
+  out->gaps_dev = base + l.gaps;
+  out->stream_dev = reinterpret_cast<const uint32_t*>(base + l.stream);
+  out->sm_dev = base + l.sm;
+}
+
+}  // namespace detail
+
 Error pack_image(const Bf16View& v, void* dst_host, uint64_t dst_bytes) {
   using detail::kLoopTableBytes;
   if (!dst_host) return Error::Usage;
@@ -38,22 +67,11 @@ Error pack_image(const Bf16View& v, void* dst_host, uint64_t dst_bytes) {
   const ImageLayout l = image_layout(g);
   if (dst_bytes < l.bytes) return Error::Usage;
   uint8_t* const d = static_cast<uint8_t*>(dst_host);
-  std::memset(d, 0, l.bytes);
-  // The tables as upload() builds them: pass-2 entries, pass-1 accumulate
-  // entries, pass-1 masks; then the copies the kernel's blocks read in turn.
-  std::vector<uint16_t> lut(kLutSize);
-  std::vector<uint32_t> multi(kLutSize);
-  if (g.n > 0) {
-    build_decode_lut(v.lengths, lut.data());
-  } else {
-    std::fill(lut.begin(), lut.end(), uint16_t{kLutInvalid | (kMaxCodeLength << 8)});
-  }
-  build_multi_lut(lut.data(), multi.data());
-  std::vector<uint32_t> loop(kLoopTableBytes / 4);
-  for (uint32_t i = 0; i < kLutSize; ++i) loop[i] = detail::pass2_entry(multi[i]);
-  detail::build_pass1_luts(lut.data(), loop.data() + kLutSize, reinterpret_cast<uint16_t*>(loop.data() + 2 * kLutSize));
+  std::memset(d, 0, l.bytes);  // padding: the kernel reads some of it (image_layout)
+  std::vector<uint32_t> table(kLoopTableBytes / 4);
+  detail::build_loop_tables(v.lengths, g.n, table.data());
   for (uint32_t k = 0; k < detail::kLoopTableCopies; ++k)
-    std::memcpy(d + l.tables + uint64_t{k} * kLoopTableBytes, loop.data(), kLoopTableBytes);
+    std::memcpy(d + l.tables + uint64_t{k} * kLoopTableBytes, table.data(), kLoopTableBytes);
   std::memcpy(d + l.block_out, v.block_out, 8 * g.block_out_entries());
   if (g.gap_bytes()) std::memcpy(d + l.gaps, v.gaps, g.gap_bytes());
   std::memcpy(d + l.stream, v.stream, 4 * g.stream_words());
@@ -63,21 +81,9 @@ Error pack_image(const Bf16View& v, void* dst_host, uint64_t dst_bytes) {
 
 Error bind_image(const Bf16Geometry& g, uint64_t max_block_elems, const void* image_dev, DeviceTensor* out) {
   if (!out || !image_dev || reinterpret_cast<uintptr_t>(image_dev) % kImageAlign) return Error::Usage;
-  const ImageLayout l = image_layout(g);
-  const uint8_t* const base = static_cast<const uint8_t*>(image_dev);
   out->mem.reset();
-  out->lut_host.reset();
-  out->lut_multi_host.reset();
   out->lut_loop_host.reset();
-  out->geom = g;
-  out->max_block_elems = max_block_elems;
-  out->lut_dev = nullptr;  // only the round-1 kernels read these
-  out->lut_multi_dev = nullptr;
-  out->lut_loop_dev = reinterpret_cast<const uint32_t*>(base + l.tables);
-  out->block_out_dev = reinterpret_cast<const uint64_t*>(base + l.block_out);
-  out->gaps_dev = base + l.gaps;
-  out->stream_dev = reinterpret_cast<const uint32_t*>(base + l.stream);
-  out->sm_dev = base + l.sm;
+  detail::set_image_views(g, max_block_elems, static_cast<const uint8_t*>(image_dev), out);
   return Error::Ok;
 }
 

@@ -1,40 +1,26 @@
-// Internals shared by decoder.cu, bench.cu and the benchmark's kernel variants.
+// Internals shared by decoder.cu, image.cu, bench.cu and host_sim.cu.
 // Not part of the public API.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
-#include <vector>
 
 #include "df11_cuda.h"
 
 namespace df11::cuda::detail {
 
-struct LaunchParams;
-using KernelFn = void (*)(LaunchParams);
-
-// Kernel variants selectable per Workspace (the benchmark compares them).
-// Variant 0 is the production kernel; the others compiled into df11_cuda are
-// tested too; df11_gpu_bench may add more (bench_variants.cu).
-struct Variant {
-  std::string name;
-  KernelFn fn;
-  uint32_t lut_bytes;  // decode tables in shared memory (16 KB multi-symbol, 8 KB single-symbol)
-  bool direct;  // no shared exponent buffer
-  int threads;  // per block: 64 x threads per chunk
-  uint32_t overlay_bytes = 0;  // a table at the start of the exponent buffer, dead before the buffer is written
-};
-// Dynamic shared memory of a variant for blocks of up to max_block_elems weights.
-uint32_t variant_smem_bytes(const Variant& v, uint64_t max_block_elems);
-int register_variant(const char* name, KernelFn fn, uint32_t lut_bytes, bool direct, int threads = 64,
-                     uint32_t overlay_bytes = 0);  // index
+// The kernel's tables (decode_loop.cuh, one copy of kLoopTableBytes) for a
+// tensor of n weights with these code lengths: pass-2 entries, pass-1
+// accumulate entries, pass-1 masks.
+void build_loop_tables(const CodeLengths& lengths, uint64_t n, uint32_t* table);
+// Points out's device views into the image of a tensor of geometry g at base
+// (image_layout); leaves out->mem alone.
+void set_image_views(const Bf16Geometry& g, uint64_t max_block_elems, const uint8_t* base, DeviceTensor* out);
 
 // Host model of decode_loop_kernel<P, smem_stream> (host_sim.cu): the kernel's
 // per-thread code run on the CPU, for tests without a GPU. Returns the error the
 // kernel reports; fills out (n weights) only where the kernel would write.
 Error simulate_loop_decode(const Bf16View& v, uint16_t* out, int P, bool smem_stream);
-const std::vector<Variant>& variants();
-int find_variant(const std::string& name);  // -1 when unknown
-Error set_variant(Workspace& ws, int variant);  // re-plans on the next prepare()
 
 // Launch geometry of the current plan (for the benchmark's report).
 struct PlanInfo {

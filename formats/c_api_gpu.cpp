@@ -74,6 +74,26 @@ df11_status plan_image(const df11_file* f, const uint64_t* indices, uint64_t cou
   return DF11_OK;
 }
 
+// Makes g's device current for the calling thread while a call needs it,
+// then restores the caller's (an engine may be working on another device).
+class DeviceScope {
+ public:
+  Error enter(int device) {
+    prev_ = cuda::current_device();
+    if (prev_ == device) return Error::Ok;
+    const Error e = cuda::set_device(device);
+    if (e == Error::Ok) switched_ = true;
+    return e;
+  }
+  ~DeviceScope() {
+    if (switched_ && prev_ >= 0) (void)cuda::set_device(prev_);
+  }
+
+ private:
+  int prev_ = -1;
+  bool switched_ = false;
+};
+
 df11_status cuda_fail(Error e, const std::string& label, const std::string& what) {
   return fail(e, label, what + ": " + cuda::last_cuda_error());
 }
@@ -246,7 +266,8 @@ df11_status df11_gpu_upload(df11_gpu* g, const df11_file* f, const uint64_t* ind
     *image_dev = nullptr;
     ImagePlan plan;
     if (const df11_status s = plan_image(f, indices, count, &plan, "df11_gpu_upload"); s != DF11_OK) return s;
-    if (const Error e = cuda::set_device(g->device); e != Error::Ok) return cuda_fail(e, f->path, "cudaSetDevice");
+    DeviceScope scope;
+    if (const Error e = scope.enter(g->device); e != Error::Ok) return cuda_fail(e, f->path, "cudaSetDevice");
     if (g->staging_busy) {
       if (const Error e = cuda::synchronize(g->staging_stream); e != Error::Ok)
         return cuda_fail(e, f->path, "waiting for the previous upload");
@@ -305,7 +326,8 @@ df11_status df11_plan_create(df11_gpu* g, const df11_file* f, const uint64_t* in
     for (size_t k = 1; k < spans.size(); ++k)
       if (spans[k].first < spans[k - 1].first + spans[k - 1].second)
         return fail(Error::Usage, f->path, "df11_plan_create: two outputs overlap");
-    if (const Error e = cuda::set_device(g->device); e != Error::Ok) return cuda_fail(e, f->path, "cudaSetDevice");
+    DeviceScope scope;
+    if (const Error e = scope.enter(g->device); e != Error::Ok) return cuda_fail(e, f->path, "cudaSetDevice");
     cuda::set_allocator(p->ws, g->alloc);
     std::vector<const cuda::DeviceTensor*> ptrs(count);
     for (uint64_t k = 0; k < count; ++k) ptrs[k] = &p->tensors[k];

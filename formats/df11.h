@@ -9,7 +9,6 @@
 
 #include "bf16_codec.h"
 #include "df11_errors.h"
-#include "synthetic.h"
 
 namespace df11 {
 

@@ -7,8 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
-cmake -S . -B .gpu-build -DCMAKE_BUILD_TYPE=Release -DDF11_CUDA=ON -DDF11_TESTS=ON \
-  -DDF11_CUDA_BENCH_VARIANTS="${DF11_CUDA_BENCH_VARIANTS:-ON}"
+cmake -S . -B .gpu-build -DCMAKE_BUILD_TYPE=Release -DDF11_CUDA=ON -DDF11_TESTS=ON
 if ! cmake --build .gpu-build -j "$JOBS"; then
   echo "build_cuda.sh: full build failed; building df11_cuda df11_gpu_bench df11_gpu_tests only" >&2
   cmake --build .gpu-build -j "$JOBS" --target df11_cuda df11_gpu_bench df11_gpu_tests

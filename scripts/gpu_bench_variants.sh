@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Quick variant comparison, run ON the GPU machine after scripts/build_cuda.sh here:
+# The GPU decoder's numbers (README "GPU decode"), run ON the GPU machine after
+# scripts/build_cuda.sh here:
 #   run(command="bash scripts/gpu_bench_variants.sh", carry=[".gpu-build/bin"])
 # Steps (STEPS, default "tests bench sizes"; also "memcheck", "racecheck", "ncu", "ncushape", "sass"): the [gpu]
-# tests without [slow]; every variant (VARIANT=all) on the Llama-3-8B layer batch
-# (--batch-only) and on --sizes; ncu of the production kernel (NCU_VARIANT to
-# pick another). Prints a compact table last: ms and GB/s of BF16 output for
-# the batch, 4096x14336 and 4096x4096.
+# tests without [slow]; the kernel on the Llama-3-8B layer batch (--batch-only)
+# and on --sizes; ncu of one launch. Prints a compact table last: ms and GB/s of
+# BF16 output for the batch, 4096x14336 and 4096x4096. (Until issue 12 it also
+# compared kernel variants compiled into df11_gpu_bench; git history keeps them.)
+# BIN=another/bin compares an older build in the same call.
 set -uo pipefail
 OUT=${OUT:-/tmp/df11-gpu-out}
 mkdir -p "$OUT"
@@ -23,13 +25,8 @@ if has tests; then
   echo "tests rc=$?"
   tail -n 4 "$OUT/tests.log"
 fi
-# VARIANT: a name, "all", or several names separated by spaces (run one after another,
-# each step's logs concatenated). "loop4+trace" also writes each configuration's
-# per-block timeline to $TRACE_DIR (default: the current folder) as CSV.
-for v in ${VARIANT:-all}; do
-  has bench && { timeout 300 "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --variant "$v" >>"$OUT/bench.log" 2>&1; echo "bench $v rc=$?"; }
-  has sizes && { timeout 300 "$BIN/df11_gpu_bench" --sizes --variant "$v" >>"$OUT/sizes.log" 2>&1; echo "sizes $v rc=$?"; }
-done
+has bench && { timeout 300 "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only >>"$OUT/bench.log" 2>&1; echo "bench rc=$?"; }
+has sizes && { timeout 300 "$BIN/df11_gpu_bench" --sizes >>"$OUT/sizes.log" 2>&1; echo "sizes rc=$?"; }
 if has memcheck; then
   timeout "${MEMCHECK_LIMIT:-300}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
     "$BIN/df11_gpu_tests" "${MEMCHECK_SPEC:-~[slow]}" >"$OUT/memcheck.log" 2>&1
@@ -47,10 +44,10 @@ if has ncu; then
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats --section MemoryWorkloadAnalysis --section InstructionStats \
     --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__thread_inst_executed_per_inst_executed.ratio,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed.sum \
-    "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --reps 3 ${NCU_VARIANT:+--variant "$NCU_VARIANT"} >"$OUT/ncu.log" 2>&1
+    "$BIN/df11_gpu_bench" --synthetic llama-8b-block --batch-only --reps 3 >"$OUT/ncu.log" 2>&1
   echo "ncu rc=$?"
 fi
-# "ncushape": one launch of the production kernel (or NCU_VARIANT) on --shape NCU_SHAPE
+# "ncushape": one launch of the kernel on --shape NCU_SHAPE
 # (default 4096x14336): instruction, shared-memory and stall totals, and the
 # per-SASS-instruction source counters (executed instructions, stall samples) as CSV.
 if has ncushape; then
@@ -58,7 +55,7 @@ if has ncushape; then
     --section SpeedOfLight --section LaunchStats --section WarpStateStats --section SchedulerStats \
     --section InstructionStats --section SourceCounters \
     --metrics smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__cycles_elapsed.avg,dram__bytes.sum \
-    -o "$OUT/shape" "$BIN/df11_gpu_bench" --shape "${NCU_SHAPE:-4096x14336}" --reps 3 ${NCU_VARIANT:+--variant "$NCU_VARIANT"} \
+    -o "$OUT/shape" "$BIN/df11_gpu_bench" --shape "${NCU_SHAPE:-4096x14336}" --reps 3 \
     >"$OUT/ncushape.log" 2>&1
   echo "ncushape rc=$?"
   ncu --import "$OUT/shape.ncu-rep" --page details >>"$OUT/ncushape.log" 2>&1

@@ -2,7 +2,7 @@
 # Runs ON the GPU machine, from the repository root, after scripts/build_cuda.sh
 # built .gpu-build/bin here:  run(command="bash scripts/gpu_run.sh", carry=[".gpu-build/bin"])
 # Steps (logs tee'd into $OUT): nvidia-smi; the [gpu] tests without [slow];
-# the benchmark (every kernel variant compiled in); compute-sanitizer memcheck
+# the benchmark; compute-sanitizer memcheck
 # on the [gpu] tests without [slow] and racecheck on the [race] ones; ncu of
 # one batch launch; the [slow] test (> 2^31 weights); the C API test
 # (tests/c_api_test.c: libdf11.so's GPU images and plans) plainly and under
@@ -36,15 +36,15 @@ if [ -x "$BIN/c_api_test" ] && [ -x "$BIN/df11" ]; then
   # c_api_test makes its inputs with the CLI and loads libdf11.so.1 from $BIN.
   export LD_LIBRARY_PATH="$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   has capi && step capi "${CAPI_LIMIT:-120}" "$BIN/c_api_test" "$BIN/df11"
-  has capimem && step capimem "${CAPIMEM_LIMIT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+  has capimem && step capimem "${CAPIMEM_LIMIT:-300}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
     "$BIN/c_api_test" "$BIN/df11"
 fi
 has tests && step tests "${TESTS_LIMIT:-300}" "$BIN/df11_gpu_tests" "~[slow]"
 if has bench; then
-  step bench "${BENCH_LIMIT:-420}" "$BIN/df11_gpu_bench" --synthetic llama-8b-block --variant "${VARIANT:-all}"
+  step bench "${BENCH_LIMIT:-420}" "$BIN/df11_gpu_bench" --synthetic llama-8b-block
   grep -E "^(device|copy|mlp|self|batch|tensor)" "$OUT/bench.log" >"$OUT/bench_table.txt"
 fi
-has sizes && step sizes 300 "$BIN/df11_gpu_bench" --sizes --variant "${VARIANT:-}"
+has sizes && step sizes 300 "$BIN/df11_gpu_bench" --sizes
 has memcheck && step memcheck "${MEMCHECK_LIMIT:-420}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 "$BIN/df11_gpu_tests" "${MEMCHECK_SPEC:-~[slow]}"
 has racecheck && step racecheck "${RACECHECK_LIMIT:-420}" compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/df11_gpu_tests" "[race]"
 if has ncu; then

@@ -56,7 +56,7 @@ struct BatchResult {
 // poisoned with `poison` first. `misalign` (even) shifts every output off its
 // 16-byte alignment. Checks that every guard byte survived.
 BatchResult gpu_decode(const std::vector<Bf16View>& views, uint8_t poison, size_t misalign = 0,
-                       const Tamper& tamper = nullptr, int variant = 0) {
+                       const Tamper& tamper = nullptr) {
   BatchResult r;
   std::vector<cuda::DeviceTensor> dt(views.size());
   for (size_t i = 0; i < views.size(); ++i) REQUIRE(cuda::upload(views[i], &dt[i]) == Error::Ok);
@@ -79,7 +79,6 @@ BatchResult gpu_decode(const std::vector<Bf16View>& views, uint8_t poison, size_
   REQUIRE(cuda::synchronize() == Error::Ok);
   if (tamper) tamper(dt);
   cuda::Workspace ws;
-  REQUIRE(cuda::detail::set_variant(ws, variant) == Error::Ok);
   REQUIRE(cuda::prepare(tp.data(), outs.data(), tp.size(), &ws) == Error::Ok);
   REQUIRE(cuda::launch(ws) == Error::Ok);
   r.status = cuda::read_status(ws, nullptr, &r.failed);
@@ -101,15 +100,8 @@ BatchResult gpu_decode(const std::vector<Bf16View>& views, uint8_t poison, size_
   return r;
 }
 
-// Every kernel variant compiled into df11_cuda (variant 0 is the production one).
-std::vector<int> all_variants() {
-  std::vector<int> v;
-  for (size_t i = 0; i < cuda::detail::variants().size(); ++i) v.push_back(static_cast<int>(i));
-  return v;
-}
-
 // GPU == CPU decoder == original, twice with different poison values (so that
-// every element is proven written), aligned and misaligned outputs, every variant.
+// every element is proven written), aligned and misaligned outputs.
 void check_equal(const std::vector<std::vector<uint16_t>>& ws, bool misaligned_too = true) {
   std::vector<EncodedBf16> enc;
   std::vector<Bf16View> views;
@@ -120,13 +112,11 @@ void check_equal(const std::vector<std::vector<uint16_t>>& ws, bool misaligned_t
     REQUIRE(decode_bf16(views[i], cpu.data(), cores()) == Error::Ok);
     REQUIRE(cpu == ws[i]);
   }
-  for (int variant : all_variants())
   for (size_t misalign : {size_t{0}, size_t{6}}) {
     if (misalign && !misaligned_too) continue;
     for (uint8_t poison : {uint8_t{0xFF}, uint8_t{0x00}}) {
-      INFO("variant " << cuda::detail::variants()[variant].name << " misalign " << misalign << " poison "
-                      << int(poison));
-      const BatchResult r = gpu_decode(views, poison, misalign, nullptr, variant);
+      INFO("misalign " << misalign << " poison " << int(poison));
+      const BatchResult r = gpu_decode(views, poison, misalign, nullptr);
       REQUIRE(r.status == Error::Ok);
       for (size_t i = 0; i < ws.size(); ++i) {
         INFO("tensor " << i << " n " << ws[i].size());
@@ -334,10 +324,9 @@ TEST_CASE("gpu: stream corrupted after validation: same verdict as the CPU, no s
     const Error cpu_err = decode_bf16(view_of(bad), cpu.data());
     if (cpu_err != Error::Ok) ++errors;
     // The GPU gets the intact tensor (validated at upload), then the corrupted words.
-    for (int variant : all_variants()) {
-      const BatchResult r =
-          gpu_decode({view_of(e0), view_of(enc), view_of(e2)}, 0xFF, 0, overwrite_stream(1, bad), variant);
-      INFO("trial " << trial << " variant " << variant);
+    {
+      const BatchResult r = gpu_decode({view_of(e0), view_of(enc), view_of(e2)}, 0xFF, 0, overwrite_stream(1, bad));
+      INFO("trial " << trial);
       REQUIRE(r.status == cpu_err);
       if (cpu_err == Error::Ok) {
         REQUIRE(r.out[1] == cpu);
@@ -369,7 +358,7 @@ TEST_CASE("gpu: gaps and block offsets corrupted after validation", "[gpu]") {
       REQUIRE(cuda::copy_to_device(const_cast<uint64_t*>(dt[0].block_out_dev), bad.block_out.data(),
                                    bad.block_out.size() * 8) == Error::Ok);
       REQUIRE(cuda::synchronize() == Error::Ok);
-    }, trial % static_cast<int>(all_variants().size()));
+    });
     INFO("trial " << trial << " chunk " << t << " gap " << old << " -> " << g);
     if (validate_bf16(view_of(bad)) == Error::Ok) {
       std::vector<uint16_t> cpu(w.size());
@@ -384,15 +373,13 @@ TEST_CASE("gpu: gaps and block offsets corrupted after validation", "[gpu]") {
     if (kind == 0) bad.block_out[1] = bad.geom.n + 1000;
     if (kind == 1) std::swap(bad.block_out[1], bad.block_out[2]);
     if (kind == 2) bad.block_out[2] = bad.block_out[1] + 60000;
-    for (int variant : all_variants()) {
-      const BatchResult r = gpu_decode({view_of(enc)}, 0xFF, 0, [&](std::vector<cuda::DeviceTensor>& dt) {
-        REQUIRE(cuda::copy_to_device(const_cast<uint64_t*>(dt[0].block_out_dev), bad.block_out.data(),
-                                     bad.block_out.size() * 8) == Error::Ok);
-        REQUIRE(cuda::synchronize() == Error::Ok);
-      }, variant);
-      INFO("kind " << kind << " variant " << variant);
-      REQUIRE(r.status != Error::Ok);
-    }
+    const BatchResult r = gpu_decode({view_of(enc)}, 0xFF, 0, [&](std::vector<cuda::DeviceTensor>& dt) {
+      REQUIRE(cuda::copy_to_device(const_cast<uint64_t*>(dt[0].block_out_dev), bad.block_out.data(),
+                                   bad.block_out.size() * 8) == Error::Ok);
+      REQUIRE(cuda::synchronize() == Error::Ok);
+    });
+    INFO("kind " << kind);
+    REQUIRE(r.status != Error::Ok);
   }
 }
 
@@ -430,13 +417,6 @@ std::vector<uint16_t> few_symbols(uint64_t n, unsigned seed, int k) {  // expone
   std::mt19937 rng(seed);
   for (auto& x : w) x = static_cast<uint16_t>(((0x70 + rng() % k) << 7) | (rng() & 0x807F));
   return w;
-}
-
-std::vector<int> loop_variants() {
-  std::vector<int> v;
-  for (size_t i = 0; i < cuda::detail::variants().size(); ++i)
-    if (cuda::detail::variants()[i].name.rfind("loop", 0) == 0) v.push_back(static_cast<int>(i));
-  return v;
 }
 
 }  // namespace
@@ -499,7 +479,7 @@ TEST_CASE("loop kernel host model: corrupted streams get the CPU decoder's verdi
   CHECK(verdicts[2] > 20);
 }
 
-TEST_CASE("gpu: loop kernels on corrupted one- and two-symbol streams: the CPU verdict", "[gpu]") {
+TEST_CASE("gpu: the kernel on corrupted one- and two-symbol streams: the CPU verdict", "[gpu]") {
   if (!have_gpu()) return;
   const auto w0 = df11test::gaussian_bf16(20000, 0.02, 21);
   const EncodedBf16 e0 = encode_bf16(w0.data(), w0.size());
@@ -515,14 +495,12 @@ TEST_CASE("gpu: loop kernels on corrupted one- and two-symbol streams: the CPU v
       if (validate_bf16(view_of(bad)) != Error::Ok) continue;
       std::vector<uint16_t> cpu(w.size());
       const Error cpu_err = decode_bf16(view_of(bad), cpu.data());
-      for (int variant : loop_variants()) {
-        const BatchResult r = gpu_decode({view_of(e0), view_of(enc)}, 0xFF, 0, overwrite_stream(1, bad), variant);
-        INFO("trial " << trial << " variant " << cuda::detail::variants()[variant].name);
-        REQUIRE(r.status == cpu_err);
-        if (cpu_err == Error::Ok) REQUIRE(r.out[1] == cpu);
-        else REQUIRE(r.failed == 1);
-        REQUIRE(r.out[0] == w0);
-      }
+      const BatchResult r = gpu_decode({view_of(e0), view_of(enc)}, 0xFF, 0, overwrite_stream(1, bad));
+      INFO("trial " << trial);
+      REQUIRE(r.status == cpu_err);
+      if (cpu_err == Error::Ok) REQUIRE(r.out[1] == cpu);
+      else REQUIRE(r.failed == 1);
+      REQUIRE(r.out[0] == w0);
     }
   }
 }
