@@ -86,3 +86,25 @@ def test_offload_keeps_images_off_the_gpu(model_dirs):
     assert len(launcher.slots) == 2
     assert launcher.slot_bytes < launcher.image_bytes  # two slots, not every image
     model.df11.close()
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_device_map_on_one_gpu(model_dirs, kind, gpu):
+    """Issue 14's placement on one GPU: a map naming it, and 'auto' under a
+    max_memory it fits; a max_memory it does not fit is a named error."""
+    import df11.torch
+    src, packed = model_dirs[kind]
+    ref = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).to("cuda").eval()
+    ids = torch.tensor([[1, 7, 42, 300, 5]], device="cuda")
+    with torch.no_grad():
+        expect = ref(ids).logits
+    for kw in ({"device_map": {"": "cuda:0"}}, {"device_map": "auto", "max_memory": {0: "1GiB"}}):
+        model = df11.torch.load_model(packed, standalone_min_bytes=0, **kw)
+        assert set(model.df11.placement.values()) == {torch.device("cuda", 0)}, kw
+        with torch.no_grad():
+            assert torch.equal(model(ids).logits, expect), kw
+        model.df11_check()
+        model.df11.close()
+    with pytest.raises(gpu.UsageError) as e:
+        df11.torch.load_model(packed, device_map="auto", max_memory={0: 1000})
+    assert e.value.name == "ModelDoesNotFit"

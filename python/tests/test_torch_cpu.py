@@ -103,3 +103,24 @@ def test_offload_needs_cuda(model_dirs, df11mod):
     import df11.torch
     with pytest.raises(df11mod.UsageError):
         df11.torch.load_model(model_dirs["llama"][1], device="cpu", offload=True)
+
+
+def test_device_map_naming_the_cpu(model_dirs):
+    """The placement path (issue 14) with a map that names one device."""
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    ref = reference(src)
+    model = df11.torch.load_model(packed, device="cpu", device_map={"": "cpu"}, standalone_min_bytes=0)
+    assert set(model.df11.placement.values()) == {torch.device("cpu")}
+    assert "model.layers.2" in model.df11.placement and "lm_head" in model.df11.placement
+    ids = torch.tensor([[1, 7, 42, 300, 5]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, ref(ids).logits)
+
+
+def test_device_map_auto_needs_cuda(model_dirs, df11mod):
+    import df11.torch
+    if torch.cuda.is_available():
+        pytest.skip("skipped: a GPU is present (the GPU tests cover device_map='auto')")
+    with pytest.raises(df11mod.UsageError):
+        df11.torch.load_model(model_dirs["llama"][1], device_map="auto")

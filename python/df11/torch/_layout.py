@@ -85,3 +85,58 @@ def plan_units(infos, standalone_min_bytes=DEFAULT_STANDALONE_MIN_BYTES, wanted=
             resident.append(name)
     units = sorted(list(blocks.values()) + list(standalone.values()), key=lambda u: u.order)
     return units, resident
+
+
+class PlacementError(ValueError):
+    """The groups do not fit the devices' max_memory."""
+
+
+def group_of(model_name):
+    """Placement group of a parameter's model name: its block, else its module."""
+    blk = block_of(model_name)
+    return blk[0] if blk is not None else model_name.rpartition(".")[0]
+
+
+def place_groups(groups, devices, max_memory=None, device_map="auto"):
+    """Assigns whole groups (blocks, or the modules outside blocks) to devices.
+
+    groups: ordered list of (name, bytes, scratch_bytes): bytes the group
+    keeps on its device (compressed images and resident tensors), and the
+    scratch its largest unit needs (0 when none). A device holds one scratch
+    sized for the largest unit placed on it.
+    device_map "auto": in order, each group on the current device while that
+    device's bytes plus its scratch stay within max_memory[device] (no limit
+    when absent), else on the next device. device_map dict: {module prefix:
+    device}, the longest prefix of the group's name wins ("" matches all).
+    Returns {group name: device}."""
+    max_memory = max_memory or {}
+    if device_map != "auto":
+        out = {}
+        for name, _, _ in groups:
+            best = None
+            for prefix, dev in device_map.items():
+                if prefix == "" or name == prefix or name.startswith(prefix + "."):
+                    if best is None or len(prefix) > len(best[0]):
+                        best = (prefix, dev)
+            if best is None:
+                raise PlacementError(f"device_map names no device for '{name}'")
+            out[name] = best[1]
+        return out
+    out = {}
+    d, used, scratch = 0, 0, 0
+    for name, nbytes, need in groups:
+        while True:
+            if d >= len(devices):
+                raise PlacementError(f"'{name}' ({nbytes} bytes) fits on none of {list(devices)} "
+                                     f"under max_memory {max_memory}")
+            limit = max_memory.get(devices[d])
+            if limit is None or used + nbytes + max(scratch, need) <= limit:
+                break
+            if used == 0 and scratch == 0:  # even an empty device cannot take it
+                d += 1
+                continue
+            d, used, scratch = d + 1, 0, 0
+        out[name] = devices[d]
+        used += nbytes
+        scratch = max(scratch, need)
+    return out

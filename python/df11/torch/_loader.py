@@ -10,7 +10,7 @@ from .. import _file
 from .._dtypes import torch_dtype
 from .._errors import UsageError
 from . import _runtime
-from ._layout import DEFAULT_STANDALONE_MIN_BYTES, block_of, plan_units
+from ._layout import DEFAULT_STANDALONE_MIN_BYTES, PlacementError, block_of, group_of, place_groups, plan_units
 
 
 @contextlib.contextmanager
@@ -71,36 +71,62 @@ def _file_name_for(model, model_name, names):
 
 class Df11Model:
     """What load_model attaches to the model as `model.df11`: the open file,
-    the launcher and its units; check() and memory figures."""
+    the launcher of each device and its units, the placement of each group;
+    check() and memory figures."""
 
-    def __init__(self, file, launcher, units, resident_bytes, hooks):
+    def __init__(self, file, launchers, units, resident_bytes, hooks, placement):
         self.file = file
-        self.launcher = launcher
+        self.launchers = launchers      # {device: launcher}
+        self.launcher = next(iter(launchers.values())) if launchers else None  # the first device's
         self.units = units
         self.resident_bytes = resident_bytes
         self.hooks = hooks
+        self.placement = placement      # {group (block or module name): device}
 
     @property
     def scratch_bytes(self):
-        return self.launcher.scratch.numel()
+        return sum(l.scratch.numel() for l in self.launchers.values())
 
     @property
     def image_bytes(self):
-        return getattr(self.launcher, "image_bytes", 0)
+        return sum(getattr(l, "image_bytes", 0) for l in self.launchers.values())
 
     def check(self):
         """Synchronizes and raises the first decode error since the last check."""
-        self.launcher.check()
+        for launcher in self.launchers.values():
+            launcher.check()
 
     def close(self):
         for h in self.hooks:
             h.remove()
-        self.launcher.close()
+        for launcher in self.launchers.values():
+            launcher.close()
         self.file.close()
 
 
+def _parse_bytes(v):
+    """10 * 2**30, "10GiB", "10GB", "512MiB" -> bytes."""
+    if isinstance(v, (int, float)):
+        return int(v)
+    t = str(v).strip().upper().replace(" ", "")
+    for suffix, mult in (("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10), ("GB", 10**9), ("MB", 10**6),
+                         ("KB", 10**3), ("B", 1)):
+        if t.endswith(suffix):
+            return int(float(t[:-len(suffix)]) * mult)
+    return int(t)
+
+
+def _as_device(d):
+    if isinstance(d, int):
+        return torch.device("cuda", d)
+    d = torch.device(d)
+    if d.type == "cuda" and d.index is None:
+        d = torch.device("cuda", torch.cuda.current_device())
+    return d
+
+
 def load_model(path, device="cuda", offload=False, dtype=torch.bfloat16, config=None,
-               standalone_min_bytes=DEFAULT_STANDALONE_MIN_BYTES, threads=0):
+               standalone_min_bytes=DEFAULT_STANDALONE_MIN_BYTES, threads=0, device_map=None, max_memory=None):
     """Builds the transformers model of a df11 model directory (its config.json)
     without materialising BF16 weights.
 
@@ -114,17 +140,28 @@ def load_model(path, device="cuda", offload=False, dtype=torch.bfloat16, config=
     device: "cuda", "cuda:N", or "cpu" (decodes on the CPU; slow, for
     machines without a GPU). offload=True keeps the compressed images in
     pinned host memory and streams each to the GPU ahead of its use.
+    device_map: None (everything on `device`), "auto" (whole blocks on the
+    visible GPUs in order, each GPU filled up to max_memory[device]: bytes or
+    "10GiB"), or {module prefix: device} ("" for the rest). Each device gets
+    its own scratch; activations move to a block's device before it runs.
     The model gets `model.df11` (see Df11Model) and `model.df11_check()`;
     `model.generate()` checks the decode status when it returns.
     """
     path = os.fspath(path)
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    if dev.type not in ("cuda", "cpu"):
-        raise UsageError(f"df11: {path}: device '{device}' is neither cuda nor cpu", "Usage")
-    if offload and dev.type != "cuda":
+    if device_map == "auto":
+        if not torch.cuda.is_available():
+            raise UsageError(f"df11: {path}: device_map='auto' needs CUDA devices", "Usage")
+        devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    elif device_map is not None:
+        device_map = {k: _as_device(v) for k, v in dict(device_map).items()}
+        devices = list(dict.fromkeys(device_map.values()))
+    else:
+        devices = [_as_device(device)]
+    if any(d.type not in ("cuda", "cpu") for d in devices):
+        raise UsageError(f"df11: {path}: device {[str(d) for d in devices]} is neither cuda nor cpu", "Usage")
+    if offload and any(d.type != "cuda" for d in devices):
         raise UsageError(f"df11: {path}: offload=True needs a CUDA device", "Usage")
+    limits = {_as_device(k): _parse_bytes(v) for k, v in (max_memory or {}).items()}
     if config is None:
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise UsageError(f"df11: {path}: no config.json (load_model takes a df11 model directory, "
@@ -135,13 +172,25 @@ def load_model(path, device="cuda", offload=False, dtype=torch.bfloat16, config=
     f = _file.open(path)
     try:
         model = _build_empty_model(config, dtype)
-        return _bind(model, f, path, dev, offload, standalone_min_bytes, threads)
+        return _bind(model, f, path, devices, device_map, limits, offload, standalone_min_bytes, threads)
     except BaseException:
         f.close()
         raise
 
 
-def _bind(model, f, path, dev, offload, standalone_min_bytes, threads):
+def _move_to(obj, dev):
+    """obj with every tensor on another device moved to dev (tuples, lists, dicts)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dev, non_blocking=True) if obj.device != dev else obj
+    if isinstance(obj, (list, tuple)):
+        moved = [_move_to(o, dev) for o in obj]
+        return type(obj)(moved) if not hasattr(obj, "_fields") else type(obj)(*moved)
+    if isinstance(obj, dict):
+        return {k: _move_to(v, dev) for k, v in obj.items()}
+    return obj
+
+
+def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_bytes, threads):
     file_names = set(f.names())
     # Every holder of every parameter: tied weights (GPT-2's wte and lm_head)
     # are one Parameter held by two modules; both must be rebound.
@@ -175,14 +224,40 @@ def _bind(model, f, path, dev, offload, standalone_min_bytes, threads):
     units, _ = plan_units(infos, standalone_min_bytes, wanted)
     in_unit = {n: u for u in units for n in u.names}
 
-    scratch_bytes = max((u.scratch_bytes for u in units), default=0)
-    scratch = torch.empty(max(scratch_bytes, 1), dtype=torch.uint8, device=dev)
-    if dev.type == "cpu":
-        launcher = _runtime.Cpu(f, units, scratch, threads)
-    elif offload:
-        launcher = _runtime.GpuOffload(f, units, scratch)
+    # Placement: every parameter's group (its block, else its module; a tied
+    # parameter goes with its first holder), in the model's order.
+    group_of_param = {pid: group_of(hs[0][2]) for pid, (_, hs) in holders.items()}
+    group_bytes, group_need = {}, {}
+    for pid, (p, _) in holders.items():
+        g, info = group_of_param[pid], f.info(param_file[pid])
+        unit = in_unit.get(info["name"])
+        group_bytes[g] = group_bytes.get(g, 0) + (info["stored_bytes"] if unit else info["original_bytes"])
+        group_need[g] = max(group_need.get(g, 0), unit.scratch_bytes if unit else 0)
+    if device_map is None:
+        placed = {g: devices[0] for g in group_bytes}
     else:
-        launcher = _runtime.GpuResident(f, units, scratch)
+        try:
+            placed = place_groups([(g, group_bytes[g], group_need[g]) for g in group_bytes], devices, limits,
+                                  device_map)
+        except PlacementError as e:
+            raise UsageError(f"df11: {path}: {e} (ModelDoesNotFit)", "ModelDoesNotFit") from None
+    unit_device = {}
+    for pid, (p, _) in holders.items():
+        unit = in_unit.get(param_file[pid])
+        if unit is not None:
+            unit_device[unit.key] = placed[group_of_param[pid]]
+
+    launchers = {}
+    for d in dict.fromkeys(placed.values()):
+        d_units = [u for u in units if unit_device.get(u.key) == d]
+        scratch = torch.empty(max(max((u.scratch_bytes for u in d_units), default=0), 1), dtype=torch.uint8,
+                              device=d)
+        if d.type == "cpu":
+            launchers[d] = _runtime.Cpu(f, d_units, scratch, threads)
+        elif offload:
+            launchers[d] = _runtime.GpuOffload(f, d_units, scratch)
+        else:
+            launchers[d] = _runtime.GpuResident(f, d_units, scratch)
 
     def set_param(pid, tensor):
         p, hs = holders[pid]
@@ -190,14 +265,22 @@ def _bind(model, f, path, dev, offload, standalone_min_bytes, threads):
         for mod_name, attr, _ in hs:
             model.get_submodule(mod_name)._parameters[attr] = new
 
-    hook_modules = {}  # module name -> unit (each module gets one hook per unit)
+    hook_modules = {}    # module name -> unit keys (one decode hook per unit)
+    module_device = {}   # module name -> the device its parameters are on
     resident_bytes = 0
     for pid, (p, hs) in holders.items():
         name = param_file[pid]
         info = f.info(name)
         unit = in_unit.get(name)
+        d = placed[group_of_param[pid]]
+        for mod_name, _, full in hs:
+            module_device[mod_name] = d
+            blk = block_of(full)
+            if blk is not None:
+                module_device[blk[0]] = d
         if unit is not None:
             k = unit.names.index(name)
+            scratch = launchers[d].scratch
             view = scratch[unit.offsets[k]:unit.offsets[k] + unit.nbytes[k]].view(torch.bfloat16)
             set_param(pid, view.view(info["shape"]))
             file_block = block_of(name)
@@ -212,29 +295,50 @@ def _bind(model, f, path, dev, offload, standalone_min_bytes, threads):
             host = f.read_numpy(info["index"], threads)
             tdt = torch_dtype(info["dtype"])
             t = torch.from_numpy(np.ascontiguousarray(host).view(np.uint8)).view(tdt).reshape(info["shape"])
-            t = t.to(device=dev, dtype=p.dtype)
+            t = t.to(device=d, dtype=p.dtype)
             set_param(pid, t)
             resident_bytes += t.numel() * t.element_size()
 
-    # Buffers (rotary tables, masks) were built on the CPU: move them.
-    for mod in model.modules():
+    # Buffers (rotary tables, masks) were built on the CPU: move them to
+    # their module's device (model-level ones to the first device).
+    first = next(iter(launchers)) if launchers else devices[0]
+    for mod_name, mod in model.named_modules():
+        target = first
+        for cand in (mod_name, group_of(mod_name + ".x") if mod_name else ""):
+            if cand in module_device:
+                target = module_device[cand]
+                break
         for bname, buf in list(mod._buffers.items()):
-            if buf is not None and buf.device != dev:
-                mod._buffers[bname] = buf.to(dev)
+            if buf is not None and buf.device != target:
+                mod._buffers[bname] = buf.to(target)
 
     by_key = {u.key: u for u in units}
     hooks = []
+    if len(set(module_device.values())) > 1:
+        # Several devices: inputs follow each block / module to its device.
+        # Registered first, so they run before the decode hooks.
+        for mod_name in sorted(module_device, key=len):
+            parts = mod_name.split(".")
+            if any(".".join(parts[:i]) in module_device for i in range(1, len(parts))):
+                continue  # an enclosing block already moves the inputs
+            d = module_device[mod_name]
+
+            def move_hook(_module, args, kwargs, d=d):
+                return _move_to(args, d), _move_to(kwargs, d)
+
+            hooks.append(model.get_submodule(mod_name).register_forward_pre_hook(move_hook, with_kwargs=True))
     for mod_name, keys in hook_modules.items():
         module = model.get_submodule(mod_name)
         for key in sorted(keys, key=lambda k: by_key[k].order):
             unit = by_key[key]
+            launcher = launchers[unit_device[key]]
 
-            def pre_hook(_module, _args, unit=unit):
+            def pre_hook(_module, _args, unit=unit, launcher=launcher):
                 launcher.launch(unit)
 
             hooks.append(module.register_forward_pre_hook(pre_hook))
 
-    state = Df11Model(f, launcher, units, resident_bytes, hooks)
+    state = Df11Model(f, launchers, units, resident_bytes, hooks, placed)
     model.df11 = state
     model.df11_check = state.check
     original_generate = model.generate
