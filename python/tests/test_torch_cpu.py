@@ -124,3 +124,26 @@ def test_device_map_auto_needs_cuda(model_dirs, df11mod):
         pytest.skip("skipped: a GPU is present (the GPU tests cover device_map='auto')")
     with pytest.raises(df11mod.UsageError):
         df11.torch.load_model(model_dirs["llama"][1], device_map="auto")
+
+
+def test_model_tensor_missing(model_dirs, df11mod):
+    """A config with one block more than the checkpoint: named error, no model."""
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    cfg = transformers.AutoConfig.from_pretrained(packed)
+    cfg.num_hidden_layers += 1
+    with pytest.raises(df11mod.UsageError) as e:
+        df11.torch.load_model(packed, device="cpu", config=cfg)
+    assert e.value.name == "ModelTensorMissing"
+    assert "model.layers.3." in str(e.value)
+
+
+def test_model_shape_mismatch(model_dirs, df11mod):
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    cfg = transformers.AutoConfig.from_pretrained(packed)
+    cfg.intermediate_size += 8
+    with pytest.raises(df11mod.UsageError) as e:
+        df11.torch.load_model(packed, device="cpu", config=cfg)
+    assert e.value.name == "ModelShapeMismatch"
+    assert "mlp" in str(e.value)
