@@ -17,7 +17,9 @@ else()
   endif()
 endif()
 if(DF11_PYTEST_MISSING)
-  add_test(NAME python COMMAND sh -c "echo 'skipped: no ${DF11_PYTEST_MISSING} (pip install numpy pytest ml_dtypes)'; exit 77")
+  # The reason travels as $0, so that no quoting in it can break the shell line.
+  add_test(NAME python COMMAND sh -c "echo \"$0\"; exit 77"
+           "skipped: no ${DF11_PYTEST_MISSING} (pip install numpy pytest ml_dtypes)")
   set_tests_properties(python PROPERTIES SKIP_RETURN_CODE 77)
 else()
   add_test(NAME python
