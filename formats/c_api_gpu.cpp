@@ -147,6 +147,7 @@ struct df11_gpu {
 };
 
 struct df11_plan {
+  int device = 0;  // g's device: launches and status reads make it current (several GPUs)
   cuda::Workspace ws;
   std::vector<cuda::DeviceTensor> tensors;
   std::vector<std::string> labels;  // "FILE: tensor 'NAME'" per position, for status messages
@@ -328,6 +329,7 @@ df11_status df11_plan_create(df11_gpu* g, const df11_file* f, const uint64_t* in
         return fail(Error::Usage, f->path, "df11_plan_create: two outputs overlap");
     DeviceScope scope;
     if (const Error e = scope.enter(g->device); e != Error::Ok) return cuda_fail(e, f->path, "cudaSetDevice");
+    p->device = g->device;
     cuda::set_allocator(p->ws, g->alloc);
     std::vector<const cuda::DeviceTensor*> ptrs(count);
     for (uint64_t k = 0; k < count; ++k) ptrs[k] = &p->tensors[k];
@@ -347,6 +349,10 @@ df11_status df11_plan_launch(df11_plan* p, void* stream) {
   return guard("df11_plan_launch", [&]() -> df11_status {
 #ifdef DF11_HAVE_CUDA
     if (!p) return fail(Error::Usage, "df11_plan_launch", "null df11_plan");
+    // A kernel launch fails on a stream of another device than the current
+    // one: with plans on several GPUs (df11.torch device_map), enter p's.
+    DeviceScope scope;
+    if (const Error e = scope.enter(p->device); e != Error::Ok) return cuda_fail(e, "df11_plan_launch", "cudaSetDevice");
     const Error e = cuda::launch(p->ws, stream);
     if (e != Error::Ok) return cuda_fail(e, "df11_plan_launch", "decode kernel launch");
     return DF11_OK;
@@ -362,6 +368,8 @@ df11_status df11_plan_status(df11_plan* p, void* stream, uint64_t* failed_index)
     if (failed_index) *failed_index = UINT64_MAX;
 #ifdef DF11_HAVE_CUDA
     if (!p) return fail(Error::Usage, "df11_plan_status", "null df11_plan");
+    DeviceScope scope;
+    if (const Error e = scope.enter(p->device); e != Error::Ok) return cuda_fail(e, "df11_plan_status", "cudaSetDevice");
     size_t failed = SIZE_MAX;
     const Error e = cuda::read_status(p->ws, stream, &failed);
     if (e == Error::Ok) return DF11_OK;

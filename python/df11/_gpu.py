@@ -1,0 +1,128 @@
+"""GPU contexts and decode plans over torch memory and torch streams.
+
+Images (the packed compressed sections) and outputs live in tensors that the
+caller allocated with torch, so torch's caching allocator owns all the big
+memory; df11 only allocates each plan's small workspace. A Plan holds
+references to its image and output tensors: they cannot be freed while a
+launch may still read or write them.
+"""
+import ctypes
+import threading
+
+from . import _lib
+from ._errors import UsageError
+
+_contexts = {}
+_contexts_lock = threading.Lock()
+
+
+def device_count():
+    """CUDA devices df11 can use (0 without a driver, a device, or CUDA support)."""
+    return _lib.lib().df11_gpu_device_count()
+
+
+def stream_handle(stream):
+    """cudaStream_t of a torch stream (None: torch's current stream) as void*."""
+    if stream is None:
+        import torch
+        stream = torch.cuda.current_stream()
+    return ctypes.c_void_p(stream.cuda_stream)
+
+
+class GpuContext:
+    """A df11_gpu bound to one device. One per device per process, kept for
+    the process's life (see context()); plans are destroyed before it."""
+
+    def __init__(self, device_index):
+        import torch
+        self.device_index = device_index
+        self._handle = _lib.Gpu_p()
+        # df11_gpu_create calls cudaSetDevice on this thread: do it under
+        # torch's device guard so torch's notion of the current device holds.
+        with torch.cuda.device(device_index):
+            _lib.call("df11_gpu_create", device_index, None, ctypes.byref(self._handle))
+
+    @property
+    def handle(self):
+        return self._handle
+
+
+def context(device_index):
+    with _contexts_lock:
+        ctx = _contexts.get(device_index)
+        if ctx is None:
+            ctx = GpuContext(device_index)
+            _contexts[device_index] = ctx
+        return ctx
+
+
+def _aligned(tensor, alignment, what):
+    if tensor.data_ptr() % alignment:
+        raise UsageError(f"df11: {what} at 0x{tensor.data_ptr():x} is not {alignment}-byte aligned", "Usage")
+
+
+class Plan:
+    """Decode of the image of tensors `indices` of `file` (laid out in
+    `image`, a CUDA uint8 tensor) into `outputs` (CUDA tensors of each
+    tensor's original size) in one kernel launch.
+
+    Creating a plan synchronizes `stream`; launch() does not."""
+
+    def __init__(self, file, indices, image, outputs, stream=None):
+        import torch
+        if len(indices) != len(outputs):
+            raise UsageError("df11: a plan needs one output per tensor", "Usage")
+        self.file = file  # keeps the mapping (and the df11_file) alive
+        self.indices = list(indices)
+        self.image = image
+        self.outputs = list(outputs)
+        self.device_index = image.device.index
+        _aligned(image, 256, "image")
+        for i, out in zip(self.indices, self.outputs):
+            need = file._infos[i]["original_bytes"]
+            got = out.numel() * out.element_size()
+            if got != need or not out.is_contiguous() or out.device != image.device:
+                raise UsageError(
+                    f"df11: {file.path}: output for '{file._infos[i]['name']}' must be a contiguous "
+                    f"{need}-byte tensor on {image.device} (got {got} bytes on {out.device})", "Usage")
+        self.ctx = context(self.device_index)
+        idx = _lib.u64_array(self.indices)
+        outs = (ctypes.c_void_p * len(self.outputs))(*[o.data_ptr() for o in self.outputs])
+        self._handle = _lib.Plan_p()
+        with torch.cuda.device(self.device_index):
+            _lib.call("df11_plan_create", self.ctx.handle, file._handle, idx, len(self.indices),
+                      ctypes.c_void_p(image.data_ptr()), outs, stream_handle(stream), ctypes.byref(self._handle))
+
+    def launch(self, stream=None):
+        """Enqueues the decode on `stream` (torch's current stream when None)."""
+        _lib.call("df11_plan_launch", self._handle, stream_handle(stream))
+
+    def launch_raw(self, stream_ptr):
+        """launch() for the hot path: stream_ptr is a c_void_p already built."""
+        status = _lib.lib().df11_plan_launch(self._handle, stream_ptr)
+        if status != 0:
+            _lib.raise_status(status)
+
+    def check(self, stream=None):
+        """Synchronizes `stream` and raises the first decode error since the
+        last check, naming the tensor that failed."""
+        failed = ctypes.c_uint64(0)
+        status = _lib.lib().df11_plan_status(self._handle, stream_handle(stream), ctypes.byref(failed))
+        if status != 0:
+            where = ""
+            if failed.value < len(self.indices):
+                where = f" [tensor '{self.file._infos[self.indices[failed.value]]['name']}']"
+            _lib.raise_status(status, where)
+
+    def close(self):
+        if getattr(self, "_handle", None):
+            _lib.lib().df11_plan_destroy(self._handle)
+            self._handle = None
+            self.image = None
+            self.outputs = []
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,122 @@
+"""ctypes binding of libdf11.so (formats/df11_c.h).
+
+The shared library is found, in this order, at $DF11_LIBRARY, then next to
+this file (the copy that `pip install ./python` bundles). ctypes needs no
+build against a particular Python or torch, so one wheel serves them all.
+"""
+import ctypes
+import os
+import threading
+
+from ._errors import raise_for_status
+
+C_API_VERSION = 1  # DF11_C_API_VERSION this binding was written for
+
+ENC_RAW, ENC_ZSTD, ENC_BF16_HUFFMAN = 0, 1, 2
+ENCODING_NAMES = {ENC_RAW: "raw", ENC_ZSTD: "zstd", ENC_BF16_HUFFMAN: "bf16-huffman"}
+
+df11_status = ctypes.c_int32
+c_u64 = ctypes.c_uint64
+c_u64_p = ctypes.POINTER(ctypes.c_uint64)
+c_void_pp = ctypes.POINTER(ctypes.c_void_p)
+
+
+class TensorInfo(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("dtype", ctypes.c_char_p),
+        ("shard", ctypes.c_char_p),
+        ("ndim", ctypes.c_uint32),
+        ("shape", c_u64_p),
+        ("encoding", ctypes.c_uint32),
+        ("original_bytes", c_u64),
+        ("stored_bytes", c_u64),
+    ]
+
+
+class _Opaque(ctypes.Structure):
+    pass
+
+
+File_p = ctypes.POINTER(_Opaque)
+Gpu_p = ctypes.POINTER(_Opaque)
+Plan_p = ctypes.POINTER(_Opaque)
+
+# (name, restype, argtypes). Functions returning df11_status are checked by
+# `call`, which turns a non-zero status into a Df11Error.
+_PROTOTYPES = [
+    ("df11_version", ctypes.c_char_p, []),
+    ("df11_c_api_version", ctypes.c_int, []),
+    ("df11_status_name", ctypes.c_char_p, [df11_status]),
+    ("df11_status_exit_code", ctypes.c_int, [df11_status]),
+    ("df11_last_error", ctypes.c_char_p, []),
+    ("df11_open", df11_status, [ctypes.c_char_p, ctypes.POINTER(File_p)]),
+    ("df11_close", None, [File_p]),
+    ("df11_tensor_count", c_u64, [File_p]),
+    ("df11_tensor_info_at", df11_status, [File_p, c_u64, ctypes.POINTER(TensorInfo)]),
+    ("df11_find_tensor", df11_status, [File_p, ctypes.c_char_p, c_u64_p]),
+    ("df11_decode_host", df11_status, [File_p, c_u64, ctypes.c_void_p, c_u64, ctypes.c_uint]),
+    ("df11_image_size", df11_status, [File_p, c_u64_p, c_u64, c_u64_p]),
+    ("df11_pack_host", df11_status, [File_p, c_u64_p, c_u64, ctypes.c_void_p, c_u64]),
+    ("df11_gpu_device_count", ctypes.c_int, []),
+    ("df11_gpu_create", df11_status, [ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(Gpu_p)]),
+    ("df11_gpu_destroy", None, [Gpu_p]),
+    ("df11_plan_create", df11_status,
+     [Gpu_p, File_p, c_u64_p, c_u64, ctypes.c_void_p, c_void_pp, ctypes.c_void_p, ctypes.POINTER(Plan_p)]),
+    ("df11_plan_launch", df11_status, [Plan_p, ctypes.c_void_p]),
+    ("df11_plan_status", df11_status, [Plan_p, ctypes.c_void_p, c_u64_p]),
+    ("df11_plan_destroy", None, [Plan_p]),
+]
+
+_lock = threading.Lock()
+_lib = None
+
+
+def library_path():
+    """Where the shared library is loaded from: $DF11_LIBRARY, else the bundled copy."""
+    env = os.environ.get("DF11_LIBRARY")
+    if env:
+        return env
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libdf11.so")
+
+
+def lib():
+    """The loaded library, with every prototype declared (loaded once)."""
+    global _lib
+    with _lock:
+        if _lib is None:
+            path = library_path()
+            if not os.path.exists(path):
+                raise ImportError(
+                    f"df11: {path}: shared library not found (install the package with "
+                    f"`pip install ./python`, or set DF11_LIBRARY=/path/to/libdf11.so)")
+            handle = ctypes.CDLL(path)
+            for name, restype, argtypes in _PROTOTYPES:
+                fn = getattr(handle, name)
+                fn.restype = restype
+                fn.argtypes = argtypes
+            got = handle.df11_c_api_version()
+            if got != C_API_VERSION:
+                raise ImportError(f"df11: {path}: C API version {got}, this binding needs {C_API_VERSION}")
+            _lib = handle
+        return _lib
+
+
+def call(fn_name, *args):
+    """Calls a df11_status function; raises the matching Df11Error on failure."""
+    status = getattr(lib(), fn_name)(*args)
+    if status != 0:
+        raise_status(status)
+
+
+def raise_status(status, suffix=""):
+    """Raises the Df11Error of a non-zero status with this thread's last message."""
+    L = lib()
+    name = L.df11_status_name(status).decode()
+    message = L.df11_last_error().decode("utf-8", "replace") or name
+    raise_for_status(status, name, L.df11_status_exit_code(status), message + suffix)
+
+
+def u64_array(values):
+    values = list(values)
+    return (c_u64 * len(values))(*values)

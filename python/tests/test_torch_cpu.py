@@ -1,0 +1,149 @@
+"""load_model on the CPU (device="cpu"): the binding of parameters to the
+shared scratch, the hooks, tied embeddings and GPT-2's Conv1D, without a GPU.
+Skips when torch or transformers is absent."""
+import pytest
+
+torch = pytest.importorskip("torch", reason="skipped: torch not installed")
+transformers = pytest.importorskip("transformers", reason="skipped: transformers not installed")
+
+from tiny_models import make_model_dir  # noqa: E402
+
+KINDS = ["gpt2", "llama", "llama-tied"]
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory, cli, df11mod):
+    root = str(tmp_path_factory.mktemp("models"))
+    return {k: make_model_dir(cli, root, k) for k in KINDS}
+
+
+def reference(src):
+    return transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).eval()
+
+
+def greedy(model, ids, steps):
+    out = model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+                         output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+    return out.sequences, out.logits
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cpu_generation_identical(model_dirs, kind):
+    import df11.torch
+    src, packed = model_dirs[kind]
+    ref = reference(src)
+    model = df11.torch.load_model(packed, device="cpu", standalone_min_bytes=0)
+    ids = torch.tensor([[1, 7, 42, 300, 5], [9, 8, 7, 6, 5]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, ref(ids).logits)
+        seq_ref, logits_ref = greedy(ref, ids, 12)
+        seq, logits = greedy(model, ids, 12)
+    assert torch.equal(seq, seq_ref)
+    assert len(logits) == len(logits_ref) == 12
+    for step, (a, b) in enumerate(zip(logits, logits_ref)):
+        assert torch.equal(a, b), f"{kind}: logits differ at step {step}"
+    model.df11_check()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_blocks_share_one_scratch(model_dirs, kind):
+    import df11.torch
+    _, packed = model_dirs[kind]
+    model = df11.torch.load_model(packed, device="cpu", standalone_min_bytes=0)
+    state = model.df11
+    scratch = state.launcher.scratch
+    lo, hi = scratch.data_ptr(), scratch.data_ptr() + scratch.numel()
+    n_blocks = model.config.num_hidden_layers
+    blocks = [u for u in state.units if u.order[0] == 1]
+    assert len(blocks) == n_blocks
+    # The scratch is sized for the largest unit, not for the sum.
+    assert scratch.numel() == max(u.scratch_bytes for u in state.units)
+    assert scratch.numel() < sum(u.scratch_bytes for u in state.units)
+    matrices = 0
+    for name, p in model.named_parameters():
+        if p.ndim == 2:
+            assert lo <= p.data_ptr() < hi, f"{name} is not a view of the scratch"
+            matrices += 1
+        else:
+            assert not (lo <= p.data_ptr() < hi), f"{name} should be resident"
+    assert matrices > 0
+    # One launch per block and per standalone unit use, per forward.
+    before = state.launcher.launches
+    with torch.no_grad():
+        model(torch.tensor([[1, 2, 3]]))
+    standalone_uses = {"gpt2": 3, "llama": 2, "llama-tied": 2}[kind]  # gpt2: wte, wpe, lm_head(=wte)
+    assert state.launcher.launches - before == n_blocks + standalone_uses
+
+
+def test_gpt2_tied_and_conv1d(model_dirs):
+    import df11.torch
+    _, packed = model_dirs["gpt2"]
+    model = df11.torch.load_model(packed, device="cpu", standalone_min_bytes=0)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    attn = model.transformer.h[0].attn.c_attn.weight
+    assert tuple(attn.shape) == (64, 192)  # Conv1D: [in, out] as in the file
+
+
+def test_default_threshold_keeps_small_embeddings_resident(model_dirs):
+    import df11.torch
+    _, packed = model_dirs["llama"]
+    model = df11.torch.load_model(packed, device="cpu")
+    # 512x64 BF16 embeddings are far under 16 MiB: loaded once, only blocks decode.
+    assert all(u.order[0] == 1 for u in model.df11.units)
+
+
+def test_missing_config_is_an_error(tmp_path, df11mod):
+    import df11.torch
+    with pytest.raises(df11mod.UsageError) as e:
+        df11.torch.load_model(str(tmp_path), device="cpu")
+    assert "config.json" in str(e.value)
+
+
+def test_offload_needs_cuda(model_dirs, df11mod):
+    import df11.torch
+    with pytest.raises(df11mod.UsageError):
+        df11.torch.load_model(model_dirs["llama"][1], device="cpu", offload=True)
+
+
+def test_device_map_naming_the_cpu(model_dirs):
+    """The placement path (issue 14) with a map that names one device."""
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    ref = reference(src)
+    model = df11.torch.load_model(packed, device="cpu", device_map={"": "cpu"}, standalone_min_bytes=0)
+    assert set(model.df11.placement.values()) == {torch.device("cpu")}
+    assert "model.layers.2" in model.df11.placement and "lm_head" in model.df11.placement
+    ids = torch.tensor([[1, 7, 42, 300, 5]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, ref(ids).logits)
+
+
+def test_device_map_auto_needs_cuda(model_dirs, df11mod):
+    import df11.torch
+    if torch.cuda.is_available():
+        pytest.skip("skipped: a GPU is present (the GPU tests cover device_map='auto')")
+    with pytest.raises(df11mod.UsageError):
+        df11.torch.load_model(model_dirs["llama"][1], device_map="auto")
+
+
+def test_model_tensor_missing(model_dirs, df11mod):
+    """A config with one block more than the checkpoint: named error, no model."""
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    cfg = transformers.AutoConfig.from_pretrained(packed)
+    cfg.num_hidden_layers += 1
+    with pytest.raises(df11mod.UsageError) as e:
+        df11.torch.load_model(packed, device="cpu", config=cfg)
+    assert e.value.name == "ModelTensorMissing"
+    assert "model.layers.3." in str(e.value)
+
+
+def test_model_shape_mismatch(model_dirs, df11mod):
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    cfg = transformers.AutoConfig.from_pretrained(packed)
+    cfg.intermediate_size += 8
+    with pytest.raises(df11mod.UsageError) as e:
+        df11.torch.load_model(packed, device="cpu", config=cfg)
+    assert e.value.name == "ModelShapeMismatch"
+    assert "mlp" in str(e.value)
