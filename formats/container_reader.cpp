@@ -2,10 +2,14 @@
 // payload byte is trusted.
 #include <zstd.h>
 
+#include <atomic>
+#include <mutex>
+
 #include "byte_planes.h"
 #include "container_layout.h"
 #include "df11.h"
 #include "file_io.h"
+#include "parallel.h"
 #include "safetensors_header.h"
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -19,6 +23,14 @@ struct Reader::Impl {
   StHeader st;
   std::vector<uint8_t> meta;  // decompressed JSON ++ index
   std::vector<ReaderTensor> tensors;
+  // Streaming decode buffers, reused across tensors: one slot per worker.
+  struct Slot {
+    std::vector<uint32_t> stream;
+    std::vector<uint8_t> sm;
+    std::vector<uint16_t> out;
+  };
+  std::vector<Slot> slots;
+  std::vector<uint8_t> raw_buf;
 };
 
 Reader::Reader() : impl_(new Impl) {}
@@ -203,68 +215,136 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
 }
 
 Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads, const PieceSink& sink) const {
+  return decode_tensor_stream(
+      i, threads,
+      [out](uint64_t off, const uint8_t* p, uint64_t n) {
+        if (n) std::memcpy(out + off, p, n);
+        return Status::Ok();
+      },
+      sink);
+}
+
+namespace {
+
+// The error of the earliest failing window, whichever worker saw it first.
+struct EarliestStatus {
+  std::mutex mu;
+  uint64_t where = UINT64_MAX;
+  Status s;
+  std::atomic<bool> failed{false};
+  void set(uint64_t at, Status e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (at < where) {
+      where = at;
+      s = std::move(e);
+    }
+    failed = true;
+  }
+};
+
+}  // namespace
+
+Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
+                                    const PieceSink& ordered) const {
   const ReaderTensor& t = impl_->tensors.at(i);
+  const MappedFile& file = impl_->file;
   auto fail = [&](Error e, const std::string& what) { return make_status(e, impl_->path, tensor_label(t) + ": " + what); };
   XXH64_state_t hash;
   XXH64_reset(&hash, 0);
-  // Each piece is hashed and handed on while it is still in cache.
-  auto piece = [&](const uint8_t* p, uint64_t n) -> Status {
+  const uint64_t payload_at = static_cast<uint64_t>(t.payload - file.data());
+  // One window, in order: hashed and handed on while it is still in cache.
+  auto in_order = [&](const uint8_t* p, uint64_t n) -> Status {
     XXH64_update(&hash, p, n);
-    return sink ? sink(p, n) : Status::Ok();
+    return ordered ? ordered(p, n) : Status::Ok();
   };
   constexpr uint64_t kPiece = uint64_t{1} << 20;
-  auto pieces_of = [&](const uint8_t* p, uint64_t n) -> Status {
-    for (uint64_t off = 0; off < n; off += kPiece) {
-      Status s = piece(p + off, std::min(kPiece, n - off));
-      if (!s.ok()) return s;
-    }
-    return Status::Ok();
-  };
   Status s;
   switch (t.encoding) {
-    case kRaw:
-      if (t.orig_size) std::memcpy(out, t.payload, t.orig_size);
-      s = pieces_of(out, t.orig_size);
+    case kRaw: {
+      std::vector<uint8_t>& buf = impl_->raw_buf;
+      buf.resize(std::min(kPiece, t.orig_size));
+      for (uint64_t off = 0; off < t.orig_size && s.ok(); off += kPiece) {
+        const uint64_t n = std::min(kPiece, t.orig_size - off);
+        s = file.read(payload_at + off, n, buf.data());
+        if (s.ok()) s = place(off, buf.data(), n);
+        if (s.ok()) s = in_order(buf.data(), n);
+      }
       break;
+    }
     case kZstd: {
+      // Whole tensor at once (ZSTD tensors are the small non-BF16 ones).
       if (XXH64(t.payload, t.payload_size, 0) != t.payload_xxh64)
         return fail(Error::Df11ZstdCorrupt, "XXH64 of the stored zstd frame differs");
-      const size_t z = ZSTD_decompress(out, t.orig_size, t.payload, t.payload_size);
+      std::vector<uint8_t> out(t.orig_size);
+      const size_t z = ZSTD_decompress(out.data(), t.orig_size, t.payload, t.payload_size);
       if (ZSTD_isError(z) || z != t.orig_size) return fail(Error::Df11ZstdCorrupt, "zstd frame does not decode");
       // The frame holds byte planes (FORMAT.md section 3); undone in place so
       // that memory stays at the tensor's size plus one group.
-      from_byte_planes(out, t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype));
-      s = pieces_of(out, t.orig_size);
+      from_byte_planes(out.data(), t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype));
+      for (uint64_t off = 0; off < t.orig_size && s.ok(); off += kPiece) {
+        const uint64_t n = std::min(kPiece, t.orig_size - off);
+        s = place(off, out.data() + off, n);
+        if (s.ok()) s = in_order(out.data() + off, n);
+      }
       break;
     }
     case kBf16Huffman: {
-      // Decode in groups of blocks (~1 MB of output per thread) so that the
-      // checksum and the sink read each group from cache, not from DRAM.
-      std::vector<uint16_t> tmp;
-      uint16_t* dst = reinterpret_cast<uint16_t*>(out);
-      if (reinterpret_cast<uintptr_t>(out) % 2) {
-        tmp.resize(t.bf16.geom.n);
-        dst = tmp.data();
-      }
-      const Bf16Decoder dec(t.bf16);
-      const uint64_t nb = t.bf16.geom.n_blocks();
-      const uint64_t group = 16 * std::max(1u, threads);
-      for (uint64_t b0 = 0; b0 < nb && s.ok(); b0 += group) {
-        const uint64_t b1 = std::min(nb, b0 + group);
-        const Error e = dec.decode_blocks(b0, b1, dst, threads);
-        if (e != Error::Ok) return fail(e, "exponent stream does not decode consistently");
-        const uint64_t lo = t.bf16.block_out[b0], hi = t.bf16.block_out[b1];
-        uint8_t* bytes = out + 2 * lo;
-        if (!tmp.empty()) std::memcpy(bytes, dst + lo, 2 * (hi - lo));
-        s = piece(bytes, 2 * (hi - lo));
-      }
+      // Groups of blocks (about 1 MB of output) read with pread into each
+      // worker's buffers, decoded, placed, then hashed in order.
+      const Bf16View& v = t.bf16;
+      const Bf16Decoder dec(v);
+      constexpr uint64_t kGroupBlocks = 32;
+      const uint64_t nb = v.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
+      const uint64_t stream_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(v.stream) - file.data());
+      const uint64_t sm_at = static_cast<uint64_t>(v.sm - file.data());
+      const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, groups)));
+      if (impl_->slots.size() < workers) impl_->slots.resize(workers);
+      std::atomic<uint64_t> next{0};
+      OrderedTurn turn;
+      EarliestStatus first;
+      run_workers(workers, [&](unsigned wk) {
+        Impl::Slot& sl = impl_->slots[wk];
+        for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups;) {
+          const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
+          const uint64_t w0 = b0 * kBlockThreads * kChunkWords;
+          const uint64_t w1 = std::min(b1 * kBlockThreads * kChunkWords + 1, v.geom.stream_words());
+          const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
+          if (sl.stream.size() < w1 - w0) sl.stream.resize(w1 - w0);
+          if (sl.sm.size() < e1 - e0) sl.sm.resize(e1 - e0);
+          if (sl.out.size() < e1 - e0) sl.out.resize(e1 - e0);
+          Status st = interrupted() ? interrupted_status(impl_->path) : Status::Ok();
+          if (st.ok()) st = file.read(stream_at + 4 * w0, 4 * (w1 - w0), sl.stream.data());
+          if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm.data());
+          if (st.ok()) {
+            const Error e = dec.decode_window(b0, b1, sl.stream.data(), sl.sm.data(), sl.out.data());
+            if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
+          }
+          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(sl.out.data());
+          if (st.ok()) st = place(2 * e0, bytes, 2 * (e1 - e0));
+          if (!st.ok()) {
+            first.set(g, st);
+            turn.abort();
+            return;
+          }
+          if (!turn.wait(g)) return;
+          st = in_order(bytes, 2 * (e1 - e0));
+          if (!st.ok()) {
+            first.set(g, st);
+            turn.abort();
+            return;
+          }
+          turn.done();
+        }
+      });
+      s = first.s;
       break;
     }
   }
   if (!s.ok()) return s;
   if (XXH64_digest(&hash) != t.orig_xxh64) return fail(Error::Df11TensorChecksum, "XXH64 of decoded bytes differs");
-  // Pages of this payload are no longer needed: keep memory flat on big files.
-  impl_->file.release(static_cast<uint64_t>(t.payload - impl_->file.data()), t.payload_size);
+  // Pages of this payload's mapping (index arrays, ZSTD frames) are no longer
+  // needed: keep memory flat on big files.
+  file.release(payload_at, t.payload_size);
   return Status::Ok();
 }
 
