@@ -1,5 +1,10 @@
 // make_bench_file OUT.safetensors [--kind K] [--mib N] [--seed N] [--elements N]
 //                 [--layers N] [--first-layer N] [--embed 0|1] [--lm-head 0|1] [-T N]
+// make_bench_file --copy-bandwidth [-T N]
+//   prints the memory-copy bandwidth (memcpy of 1 GiB per thread, 256 MiB
+//   pieces, best of 5; GB/s of bytes copied, i.e. read once and written once)
+//   on N threads (default all cores): the ceiling scripts/bench_cpu_cores.sh
+//   compares df11 with.
 // Synthetic BF16 safetensors files for the CPU benchmarks, written as they are
 // generated (memory stays at a few tens of MB whatever the file size).
 //   --kind matrices (default): about N MiB (default 1024) of 4096x4096 matrices
@@ -13,6 +18,8 @@
 //          trained matrices) with a per-tensor std between 0.01 and 0.035.
 //   --kind one-tensor: one BF16 tensor of --elements values (default 2^29,
 //          1 GiB), shape [elements / 4096, 4096] when divisible, else [elements].
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -101,8 +108,36 @@ void generate(const Tensor& t, uint64_t seed, uint64_t first, uint64_t count, ui
 
 }  // namespace
 
+// memcpy bandwidth on `threads` threads, each with its own buffers (touched
+// first, so page faults are not timed).
+double copy_bandwidth(unsigned threads) {
+  constexpr uint64_t kBytes = uint64_t{256} << 20;
+  constexpr int kRounds = 4;  // 1 GiB per thread per timing
+  std::vector<std::vector<uint8_t>> src(threads), dst(threads);
+  df11::parallel_for(threads, threads, [&](uint64_t t) {
+    src[t].assign(kBytes, static_cast<uint8_t>(t + 1));
+    dst[t].assign(kBytes, 0);
+  });
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    df11::parallel_for(threads, threads, [&](uint64_t t) {
+      for (int r = 0; r < kRounds; ++r) std::memcpy(dst[t].data(), src[t].data(), kBytes);
+    });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(threads) * kRounds * kBytes / s / 1e9);
+  }
+  return best;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) usage(argv[0]);
+  if (!std::strcmp(argv[1], "--copy-bandwidth")) {
+    unsigned t = std::max(1u, std::thread::hardware_concurrency());
+    if (argc == 4 && !std::strcmp(argv[2], "-T")) t = static_cast<unsigned>(std::strtoul(argv[3], nullptr, 10));
+    std::printf("%.2f\n", copy_bandwidth(std::max(1u, t)));
+    return 0;
+  }
   std::string kind = "matrices";
   uint64_t mib = 1024, seed = 7, elements = uint64_t{1} << 29, layers = 2, first_layer = 0, embed = 1, lm_head = 0;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
