@@ -134,15 +134,19 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         const uint64_t bb = bit_begin[k], be = bit_begin[k + 1];
         encode_bf16_window(tables, sl.exps.data(), b, cnt, bb, prev_len, sl.words.data(), gaps_.data(),
                            block_out_.data());
-        // Through the writer thread's buffers: the page-cache copy overlaps the coding.
-        s = out.pwrite_behind(sl.sm.data(), cnt, p0 + sec.sm + b);
+        // One worker: through the writer thread's buffers, so the page-cache
+        // copy overlaps the coding. Several: each writes its own, in parallel.
+        auto put = [&](const void* d, uint64_t bytes, uint64_t at) {
+          return workers > 1 ? out.pwrite(d, bytes, at) : out.pwrite_behind(d, bytes, at);
+        };
+        s = put(sl.sm.data(), cnt, p0 + sec.sm + b);
         // Whole words inside this window go out now; a first or last word
         // that a neighbour shares is kept as an edge.
         const uint64_t w0 = bb / 32, w_end = div_ceil(be, 32);
         uint64_t lo = w0, hi = w_end;
         if (bb % 32 && lo < hi) edges[2 * k] = {lo++, sl.words[0]};
         if (be % 32 && lo < hi) edges[2 * k + 1] = {--hi, sl.words[hi - w0]};
-        if (s.ok() && hi > lo) s = out.pwrite_behind(sl.words.data() + (lo - w0), 4 * (hi - lo), stream_at + 4 * lo);
+        if (s.ok() && hi > lo) s = put(sl.words.data() + (lo - w0), 4 * (hi - lo), stream_at + 4 * lo);
         if (!s.ok()) {
           first.set(s);
           return;

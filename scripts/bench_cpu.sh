@@ -96,7 +96,7 @@ for _ in $(seq "$reps"); do
   run "dir:df11-compress-T1-file" "$work/c.df11" "$df11" compress -q -T1 "$shard" -o "$work/c.df11"
   run "dir:df11-decompress-T1-dir" "$work/dm" "$df11" decompress -q -T1 "$work/model.df11" -o "$work/dm"
   run "dir:df11-decompress-T1-file" "$work/d.safetensors" "$df11" decompress -q -T1 "$work/shard.df11" -o "$work/d.safetensors"
-  run "dir:sha256sum" "$work/none" sha256sum "$shard"
+  run "dir:sha256" "$work/none" openssl dgst -sha256 "$shard"
 done
 
 if [ "${BIG:-0}" = 1 ]; then
@@ -145,15 +145,15 @@ for f in ["shard", "one", "big"]:
     print()
 if "dir:df11-compress-T1-dir" in runs:
     print(f"**Model directory** (the shard and a config.json; SHA-256 of every file recorded / checked) against the shard alone, -T1, median of {len(runs['dir:df11-compress-T1-dir'])}:\n")
-    print("| operation | directory | file alone | directory / file | directory / (file + `sha256sum` file) | target |")
+    print("| operation | directory | file alone | directory / file | directory / (file + `openssl dgst -sha256` file) | target |")
     print("|---|---|---|---|---|---|")
-    sha = runs["dir:sha256sum"]
+    sha = runs["dir:sha256"]
     for op in ["compress", "decompress"]:
         d, fl = f"dir:df11-{op}-T1-dir", f"dir:df11-{op}-T1-file"
         print("| %s | %.2f s (%d MB) | %.2f s (%d MB) | %.2f | %.2f | ≤ 1.10 |" % (op, med(d, 0), max(r[3] for r in runs[d]) / 1024,
               med(fl, 0), max(r[3] for r in runs[fl]) / 1024, st.median(x[0] / y[0] for x, y in zip(runs[d], runs[fl])),
               st.median(x[0] / (y[0] + z[0]) for x, y, z in zip(runs[d], runs[fl], sha))))
-    print("\n(Ratios are medians of paired runs. `sha256sum` of the shard alone: %.2f s.)\n" % med("dir:sha256sum", 0))
+    print("\n(Ratios are medians of paired runs. `openssl dgst -sha256` (the same libcrypto SHA-256) of the shard alone: %.2f s.)\n" % med("dir:sha256", 0))
 for line in open(sizes):
     f, _, src, d, z = line.split()
     print("%s: df11 %.2f%% of the input, zstd -1 %.2f%%" % (names[f], 100 * int(d) / int(src), 100 * int(z) / int(src)))
