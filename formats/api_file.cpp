@@ -243,6 +243,8 @@ Status verify_one(const std::string& in, const std::string& against, const std::
         rep->decoded_bytes += t.orig_size;
       }
     }
+    // Reading or resources failing is not a verdict on the data: stop there.
+    if (ts_status.code == Error::Io || ts_status.code == Error::Interrupted) return ts_status;
     ++rep->tensors_checked;
     if (!ts_status.ok()) rep->failures.push_back(label + ": tensor '" + t.name + "': " + error_name(ts_status.code));
     // A failed tensor contributes a hash that cannot match, so the file check

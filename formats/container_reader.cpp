@@ -11,6 +11,7 @@
 #include "file_io.h"
 #include "parallel.h"
 #include "safetensors_header.h"
+#include "zstd_payload.h"
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -31,6 +32,7 @@ struct Reader::Impl {
   };
   std::vector<Slot> slots;
   std::vector<uint8_t> raw_buf;
+  ZstdPayloadReader zstd;
 };
 
 Reader::Reader() : impl_(new Impl) {}
@@ -272,20 +274,17 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       break;
     }
     case kZstd: {
-      // Whole tensor at once (ZSTD tensors are the small non-BF16 ones).
-      if (XXH64(t.payload, t.payload_size, 0) != t.payload_xxh64)
-        return fail(Error::Df11ZstdCorrupt, "XXH64 of the stored zstd frame differs");
-      std::vector<uint8_t> out(t.orig_size);
-      const size_t z = ZSTD_decompress(out.data(), t.orig_size, t.payload, t.payload_size);
-      if (ZSTD_isError(z) || z != t.orig_size) return fail(Error::Df11ZstdCorrupt, "zstd frame does not decode");
-      // The frame holds byte planes (FORMAT.md section 3); undone in place so
-      // that memory stays at the tensor's size plus one group.
-      from_byte_planes(out.data(), t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype));
-      for (uint64_t off = 0; off < t.orig_size && s.ok(); off += kPiece) {
-        const uint64_t n = std::min(kPiece, t.orig_size - off);
-        s = place(off, out.data() + off, n);
-        if (s.ok()) s = in_order(out.data() + off, n);
-      }
+      // Streamed: the frame read with pread, decoded window by window, byte
+      // planes undone per window (whole groups), so memory stays bounded.
+      std::string what;
+      s = impl_->zstd.read(
+          file, payload_at, t.payload_size, t.payload_xxh64, t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype),
+          [&](uint64_t off, const uint8_t* p, uint64_t n) {
+            Status r = place(off, p, n);
+            return r.ok() ? in_order(p, n) : r;
+          },
+          &what);
+      if (!what.empty()) return fail(s.code, what);
       break;
     }
     case kBf16Huffman: {

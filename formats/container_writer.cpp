@@ -7,6 +7,7 @@
 
 #include "bf16_payload_writer.h"
 #include "byte_planes.h"
+#include "zstd_payload.h"
 #include "container_layout.h"
 #include "file_digest.h"
 #include "tensor_stats.h"
@@ -63,6 +64,8 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   std::vector<uint8_t> index(count * kRecordSize);
   std::vector<uint8_t> zbuf, planes;  // reused: ZSTD output, byte-planed input
   Bf16PayloadWriter bf16;             // reused: window buffers of every worker
+  ZstdPayloadWriter zstd;             // reused: large ZSTD tensors, window by window
+  std::vector<uint8_t> raw;           // reused: RAW copies
   uint64_t done = 0;
   for (uint64_t i = 0; i < count; ++i) {
     if (interrupted()) return interrupted_status(label);
@@ -98,36 +101,62 @@ Status write_container(const std::string& label, const MappedFile& file, const S
         tr.longest_code = max_code_length(br.lengths);
         written = true;
       }
-    } else {
-      file.will_need(data_start + t.begin, size);
-      r.orig_xxh64 = XXH64(src, size, 0);
     }
     if (!written && size > 0) {
       // ZSTD payloads hold the tensor in byte planes (FORMAT.md section 3).
       const uint64_t k = dtype_size(t.dtype);
-      const uint8_t* zsrc = src;
-      if (k > 1) {
-        planes.resize(size);
-        to_byte_planes(src, size, k, planes.data());
-        zsrc = planes.data();
+      if (size <= kZstdSmallBytes) {
+        // Small: at once, at the slow level that pays on small tensors.
+        r.orig_xxh64 = XXH64(src, size, 0);
+        const uint8_t* zsrc = src;
+        if (k > 1) {
+          planes.resize(size);
+          to_byte_planes(src, size, k, planes.data());
+          zsrc = planes.data();
+        }
+        zbuf.resize(ZSTD_compressBound(size));
+        const size_t z = ZSTD_compress(zbuf.data(), zbuf.size(), zsrc, size, kZstdSmallLevel);
+        if (!ZSTD_isError(z) && z < size) {
+          r.encoding = kZstd;
+          // zstd frames have bits that do not change what they decode to (e.g.
+          // the window size): this checksum makes every stored byte count.
+          r.payload_xxh64 = XXH64(zbuf.data(), z, 0);
+          s = out.write(zbuf.data(), z);
+          written = true;
+        }
+      } else {
+        // Large: streamed window by window with pread (bounded memory).
+        bool smaller = false;
+        uint64_t frame_size = 0;
+        s = zstd.write(file, data_start + t.begin, size, k, kZstdLevel, out, &smaller, &frame_size, &r.payload_xxh64,
+                       &r.orig_xxh64);
+        if (!s.ok()) return s;
+        if (smaller) {
+          r.encoding = kZstd;
+          written = true;
+        } else {
+          r.payload_xxh64 = 0;
+        }
       }
-      zbuf.resize(ZSTD_compressBound(size));
-      const int level = size <= kZstdSmallBytes ? kZstdSmallLevel : kZstdLevel;
-      const size_t z = ZSTD_compress(zbuf.data(), zbuf.size(), zsrc, size, level);
-      if (!ZSTD_isError(z) && z < size) {
-        r.encoding = kZstd;
-        // zstd frames have bits that do not change what they decode to (e.g.
-        // the window size): this checksum makes every stored byte count.
-        r.payload_xxh64 = XXH64(zbuf.data(), z, 0);
-        s = out.write(zbuf.data(), z);
-        tr.encoding = "zstd";
-        written = true;
-      }
+      if (written) tr.encoding = "zstd";
     }
     if (!written) {
+      // RAW, copied window by window with pread (hashed on the way).
       r.encoding = kRaw;
-      s = out.write(src, size);
       tr.encoding = "raw";
+      XXH64_state_t xs;
+      XXH64_reset(&xs, 0);
+      constexpr uint64_t kPiece = uint64_t{1} << 20;
+      raw.resize(std::min(kPiece, size));
+      for (uint64_t off = 0; off < size && s.ok(); off += kPiece) {
+        const uint64_t n = std::min(kPiece, size - off);
+        s = file.read(data_start + t.begin + off, n, raw.data());
+        if (s.ok()) {
+          XXH64_update(&xs, raw.data(), n);
+          s = out.write(raw.data(), n);
+        }
+      }
+      r.orig_xxh64 = XXH64_digest(&xs);
     }
     if (!s.ok()) return s;
     r.payload_size = out.offset() - r.payload_offset;

@@ -128,3 +128,40 @@ TEST_CASE("stream codec: a sink error stops the decode and is returned", "[strea
     CHECK(s.message == "sink: full");
   }
 }
+
+TEST_CASE("stream codec: large ZSTD and RAW tensors are streamed and restored exactly", "[stream][zstd]") {
+  df11test::TempDir tmp;
+  std::mt19937_64 rng(11);
+  // F32 of 2.5 windows plus a partial plane group (zstd pays on its sign and
+  // exponent planes), and random U8 bytes (zstd cannot pay: stored RAW).
+  const uint64_t nf = 2 * (uint64_t{1} << 20) + (uint64_t{1} << 19) + 777;
+  std::vector<uint8_t> f32(4 * nf);
+  for (uint64_t i = 0; i < nf; ++i) {
+    const float x = static_cast<float>(static_cast<int64_t>(rng() % 2001) - 1000) * 1e-3f;
+    std::memcpy(&f32[4 * i], &x, 4);
+  }
+  std::vector<uint8_t> u8(3 * (uint64_t{1} << 20) + 5);
+  for (auto& b : u8) b = static_cast<uint8_t>(rng());
+  const std::string src = tmp.path + "/m.safetensors";
+  df11test::write_safetensors(src, {{"f", "F32", {nf}, f32}, {"u", "U8", {u8.size()}, u8}});
+  std::vector<uint8_t> packed[2];
+  for (unsigned threads : {1u, 2u}) {
+    Options o;
+    o.threads = threads;
+    o.overwrite = true;
+    const std::string out = tmp.path + "/m" + std::to_string(threads) + ".df11";
+    REQUIRE(compress(src, out, o, nullptr).message == "");
+    packed[threads - 1] = df11test::read_file(out);
+    std::unique_ptr<Reader> r;
+    REQUIRE(Reader::open(out, &r).message == "");
+    CHECK(r->tensors()[0].encoding == 1);  // ZSTD
+    CHECK(r->tensors()[1].encoding == 0);  // RAW
+    const std::string back = tmp.path + "/back.safetensors";
+    REQUIRE(decompress(out, back, o, nullptr).message == "");
+    CHECK(df11test::read_file(back) == df11test::read_file(src));
+    VerifyReport vr;
+    o.device = "cpu";
+    REQUIRE(verify(out, src, o, &vr).message == "");
+  }
+  CHECK(packed[0] == packed[1]);
+}
