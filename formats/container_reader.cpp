@@ -3,7 +3,10 @@
 #include <zstd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <map>
 #include <mutex>
+#include <thread>
 
 #include "byte_planes.h"
 #include "container_layout.h"
@@ -28,7 +31,7 @@ struct Reader::Impl {
   struct Slot {
     std::vector<uint32_t> stream;
     std::vector<uint8_t> sm;
-    std::vector<uint16_t> out;
+    std::vector<uint16_t> out[2];  // alternate: one is decoded into while the other is hashed
   };
   std::vector<Slot> slots;
   std::vector<uint8_t> raw_buf;
@@ -289,7 +292,9 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
     }
     case kBf16Huffman: {
       // Groups of blocks (about 1 MB of output) read with pread into each
-      // worker's buffers, decoded, placed, then hashed in order.
+      // worker's buffers, decoded and placed; an in-order stage on a thread
+      // of its own then hashes them (and feeds `ordered`) while the workers
+      // decode on, each alternating between two output buffers.
       const Bf16View& v = t.bf16;
       const Bf16Decoder dec(v);
       constexpr uint64_t kGroupBlocks = 32;
@@ -299,42 +304,87 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, groups)));
       if (impl_->slots.size() < workers) impl_->slots.resize(workers);
       std::atomic<uint64_t> next{0};
-      OrderedTurn turn;
       EarliestStatus first;
+      // The in-order stage's state: decoded groups waiting for their turn.
+      struct Ready {
+        const uint8_t* bytes;
+        uint64_t size;
+        bool* busy;  // the worker's buffer flag, cleared once hashed
+      };
+      std::mutex mu;
+      std::condition_variable cv;
+      std::map<uint64_t, Ready> ready;
+      bool aborted = false;
+      auto abort_all = [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        aborted = true;
+        cv.notify_all();
+      };
+      std::thread stage([&] {
+        for (uint64_t g = 0; g < groups; ++g) {
+          Ready r;
+          {
+            std::unique_lock<std::mutex> lock(mu);
+            cv.wait(lock, [&] { return aborted || ready.count(g); });
+            if (aborted) return;
+            r = ready[g];
+            ready.erase(g);
+          }
+          const Status st = in_order(r.bytes, r.size);
+          if (!st.ok()) {
+            first.set(g, st);
+            abort_all();
+            return;
+          }
+          std::lock_guard<std::mutex> lock(mu);
+          *r.busy = false;
+          cv.notify_all();
+        }
+      });
       run_workers(workers, [&](unsigned wk) {
         Impl::Slot& sl = impl_->slots[wk];
-        for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups;) {
+        bool busy[2] = {false, false};
+        int bi = 0;
+        for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups; bi ^= 1) {
+          {
+            std::unique_lock<std::mutex> lock(mu);
+            cv.wait(lock, [&] { return aborted || !busy[bi]; });
+            if (aborted) break;
+          }
+          std::vector<uint16_t>& out = sl.out[bi];
           const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
           const uint64_t w0 = b0 * kBlockThreads * kChunkWords;
           const uint64_t w1 = std::min(b1 * kBlockThreads * kChunkWords + 1, v.geom.stream_words());
           const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
           if (sl.stream.size() < w1 - w0) sl.stream.resize(w1 - w0);
           if (sl.sm.size() < e1 - e0) sl.sm.resize(e1 - e0);
-          if (sl.out.size() < e1 - e0) sl.out.resize(e1 - e0);
+          if (out.size() < e1 - e0) out.resize(e1 - e0);
           Status st = interrupted() ? interrupted_status(impl_->path) : Status::Ok();
           if (st.ok()) st = file.read(stream_at + 4 * w0, 4 * (w1 - w0), sl.stream.data());
           if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm.data());
           if (st.ok()) {
-            const Error e = dec.decode_window(b0, b1, sl.stream.data(), sl.sm.data(), sl.out.data());
+            const Error e = dec.decode_window(b0, b1, sl.stream.data(), sl.sm.data(), out.data());
             if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
           }
-          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(sl.out.data());
+          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(out.data());
           if (st.ok()) st = place(2 * e0, bytes, 2 * (e1 - e0));
           if (!st.ok()) {
             first.set(g, st);
-            turn.abort();
-            return;
+            abort_all();
+            break;
           }
-          if (!turn.wait(g)) return;
-          st = in_order(bytes, 2 * (e1 - e0));
-          if (!st.ok()) {
-            first.set(g, st);
-            turn.abort();
-            return;
-          }
-          turn.done();
+          std::lock_guard<std::mutex> lock(mu);
+          busy[bi] = true;
+          ready[g] = Ready{bytes, 2 * (e1 - e0), &busy[bi]};
+          cv.notify_all();
         }
+        // The stage may still read this worker's buffers: wait until it is
+        // done with them (or gave up) before they can go out of scope.
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return aborted || (!busy[0] && !busy[1]); });
       });
+      if (first.failed) abort_all();
+      stage.join();
       s = first.s;
       break;
     }
