@@ -16,6 +16,14 @@
 
 #include "test_util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define DF11_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DF11_TEST_ASAN 1
+#endif
+#endif
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -61,9 +69,15 @@ void check_bounded(const std::string& in, unsigned threads, double bound_mb) {
   REQUIRE(d.code == 0);
   INFO("-T" << threads << ": compress " << c.peak_mb << " MB, verify " << v.peak_mb << " MB, decompress " << d.peak_mb
             << " MB (bound " << bound_mb << " MB)");
+#ifdef DF11_TEST_ASAN
+  // AddressSanitizer's shadow memory and quarantine inflate RSS: the bound is
+  // checked in the normal build only; the round trip still runs here.
+  WARN("AddressSanitizer build: peak RSS not checked");
+#else
   CHECK(c.peak_mb <= bound_mb);
   CHECK(v.peak_mb <= bound_mb);
   CHECK(d.peak_mb <= bound_mb);
+#endif
   CHECK(same_files(in, dir + "/y.safetensors"));
   fs::remove(dir + "/x.df11");
   fs::remove(dir + "/y.safetensors");
