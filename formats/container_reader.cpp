@@ -29,8 +29,8 @@ struct Reader::Impl {
   std::vector<ReaderTensor> tensors;
   // Streaming decode buffers, reused across tensors: one slot per worker.
   struct Slot {
-    std::vector<uint32_t> stream;
-    std::vector<uint8_t> sm;
+    std::vector<uint32_t> stream[2];  // two: one is read ahead while the other decodes
+    std::vector<uint8_t> sm[2];
     std::vector<uint16_t> out[2];  // alternate: one is decoded into while the other is hashed
   };
   std::vector<Slot> slots;
@@ -341,6 +341,46 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
           cv.notify_all();
         }
       });
+      // Reads group g's stream words and sign-mantissa bytes into input set k of slot sl.
+      auto load = [&](Impl::Slot& sl, uint64_t g, int k) -> Status {
+        const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
+        const uint64_t w0 = b0 * kBlockThreads * kChunkWords;
+        const uint64_t w1 = std::min(b1 * kBlockThreads * kChunkWords + 1, v.geom.stream_words());
+        const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
+        if (sl.stream[k].size() < w1 - w0) sl.stream[k].resize(w1 - w0);
+        if (sl.sm[k].size() < e1 - e0) sl.sm[k].resize(e1 - e0);
+        Status st = interrupted() ? interrupted_status(impl_->path) : Status::Ok();
+        if (st.ok()) st = file.read(stream_at + 4 * w0, 4 * (w1 - w0), sl.stream[k].data());
+        if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm[k].data());
+        return st;
+      };
+      // One worker: a reader thread loads group g + 1 while g decodes (the
+      // kernel's copy then runs beside the decoder). Several workers read
+      // their own groups, in parallel already.
+      const bool ahead = workers == 1 && groups > 1;
+      std::mutex rmu;
+      std::condition_variable rcv;
+      uint64_t loaded = 0, consumed = 0;
+      bool rstop = false;
+      Status rerr;
+      std::thread reader;
+      if (ahead) {
+        reader = std::thread([&] {
+          for (uint64_t g = 0; g < groups; ++g) {
+            {
+              std::unique_lock<std::mutex> lock(rmu);
+              rcv.wait(lock, [&] { return rstop || g < consumed + 2; });
+              if (rstop) return;
+            }
+            const Status st = load(impl_->slots[0], g, static_cast<int>(g & 1));
+            std::lock_guard<std::mutex> lock(rmu);
+            if (!st.ok()) rerr = st;
+            loaded = g + 1;
+            rcv.notify_all();
+            if (!st.ok()) return;
+          }
+        });
+      }
       run_workers(workers, [&](unsigned wk) {
         Impl::Slot& sl = impl_->slots[wk];
         bool busy[2] = {false, false};
@@ -353,18 +393,25 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
           }
           std::vector<uint16_t>& out = sl.out[bi];
           const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
-          const uint64_t w0 = b0 * kBlockThreads * kChunkWords;
-          const uint64_t w1 = std::min(b1 * kBlockThreads * kChunkWords + 1, v.geom.stream_words());
           const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
-          if (sl.stream.size() < w1 - w0) sl.stream.resize(w1 - w0);
-          if (sl.sm.size() < e1 - e0) sl.sm.resize(e1 - e0);
           if (out.size() < e1 - e0) out.resize(e1 - e0);
-          Status st = interrupted() ? interrupted_status(impl_->path) : Status::Ok();
-          if (st.ok()) st = file.read(stream_at + 4 * w0, 4 * (w1 - w0), sl.stream.data());
-          if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm.data());
+          const int k = ahead ? static_cast<int>(g & 1) : 0;
+          Status st;
+          if (ahead) {
+            std::unique_lock<std::mutex> lock(rmu);
+            rcv.wait(lock, [&] { return loaded > g || !rerr.ok(); });
+            if (loaded <= g) st = rerr;
+          } else {
+            st = load(sl, g, 0);
+          }
           if (st.ok()) {
-            const Error e = dec.decode_window(b0, b1, sl.stream.data(), sl.sm.data(), out.data());
+            const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), out.data());
             if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
+          }
+          if (ahead) {
+            std::lock_guard<std::mutex> lock(rmu);
+            consumed = g + 1;
+            rcv.notify_all();
           }
           const uint8_t* bytes = reinterpret_cast<const uint8_t*>(out.data());
           if (st.ok()) st = place(2 * e0, bytes, 2 * (e1 - e0));
@@ -385,6 +432,14 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       });
       if (first.failed) abort_all();
       stage.join();
+      if (reader.joinable()) {
+        {
+          std::lock_guard<std::mutex> lock(rmu);
+          rstop = true;
+        }
+        rcv.notify_all();
+        reader.join();
+      }
       s = first.s;
       break;
     }
