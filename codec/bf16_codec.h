@@ -24,7 +24,6 @@ struct EncodedBf16 {
   std::vector<uint8_t> sm;          // geom.n bytes: sign << 7 | mantissa
   // Encoder working memory, kept so that encode_bf16_into can reuse it.
   std::vector<uint8_t> scratch_exps;
-  std::vector<uint32_t> scratch_pairs;
 };
 
 // Encode n BF16 values (host order uint16). The result is byte-identical for
@@ -44,6 +43,34 @@ struct EncodeHooks {
 };
 void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out,
                       const EncodeHooks& hooks = EncodeHooks());
+
+// ---- Window by window (the container writer's streaming encoder) ----------
+// A tensor is read twice: a first pass histograms the exponents (code lengths
+// and every window's bit offset follow), a second encodes each window at its
+// bit offset. Windows are independent, so threads may take any of them.
+
+// Splits weights into exponent bytes and sign+mantissa bytes.
+void split_bf16(const uint16_t* w, uint64_t n, uint8_t* exps, uint8_t* sm);
+
+// Coding tables of one code: single[e] = code << 8 | length; pair[e0 | e1 << 8]
+// = the two codes joined (lengths summed in the low byte).
+struct Bf16EncodeTables {
+  explicit Bf16EncodeTables(const CodeLengths& lengths);
+  CodeLengths lengths;
+  uint32_t single[256];
+  std::vector<uint32_t> pair;
+};
+
+// Encodes the exponents exps[0, count) of weights first .. first + count - 1,
+// whose first code starts at stream bit bit_begin; prev_len is the code length
+// of weight first - 1 (0 when first == 0). out receives stream words from global
+// word bit_begin / 32 on: (bit_begin + bits + 31) / 32 - bit_begin / 32 words,
+// plus one the encoder may scribble on; bits of the first word before bit_begin
+// are zero, so neighbouring windows' shared words are OR-ed together. gaps
+// (packed, zeroed beforehand, atomically OR-ed) and block_out (global indices)
+// receive the entries of every chunk whose first code starts in this window.
+void encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uint64_t first, uint64_t count,
+                        uint64_t bit_begin, uint32_t prev_len, uint32_t* out, uint8_t* gaps, uint64_t* block_out);
 
 // Borrowed view of one BF16 tensor's sections, e.g. inside an mmapped container.
 struct Bf16View {
@@ -83,6 +110,11 @@ class Bf16Decoder {
   Bf16Decoder(const Bf16Decoder&) = delete;
   Bf16Decoder& operator=(const Bf16Decoder&) = delete;
   Error decode_blocks(uint64_t b0, uint64_t b1, uint16_t* out, unsigned threads = 1) const;
+  // The same for a window of the sections (one thread): stream holds words
+  // from b0 * 2048 to min(b1 * 2048 + 1, stream_words) (the chunks' words and
+  // the one a decoder may read past them), sm and out the weights from
+  // block_out[b0] to block_out[b1]. Gaps and block outputs come from the view.
+  Error decode_window(uint64_t b0, uint64_t b1, const uint32_t* stream, const uint8_t* sm, uint16_t* out) const;
 
  private:
   struct Impl;

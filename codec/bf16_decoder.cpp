@@ -45,17 +45,19 @@ struct MultiLut {
 // Decodes LANES chunks at once: each chunk's decode is a serial dependency
 // chain (bit position -> table lookup -> length -> next position), so
 // interleaving independent chunks is what makes the CPU decoder fast.
+// v.stream holds the stream from bit bit_base on (a window; 0 for the whole
+// stream): positions below are relative to it, chunk indices global.
 template <int LANES>
 Error decode_chunks(const Bf16View& v, const uint16_t* lut, const MultiLut& multi, uint64_t t0, BlockScratch& s,
-                    uint64_t block_t0) {
+                    uint64_t block_t0, uint64_t bit_base) {
   const Bf16Geometry& g = v.geom;
   uint64_t p[LANES], end[LANES];
   uint8_t* out[LANES];
   uint32_t bad = 0;
   for (int l = 0; l < LANES; ++l) {
     const uint64_t t = t0 + l;
-    p[l] = t * kChunkBits + gap_at(v.gaps, t);
-    end[l] = std::min<uint64_t>((t + 1) * kChunkBits, g.total_bits);
+    p[l] = t * kChunkBits + gap_at(v.gaps, t) - bit_base;
+    end[l] = std::min<uint64_t>((t + 1) * kChunkBits, g.total_bits) - bit_base;
     out[l] = s.exps[t - block_t0];
   }
   uint8_t* begin[LANES];
@@ -86,7 +88,7 @@ Error decode_chunks(const Bf16View& v, const uint16_t* lut, const MultiLut& mult
     const uint64_t t = t0 + l;
     s.counts[t - block_t0] = static_cast<uint32_t>(out[l] - begin[l]);
     const uint64_t expect = t + 1 < g.n_threads ? (t + 1) * kChunkBits + gap_at(v.gaps, t + 1) : g.total_bits;
-    if (p[l] != expect) return Error::Df11BadGaps;
+    if (p[l] + bit_base != expect) return Error::Df11BadGaps;
   }
   return (bad & kLutInvalid) ? Error::Df11StreamCorrupt : Error::Ok;
 }
@@ -96,16 +98,16 @@ Error decode_chunks(const Bf16View& v, const uint16_t* lut, const MultiLut& mult
 // hands each chunk's exponents to sink(first_index, exps, count).
 template <typename Sink>
 Error decode_block(const Bf16View& v, const uint16_t* lut, const MultiLut& multi, uint64_t b, BlockScratch& s,
-                   Sink&& sink) {
+                   uint64_t bit_base, Sink&& sink) {
   const uint64_t t0 = b * kBlockThreads;
   const uint64_t t_end = std::min<uint64_t>(t0 + kBlockThreads, v.geom.n_threads);
   uint64_t t = t0;
   for (; t + 4 <= t_end; t += 4) {
-    const Error e = decode_chunks<4>(v, lut, multi, t, s, t0);
+    const Error e = decode_chunks<4>(v, lut, multi, t, s, t0, bit_base);
     if (e != Error::Ok) return e;
   }
   for (; t < t_end; ++t) {
-    const Error e = decode_chunks<1>(v, lut, multi, t, s, t0);
+    const Error e = decode_chunks<1>(v, lut, multi, t, s, t0, bit_base);
     if (e != Error::Ok) return e;
   }
   uint64_t out = v.block_out[b];
@@ -130,7 +132,7 @@ struct Tables {
 
 template <typename Sink>
 Error decode_block_range(const Bf16View& v, const Tables& tables, uint64_t b0, uint64_t b1, unsigned threads,
-                         Sink&& sink) {
+                         Sink&& sink, uint64_t bit_base = 0) {
   const MultiLut& multi = tables.multi;
   // Groups of blocks amortise thread hand-out; the grouping does not change results.
   const uint64_t per_task = 16;
@@ -139,7 +141,7 @@ Error decode_block_range(const Bf16View& v, const Tables& tables, uint64_t b0, u
     std::unique_ptr<BlockScratch> scratch(new BlockScratch);
     const uint64_t end = std::min(b1, b0 + (task + 1) * per_task);
     for (uint64_t b = b0 + task * per_task; b < end; ++b) {
-      const Error e = decode_block(v, tables.lut, multi, b, *scratch, sink);
+      const Error e = decode_block(v, tables.lut, multi, b, *scratch, bit_base, sink);
       if (e != Error::Ok) { first.report(b, e); return; }
     }
   });
@@ -227,6 +229,17 @@ Error Bf16Decoder::decode_blocks(uint64_t b0, uint64_t b1, uint16_t* out, unsign
   const uint8_t* sm = impl_->view.sm;
   return decode_block_range(impl_->view, impl_->tables, b0, b1, threads,
                             [out, sm](uint64_t i, const uint8_t* e, uint32_t c) { merge_run(out + i, sm + i, e, c); });
+}
+
+Error Bf16Decoder::decode_window(uint64_t b0, uint64_t b1, const uint32_t* stream, const uint8_t* sm,
+                                 uint16_t* out) const {
+  Bf16View w = impl_->view;
+  w.stream = stream;
+  const uint64_t base = w.block_out[b0];
+  return decode_block_range(
+      w, impl_->tables, b0, b1, 1,
+      [out, sm, base](uint64_t i, const uint8_t* e, uint32_t c) { merge_run(out + (i - base), sm + (i - base), e, c); },
+      b0 * kBlockThreads * kChunkBits);
 }
 
 Error decode_exponent_histogram(const Bf16View& v, Histogram& hist, unsigned threads) {

@@ -23,6 +23,8 @@ struct Segment {
   std::vector<uint32_t> words;      // private stream words starting at word bit_begin / 32
 };
 
+}  // namespace
+
 // Splits weights into exponent bytes and sign+mantissa bytes (a loop the
 // compiler vectorises), so the serial coding loop reads one byte per weight.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -36,28 +38,46 @@ void split_bf16(const uint16_t* w, uint64_t n, uint8_t* exps, uint8_t* sm) {
   }
 }
 
-// Encodes exponents [s.begin, s.end) whose first code starts at s.bit_begin.
-// `out` receives words starting at global word s.bit_begin / 32. Gap and block
-// entries are recorded for every chunk whose first code lies in this range.
-// single[e] = code << 8 | length; pair[e0 | e1 << 8] = the two codes joined.
-void encode_segment(const uint8_t* exps, const Segment& s, const uint32_t* single, const uint32_t* pair,
-                    uint32_t* out, uint8_t* gaps_unpacked, uint64_t* block_out) {
+Bf16EncodeTables::Bf16EncodeTables(const CodeLengths& l) : lengths(l), pair(65536, 0) {
+  const auto codes = canonical_codes(lengths);
+  for (int e = 0; e < 256; ++e) single[e] = (codes[e] << 8) | lengths[e];
+  // Pair table, filled only for present exponents (the only ones looked up).
+  std::vector<int> present;
+  for (int e = 0; e < 256; ++e)
+    if (lengths[e]) present.push_back(e);
+  for (int e0 : present)
+    for (int e1 : present)
+      pair[e0 | (e1 << 8)] = (((codes[e0] << lengths[e1]) | codes[e1]) << 8) | (lengths[e0] + lengths[e1]);
+}
+
+// Encodes exps[0, count) (weights first .. first + count) whose first code
+// starts at bit_begin; prev_len is the code length of weight first - 1 (0 for
+// the first weight). `out` receives words starting at global word
+// bit_begin / 32 (bits before bit_begin in the first word are zero). Gap and
+// block entries are recorded for every chunk whose first code lies in this
+// range; gaps are OR-ed in atomically because a gap byte holds two chunks that
+// neighbouring windows may own.
+void encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uint64_t first, uint64_t count,
+                        uint64_t bit_begin, uint32_t prev_len, uint32_t* out, uint8_t* gaps, uint64_t* block_out) {
+  const uint32_t* single = tables.single;
+  const uint32_t* pair = tables.pair.data();
   uint64_t acc = 0;
-  uint32_t nacc = static_cast<uint32_t>(s.bit_begin & 31);
+  uint32_t nacc = static_cast<uint32_t>(bit_begin & 31);
   uint64_t wi = 0;
-  uint64_t p = s.bit_begin;
-  // The first chunk this segment may open: the one after the chunk where the
-  // previous code (the last of the previous segment) starts. Not
-  // align_up(p): a segment that starts mid-chunk with that chunk's first code
+  uint64_t p = bit_begin;
+  // The first chunk this window may open: the one after the chunk where the
+  // previous code (the last of the previous window) starts. Not
+  // align_up(p): a window that starts mid-chunk with that chunk's first code
   // must record its gap and block entry.
   uint64_t next_boundary = 0;
-  if (s.begin > 0) next_boundary = ((p - (single[exps[s.begin - 1]] & 0xFF)) / kChunkBits + 1) * kChunkBits;
+  if (first > 0) next_boundary = ((p - prev_len) / kChunkBits + 1) * kChunkBits;
   // Records chunk starts: gap of the chunk, and the block's first index.
   auto mark = [&](uint64_t start, uint64_t i) {
     if (start >= next_boundary) {
       const uint64_t c = start / kChunkBits;
-      gaps_unpacked[c] = static_cast<uint8_t>(start % kChunkBits);
-      if (c % kBlockThreads == 0) block_out[c / kBlockThreads] = i;
+      const uint8_t nibble = static_cast<uint8_t>((start % kChunkBits) << ((c & 1) * 4));
+      if (nibble) __atomic_fetch_or(&gaps[c >> 1], nibble, __ATOMIC_RELAXED);
+      if (c % kBlockThreads == 0) block_out[c / kBlockThreads] = first + i;
       next_boundary = (c + 1) * kChunkBits;
     }
   };
@@ -73,9 +93,9 @@ void encode_segment(const uint8_t* exps, const Segment& s, const uint32_t* singl
     out[wi] = static_cast<uint32_t>(acc >> nacc);
     wi += sum >> 5;
   };
-  uint64_t i = s.begin;
+  uint64_t i = 0;
   // Two codes per table lookup and append halve the serial chain through acc.
-  for (; i + 2 <= s.end; i += 2) {
+  for (; i + 2 <= count; i += 2) {
     uint16_t two;
     std::memcpy(&two, exps + i, 2);
     const uint32_t entry = pair[two];
@@ -86,7 +106,7 @@ void encode_segment(const uint8_t* exps, const Segment& s, const uint32_t* singl
     p += entry & 0xFF;
     append(entry);
   }
-  for (; i < s.end; ++i) {
+  for (; i < count; ++i) {
     const uint32_t t = single[exps[i]];
     mark(p, i);
     p += t & 0xFF;
@@ -94,8 +114,6 @@ void encode_segment(const uint8_t* exps, const Segment& s, const uint32_t* singl
   }
   if (nacc) out[wi] = static_cast<uint32_t>(acc << (32 - nacc));
 }
-
-}  // namespace
 
 EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   EncodedBf16 r;
@@ -152,18 +170,7 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
   for (const auto& s : segs)
     for (int e = 0; e < 256; ++e) r.hist[e] += s.hist[e];
   r.lengths = build_code_lengths(r.hist);
-  const auto codes = canonical_codes(r.lengths);
-  uint32_t table[256];
-  for (int e = 0; e < 256; ++e) table[e] = (codes[e] << 8) | r.lengths[e];
-  // Pair table, filled only for present exponents (the only ones looked up).
-  std::vector<int> present;
-  for (int e = 0; e < 256; ++e)
-    if (r.lengths[e]) present.push_back(e);
-  r.scratch_pairs.resize(65536);
-  uint32_t* pair = r.scratch_pairs.data();
-  for (int e0 : present)
-    for (int e1 : present)
-      pair[e0 | (e1 << 8)] = (((codes[e0] << r.lengths[e1]) | codes[e1]) << 8) | (r.lengths[e0] + r.lengths[e1]);
+  const Bf16EncodeTables tables(r.lengths);
 
   uint64_t bit = 0;
   for (auto& s : segs) {
@@ -180,20 +187,25 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
   if (hooks.on_layout) hooks.on_layout(r);
   r.block_out.assign(r.geom.block_out_entries(), 0);
   r.block_out.back() = n;
-  std::vector<uint8_t> gaps_unpacked(r.geom.n_threads, 0);
+  r.gaps.assign(r.geom.gap_bytes(), 0);
+  auto encode = [&](const Segment& s, uint32_t* words) {
+    const uint32_t prev_len = s.begin ? r.lengths[exps[s.begin - 1]] : 0;
+    encode_bf16_window(tables, exps + s.begin, s.begin, s.end - s.begin, s.bit_begin, prev_len, words, r.gaps.data(),
+                       r.block_out.data());
+  };
 
   if (nseg == 1) {
     r.stream.resize(r.geom.stream_words());
     // The loop stores every word up to total_bits / 32; the rest is padding.
     const uint64_t written = r.geom.total_bits / 32;
     std::fill(r.stream.begin() + static_cast<std::ptrdiff_t>(written), r.stream.end(), 0u);
-    encode_segment(exps, segs[0], table, pair, r.stream.data(), gaps_unpacked.data(), r.block_out.data());
+    encode(segs[0], r.stream.data());
   } else {
     r.stream.assign(r.geom.stream_words(), 0);
     parallel_for(nseg, threads, [&](uint64_t k) {
       Segment& s = segs[k];
       s.words.assign((s.bit_end + 31) / 32 - s.bit_begin / 32 + 1, 0);
-      encode_segment(exps, s, table, pair, s.words.data(), gaps_unpacked.data(), r.block_out.data());
+      encode(s, s.words.data());
     });
     // Interior words belong to one segment; the first and last may be shared
     // with neighbours, so they are OR-ed in.
@@ -208,9 +220,6 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
       }
     }
   }
-  r.gaps.assign(r.geom.gap_bytes(), 0);
-  for (uint64_t t = 0; t < r.geom.n_threads; ++t)
-    r.gaps[t >> 1] |= static_cast<uint8_t>(gaps_unpacked[t] << ((t & 1) * 4));
 }
 
 Bf16View view_of(const EncodedBf16& e) {

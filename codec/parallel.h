@@ -28,3 +28,58 @@ void parallel_for(uint64_t count, unsigned threads, Fn&& fn) {
 }
 
 }  // namespace df11
+
+#include <condition_variable>
+#include <mutex>
+
+namespace df11 {
+
+// Runs fn(worker) on `workers` threads (the calling thread is worker 0), for
+// pipelines whose workers keep per-worker buffers.
+template <typename Fn>
+void run_workers(unsigned workers, Fn&& fn) {
+  if (workers <= 1) {
+    fn(0u);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(workers - 1);
+  for (unsigned w = 1; w < workers; ++w) pool.emplace_back([&fn, w] { fn(w); });
+  fn(0u);
+  for (auto& th : pool) th.join();
+}
+
+// Lets pieces computed in any order pass one stage in order 0, 1, 2, ...
+// (e.g. a running checksum). A worker holding piece k calls wait(k), runs the
+// stage, then done(). abort() releases every waiter (wait then returns false),
+// so that a failing worker cannot leave the others blocked.
+class OrderedTurn {
+ public:
+  bool wait(uint64_t k) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return turn_ == k || aborted_; });
+    return !aborted_;
+  }
+  void done() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++turn_;
+    }
+    cv_.notify_all();
+  }
+  void abort() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      aborted_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t turn_ = 0;
+  bool aborted_ = false;
+};
+
+}  // namespace df11

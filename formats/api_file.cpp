@@ -1,9 +1,18 @@
 // Single-file compress / decompress / verify / info.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "container_layout.h"
+#include "behind_queue.h"
 #include "container_writer.h"
 #include "file_digest.h"
 #include "file_io.h"
@@ -38,18 +47,33 @@ std::string default_output_path(const std::string& in, bool compressing) {
 
 namespace {
 
-// The restored file's digest (file_digest.h) and, optionally, its SHA-256.
-struct RestoredHash {
-  FileDigest digest;
-  Sha256* sha;
-  RestoredHash(const std::vector<uint8_t>& head, Sha256* s) : digest(head.data(), head.size()), sha(s) {
-    if (sha) sha->update(head.data(), head.size());
+// SHA-256 of a whole file on a thread of its own (no thread when sha is null).
+class BackgroundFileHash {
+ public:
+  BackgroundFileHash(const MappedFile& f, Sha256* sha) {
+    if (sha) thread_ = std::thread([this, &f, sha] { status_ = run(f, sha); });
   }
-  // `xxh` is the decoded tensor's XXH64 (decode_tensor has checked it).
-  void tensor(const uint8_t* p, uint64_t n, uint64_t xxh) {
-    digest.add_tensor(xxh);
-    if (sha) sha->update(p, n);
+  ~BackgroundFileHash() { join(); }
+  Status join() {
+    if (thread_.joinable()) thread_.join();
+    return status_;
   }
+
+ private:
+  static Status run(const MappedFile& f, Sha256* sha) {
+    constexpr uint64_t kPiece = uint64_t{1} << 20;
+    std::vector<uint8_t> buf(std::min(kPiece, f.size()));
+    for (uint64_t off = 0; off < f.size(); off += kPiece) {
+      if (interrupted()) return interrupted_status(f.path());
+      const uint64_t n = std::min(kPiece, f.size() - off);
+      Status s = f.read(off, n, buf.data());
+      if (!s.ok()) return s;
+      sha->update(buf.data(), n);
+    }
+    return Status::Ok();
+  }
+  std::thread thread_;
+  Status status_;
 };
 
 }  // namespace
@@ -65,19 +89,15 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
-  if (sha) {
-    // Hash before encoding: the encoder releases pages as it goes.
-    for (uint64_t off = 0; off < file.size(); off += uint64_t{1} << 26) {
-      if (interrupted()) return interrupted_status(in);
-      const uint64_t n = std::min<uint64_t>(uint64_t{1} << 26, file.size() - off);
-      sha->update(file.data() + off, n);
-      file.release(off, n);
-    }
-  }
+  // The SHA-256 of the input (directory manifests) is computed on a thread of
+  // its own, reading the file with pread, while the coding runs.
+  BackgroundFileHash hasher(file, sha);
   FileReport local;
   FileReport* r = rep ? rep : &local;
   s = write_container(in, file, h, of, opt, r);
+  const Status hs = hasher.join();
   if (!s.ok()) return s;
+  if (!hs.ok()) return hs;
   if (opt.verify_after) {
     VerifyReport vr;
     Options vo = opt;
@@ -95,38 +115,53 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
-  // Declared before the output file: its writer thread may still read buf
-  // while the file is destroyed on an error path.
-  std::vector<uint8_t> buf;
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
   const std::vector<uint8_t> head = reader->original_header();
-  RestoredHash hash(head, sha);
+  FileDigest digest(head.data(), head.size());
   s = of.write(head.data(), head.size());
   if (!s.ok()) return s;
+  // The SHA-256 (directory manifests) runs on a thread of its own, fed with
+  // copies of the restored bytes in order.
+  std::unique_ptr<BehindQueue> hasher;
+  if (sha) {
+    sha->update(head.data(), head.size());
+    hasher.reset(new BehindQueue([sha](const uint8_t* p, uint64_t n) {
+      sha->update(p, n);
+      return Status::Ok();
+    }));
+  }
+  of.start_writer();
   uint64_t done = head.size();
   const auto& ts = reader->tensors();
   for (size_t i = 0; i < ts.size(); ++i) {
     if (interrupted()) return interrupted_status(in);
-    // buf is reused for this tensor: the writer thread must be done with it.
-    s = of.flush();
+    // Windows go to their place through the writer thread's buffers; the
+    // in-order stage feeds the hash. A failed checksum discards the temporary.
+    const uint64_t at = head.size() + ts[i].orig_offset;
+    // One worker hands its windows to the writer thread (the page-cache copy
+    // overlaps decoding); several write their own, so that the kernel's
+    // copies run in parallel rather than on one thread.
+    s = reader->decode_tensor_stream(
+        i, threads,
+        [&](uint64_t off, const uint8_t* p, uint64_t n) {
+          return threads > 1 ? of.pwrite(p, n, at + off) : of.pwrite_behind(p, n, at + off);
+        },
+        [&](const uint8_t* p, uint64_t n) {
+          done += n;
+          return hasher ? hasher->push(p, n) : Status::Ok();
+        });
     if (!s.ok()) return s;
-    if (buf.size() < ts[i].orig_size) buf.resize(ts[i].orig_size);
-    // Queued piece by piece as decoded, so the writer thread's page-cache
-    // copy overlaps decoding; a failed checksum discards the temporary.
-    s = reader->decode_tensor(i, buf.data(), threads, [&](const uint8_t* p, uint64_t n) {
-      if (sha) sha->update(p, n);
-      of.write_async(p, n);
-      return Status::Ok();
-    });
-    if (!s.ok()) return s;
-    hash.digest.add_tensor(ts[i].orig_xxh64);
-    done += ts[i].orig_size;
+    digest.add_tensor(ts[i].orig_xxh64);
     if (opt.progress) opt.progress(done, reader->original_size());
   }
-  if (hash.digest.digest() != reader->original_xxh64())
+  if (hasher) {
+    s = hasher->finish();
+    if (!s.ok()) return s;
+  }
+  if (digest.digest() != reader->original_xxh64())
     return make_status(Error::Df11FileChecksum, in, "digest of the restored file differs from the header");
   if (rep) {
     rep->original_bytes = reader->original_size();
@@ -148,14 +183,26 @@ Status verify_one(const std::string& in, const std::string& against, const std::
   const unsigned threads = resolve_threads(opt.threads);
   const auto& ts = reader->tensors();
   const std::vector<uint8_t> head = reader->original_header();
-  RestoredHash hash(head, sha);
+  FileDigest digest(head.data(), head.size());
+  // The SHA-256 (directory manifests) runs on a thread of its own.
+  std::unique_ptr<BehindQueue> hasher;
+  if (sha) {
+    sha->update(head.data(), head.size());
+    hasher.reset(new BehindQueue([sha](const uint8_t* p, uint64_t n) {
+      sha->update(p, n);
+      return Status::Ok();
+    }));
+  }
   const uint64_t failures_before = rep->failures.size();
-  if (!against.empty()) {
-    if (orig.size() != reader->original_size())
+  bool compare = !against.empty();
+  if (compare) {
+    if (orig.size() != reader->original_size()) {
       rep->failures.push_back(label + ": size differs from " + against + " (" + std::to_string(reader->original_size()) +
                               " vs " + std::to_string(orig.size()) + " bytes)");
-    else if (std::memcmp(orig.data(), head.data(), head.size()) != 0)
+      compare = false;
+    } else if (std::memcmp(orig.data(), head.data(), head.size()) != 0) {
       rep->failures.push_back(label + ": safetensors header differs from " + against);
+    }
   }
   const uint64_t data_start = head.size();
 
@@ -163,37 +210,53 @@ Status verify_one(const std::string& in, const std::string& against, const std::
   s = gpu.init(opt.device, rep);
   if (!s.ok()) return s;
 
-  std::vector<uint8_t> buf;
+  std::vector<uint8_t> buf;  // GPU path only: whole tensors
   for (size_t i = 0; i < ts.size(); ++i) {
     if (interrupted()) return interrupted_status(in);
     const ReaderTensor& t = ts[i];
-    if (buf.size() < t.orig_size) buf.resize(t.orig_size);
     Status ts_status;
+    std::atomic<bool> differs{false};
+    const uint64_t orig_at = data_start + t.orig_offset;
+    // Compares one decoded window with the original, read with pread into a
+    // buffer of the calling worker's own.
+    auto check = [&](uint64_t off, const uint8_t* p, uint64_t n) -> Status {
+      if (!compare || differs) return Status::Ok();
+      thread_local std::vector<uint8_t> theirs;
+      if (theirs.size() < n) theirs.resize(n);
+      Status r = orig.read(orig_at + off, n, theirs.data());
+      if (!r.ok() || std::memcmp(p, theirs.data(), n) != 0) differs = true;
+      return Status::Ok();
+    };
+    auto hash_sha = [&](const uint8_t* p, uint64_t n) { return hasher ? hasher->push(p, n) : Status::Ok(); };
     if (gpu.active() && t.encoding == kBf16Huffman) {
+      if (buf.size() < t.orig_size) buf.resize(t.orig_size);
       ts_status = gpu.decode(*reader, i, buf.data(), rep);
+      if (ts_status.ok()) {
+        check(0, buf.data(), t.orig_size);
+        hash_sha(buf.data(), t.orig_size);
+      }
     } else {
       const auto t0 = std::chrono::steady_clock::now();
-      ts_status = reader->decode_tensor(i, buf.data(), threads);
+      ts_status = reader->decode_tensor_stream(i, threads, check, hash_sha);
       if (t.encoding == kBf16Huffman) {
         rep->decode_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         rep->decoded_bytes += t.orig_size;
       }
     }
+    // Reading or resources failing is not a verdict on the data: stop there.
+    if (ts_status.code == Error::Io || ts_status.code == Error::Interrupted) return ts_status;
     ++rep->tensors_checked;
-    if (!ts_status.ok()) {
-      rep->failures.push_back(label + ": tensor '" + t.name + "': " + error_name(ts_status.code));
-      // Keep the whole-file hash meaningful only when every tensor decoded.
-      if (t.orig_size) std::memset(buf.data(), 0, t.orig_size);
-    }
-    // A failed tensor contributes a hash that cannot match, so the file check fails too.
-    hash.tensor(buf.data(), t.orig_size, ts_status.ok() ? t.orig_xxh64 : ~t.orig_xxh64);
-    // (buf.data() is null for an empty tensor: memcmp's pointers must not be.)
-    if (!against.empty() && orig.size() == reader->original_size() && t.orig_size &&
-        std::memcmp(buf.data(), orig.data() + data_start + t.orig_offset, t.orig_size) != 0)
-      rep->failures.push_back(label + ": tensor '" + t.name + "' differs from " + against);
-    if (!against.empty()) orig.release(data_start + t.orig_offset, t.orig_size);
+    if (!ts_status.ok()) rep->failures.push_back(label + ": tensor '" + t.name + "': " + error_name(ts_status.code));
+    // A failed tensor contributes a hash that cannot match, so the file check
+    // fails too (and the SHA-256, which then misses bytes, is not compared).
+    digest.add_tensor(ts_status.ok() ? t.orig_xxh64 : ~t.orig_xxh64);
+    if (ts_status.ok() && differs) rep->failures.push_back(label + ": tensor '" + t.name + "' differs from " + against);
   }
-  if (rep->failures.size() == failures_before && hash.digest.digest() != reader->original_xxh64()) {
+  if (hasher) {
+    s = hasher->finish();
+    if (!s.ok()) return s;
+  }
+  if (rep->failures.size() == failures_before && digest.digest() != reader->original_xxh64()) {
     rep->failures.push_back(label + ": XXH64 of the restored file differs (Df11FileChecksum)");
   }
   ++rep->files_checked;

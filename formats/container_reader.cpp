@@ -2,11 +2,19 @@
 // payload byte is trusted.
 #include <zstd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
 #include "byte_planes.h"
 #include "container_layout.h"
 #include "df11.h"
 #include "file_io.h"
+#include "parallel.h"
 #include "safetensors_header.h"
+#include "zstd_payload.h"
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -19,6 +27,15 @@ struct Reader::Impl {
   StHeader st;
   std::vector<uint8_t> meta;  // decompressed JSON ++ index
   std::vector<ReaderTensor> tensors;
+  // Streaming decode buffers, reused across tensors: one slot per worker.
+  struct Slot {
+    std::vector<uint32_t> stream[2];  // two: one is read ahead while the other decodes
+    std::vector<uint8_t> sm[2];
+    std::vector<uint16_t> out[2];  // alternate: one is decoded into while the other is hashed
+  };
+  std::vector<Slot> slots;
+  std::vector<uint8_t> raw_buf;
+  ZstdPayloadReader zstd;
 };
 
 Reader::Reader() : impl_(new Impl) {}
@@ -203,68 +220,235 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
 }
 
 Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads, const PieceSink& sink) const {
+  return decode_tensor_stream(
+      i, threads,
+      [out](uint64_t off, const uint8_t* p, uint64_t n) {
+        if (n) std::memcpy(out + off, p, n);
+        return Status::Ok();
+      },
+      sink);
+}
+
+namespace {
+
+// The error of the earliest failing window, whichever worker saw it first.
+struct EarliestStatus {
+  std::mutex mu;
+  uint64_t where = UINT64_MAX;
+  Status s;
+  std::atomic<bool> failed{false};
+  void set(uint64_t at, Status e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (at < where) {
+      where = at;
+      s = std::move(e);
+    }
+    failed = true;
+  }
+};
+
+}  // namespace
+
+Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
+                                    const PieceSink& ordered) const {
   const ReaderTensor& t = impl_->tensors.at(i);
+  const MappedFile& file = impl_->file;
   auto fail = [&](Error e, const std::string& what) { return make_status(e, impl_->path, tensor_label(t) + ": " + what); };
   XXH64_state_t hash;
   XXH64_reset(&hash, 0);
-  // Each piece is hashed and handed on while it is still in cache.
-  auto piece = [&](const uint8_t* p, uint64_t n) -> Status {
+  const uint64_t payload_at = static_cast<uint64_t>(t.payload - file.data());
+  // One window, in order: hashed and handed on while it is still in cache.
+  auto in_order = [&](const uint8_t* p, uint64_t n) -> Status {
     XXH64_update(&hash, p, n);
-    return sink ? sink(p, n) : Status::Ok();
+    return ordered ? ordered(p, n) : Status::Ok();
   };
   constexpr uint64_t kPiece = uint64_t{1} << 20;
-  auto pieces_of = [&](const uint8_t* p, uint64_t n) -> Status {
-    for (uint64_t off = 0; off < n; off += kPiece) {
-      Status s = piece(p + off, std::min(kPiece, n - off));
-      if (!s.ok()) return s;
-    }
-    return Status::Ok();
-  };
   Status s;
   switch (t.encoding) {
-    case kRaw:
-      if (t.orig_size) std::memcpy(out, t.payload, t.orig_size);
-      s = pieces_of(out, t.orig_size);
+    case kRaw: {
+      std::vector<uint8_t>& buf = impl_->raw_buf;
+      buf.resize(std::min(kPiece, t.orig_size));
+      for (uint64_t off = 0; off < t.orig_size && s.ok(); off += kPiece) {
+        const uint64_t n = std::min(kPiece, t.orig_size - off);
+        s = file.read(payload_at + off, n, buf.data());
+        if (s.ok()) s = place(off, buf.data(), n);
+        if (s.ok()) s = in_order(buf.data(), n);
+      }
       break;
+    }
     case kZstd: {
-      if (XXH64(t.payload, t.payload_size, 0) != t.payload_xxh64)
-        return fail(Error::Df11ZstdCorrupt, "XXH64 of the stored zstd frame differs");
-      const size_t z = ZSTD_decompress(out, t.orig_size, t.payload, t.payload_size);
-      if (ZSTD_isError(z) || z != t.orig_size) return fail(Error::Df11ZstdCorrupt, "zstd frame does not decode");
-      // The frame holds byte planes (FORMAT.md section 3); undone in place so
-      // that memory stays at the tensor's size plus one group.
-      from_byte_planes(out, t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype));
-      s = pieces_of(out, t.orig_size);
+      // Streamed: the frame read with pread, decoded window by window, byte
+      // planes undone per window (whole groups), so memory stays bounded.
+      std::string what;
+      s = impl_->zstd.read(
+          file, payload_at, t.payload_size, t.payload_xxh64, t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype),
+          [&](uint64_t off, const uint8_t* p, uint64_t n) {
+            Status r = place(off, p, n);
+            return r.ok() ? in_order(p, n) : r;
+          },
+          &what);
+      if (!what.empty()) return fail(s.code, what);
       break;
     }
     case kBf16Huffman: {
-      // Decode in groups of blocks (~1 MB of output per thread) so that the
-      // checksum and the sink read each group from cache, not from DRAM.
-      std::vector<uint16_t> tmp;
-      uint16_t* dst = reinterpret_cast<uint16_t*>(out);
-      if (reinterpret_cast<uintptr_t>(out) % 2) {
-        tmp.resize(t.bf16.geom.n);
-        dst = tmp.data();
+      // Groups of blocks (about 1 MB of output) read with pread into each
+      // worker's buffers, decoded and placed; an in-order stage on a thread
+      // of its own then hashes them (and feeds `ordered`) while the workers
+      // decode on, each alternating between two output buffers.
+      const Bf16View& v = t.bf16;
+      const Bf16Decoder dec(v);
+      constexpr uint64_t kGroupBlocks = 32;
+      const uint64_t nb = v.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
+      const uint64_t stream_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(v.stream) - file.data());
+      const uint64_t sm_at = static_cast<uint64_t>(v.sm - file.data());
+      const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, groups)));
+      if (impl_->slots.size() < workers) impl_->slots.resize(workers);
+      std::atomic<uint64_t> next{0};
+      EarliestStatus first;
+      // The in-order stage's state: decoded groups waiting for their turn.
+      struct Ready {
+        const uint8_t* bytes;
+        uint64_t size;
+        bool* busy;  // the worker's buffer flag, cleared once hashed
+      };
+      std::mutex mu;
+      std::condition_variable cv;
+      std::map<uint64_t, Ready> ready;
+      bool aborted = false;
+      auto abort_all = [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        aborted = true;
+        cv.notify_all();
+      };
+      std::thread stage([&] {
+        for (uint64_t g = 0; g < groups; ++g) {
+          Ready r;
+          {
+            std::unique_lock<std::mutex> lock(mu);
+            cv.wait(lock, [&] { return aborted || ready.count(g); });
+            if (aborted) return;
+            r = ready[g];
+            ready.erase(g);
+          }
+          const Status st = in_order(r.bytes, r.size);
+          if (!st.ok()) {
+            first.set(g, st);
+            abort_all();
+            return;
+          }
+          std::lock_guard<std::mutex> lock(mu);
+          *r.busy = false;
+          cv.notify_all();
+        }
+      });
+      // Reads group g's stream words and sign-mantissa bytes into input set k of slot sl.
+      auto load = [&](Impl::Slot& sl, uint64_t g, int k) -> Status {
+        const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
+        const uint64_t w0 = b0 * kBlockThreads * kChunkWords;
+        const uint64_t w1 = std::min(b1 * kBlockThreads * kChunkWords + 1, v.geom.stream_words());
+        const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
+        if (sl.stream[k].size() < w1 - w0) sl.stream[k].resize(w1 - w0);
+        if (sl.sm[k].size() < e1 - e0) sl.sm[k].resize(e1 - e0);
+        Status st = interrupted() ? interrupted_status(impl_->path) : Status::Ok();
+        if (st.ok()) st = file.read(stream_at + 4 * w0, 4 * (w1 - w0), sl.stream[k].data());
+        if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm[k].data());
+        return st;
+      };
+      // One worker: a reader thread loads group g + 1 while g decodes (the
+      // kernel's copy then runs beside the decoder). Several workers read
+      // their own groups, in parallel already.
+      const bool ahead = workers == 1 && groups > 1;
+      std::mutex rmu;
+      std::condition_variable rcv;
+      uint64_t loaded = 0, consumed = 0;
+      bool rstop = false;
+      Status rerr;
+      std::thread reader;
+      if (ahead) {
+        reader = std::thread([&] {
+          for (uint64_t g = 0; g < groups; ++g) {
+            {
+              std::unique_lock<std::mutex> lock(rmu);
+              rcv.wait(lock, [&] { return rstop || g < consumed + 2; });
+              if (rstop) return;
+            }
+            const Status st = load(impl_->slots[0], g, static_cast<int>(g & 1));
+            std::lock_guard<std::mutex> lock(rmu);
+            if (!st.ok()) rerr = st;
+            loaded = g + 1;
+            rcv.notify_all();
+            if (!st.ok()) return;
+          }
+        });
       }
-      const Bf16Decoder dec(t.bf16);
-      const uint64_t nb = t.bf16.geom.n_blocks();
-      const uint64_t group = 16 * std::max(1u, threads);
-      for (uint64_t b0 = 0; b0 < nb && s.ok(); b0 += group) {
-        const uint64_t b1 = std::min(nb, b0 + group);
-        const Error e = dec.decode_blocks(b0, b1, dst, threads);
-        if (e != Error::Ok) return fail(e, "exponent stream does not decode consistently");
-        const uint64_t lo = t.bf16.block_out[b0], hi = t.bf16.block_out[b1];
-        uint8_t* bytes = out + 2 * lo;
-        if (!tmp.empty()) std::memcpy(bytes, dst + lo, 2 * (hi - lo));
-        s = piece(bytes, 2 * (hi - lo));
+      run_workers(workers, [&](unsigned wk) {
+        Impl::Slot& sl = impl_->slots[wk];
+        bool busy[2] = {false, false};
+        int bi = 0;
+        for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups; bi ^= 1) {
+          {
+            std::unique_lock<std::mutex> lock(mu);
+            cv.wait(lock, [&] { return aborted || !busy[bi]; });
+            if (aborted) break;
+          }
+          std::vector<uint16_t>& out = sl.out[bi];
+          const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
+          const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
+          if (out.size() < e1 - e0) out.resize(e1 - e0);
+          const int k = ahead ? static_cast<int>(g & 1) : 0;
+          Status st;
+          if (ahead) {
+            std::unique_lock<std::mutex> lock(rmu);
+            rcv.wait(lock, [&] { return loaded > g || !rerr.ok(); });
+            if (loaded <= g) st = rerr;
+          } else {
+            st = load(sl, g, 0);
+          }
+          if (st.ok()) {
+            const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), out.data());
+            if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
+          }
+          if (ahead) {
+            std::lock_guard<std::mutex> lock(rmu);
+            consumed = g + 1;
+            rcv.notify_all();
+          }
+          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(out.data());
+          if (st.ok()) st = place(2 * e0, bytes, 2 * (e1 - e0));
+          if (!st.ok()) {
+            first.set(g, st);
+            abort_all();
+            break;
+          }
+          std::lock_guard<std::mutex> lock(mu);
+          busy[bi] = true;
+          ready[g] = Ready{bytes, 2 * (e1 - e0), &busy[bi]};
+          cv.notify_all();
+        }
+        // The stage may still read this worker's buffers: wait until it is
+        // done with them (or gave up) before they can go out of scope.
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return aborted || (!busy[0] && !busy[1]); });
+      });
+      if (first.failed) abort_all();
+      stage.join();
+      if (reader.joinable()) {
+        {
+          std::lock_guard<std::mutex> lock(rmu);
+          rstop = true;
+        }
+        rcv.notify_all();
+        reader.join();
       }
+      s = first.s;
       break;
     }
   }
   if (!s.ok()) return s;
   if (XXH64_digest(&hash) != t.orig_xxh64) return fail(Error::Df11TensorChecksum, "XXH64 of decoded bytes differs");
-  // Pages of this payload are no longer needed: keep memory flat on big files.
-  impl_->file.release(static_cast<uint64_t>(t.payload - impl_->file.data()), t.payload_size);
+  // Pages of this payload's mapping (index arrays, ZSTD frames) are no longer
+  // needed: keep memory flat on big files.
+  file.release(payload_at, t.payload_size);
   return Status::Ok();
 }
 

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <thread>
 
+#include "bf16_payload_writer.h"
 #include "byte_planes.h"
+#include "zstd_payload.h"
 #include "container_layout.h"
 #include "file_digest.h"
 #include "tensor_stats.h"
@@ -61,14 +63,9 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   FileDigest whole(base, data_start);
   std::vector<uint8_t> index(count * kRecordSize);
   std::vector<uint8_t> zbuf, planes;  // reused: ZSTD output, byte-planed input
-  EncodedBf16 enc;  // reused: one allocation for the largest tensor
-  std::vector<uint8_t> sm_spare;  // the other sign-mantissa buffer (see below)
-  uint8_t packed[kCodeLengthsBytes];  // lives until the queued writes are flushed
-  // Whatever the exit path, queued writes that read enc/packed finish first.
-  struct FlushGuard {
-    AtomicOutputFile& f;
-    ~FlushGuard() { f.flush(); }
-  } flush_guard{out};
+  Bf16PayloadWriter bf16;             // reused: window buffers of every worker
+  ZstdPayloadWriter zstd;             // reused: large ZSTD tensors, window by window
+  std::vector<uint8_t> raw;           // reused: RAW copies
   uint64_t done = 0;
   for (uint64_t i = 0; i < count; ++i) {
     if (interrupted()) return interrupted_status(label);
@@ -78,12 +75,6 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     Record r;
     r.orig_offset = t.begin;
     r.orig_size = size;
-    // BF16 tensors are hashed inside the encoder's first pass over them.
-    const bool bf16_path = t.dtype == Dtype::BF16 && size > 0;
-    // One thread maps a BF16 tensor window by window (below); otherwise all at once.
-    const bool windowed = bf16_path && threads == 1;
-    if (!windowed) file.will_need(data_start + t.begin, size);
-    if (!bf16_path) r.orig_xxh64 = XXH64(src, size, 0);
     s = out.write_zeros(align_up(out.offset(), kAlignment) - out.offset());
     if (!s.ok()) return s;
     r.payload_offset = out.offset();
@@ -94,107 +85,78 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     tr.shape = t.shape;
     tr.original_bytes = size;
     bool written = false;
-    if (bf16_path) {
-      const uint64_t n = size / 2;
-      // The mapping is only 2-byte aligned relative to the data start; the
-      // safetensors data start itself may be odd, so copy when misaligned.
-      std::vector<uint16_t> aligned;
-      const uint16_t* w = reinterpret_cast<const uint16_t*>(src);
-      if (reinterpret_cast<uintptr_t>(src) % 2) {
-        aligned.resize(n);
-        std::memcpy(aligned.data(), src, size);
-        w = aligned.data();
-      }
-      const uint64_t p0 = out.offset();
-      Bf16Sections sec;
-      bool huffman = false;
-      // Two sign-mantissa buffers take turns, so this tensor's split runs
-      // while the writer thread may still be storing the previous tensor.
-      std::swap(enc.sm, sm_spare);
-      EncodeHooks hooks;
-      hooks.input_xxh64 = &r.orig_xxh64;
-      // Map the weights a window ahead of the first pass and drop them behind
-      // it, so that a tensor's input never sits in memory whole.
-      constexpr uint64_t kWindow = uint64_t{4} << 20;  // bytes
-      uint64_t released = 0, mapped = std::min(size, kWindow);
-      if (windowed) {
-        file.will_need(data_start + t.begin, mapped);
-        hooks.on_input_done = [&](uint64_t elements) {
-          const uint64_t done = 2 * elements;
-          if (done + kWindow / 2 > mapped && mapped < size) {
-            const uint64_t next = std::min(size, mapped + kWindow);
-            file.will_need(data_start + t.begin + mapped, next - mapped);
-            mapped = next;
-          }
-          if (done - released >= kWindow || done == size) {
-            file.release(data_start + t.begin + released, done - released);
-            released = done;
-          }
-        };
-      }
-      hooks.on_layout = [&](const EncodedBf16& e) {
-        // From here on the encoder overwrites the stream, gaps and block
-        // outputs that earlier queued writes read: wait for them first.
-        s = out.flush();
-        // The weights have been split: their pages can leave this process
-        // now rather than after the encode (they stay in the page cache).
-        file.release(data_start + t.begin, size);
-        sec = bf16_sections(e.geom);
-        huffman = sec.end < size;
-        // The sign-mantissa section (most of the payload) is stored by the
-        // writer thread while the exponent stream is encoded.
-        if (huffman && s.ok()) out.pwrite_async(e.sm.data(), e.sm.size(), p0 + sec.sm);
-      };
-      encode_bf16_into(w, n, threads, &enc, hooks);
+    if (t.dtype == Dtype::BF16 && size > 0) {
+      // Streamed: read twice in windows with pread, never mapped whole.
+      Bf16PayloadResult br;
+      s = bf16.write(file, data_start + t.begin, size / 2, out, r.payload_offset, threads, &br);
       if (!s.ok()) return s;
-      if (huffman) {
+      r.orig_xxh64 = br.orig_xxh64;
+      if (br.huffman) {
         r.encoding = kBf16Huffman;
-        r.total_bits = enc.geom.total_bits;
-        r.n_threads = enc.geom.n_threads;
-        for (uint64_t k = 0; k < kCodeLengthsBytes; ++k)
-          packed[k] = static_cast<uint8_t>(enc.lengths[2 * k] | (enc.lengths[2 * k + 1] << 4));
-        static const uint8_t zeros[kAlignment] = {};
-        auto section = [&](const void* data, uint64_t bytes, uint64_t rel, uint64_t next_rel) {
-          out.pwrite_async(data, bytes, p0 + rel);
-          out.pwrite_async(zeros, next_rel - rel - bytes, p0 + rel + bytes);  // padding < 64
-        };
-        section(packed, kCodeLengthsBytes, 0, sec.block_out);
-        section(enc.block_out.data(), 8 * enc.block_out.size(), sec.block_out, sec.gaps);
-        section(enc.gaps.data(), enc.gaps.size(), sec.gaps, sec.stream);
-        section(enc.stream.data(), 4 * enc.stream.size(), sec.stream, sec.sm);
-        out.seek(p0 + sec.end);
+        r.total_bits = br.geom.total_bits;
+        r.n_threads = br.geom.n_threads;
+        out.seek(r.payload_offset + br.payload_size);
         tr.encoding = "bf16-huffman";
-        tr.exponent_entropy = entropy_bits(enc.hist);
-        tr.longest_code = max_code_length(enc.lengths);
+        tr.exponent_entropy = entropy_bits(br.hist);
+        tr.longest_code = max_code_length(br.lengths);
         written = true;
       }
     }
     if (!written && size > 0) {
       // ZSTD payloads hold the tensor in byte planes (FORMAT.md section 3).
       const uint64_t k = dtype_size(t.dtype);
-      const uint8_t* zsrc = src;
-      if (k > 1) {
-        planes.resize(size);
-        to_byte_planes(src, size, k, planes.data());
-        zsrc = planes.data();
+      if (size <= kZstdSmallBytes) {
+        // Small: at once, at the slow level that pays on small tensors.
+        r.orig_xxh64 = XXH64(src, size, 0);
+        const uint8_t* zsrc = src;
+        if (k > 1) {
+          planes.resize(size);
+          to_byte_planes(src, size, k, planes.data());
+          zsrc = planes.data();
+        }
+        zbuf.resize(ZSTD_compressBound(size));
+        const size_t z = ZSTD_compress(zbuf.data(), zbuf.size(), zsrc, size, kZstdSmallLevel);
+        if (!ZSTD_isError(z) && z < size) {
+          r.encoding = kZstd;
+          // zstd frames have bits that do not change what they decode to (e.g.
+          // the window size): this checksum makes every stored byte count.
+          r.payload_xxh64 = XXH64(zbuf.data(), z, 0);
+          s = out.write(zbuf.data(), z);
+          written = true;
+        }
+      } else {
+        // Large: streamed window by window with pread (bounded memory).
+        bool smaller = false;
+        uint64_t frame_size = 0;
+        s = zstd.write(file, data_start + t.begin, size, k, kZstdLevel, out, &smaller, &frame_size, &r.payload_xxh64,
+                       &r.orig_xxh64);
+        if (!s.ok()) return s;
+        if (smaller) {
+          r.encoding = kZstd;
+          written = true;
+        } else {
+          r.payload_xxh64 = 0;
+        }
       }
-      zbuf.resize(ZSTD_compressBound(size));
-      const int level = size <= kZstdSmallBytes ? kZstdSmallLevel : kZstdLevel;
-      const size_t z = ZSTD_compress(zbuf.data(), zbuf.size(), zsrc, size, level);
-      if (!ZSTD_isError(z) && z < size) {
-        r.encoding = kZstd;
-        // zstd frames have bits that do not change what they decode to (e.g.
-        // the window size): this checksum makes every stored byte count.
-        r.payload_xxh64 = XXH64(zbuf.data(), z, 0);
-        s = out.write(zbuf.data(), z);
-        tr.encoding = "zstd";
-        written = true;
-      }
+      if (written) tr.encoding = "zstd";
     }
     if (!written) {
+      // RAW, copied window by window with pread (hashed on the way).
       r.encoding = kRaw;
-      s = out.write(src, size);
       tr.encoding = "raw";
+      XXH64_state_t xs;
+      XXH64_reset(&xs, 0);
+      constexpr uint64_t kPiece = uint64_t{1} << 20;
+      raw.resize(std::min(kPiece, size));
+      for (uint64_t off = 0; off < size && s.ok(); off += kPiece) {
+        const uint64_t n = std::min(kPiece, size - off);
+        s = file.read(data_start + t.begin + off, n, raw.data());
+        if (s.ok()) {
+          XXH64_update(&xs, raw.data(), n);
+          s = out.write(raw.data(), n);
+        }
+      }
+      r.orig_xxh64 = XXH64_digest(&xs);
     }
     if (!s.ok()) return s;
     r.payload_size = out.offset() - r.payload_offset;
@@ -234,6 +196,10 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   fh.header_checksum = XXH64_digest(ck.s);
   fh.store(head);
   s = out.pwrite(head, kFixedHeaderSize, 0);
+  if (!s.ok()) return s;
+  // Payload windows may still sit in the writer thread's queue: the file is
+  // complete (e.g. for --verify) only once they are out.
+  s = out.flush();
   if (!s.ok()) return s;
   if (report) {
     report->original_bytes = file.size();

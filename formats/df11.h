@@ -129,6 +129,16 @@ class Reader {
   // is only known at the end, so a sink must be able to discard what it got.
   using PieceSink = std::function<Status(const uint8_t* data, uint64_t size)>;
   Status decode_tensor(size_t i, uint8_t* out, unsigned threads, const PieceSink& sink = nullptr) const;
+  // Streaming decode in bounded memory: tensor i is read with pread and
+  // decoded in windows (about 1 MB of output each) into buffers reused across
+  // tensors, on `threads` workers. `place` receives every window (its offset
+  // in the tensor and its bytes) from the worker threads, in any order and
+  // concurrently; `ordered`, if given, then receives the same windows in
+  // order, one at a time. The XXH64 is known only at the end: on an error
+  // everything handed out must be discarded.
+  using PlacedSink = std::function<Status(uint64_t offset, const uint8_t* data, uint64_t size)>;
+  Status decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
+                              const PieceSink& ordered = nullptr) const;
   // The original file's first 8 + json_size bytes.
   std::vector<uint8_t> original_header() const;
 

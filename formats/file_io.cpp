@@ -58,6 +58,24 @@ Status interrupted_status(const std::string& label) {
 
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status MappedFile::read(uint64_t offset, uint64_t len, void* dst) const {
+  if (offset > size_ || len > size_ - offset) return make_status(Error::Io, path_, "read past the end of the file");
+  uint8_t* p = static_cast<uint8_t*>(dst);
+  while (len > 0) {
+    const ssize_t n = ::pread(fd_, p, std::min<uint64_t>(len, uint64_t{1} << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return make_status(Error::Io, path_, std::string("read failed: ") + std::strerror(errno));
+    }
+    if (n == 0) return make_status(Error::Io, path_, "file shrank while being read");
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    len -= static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
 }
 
 Status MappedFile::open(const std::string& path) {
@@ -85,7 +103,8 @@ Status MappedFile::open(const std::string& path) {
     data_ = static_cast<const uint8_t*>(p);
     madvise(p, size_, MADV_SEQUENTIAL);
   }
-  ::close(fd);
+  fd_ = fd;  // kept for read()
+  path_ = path;
   return Status::Ok();
 }
 
@@ -118,7 +137,12 @@ struct AtomicOutputFile::Async {
     const uint8_t* data;
     uint64_t size;
     uint64_t offset;  // kSequential: at the file position
+    int buffer;       // pwrite_behind: the pool buffer to free once written; else -1
   };
+  // pwrite_behind's pool: a few buffers reused for the whole file.
+  std::vector<std::vector<uint8_t>> pool;
+  std::vector<int> free_buffers;
+  std::condition_variable buffer_freed;
   static constexpr uint64_t kSequential = ~uint64_t{0};
   std::deque<Item> queue;
   bool busy = false, stop = false;
@@ -150,6 +174,15 @@ void AtomicOutputFile::seek(uint64_t offset) {
 }
 
 void AtomicOutputFile::pwrite_async(const void* data, uint64_t size, uint64_t offset) {
+  start_writer();
+  {
+    std::lock_guard<std::mutex> lock(async_->mu);
+    async_->queue.push_back({static_cast<const uint8_t*>(data), size, offset, -1});
+  }
+  async_->work.notify_one();
+}
+
+void AtomicOutputFile::start_writer() {
   if (!async_) {
     async_.reset(new Async);
     async_->thread = std::thread([this] {
@@ -170,15 +203,49 @@ void AtomicOutputFile::pwrite_async(const void* data, uint64_t size, uint64_t of
         lock.lock();
         if (!s.ok() && a.error.ok()) a.error = s;
         a.busy = false;
+        if (item.buffer >= 0) {
+          a.free_buffers.push_back(item.buffer);
+          a.buffer_freed.notify_all();
+        }
         if (a.queue.empty()) a.idle.notify_all();
       }
     });
   }
-  {
-    std::lock_guard<std::mutex> lock(async_->mu);
-    async_->queue.push_back({static_cast<const uint8_t*>(data), size, offset});
+}
+
+Status AtomicOutputFile::pwrite_behind(const void* data, uint64_t size, uint64_t offset) {
+  constexpr uint64_t kBufferBytes = uint64_t{4} << 20;
+  constexpr int kBuffers = 8;  // 32 MiB in flight at most
+  start_writer();  // a no-op when started (see the header: before workers run)
+  Async& a = *async_;
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const uint64_t n = std::min(size, kBufferBytes);
+    int b;
+    {
+      std::unique_lock<std::mutex> lock(a.mu);
+      if (a.pool.empty()) {
+        a.pool.resize(kBuffers);
+        for (int i = kBuffers - 1; i >= 0; --i) a.free_buffers.push_back(i);
+      }
+      a.buffer_freed.wait(lock, [&] { return !a.free_buffers.empty() || !a.error.ok(); });
+      if (!a.error.ok()) return a.error;
+      b = a.free_buffers.back();
+      a.free_buffers.pop_back();
+    }
+    std::vector<uint8_t>& buf = a.pool[static_cast<size_t>(b)];
+    if (buf.size() < kBufferBytes) buf.resize(kBufferBytes);
+    std::memcpy(buf.data(), p, n);
+    {
+      std::lock_guard<std::mutex> lock(a.mu);
+      a.queue.push_back({buf.data(), n, offset, b});
+    }
+    a.work.notify_one();
+    p += n;
+    size -= n;
+    offset += n;
   }
-  async_->work.notify_one();
+  return Status::Ok();
 }
 
 Status AtomicOutputFile::flush() {

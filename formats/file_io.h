@@ -23,10 +23,18 @@ class MappedFile {
   // the page cache), so streaming a large file keeps memory flat.
   void release(uint64_t offset, uint64_t len) const;
   void will_need(uint64_t offset, uint64_t len) const;
+  // Copies [offset, offset + len) into dst with pread(2). Streaming readers
+  // use this rather than the mapping: a copy into a small reused buffer costs
+  // less than faulting the mapping's pages in and dropping them again, and
+  // the process's memory stays at the buffer's size. Thread-safe.
+  Status read(uint64_t offset, uint64_t len, void* dst) const;
+  const std::string& path() const { return path_; }
 
  private:
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  int fd_ = -1;
+  std::string path_;
 };
 
 // A file written under a temporary name in the target's directory and renamed
@@ -55,6 +63,15 @@ class AtomicOutputFile {
   void write_async(const void* data, uint64_t size);
   void pwrite_async(const void* data, uint64_t size, uint64_t offset);  // leaves offset() alone
   void seek(uint64_t offset);  // next write() / write_async() goes here
+  // Copies the bytes into one of a few reused buffers and queues them for the
+  // writer thread (waiting while every buffer is in flight), so a coder can
+  // reuse its own buffer at once and the kernel's page-cache copy runs beside
+  // the coding in memory bounded by the pool. Thread-safe once start_writer()
+  // has run. Returns an earlier
+  // queued write's error, if any.
+  Status pwrite_behind(const void* data, uint64_t size, uint64_t offset);
+  // Starts the writer thread; call it before several threads use pwrite_behind.
+  void start_writer();
   Status flush();  // waits for queued writes; the first error, if any
 
  private:

@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# CPU benchmark for docs/PERFORMANCE.md: size on the real GPT-2 file, and
-# single-/multi-thread speed on a 1 GiB synthetic BF16 file read from the page
-# cache, next to zstd in the same run.
-# Usage: bash scripts/bench_cpu.sh [WORK_DIR]   (default /tmp/df11-bench; needs ~4 GB)
+# CPU benchmark for docs/PERFORMANCE.md: size on the real GPT-2 file, then
+# speed and peak memory on real shapes, next to zstd in the same run:
+#   - a Llama-3-8B-shaped first shard (embed_tokens [128256, 4096] + two full
+#     layers, 1.92 GB; tests/make_bench_file --kind llama3-8b),
+#   - one 1 GiB BF16 tensor,
+#   - with BIG=1, one tensor of 2^31 + 2^20 weights (4.3 GB; memory only),
+#   - a model directory holding the shard against the shard alone.
+# Files are read from the page cache (read once before timing). df11 and zstd
+# runs alternate (paired) and every figure is the median of REPS runs; the
+# "vs zstd" column is the median of the paired ratios (zstd time / df11 time).
+# Outputs are deleted before each run, so no run pays for freeing another's.
+# Usage: bash scripts/bench_cpu.sh [WORK_DIR]   (default /tmp/df11-bench; needs ~10 GB, BIG=1 ~20 GB)
+# Env: REPS (default 5), BUILD_DIR (default build), BIG=1, THREADS (the -T of the multi-thread rows, default nproc).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/df11-bench}
 build=${BUILD_DIR:-$root/build}
-reps=${REPS:-3}
+reps=${REPS:-5}
+nt=${THREADS:-$(nproc)}
 mkdir -p "$work"
 if [ ! -x "$build/df11" ] || [ ! -x "$build/tests/make_bench_file" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build" -j"$(nproc)" --target df11_cli make_bench_file >/dev/null
 fi
 df11="$build/df11"
+mk="$build/tests/make_bench_file"
 
-echo "## df11 CPU benchmark — $(date -u +%Y-%m-%d) — $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "## df11 CPU benchmark — $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
+echo "Command: REPS=$reps BIG=${BIG:-0} bash scripts/bench_cpu.sh $work   (df11 $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(zstd --version | head -1))"
 echo
 
 gpt2="$root/../shared/testdata/gpt2-small-h0-5.safetensors"
@@ -36,50 +48,115 @@ else
   echo "(../shared/testdata absent: size benchmark skipped)"
 fi
 
-src="$work/bench1g.safetensors"
-[ -f "$src" ] || "$build/tests/make_bench_file" "$src" --mib 1024
-cat "$src" > /dev/null
-bytes=$(stat -c %s "$src")
+shard="$work/llama3-8b-shard.safetensors"
+one="$work/one-1g.safetensors"
+[ -f "$shard" ] || "$mk" "$shard" --kind llama3-8b
+[ -f "$one" ] || "$mk" "$one" --kind one-tensor --elements $((1 << 29))
+# The model directory holds the shard itself (a hard link: same page cache) and a config.
+mkdir -p "$work/model"
+[ -f "$work/model/model-00001-of-00001.safetensors" ] || ln "$shard" "$work/model/model-00001-of-00001.safetensors"
+echo '{"model_type": "llama"}' > "$work/model/config.json"
 
-# median wall seconds of $reps runs; also records max RSS (KB) of the last run
-timeit() {
-  local ts=() t rss
+times="$work/times.txt"
+: > "$times"
+# run LABEL OUTPUT CMD...: one timed run (wall, user, system s; peak RSS KB) appended to $times.
+run() {
+  local label=$1 out=$2; shift 2
+  rm -rf "$out"
+  sync  # earlier runs' write-back is not charged to this one
+  /usr/bin/time -f "%e %U %S %M" -o "$work/.time" "$@" >/dev/null 2>"$work/.err" || { cat "$work/.err" >&2; exit 1; }
+  echo "$label $(cat "$work/.time")" >> "$times"
+}
+
+for f in shard one; do
+  src=${!f}
+  cat "$src" > /dev/null
+  "$df11" compress -q -f -T1 "$src" -o "$work/$f.df11"
+  zstd -q -f -1 -T1 "$src" -o "$work/$f.zst"
+  cat "$work/$f.df11" "$work/$f.zst" > /dev/null
   for _ in $(seq "$reps"); do
-    sync  # flush earlier runs' writes so that no run pays for another's write-back
-    /usr/bin/time -f "%e %M" -o "$work/.time" "$@" >/dev/null 2>&1
-    read -r t rss < "$work/.time"
-    ts+=("$t")
+    run "$f:df11-compress-T1" "$work/c.df11" "$df11" compress -q -T1 "$src" -o "$work/c.df11"
+    run "$f:zstd-1-T1" "$work/c.zst" zstd -q -1 -T1 "$src" -o "$work/c.zst"
+    run "$f:df11-decompress-T1" "$work/d.safetensors" "$df11" decompress -q -T1 "$work/$f.df11" -o "$work/d.safetensors"
+    run "$f:zstd-d" "$work/d.raw" zstd -q -d "$work/$f.zst" -o "$work/d.raw"
+    run "$f:df11-verify-T1" "$work/none" "$df11" verify -q -T1 --device cpu "$work/$f.df11"
+    run "$f:df11-compress-T$nt" "$work/c.df11" "$df11" compress -q -T"$nt" "$src" -o "$work/c.df11"
+    run "$f:df11-decompress-T$nt" "$work/d.safetensors" "$df11" decompress -q -T"$nt" "$work/$f.df11" -o "$work/d.safetensors"
+    run "$f:df11-verify-T$nt" "$work/none" "$df11" verify -q -T"$nt" --device cpu "$work/$f.df11"
   done
-  printf '%s\n' "${ts[@]}" | sort -n | sed -n "$(( (reps + 1) / 2 ))p" | tr '\n' ' '
-  echo "$rss"
-}
-row() {  # name, bytes-for-throughput, command...
-  local name=$1 b=$2; shift 2
-  read -r t rss < <(timeit "$@")
-  printf '| %-28s | %7.2f s | %6.2f GB/s | %8d MB |\n' "$name" "$t" "$(python3 -c "print($b/$t/1e9)")" "$((rss / 1024))"
-}
-"$df11" compress -q -f -T1 "$src" -o "$work/b.df11"
-cat "$work/b.df11" > /dev/null
-zstd -q -f -1 -T1 "$src" -o "$work/b.zst"
-echo "Speed on a $(python3 -c "print('%.2f' % ($bytes/2**30))") GiB synthetic BF16 file from page cache (median of $reps; GB/s of uncompressed bytes):"
-echo
-echo "| command | time | throughput | max RSS |"
-echo "|---|---|---|---|"
-row "df11 compress -T1" "$bytes" "$df11" compress -q -f -T1 "$src" -o "$work/c.df11"
-row "df11 decompress -T1" "$bytes" "$df11" decompress -q -f -T1 "$work/b.df11" -o "$work/d.safetensors"
-row "df11 compress -T$(nproc)" "$bytes" "$df11" compress -q -f -T"$(nproc)" "$src" -o "$work/c.df11"
-row "df11 decompress -T$(nproc)" "$bytes" "$df11" decompress -q -f -T"$(nproc)" "$work/b.df11" -o "$work/d.safetensors"
-# verify decodes and checksums without writing: the codec's own scaling with -T
-row "df11 verify -T1 (no output)" "$bytes" "$df11" verify -q -T1 --device cpu "$work/b.df11"
-row "df11 verify -T$(nproc) (no output)" "$bytes" "$df11" verify -q -T"$(nproc)" --device cpu "$work/b.df11"
-row "zstd -1 -T1" "$bytes" zstd -q -f -1 -T1 "$src" -o "$work/c.zst"
-row "zstd -d" "$bytes" zstd -q -f -d "$work/b.zst" -o "$work/d.raw"
-cmp -s "$work/d.safetensors" "$src" && echo && echo "round trip byte-identical: yes"
-# Peak memory must not grow with the model: same 32 MiB tensors, a 4x smaller file.
-small="$work/bench256m.safetensors"
-[ -f "$small" ] || "$build/tests/make_bench_file" "$small" --mib 256
-/usr/bin/time -f "%M" -o "$work/.rss" "$df11" compress -q -f -T1 "$small" -o "$work/s.df11"
-echo "max RSS of compress -T1: $(( $(cat "$work/.rss") / 1024 )) MB for 256 MiB, vs the 1 GiB row above (largest tensor 32 MiB in both)"
-rm -f "$work/s.df11" "$work/.rss"
-echo "df11 ratio $(python3 -c "print('%.2f%%' % (100*$(stat -c %s "$work/b.df11")/$bytes))"), zstd -1 ratio $(python3 -c "print('%.2f%%' % (100*$(stat -c %s "$work/b.zst")/$bytes))")"
-rm -f "$work/c.df11" "$work/d.safetensors" "$work/c.zst" "$work/d.raw" "$work/.time"
+  "$df11" decompress -q -f -T1 "$work/$f.df11" -o "$work/d.safetensors"
+  cmp -s "$work/d.safetensors" "$src" || { echo "round trip of $f is NOT byte-identical" >&2; exit 1; }
+  echo "$f ratio $(stat -c %s "$src") $(stat -c %s "$work/$f.df11") $(stat -c %s "$work/$f.zst")" >> "$work/sizes.txt.$$"
+done
+
+# The model directory (SHA-256 of every file on the way) against the shard alone.
+"$df11" compress -q -f -T1 "$work/model" -o "$work/model.df11"
+for _ in $(seq "$reps"); do
+  run "dir:df11-compress-T1-dir" "$work/cm.df11" "$df11" compress -q -T1 "$work/model" -o "$work/cm.df11"
+  run "dir:df11-compress-T1-file" "$work/c.df11" "$df11" compress -q -T1 "$shard" -o "$work/c.df11"
+  run "dir:df11-decompress-T1-dir" "$work/dm" "$df11" decompress -q -T1 "$work/model.df11" -o "$work/dm"
+  run "dir:df11-decompress-T1-file" "$work/d.safetensors" "$df11" decompress -q -T1 "$work/shard.df11" -o "$work/d.safetensors"
+  run "dir:sha256" "$work/none" openssl dgst -sha256 "$shard"
+done
+
+if [ "${BIG:-0}" = 1 ]; then
+  big="$work/big.safetensors"
+  [ -f "$big" ] || "$mk" "$big" --kind one-tensor --elements $(( (1 << 31) + (1 << 20) ))
+  run "big:df11-compress-T1" "$work/big.df11" "$df11" compress -q -T1 "$big" -o "$work/big.df11"
+  run "big:df11-verify-T1" "$work/none" "$df11" verify -q -T1 --device cpu "$work/big.df11"
+  run "big:df11-decompress-T1" "$work/d.safetensors" "$df11" decompress -q -T1 "$work/big.df11" -o "$work/d.safetensors"
+  run "big:df11-compress-T$nt" "$work/c.df11" "$df11" compress -q -T"$nt" "$big" -o "$work/c.df11"
+  run "big:df11-decompress-T$nt" "$work/d.safetensors" "$df11" decompress -q -T"$nt" "$work/big.df11" -o "$work/d.safetensors"
+  cmp -s "$work/d.safetensors" "$big" && echo "big tensor round trip byte-identical: yes" || { echo "big round trip differs" >&2; exit 1; }
+  rm -f "$work/big.df11" "$work/c.df11"
+fi
+
+python3 - "$times" "$work/sizes.txt.$$" "$nt" "$(stat -c %s "$shard")" "$(stat -c %s "$one")" "$(stat -c %s "$work/big.safetensors" 2>/dev/null || echo 0)" <<'EOF'
+import sys, statistics as st
+times, sizes, nt = sys.argv[1], sys.argv[2], sys.argv[3]
+nbytes = {"shard": int(sys.argv[4]), "one": int(sys.argv[5]), "big": int(sys.argv[6]), "dir": int(sys.argv[4])}
+runs = {}
+for line in open(times):
+    label, wall, user, sys_, rss = line.split()
+    runs.setdefault(label, []).append((float(wall), float(user), float(sys_), int(rss)))
+def med(label, k): return st.median(r[k] for r in runs[label])
+def paired(a, b):  # median over reps of time(b) / time(a)
+    return st.median(y[0] / x[0] for x, y in zip(runs[a], runs[b]))
+names = {"shard": "Llama-3-8B-shaped shard, 1.92 GB", "one": "one 1 GiB BF16 tensor", "big": "one tensor of 2^31 + 2^20 weights, 4.3 GB"}
+for f in ["shard", "one", "big"]:
+    labels = [l for l in runs if l.startswith(f + ":")]
+    if not labels: continue
+    print(f"**{names[f]}** (median of {len(runs[labels[0]])}; GB/s of uncompressed bytes)\n")
+    print("| command | wall | user | system | peak RSS | GB/s | vs zstd (paired) | target |")
+    print("|---|---|---|---|---|---|---|---|")
+    ref = {"compress-T1": (f + ":zstd-1-T1", "≥ 2x zstd -1 -T1"), "decompress-T1": (f + ":zstd-d", "≥ 1.2x zstd -d"),
+           "verify-T1": (f + ":zstd-d", "≥ 2x zstd -d")}
+    for l in labels:
+        cmd = l.split(":", 1)[1]
+        vs, target = "", ""
+        if cmd.startswith("df11-") and cmd[5:] in ref and ref[cmd[5:]][0] in runs:
+            vs = "%.2fx" % paired(l, ref[cmd[5:]][0]); target = ref[cmd[5:]][1]
+        rss = max(r[3] for r in runs[l]) / 1024
+        shown = {"zstd-1-T1": "zstd -1 -T1", "zstd-d": "zstd -d"}.get(cmd) or \
+            "df11 %s -%s" % tuple(cmd[5:].rsplit("-", 1))
+        print("| `%s` | %.2f s | %.2f s | %.2f s | %d MB | %.2f | %s | %s |" % (
+            shown,
+            med(l, 0), med(l, 1), med(l, 2), rss, nbytes[f] / med(l, 0) / 1e9, vs, target))
+    print()
+if "dir:df11-compress-T1-dir" in runs:
+    print(f"**Model directory** (the shard and a config.json; SHA-256 of every file recorded / checked) against the shard alone, -T1, median of {len(runs['dir:df11-compress-T1-dir'])}:\n")
+    print("| operation | directory | file alone | directory / file | directory / (file + `openssl dgst -sha256` file) | target |")
+    print("|---|---|---|---|---|---|")
+    sha = runs["dir:sha256"]
+    for op in ["compress", "decompress"]:
+        d, fl = f"dir:df11-{op}-T1-dir", f"dir:df11-{op}-T1-file"
+        print("| %s | %.2f s (%d MB) | %.2f s (%d MB) | %.2f | %.2f | ≤ 1.10 |" % (op, med(d, 0), max(r[3] for r in runs[d]) / 1024,
+              med(fl, 0), max(r[3] for r in runs[fl]) / 1024, st.median(x[0] / y[0] for x, y in zip(runs[d], runs[fl])),
+              st.median(x[0] / (y[0] + z[0]) for x, y, z in zip(runs[d], runs[fl], sha))))
+    print("\n(Ratios are medians of paired runs. `openssl dgst -sha256` (the same libcrypto SHA-256) of the shard alone: %.2f s.)\n" % med("dir:sha256", 0))
+for line in open(sizes):
+    f, _, src, d, z = line.split()
+    print("%s: df11 %.2f%% of the input, zstd -1 %.2f%%" % (names[f], 100 * int(d) / int(src), 100 * int(z) / int(src)))
+EOF
+rm -f "$work/sizes.txt.$$" "$work/c.df11" "$work/c.zst" "$work/d.safetensors" "$work/d.raw" "$work/.time" "$work/.err"
+rm -rf "$work/dm" "$work/cm.df11"

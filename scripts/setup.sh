@@ -2,7 +2,7 @@
 # Install df11's build dependencies from Debian's packages (Debian 12 / Ubuntu).
 # CUDA is optional: with /usr/local/cuda/bin/nvcc present the GPU decoder is built too.
 set -euo pipefail
-pkgs="cmake g++ make catch2 libcli11-dev nlohmann-json3-dev libxxhash-dev libzstd-dev zstd python3"
+pkgs="cmake g++ make catch2 libcli11-dev nlohmann-json3-dev libxxhash-dev libzstd-dev libssl-dev zstd python3"
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=""

@@ -254,8 +254,10 @@ TEST_CASE("resource bounds: a .df11 whose index claims a 10^15-byte tensor", "[r
 #ifndef DF11_TEST_ASAN  // ASan aborts on a failed operator new instead of throwing
 TEST_CASE("resource bounds: a real 3 GiB zstd tensor under a 2 GB limit fails cleanly", "[resources]") {
   // 24,576 RLE blocks of 128 KiB: a genuine 98 KB frame of 3 GiB of zeros,
-  // within what zstd can express, so the reader accepts it; the allocation
-  // then fails under the limit and the CLI reports it instead of aborting.
+  // within what zstd can express, so the reader accepts it. It is a
+  // single-segment frame (its window is the whole 3 GiB); the streaming
+  // decoder refuses windows over zstd's 128 MiB default and the CLI reports
+  // it (Io, exit 3) instead of allocating or aborting.
   df11test::TempDir t;
   const uint64_t size = uint64_t{3} << 30;
   Bytes frame = {0x28, 0xB5, 0x2F, 0xFD, 0xE0};

@@ -1,0 +1,188 @@
+#include "bf16_payload_writer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+
+#include "container_layout.h"
+#include "parallel.h"
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace df11 {
+
+namespace {
+
+// First error of a group of workers; later ones are dropped.
+struct FirstStatus {
+  std::mutex mu;
+  Status s;
+  std::atomic<bool> failed{false};
+  void set(Status e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (s.ok()) s = std::move(e);
+    failed = true;
+  }
+};
+
+// One stream word shared by two windows (or the partial last word): OR-ed
+// together once every window is done.
+struct EdgeWord {
+  uint64_t index;
+  uint32_t bits;
+};
+
+}  // namespace
+
+Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint64_t n, AtomicOutputFile& out,
+                                uint64_t p0, unsigned threads, Bf16PayloadResult* r) {
+  *r = Bf16PayloadResult{};
+  const uint64_t W = kBf16WindowElems;
+  const uint64_t nwin = div_ceil(n, W);
+  const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, nwin)));
+  if (slots_.size() < workers) slots_.resize(workers);
+  hists_.resize(nwin);
+  FirstStatus first;
+  if (interrupted()) return interrupted_status(in.path());
+
+  // Pass 1: histogram of every window; the tensor's XXH64 in window order.
+  XXH64_state_t xxh;
+  XXH64_reset(&xxh, 0);
+  uint8_t last_exp = 0;
+  {
+    std::atomic<uint64_t> next{0};
+    OrderedTurn turn;
+    run_workers(workers, [&](unsigned wk) {
+      Slot& sl = slots_[wk];
+      sl.in.resize(W);
+      sl.exps.resize(W);
+      sl.sm.resize(W);
+      for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
+        const uint64_t b = k * W, len = std::min(W, n - b);
+        Status s = in.read(src_offset + 2 * b, 2 * len, sl.in.data());
+        if (!s.ok() || interrupted()) {
+          first.set(s.ok() ? interrupted_status(in.path()) : s);
+          turn.abort();
+          return;
+        }
+        split_bf16(sl.in.data(), len, sl.exps.data(), sl.sm.data());
+        const Histogram h = byte_histogram(sl.exps.data(), len);
+        for (int e = 0; e < 256; ++e) hists_[k][e] = static_cast<uint32_t>(h[e]);
+        if (k == nwin - 1) last_exp = sl.exps[len - 1];
+        if (!turn.wait(k)) return;
+        XXH64_update(&xxh, sl.in.data(), 2 * len);
+        turn.done();
+      }
+    });
+  }
+  if (!first.s.ok()) return first.s;
+  r->orig_xxh64 = XXH64_digest(&xxh);
+  for (uint64_t k = 0; k < nwin; ++k)
+    for (int e = 0; e < 256; ++e) r->hist[e] += hists_[k][e];
+  r->lengths = build_code_lengths(r->hist);
+  const CodeLengths& len = r->lengths;
+  // Window k's codes start at bit_begin[k].
+  std::vector<uint64_t> bit_begin(nwin + 1, 0);
+  for (uint64_t k = 0; k < nwin; ++k) {
+    uint64_t bits = 0;
+    for (int e = 0; e < 256; ++e) bits += uint64_t{hists_[k][e]} * len[e];
+    bit_begin[k + 1] = bit_begin[k] + bits;
+  }
+  Bf16Geometry& g = r->geom;
+  g.n = n;
+  g.total_bits = bit_begin[nwin];
+  g.n_threads = (g.total_bits - len[last_exp]) / kChunkBits + 1;
+  const Bf16Sections sec = bf16_sections(g);
+  r->payload_size = sec.end;
+  if (sec.end >= 2 * n) return Status::Ok();  // not smaller: the caller stores it otherwise
+  r->huffman = true;
+
+  // Pass 2: every window encoded at its bit offset and stored at its place.
+  gaps_.assign(g.gap_bytes(), 0);
+  block_out_.assign(g.block_out_entries(), 0);
+  block_out_.back() = n;
+  const Bf16EncodeTables tables(len);
+  std::vector<EdgeWord> edges(2 * nwin, EdgeWord{UINT64_MAX, 0});
+  const uint64_t stream_at = p0 + sec.stream;
+  out.start_writer();
+  {
+    std::atomic<uint64_t> next{0};
+    run_workers(workers, [&](unsigned wk) {
+      Slot& sl = slots_[wk];
+      sl.words.resize(div_ceil(W * kMaxCodeLength, 32) + 2);
+      for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
+        const uint64_t b = k * W, cnt = std::min(W, n - b);
+        Status s = in.read(src_offset + 2 * b, 2 * cnt, sl.in.data());
+        if (!s.ok() || interrupted()) {
+          first.set(s.ok() ? interrupted_status(in.path()) : s);
+          return;
+        }
+        split_bf16(sl.in.data(), cnt, sl.exps.data(), sl.sm.data());
+        // The previous window's last code length: needed to know whether this
+        // window opens a chunk at its first code.
+        uint32_t prev_len = 0;
+        if (b > 0) {
+          uint16_t prev;
+          s = in.read(src_offset + 2 * (b - 1), 2, &prev);
+          if (!s.ok()) {
+            first.set(s);
+            return;
+          }
+          prev_len = len[(prev >> 7) & 0xFF];
+        }
+        const uint64_t bb = bit_begin[k], be = bit_begin[k + 1];
+        encode_bf16_window(tables, sl.exps.data(), b, cnt, bb, prev_len, sl.words.data(), gaps_.data(),
+                           block_out_.data());
+        // One worker: through the writer thread's buffers, so the page-cache
+        // copy overlaps the coding. Several: each writes its own, in parallel.
+        auto put = [&](const void* d, uint64_t bytes, uint64_t at) {
+          return workers > 1 ? out.pwrite(d, bytes, at) : out.pwrite_behind(d, bytes, at);
+        };
+        s = put(sl.sm.data(), cnt, p0 + sec.sm + b);
+        // Whole words inside this window go out now; a first or last word
+        // that a neighbour shares is kept as an edge.
+        const uint64_t w0 = bb / 32, w_end = div_ceil(be, 32);
+        uint64_t lo = w0, hi = w_end;
+        if (bb % 32 && lo < hi) edges[2 * k] = {lo++, sl.words[0]};
+        if (be % 32 && lo < hi) edges[2 * k + 1] = {--hi, sl.words[hi - w0]};
+        if (s.ok() && hi > lo) s = put(sl.words.data() + (lo - w0), 4 * (hi - lo), stream_at + 4 * lo);
+        if (!s.ok()) {
+          first.set(s);
+          return;
+        }
+      }
+    });
+  }
+  if (!first.s.ok()) return first.s;
+  // Edge words: OR the pieces of each shared word, in index order.
+  std::vector<EdgeWord> merged;
+  for (const EdgeWord& e : edges) {
+    if (e.index == UINT64_MAX) continue;
+    if (!merged.empty() && merged.back().index == e.index) merged.back().bits |= e.bits;
+    else merged.push_back(e);
+  }
+  Status s;
+  for (const EdgeWord& e : merged)
+    if (s.ok()) s = out.pwrite(&e.bits, 4, stream_at + 4 * e.index);
+  // Everything else of the payload: code lengths, block outputs, gaps, the
+  // stream's zero tail and the zero padding between sections.
+  uint8_t packed[kCodeLengthsBytes];
+  for (uint64_t k = 0; k < kCodeLengthsBytes; ++k)
+    packed[k] = static_cast<uint8_t>(len[2 * k] | (len[2 * k + 1] << 4));
+  auto zeros = [&](uint64_t from, uint64_t to) {  // payload-relative
+    static const uint8_t z[4096] = {};
+    for (uint64_t at = from; at < to && s.ok(); at += sizeof z)
+      s = out.pwrite(z, std::min<uint64_t>(sizeof z, to - at), p0 + at);
+  };
+  if (s.ok()) s = out.pwrite(packed, kCodeLengthsBytes, p0);
+  zeros(kCodeLengthsBytes, sec.block_out);
+  if (s.ok()) s = out.pwrite(block_out_.data(), 8 * block_out_.size(), p0 + sec.block_out);
+  zeros(sec.block_out + 8 * block_out_.size(), sec.gaps);
+  if (s.ok()) s = out.pwrite(gaps_.data(), gaps_.size(), p0 + sec.gaps);
+  zeros(sec.gaps + gaps_.size(), sec.stream);
+  zeros(sec.stream + 4 * div_ceil(g.total_bits, 32), sec.sm);
+  return s;
+}
+
+}  // namespace df11

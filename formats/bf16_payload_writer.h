@@ -1,0 +1,52 @@
+// Streaming writer of one BF16_HUFFMAN payload (docs/FORMAT.md section 4):
+// the tensor is read twice with pread, window by window, into buffers reused
+// across tensors and files, so memory depends on the thread count and the
+// window size only (plus the gap and block-output arrays, kept whole: about
+// 1/600 of the tensor's element count in bytes, 3.6 MB for 2^31 weights).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bf16_codec.h"
+#include "df11.h"
+#include "file_io.h"
+
+namespace df11 {
+
+// Weights per window: 2 MiB of input; with its exponent, sign-mantissa and
+// stream buffers about 5.5 MiB per worker.
+constexpr uint64_t kBf16WindowElems = uint64_t{1} << 20;
+
+struct Bf16PayloadResult {
+  bool huffman = false;   // false: BF16_HUFFMAN is not smaller than the tensor; nothing written
+  uint64_t orig_xxh64 = 0;
+  uint64_t payload_size = 0;
+  Bf16Geometry geom;
+  Histogram hist{};
+  CodeLengths lengths{};
+};
+
+class Bf16PayloadWriter {
+ public:
+  // Encodes the n weights at `src_offset` of `in` into a BF16_HUFFMAN payload
+  // at offset p0 of `out` (pwrite; the file offset is left alone). Pass 1
+  // computes the histogram and the tensor's XXH64; if Huffman coding is not
+  // smaller, it returns with r->huffman false and writes nothing.
+  Status write(const MappedFile& in, uint64_t src_offset, uint64_t n, AtomicOutputFile& out, uint64_t p0,
+               unsigned threads, Bf16PayloadResult* r);
+
+ private:
+  struct Slot {  // one worker's buffers
+    std::vector<uint16_t> in;
+    std::vector<uint8_t> exps, sm;
+    std::vector<uint32_t> words;
+  };
+  std::vector<Slot> slots_;
+  std::vector<std::array<uint32_t, 256>> hists_;  // per window (pass 1)
+  std::vector<uint8_t> gaps_;
+  std::vector<uint64_t> block_out_;
+};
+
+}  // namespace df11

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Many-core scaling of the CPU codec (issue 11, item 3). Builds nothing: give
+# it a df11 and a make_bench_file built elsewhere (both are static in zstd and
+# libcrypto and need no CLI11/nlohmann at run time).
+#   - generates a model directory of SHARDS (default 4) Llama-3-8B-shaped
+#     shards in WORK (default /dev/shm/df11-cores): shard 0 embed_tokens +
+#     layers 0-1, middle shards two layers each, the last two layers + lm_head
+#     (4 shards: 5.6 GB), plus a config.json;
+#   - times df11 compress and decompress of the directory, and of its first
+#     shard alone (no SHA-256), at each -T of THREADS (default "1 4 16"),
+#     median of REPS (default 3) wall-clock runs;
+#   - measures the memory-copy bandwidth in the same run (make_bench_file
+#     --copy-bandwidth: memcpy of 1 GiB per thread, best of 5) at 1 and at the
+#     largest -T, and prints one markdown table.
+# Usage: DF11=build/df11 MAKE_BENCH=build/tests/make_bench_file bash scripts/bench_cpu_cores.sh [WORK]
+# Needs about 3x the model size free in WORK (input, .df11, restored copy).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+df11=${DF11:-$root/build/df11}
+mk=${MAKE_BENCH:-$root/build/tests/make_bench_file}
+work=${1:-/dev/shm/df11-cores}
+shards=${SHARDS:-4}
+reps=${REPS:-3}
+threads=${THREADS:-1 4 16}
+for b in "$df11" "$mk"; do [ -x "$b" ] || { echo "not executable: $b (set DF11 / MAKE_BENCH)" >&2; exit 2; }; done
+mkdir -p "$work/model"
+for ((k = 0; k < shards; k++)); do
+  f="$work/model/model-$(printf %05d $((k + 1)))-of-$(printf %05d "$shards").safetensors"
+  [ -f "$f" ] || "$mk" "$f" --kind llama3-8b --first-layer $((2 * k)) --layers 2 \
+    --embed $((k == 0 ? 1 : 0)) --lm-head $((k == shards - 1 ? 1 : 0))
+done
+echo '{"model_type": "llama"}' > "$work/model/config.json"
+bytes=$(du -sb "$work/model" | cut -f1)
+first="$work/model/model-00001-of-$(printf %05d "$shards").safetensors"
+fbytes=$(stat -c %s "$first")
+cat "$work/model"/* > /dev/null
+
+med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# timeit CMD...: median wall seconds of $reps runs; the output path is the argument after -o, deleted before each run.
+timeit() {
+  local out="" prev="" ts=()
+  for a in "$@"; do [ "$prev" = "-o" ] && out=$a; prev=$a; done
+  for _ in $(seq "$reps"); do
+    rm -rf "$out"
+    local t0 t1
+    t0=$(date +%s%N)
+    "$@" >/dev/null
+    t1=$(date +%s%N)
+    ts+=("$((t1 - t0))")
+  done
+  rm -rf "$out"
+  printf '%s\n' "${ts[@]}" | med | awk '{printf "%.3f", $1 / 1e9}'
+}
+
+max_t=0
+for t in $threads; do [ "$t" -gt "$max_t" ] && max_t=$t; done
+"$df11" compress -q -f -T"$max_t" "$work/model" -o "$work/model.df11"
+"$df11" compress -q -f -T"$max_t" "$first" -o "$work/first.df11"
+cat "$work/model.df11"/* "$work/first.df11" > /dev/null
+bw1=$("$mk" --copy-bandwidth -T 1)
+bwn=$("$mk" --copy-bandwidth -T "$max_t")
+
+echo "## df11 CPU scaling — $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "Command: DF11=$df11 MAKE_BENCH=$mk REPS=$reps THREADS=\"$threads\" bash scripts/bench_cpu_cores.sh $work"
+echo "Model directory: $shards shards + config.json, $(awk "BEGIN {printf \"%.2f\", $bytes / 1e9}") GB in $work; first shard alone $(awk "BEGIN {printf \"%.2f\", $fbytes / 1e9}") GB."
+echo "Memory-copy bandwidth (memcpy, bytes copied per second, same run): $bw1 GB/s on 1 thread, $bwn GB/s on $max_t threads."
+echo
+echo "| -T | dir compress | GB/s | x -T1 | dir decompress | GB/s | x -T1 | shard compress | GB/s | x -T1 | shard decompress | GB/s | x -T1 |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+declare -A base
+for t in $threads; do
+  row="| $t"
+  for job in dc dd fc fd; do
+    case $job in
+      dc) s=$(timeit "$df11" compress -q -T"$t" "$work/model" -o "$work/out.df11"); b=$bytes ;;
+      dd) s=$(timeit "$df11" decompress -q -T"$t" "$work/model.df11" -o "$work/out.restored"); b=$bytes ;;
+      fc) s=$(timeit "$df11" compress -q -T"$t" "$first" -o "$work/out1.df11"); b=$fbytes ;;
+      fd) s=$(timeit "$df11" decompress -q -T"$t" "$work/first.df11" -o "$work/out1.safetensors"); b=$fbytes ;;
+    esac
+    [ -n "${base[$job]:-}" ] || base[$job]=$s
+    row="$row | $(printf '%.2f' "$s") s | $(awk "BEGIN {printf \"%.2f\", $b / $s / 1e9}") | $(awk "BEGIN {printf \"%.2f\", ${base[$job]} / $s}")"
+  done
+  echo "$row |"
+done
+echo
+echo "Directory runs include the SHA-256 of every file (manifest); shard runs do not. Target: -T16 at least 6x -T1, or within 80% of the copy bandwidth."

@@ -1,0 +1,167 @@
+// The streaming codec (issue 11): the container writer encodes BF16 tensors
+// window by window (formats/bf16_payload_writer.h) and the reader decodes them
+// in groups of blocks. Checked against two oracles: the whole-tensor encoder
+// (encode_bf16: the sections must be the same bytes) and the slow reference
+// decoder (decode_bf16_reference), on sizes around the window size and on
+// codes whose windows end inside a stream word (shared edge words).
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <random>
+
+#include "bf16_payload_writer.h"
+#include "df11.h"
+#include "safetensors_writer.h"
+#include "test_util.h"
+
+using namespace df11;
+
+namespace {
+
+constexpr uint64_t W = kBf16WindowElems;
+
+std::vector<uint16_t> make_weights(uint64_t n, int kind, uint64_t seed) {
+  if (kind == 0) return df11test::gaussian_bf16(n, 0.02, seed);
+  std::vector<uint16_t> w(n);
+  std::mt19937_64 rng(seed);
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint16_t sm = static_cast<uint16_t>((rng() & 0x807F));
+    // kind 1: one exponent (1-bit codes: a window of odd length ends mid-word);
+    // kind 2: two exponents, 3:1 (1-bit codes, a second symbol);
+    // kind 3: 200 exponents (long codes, up to the 11-bit limit).
+    uint32_t e = 120;
+    if (kind == 2) e = (rng() % 4 == 0) ? 121 : 120;
+    if (kind == 3) e = 20 + static_cast<uint32_t>(std::min<uint64_t>(199, (rng() % 1000) * (rng() % 1000) / 5000));
+    w[i] = static_cast<uint16_t>(sm | (e << 7));
+  }
+  return w;
+}
+
+struct Packed {
+  std::vector<uint8_t> bytes;
+  std::string path;
+};
+
+Packed pack(const df11test::TempDir& tmp, const std::vector<uint16_t>& w, unsigned threads, const std::string& tag) {
+  const std::string src = tmp.path + "/" + tag + ".safetensors", out = tmp.path + "/" + tag + ".df11";
+  std::vector<uint8_t> b(w.size() * 2);
+  std::memcpy(b.data(), w.data(), b.size());
+  df11test::write_safetensors(src, {{"small", "BF16", {3}, {1, 2, 3, 4, 5, 6}}, {"w", "BF16", {w.size()}, b}});
+  Options o;
+  o.threads = threads;
+  o.overwrite = true;
+  REQUIRE(compress(src, out, o, nullptr).message == "");
+  return {df11test::read_file(out), out};
+}
+
+}  // namespace
+
+TEST_CASE("stream codec: windowed payloads equal the whole-tensor encoder and decode by the oracle", "[stream]") {
+  df11test::TempDir tmp;
+  const std::vector<uint64_t> sizes = {1, 31, W - 1, W, W + 1, 2 * W + 33, 3 * W + 12345};
+  for (int kind = 0; kind < 4; ++kind) {
+    for (uint64_t n : sizes) {
+      INFO("kind " << kind << ", n " << n);
+      const std::vector<uint16_t> w = make_weights(n, kind, 1000 * kind + n);
+      const Packed one = pack(tmp, w, 1, "a");
+      const Packed three = pack(tmp, w, 3, "b");
+      // Any thread count, the same bytes.
+      REQUIRE(one.bytes == three.bytes);
+      std::unique_ptr<Reader> r;
+      REQUIRE(Reader::open(one.path, &r).message == "");
+      REQUIRE(r->tensors().size() == 2);
+      const ReaderTensor& t = r->tensors()[1];
+      if (t.encoding != 2) {
+        // Too small for BF16_HUFFMAN to pay: stored otherwise, still exact.
+        std::vector<uint8_t> out(2 * n);
+        REQUIRE(r->decode_tensor(1, out.data(), 2).ok());
+        CHECK(std::memcmp(out.data(), w.data(), 2 * n) == 0);
+        continue;
+      }
+      // Oracle 1: the whole-tensor encoder's sections, byte for byte.
+      const EncodedBf16 e = encode_bf16(w.data(), n, 1);
+      const Bf16View& v = t.bf16;
+      REQUIRE(v.geom.total_bits == e.geom.total_bits);
+      REQUIRE(v.geom.n_threads == e.geom.n_threads);
+      CHECK(v.lengths == e.lengths);
+      CHECK(std::memcmp(v.block_out, e.block_out.data(), 8 * e.block_out.size()) == 0);
+      CHECK(std::memcmp(v.gaps, e.gaps.data(), e.gaps.size()) == 0);
+      CHECK(std::memcmp(v.stream, e.stream.data(), 4 * e.stream.size()) == 0);
+      CHECK(std::memcmp(v.sm, e.sm.data(), n) == 0);
+      // Oracle 2: the bit-by-bit reference decoder.
+      std::vector<uint16_t> ref(n);
+      REQUIRE(decode_bf16_reference(v, ref.data()) == Error::Ok);
+      CHECK(ref == w);
+      // The streaming decoder, pieces placed out of order by 1..3 workers.
+      for (unsigned threads : {1u, 3u}) {
+        std::vector<uint8_t> out(2 * n, 0xAB);
+        uint64_t ordered = 0;
+        REQUIRE(r->decode_tensor_stream(
+                     1, threads,
+                     [&](uint64_t off, const uint8_t* p, uint64_t m) {
+                       std::memcpy(out.data() + off, p, m);
+                       return Status::Ok();
+                     },
+                     [&](const uint8_t*, uint64_t m) {
+                       ordered += m;
+                       return Status::Ok();
+                     })
+                    .ok());
+        CHECK(ordered == 2 * n);
+        CHECK(std::memcmp(out.data(), w.data(), 2 * n) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("stream codec: a sink error stops the decode and is returned", "[stream]") {
+  df11test::TempDir tmp;
+  const std::vector<uint16_t> w = make_weights(3 * W, 0, 5);
+  const Packed p = pack(tmp, w, 1, "s");
+  std::unique_ptr<Reader> r;
+  REQUIRE(Reader::open(p.path, &r).ok());
+  for (unsigned threads : {1u, 2u}) {
+    const Status s = r->decode_tensor_stream(
+        1, threads, [](uint64_t, const uint8_t*, uint64_t) { return Status::Ok(); },
+        [](const uint8_t*, uint64_t) { return Status{Error::Io, "sink: full"}; });
+    CHECK(s.code == Error::Io);
+    CHECK(s.message == "sink: full");
+  }
+}
+
+TEST_CASE("stream codec: large ZSTD and RAW tensors are streamed and restored exactly", "[stream][zstd]") {
+  df11test::TempDir tmp;
+  std::mt19937_64 rng(11);
+  // F32 of 2.5 windows plus a partial plane group (zstd pays on its sign and
+  // exponent planes), and random U8 bytes (zstd cannot pay: stored RAW).
+  const uint64_t nf = 2 * (uint64_t{1} << 20) + (uint64_t{1} << 19) + 777;
+  std::vector<uint8_t> f32(4 * nf);
+  for (uint64_t i = 0; i < nf; ++i) {
+    const float x = static_cast<float>(static_cast<int64_t>(rng() % 2001) - 1000) * 1e-3f;
+    std::memcpy(&f32[4 * i], &x, 4);
+  }
+  std::vector<uint8_t> u8(3 * (uint64_t{1} << 20) + 5);
+  for (auto& b : u8) b = static_cast<uint8_t>(rng());
+  const std::string src = tmp.path + "/m.safetensors";
+  df11test::write_safetensors(src, {{"f", "F32", {nf}, f32}, {"u", "U8", {u8.size()}, u8}});
+  std::vector<uint8_t> packed[2];
+  for (unsigned threads : {1u, 2u}) {
+    Options o;
+    o.threads = threads;
+    o.overwrite = true;
+    const std::string out = tmp.path + "/m" + std::to_string(threads) + ".df11";
+    REQUIRE(compress(src, out, o, nullptr).message == "");
+    packed[threads - 1] = df11test::read_file(out);
+    std::unique_ptr<Reader> r;
+    REQUIRE(Reader::open(out, &r).message == "");
+    CHECK(r->tensors()[0].encoding == 1);  // ZSTD
+    CHECK(r->tensors()[1].encoding == 0);  // RAW
+    const std::string back = tmp.path + "/back.safetensors";
+    REQUIRE(decompress(out, back, o, nullptr).message == "");
+    CHECK(df11test::read_file(back) == df11test::read_file(src));
+    VerifyReport vr;
+    o.device = "cpu";
+    REQUIRE(verify(out, src, o, &vr).message == "");
+  }
+  CHECK(packed[0] == packed[1]);
+}
