@@ -60,6 +60,12 @@ enum class Error : int {
 
   // ---- verify ----------------------------------------------------------------
   VerifyMismatch,         // decoded data differs from the --against original
+
+  // ---- appended later: numeric values above are fixed (the C ABI exposes them) --
+  // export --format dfloat11 (issue 13)
+  ExportConfigInvalid,    // IN/config.json missing, unreadable or not a JSON object
+  ExportAlreadyDf11,      // IN is already a DFloat11 model (dfloat11_config or encoded_exponent tensors)
+  ExportDuplicateTensor,  // one tensor name in two weight files of IN
 };
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).
