@@ -148,11 +148,13 @@ def main():
     ap.add_argument("--compress-blocks", type=int, default=2,
                     help="blocks DFloat11's compress_model is timed on (0: skip)")
     ap.add_argument("--json-out", default="", help="write the summary here too")
+    ap.add_argument("--no-load", action="store_true",
+                    help="only time df11 export and compress_model (no loading, no GPU needed)")
     ap.add_argument("--emulate-kernel", action="store_true",
                     help="no GPU: emulate DFloat11's kernel on the CPU (use a tiny model)")
     a = ap.parse_args()
     dev = "cpu" if a.emulate_kernel else "cuda"
-    if a.emulate_kernel:
+    if a.emulate_kernel or a.no_load:
         install_fake_cupy()
 
     import torch
@@ -162,7 +164,7 @@ def main():
     import dfloat11
     from dfloat11 import dfloat11 as dfm
 
-    summary = {"device": "cpu, kernel emulated" if a.emulate_kernel else torch.cuda.get_device_name(0), "torch": torch.__version__,
+    summary = {"device": "cpu, kernel emulated" if a.emulate_kernel else "cpu" if a.no_load else torch.cuda.get_device_name(0), "torch": torch.__version__,
                "dfloat11": getattr(dfm, "version", "?"), "cpu_count": os.cpu_count()}
     import transformers
     summary["transformers"] = transformers.__version__
@@ -209,6 +211,29 @@ def main():
     print(f"df11 export: {weights / 1e6:.1f} M weights in {times['all_cores']:.2f} s "
           f"({times['one_thread']:.2f} s with -T 1)", flush=True)
 
+    bad, equal, units_checked = [], [], 0
+    if not a.no_load:
+        bad, equal, units_checked = check_loaded(a, dfm, df11_dir, bf16_dir, model, dev, summary)
+    del model
+
+    # 5. DFloat11's own compress_model, on the first blocks, extrapolated per weight.
+    if a.compress_blocks > 0:
+        time_compress_model(a, dfm, bf16_dir, report, weights, times, summary)
+
+    ok = not bad and all(equal) and (a.no_load or units_checked == len([u for u in report["units"] if u["compressed"]]))
+    summary["ok"] = ok
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            f.write(text + "\n")
+    return 0 if ok else 1
+
+
+def check_loaded(a, dfm, df11_dir, bf16_dir, model, dev, summary):
+    import torch
+    from transformers import AutoModelForCausalLM
+
     # 3. Load with DFloat11's own loader.
     with contextlib.redirect_stderr(io.StringIO()):
         dmodel = dfm.DFloat11Model.from_pretrained(df11_dir, device=dev, attn_implementation="sdpa")
@@ -252,37 +277,31 @@ def main():
     summary["logits_equal"] = equal
     print(f"logits torch.equal on {len(prompts)} prompts: {equal}", flush=True)
     del dmodel, model
+    return bad, equal, units_checked
 
-    # 5. DFloat11's own compress_model, on the first blocks, extrapolated per weight.
-    if a.compress_blocks > 0:
-        fresh = AutoModelForCausalLM.from_pretrained(bf16_dir, dtype=torch.bfloat16)
-        layers_pattern = {k: v for k, v in report["pattern_dict"].items() if "layers" in k}
-        per_block = sum(u["elements"] for u in report["units"][:] if "layers" in u["module"]) // a.layers
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            dfm.compress_model(fresh, layers_pattern, os.path.join(a.work, "official"),
-                               block_range=[0, a.compress_blocks], save_single_file=False, check_correctness=False)
-        secs = time.perf_counter() - t0
-        done = per_block * a.compress_blocks
-        rate = done / secs
-        summary["dfloat11_compress_model"] = {
-            "blocks_timed": a.compress_blocks, "weights_timed": done, "seconds": secs,
-            "weights_per_second": rate,
-            "extrapolated_seconds_for_all_units": weights / rate,
-            "note": "timed on the first blocks only (pure-Python encoder, one process), extrapolated per weight"}
-        print(f"DFloat11 compress_model: {done / 1e6:.1f} M weights in {secs:.1f} s ({rate / 1e6:.2f} M/s); "
-              f"all {weights / 1e6:.1f} M weights: ~{weights / rate:.0f} s (extrapolated) vs df11 "
-              f"{times['all_cores']:.2f} s", flush=True)
 
-    ok = not bad and all(equal) and units_checked == len([u for u in report["units"] if u["compressed"]])
-    summary["ok"] = ok
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            f.write(text + "\n")
-    return 0 if ok else 1
+def time_compress_model(a, dfm, bf16_dir, report, weights, times, summary):
+    import torch
+    from transformers import AutoModelForCausalLM
 
+    fresh = AutoModelForCausalLM.from_pretrained(bf16_dir, dtype=torch.bfloat16)
+    layers_pattern = {k: v for k, v in report["pattern_dict"].items() if "layers" in k}
+    per_block = sum(u["elements"] for u in report["units"] if "layers" in u["module"]) // a.layers
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        dfm.compress_model(fresh, layers_pattern, os.path.join(a.work, "official"),
+                           block_range=[0, a.compress_blocks], save_single_file=False, check_correctness=False)
+    secs = time.perf_counter() - t0
+    done = per_block * a.compress_blocks
+    rate = done / secs
+    summary["dfloat11_compress_model"] = {
+        "blocks_timed": a.compress_blocks, "weights_timed": done, "seconds": secs,
+        "weights_per_second": rate,
+        "extrapolated_seconds_for_all_units": weights / rate,
+        "note": "timed on the first blocks only (pure-Python encoder, one process), extrapolated per weight"}
+    print(f"DFloat11 compress_model: {done / 1e6:.1f} M weights in {secs:.1f} s ({rate / 1e6:.2f} M/s); "
+          f"all {weights / 1e6:.1f} M weights: ~{weights / rate:.0f} s (extrapolated) vs df11 "
+          f"{times['all_cores']:.2f} s", flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())
