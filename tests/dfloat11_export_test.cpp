@@ -449,6 +449,13 @@ TEST_CASE("export dfloat11: invalid input gets a named error and leaves nothing"
     CHECK(df11::export_dfloat11(in, out, o, nullptr).ok());
     CHECK_FALSE(fs::exists(out + "/keep"));
   }
+  SECTION("Usage: the output may not replace the input, even with -f") {
+    df11::ExportOptions o;
+    o.overwrite = true;
+    CHECK(df11::export_dfloat11(in, in, o, nullptr).code == df11::Error::Usage);
+    CHECK(df11::export_dfloat11(in, t.path, o, nullptr).code == df11::Error::Usage);
+    CHECK(fs::exists(in + "/model.safetensors"));
+  }
   SECTION("input safetensors invalid: the parser's rule") {
     auto b = df11test::read_file(in + "/model.safetensors");
     b.resize(b.size() - 1);
