@@ -191,3 +191,25 @@ TEST_CASE("dfloat11 reference decoder: notices a wrong stream bit, gap or block 
     CHECK(df11test::df11_ref_decode_blocks(r, &out) != "");
   }
 }
+
+TEST_CASE("dfloat11 limit every table slot decodes: incomplete codes fill unused slots with a real symbol", "[dfloat11]") {
+  // One exponent only: the code is '0' alone, so root slots 128-255 belong to
+  // no code; threads past the end may still read them (padding), and a symbol
+  // of length 0 there would never advance.
+  std::vector<uint16_t> w(5000, 0x3F80);
+  const Df11Unit u = round_trip(w);
+  REQUIRE(u.n_luts == 2);
+  const uint8_t* lens = &u.luts[256];
+  for (int k = 0; k < 256; ++k) {
+    INFO("slot " << k);
+    CHECK(u.luts[k] == 0x7F);  // exponent of 1.0
+    CHECK(lens[u.luts[k]] > 0);
+  }
+  // Zero bytes (what threads past n_bytes read) decode too, in any table.
+  const auto g = df11test::gaussian_bf16(50000, 0.02, 8);
+  const Df11Unit v = round_trip(g);
+  for (uint32_t r = 0; r + 1 < v.n_luts; ++r) {
+    const uint8_t x = v.luts[r * 256];
+    CHECK((x >= 240 || v.luts[(v.n_luts - 1) * 256 + x] > 0));
+  }
+}
