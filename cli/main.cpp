@@ -15,6 +15,7 @@
 
 #include "bench_command.h"
 #include "df11.h"
+#include "export_command.h"
 #include "report_json.h"
 #include "stdio_spool.h"
 
@@ -265,6 +266,11 @@ static int run(int argc, char** argv) {
   ben->add_option("--reps", bench_args.reps, "Timed repetitions (median reported)");
   add_common(ben);
 
+  df11cli::ExportArgs export_args;
+  auto* exp = df11cli::add_export_subcommand(app, &export_args);
+  exp->add_flag("-f,--force", c.force, "Overwrite an existing output");
+  add_common(exp);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -322,6 +328,15 @@ static int run(int argc, char** argv) {
     names.apply(r);
     if (s.ok() && !c.json) print_info(r);
     const auto body = df11cli::to_json(r);
+    return finish(s, c, s.ok() ? &body : nullptr);
+  }
+  if (exp->parsed()) {
+    df11::ExportOptions eo;
+    eo.threads = c.threads;
+    eo.overwrite = c.force;
+    eo.progress = opt.progress;
+    nlohmann::ordered_json body;
+    const df11::Status s = df11cli::run_export(export_args, eo, c.verbosity, c.json, &body);
     return finish(s, c, s.ok() ? &body : nullptr);
   }
   if (ben->parsed()) {

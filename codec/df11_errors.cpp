@@ -24,6 +24,7 @@ const char* error_name(Error e) noexcept {
     DF11_NAME(DirLinkDangling) DF11_NAME(DirLinkToDirectory) DF11_NAME(DirLinkNotRegular)
     DF11_NAME(OutputIsLink)
     DF11_NAME(DirDuplicateTensor) DF11_NAME(OutOfMemory) DF11_NAME(Internal)
+    DF11_NAME(ExportConfigInvalid) DF11_NAME(ExportAlreadyDf11) DF11_NAME(ExportDuplicateTensor)
 #undef DF11_NAME
   }
   return "Unknown";

@@ -73,6 +73,10 @@ enum class Error : int {
   DirDuplicateTensor,     // two shards of a df11 directory hold a tensor of the same name
   OutOfMemory,            // a host allocation failed (C API: std::bad_alloc at the boundary)
   Internal,               // an unexpected exception reached the C API boundary (a bug)
+  // export --format dfloat11 (issue 13)
+  ExportConfigInvalid,    // IN/config.json missing, unreadable or not a JSON object
+  ExportAlreadyDf11,      // IN is already a DFloat11 model (dfloat11_config or encoded_exponent tensors)
+  ExportDuplicateTensor,  // one tensor name in two weight files of IN
 };
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).

@@ -148,4 +148,60 @@ class Reader {
   std::unique_ptr<Impl> impl_;
 };
 
+// ---- Export to DFloat11's Hugging Face layout (issue 13) --------------------
+// `df11 export --format dfloat11`: writes a directory that the `dfloat11`
+// package (0.2.0-0.5.0) loads with DFloat11Model.from_pretrained, bit for bit.
+// Layout and rules: ../shared/interop/dfloat11-format.md; README "DFloat11 interop".
+
+struct ExportOptions {
+  std::string format = "dfloat11";  // the only format so far
+  unsigned threads = 0;              // 0: all cores
+  bool overwrite = false;            // -f
+  // Progress in bytes of weights processed; called from the calling thread.
+  std::function<void(uint64_t done, uint64_t total)> progress;
+  // Elements per unit the kernel takes (fewer than 2^31). Tests lower it to
+  // exercise the rule without 4 GiB of weights; leave it alone otherwise.
+  uint64_t max_unit_elements = (uint64_t{1} << 31) - 1;
+};
+
+// One compression unit: a transformer block's 2-D BF16 weights, or lm_head,
+// or embed_tokens.
+struct ExportUnit {
+  std::string module;                // "model.layers.0"
+  std::string pattern;               // its key in pattern_dict
+  std::vector<std::string> weights;  // tensor names, in stream order
+  std::string file;                  // output file holding it
+  uint64_t elements = 0;
+  bool compressed = false;
+  // Stored uncompressed: the DFloat11 kernel limit it would break
+  // ("ExponentSymbol", "SubTables", "SharedMemory", "Elements") and why.
+  std::string limit;
+  std::string detail;
+  // Compressed, with the code changed to keep a limit (e.g. "SubTables: ...").
+  std::vector<std::string> adjustments;
+  uint64_t original_bytes = 0;       // BF16 bytes of its weights
+  uint64_t stored_bytes = 0;         // bytes of its DF11 tensors (or the BF16 bytes)
+  uint32_t n_luts = 0;
+  uint32_t max_code_length = 0;
+  uint64_t shared_mem_bytes = 0;     // what DFloat11's loader will request
+};
+
+struct ExportReport {
+  std::vector<ExportUnit> units;
+  // pattern_dict written to config.json, in order: regex -> attribute paths.
+  std::vector<std::pair<std::string, std::vector<std::string>>> pattern_dict;
+  std::vector<std::string> files_written;  // safetensors and config.json
+  std::vector<std::string> files_copied;   // byte-identical
+  std::vector<std::string> files_skipped;  // "path: reason" (e.g. the input's shard index)
+  uint64_t original_bytes = 0;  // weight files of IN (original safetensors bytes)
+  uint64_t stored_bytes = 0;    // safetensors files written
+  double seconds = 0;
+};
+
+// IN: a Hugging Face model directory of safetensors, or a df11 directory
+// (decoded on the way). OUT: required, written atomically (temp + rename);
+// nothing is overwritten unless opt.overwrite.
+Status export_dfloat11(const std::string& in, const std::string& out, const ExportOptions& opt,
+                       ExportReport* report);
+
 }  // namespace df11
