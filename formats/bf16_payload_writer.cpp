@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <thread>
 #include <cstring>
 #include <mutex>
 
@@ -33,6 +36,66 @@ struct EdgeWord {
   uint32_t bits;
 };
 
+// With one worker: a thread reads window k + 1 (pread into the other of two
+// buffers) while window k is coded, so the kernel's copy runs beside the coder.
+class ReadAhead {
+ public:
+  ReadAhead(const MappedFile& in, uint64_t src_offset, uint64_t n, uint64_t w, std::vector<uint16_t>* bufs)
+      : in_(in), src_(src_offset), n_(n), w_(w), bufs_(bufs) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~ReadAhead() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  // Window k (asked for in order 0, 1, 2, ...), once read.
+  Status get(uint64_t k, const uint16_t** data) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return loaded_ > k || !error_.ok(); });
+    if (loaded_ <= k) return error_;
+    *data = bufs_[k & 1].data();
+    return Status::Ok();
+  }
+  void release(uint64_t k) {  // window k's buffer may be refilled
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_ = k + 1;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void run() {
+    for (uint64_t k = 0; k * w_ < n_; ++k) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || k < released_ + 2; });
+        if (stop_) return;
+      }
+      const uint64_t b = k * w_, len = std::min(w_, n_ - b);
+      const Status s = in_.read(src_ + 2 * b, 2 * len, bufs_[k & 1].data());
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!s.ok()) error_ = s;
+      else loaded_ = k + 1;
+      cv_.notify_all();
+      if (!s.ok()) return;
+    }
+  }
+  const MappedFile& in_;
+  const uint64_t src_, n_, w_;
+  std::vector<uint16_t>* bufs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t loaded_ = 0, released_ = 0;
+  bool stop_ = false;
+  Status error_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint64_t n, AtomicOutputFile& out,
@@ -55,24 +118,31 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     OrderedTurn turn;
     run_workers(workers, [&](unsigned wk) {
       Slot& sl = slots_[wk];
-      sl.in.resize(W);
+      sl.in[0].resize(W);
       sl.exps.resize(W);
       sl.sm.resize(W);
+      std::unique_ptr<ReadAhead> ahead;
+      if (workers == 1 && nwin > 1) {
+        sl.in[1].resize(W);
+        ahead.reset(new ReadAhead(in, src_offset, n, W, sl.in));
+      }
       for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
         const uint64_t b = k * W, len = std::min(W, n - b);
-        Status s = in.read(src_offset + 2 * b, 2 * len, sl.in.data());
+        const uint16_t* w = sl.in[0].data();
+        Status s = ahead ? ahead->get(k, &w) : in.read(src_offset + 2 * b, 2 * len, sl.in[0].data());
         if (!s.ok() || interrupted()) {
           first.set(s.ok() ? interrupted_status(in.path()) : s);
           turn.abort();
           return;
         }
-        split_bf16(sl.in.data(), len, sl.exps.data(), sl.sm.data());
+        split_bf16(w, len, sl.exps.data(), sl.sm.data());
         const Histogram h = byte_histogram(sl.exps.data(), len);
         for (int e = 0; e < 256; ++e) hists_[k][e] = static_cast<uint32_t>(h[e]);
         if (k == nwin - 1) last_exp = sl.exps[len - 1];
         if (!turn.wait(k)) return;
-        XXH64_update(&xxh, sl.in.data(), 2 * len);
+        XXH64_update(&xxh, w, 2 * len);
         turn.done();
+        if (ahead) ahead->release(k);
       }
     });
   }
@@ -111,14 +181,18 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     run_workers(workers, [&](unsigned wk) {
       Slot& sl = slots_[wk];
       sl.words.resize(div_ceil(W * kMaxCodeLength, 32) + 2);
+      std::unique_ptr<ReadAhead> ahead;
+      if (workers == 1 && nwin > 1) ahead.reset(new ReadAhead(in, src_offset, n, W, sl.in));
       for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
         const uint64_t b = k * W, cnt = std::min(W, n - b);
-        Status s = in.read(src_offset + 2 * b, 2 * cnt, sl.in.data());
+        const uint16_t* w = sl.in[0].data();
+        Status s = ahead ? ahead->get(k, &w) : in.read(src_offset + 2 * b, 2 * cnt, sl.in[0].data());
         if (!s.ok() || interrupted()) {
           first.set(s.ok() ? interrupted_status(in.path()) : s);
           return;
         }
-        split_bf16(sl.in.data(), cnt, sl.exps.data(), sl.sm.data());
+        split_bf16(w, cnt, sl.exps.data(), sl.sm.data());
+        if (ahead) ahead->release(k);  // split: the weights are no longer needed
         // The previous window's last code length: needed to know whether this
         // window opens a chunk at its first code.
         uint32_t prev_len = 0;

@@ -39,7 +39,7 @@ class Bf16PayloadWriter {
 
  private:
   struct Slot {  // one worker's buffers
-    std::vector<uint16_t> in;
+    std::vector<uint16_t> in[2];  // two with one worker: one is read ahead
     std::vector<uint8_t> exps, sm;
     std::vector<uint32_t> words;
   };
