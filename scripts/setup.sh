@@ -13,3 +13,9 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086
   $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+# The Python package's test dependencies (ctest 'python'); torch is optional
+# and not installed here (its tests skip and say so).
+if ! python3 -c "import numpy, pytest, ml_dtypes" >/dev/null 2>&1; then
+  python3 -m pip install -q numpy pytest ml_dtypes 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages numpy pytest ml_dtypes
+fi
