@@ -131,7 +131,9 @@ double copy_bandwidth(unsigned threads) {
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2) usage(argv[0]);
+  // An option where OUT belongs (e.g. --help) is not a file name: writing a
+  // 1 GiB file called "--help" is never what was meant.
+  if (argc < 2 || (argv[1][0] == '-' && std::strcmp(argv[1], "--copy-bandwidth") != 0)) usage(argv[0]);
   if (!std::strcmp(argv[1], "--copy-bandwidth")) {
     unsigned t = std::max(1u, std::thread::hardware_concurrency());
     if (argc == 4 && !std::strcmp(argv[2], "-T")) t = static_cast<unsigned>(std::strtoul(argv[3], nullptr, 10));
