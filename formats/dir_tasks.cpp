@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -53,6 +54,9 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
   std::unique_ptr<std::atomic<uint64_t>[]> progress(new std::atomic<uint64_t>[n]);
   for (size_t i = 0; i < n; ++i) progress[i] = 0;
   std::vector<Status> results(n);
+  // An exception of a file's task is rethrown on the calling thread, as it
+  // would have left the loop one file after another.
+  std::vector<std::exception_ptr> thrown(n);
   std::vector<char> started(n, 0);
   std::atomic<size_t> next{0};
   std::atomic<size_t> first_failure{n};
@@ -73,7 +77,13 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
       o.progress = nullptr;
       if (opt.progress) o.progress = [&progress, i](uint64_t d, uint64_t) { progress[i].store(d); };
       started[i] = 1;
-      Status s = task(i, o);
+      Status s;
+      try {
+        s = task(i, o);
+      } catch (...) {
+        thrown[i] = std::current_exception();
+        s = {Error::Io, "exception"};  // only marks the failure: thrown[i] is what the caller gets
+      }
       if (s.ok()) {
         progress[i].store(sizes[i]);
       } else {
@@ -94,25 +104,29 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
   {
     // The caller's progress callback runs here, on the calling thread only.
     uint64_t reported = ~uint64_t{0};
+    auto report = [&] {
+      uint64_t sum = 0;
+      for (size_t i = 0; i < n; ++i) sum += progress[i].load();
+      if (sum != reported) opt.progress(reported = sum, total);
+    };
     std::unique_lock<std::mutex> lock(mu);
     while (running > 0) {
       cv.wait_for(lock, std::chrono::milliseconds(100));
       if (!opt.progress) continue;
-      uint64_t sum = 0;
-      for (size_t i = 0; i < n; ++i) sum += progress[i].load();
-      if (sum != reported) {
-        reported = sum;
-        lock.unlock();
-        opt.progress(sum, total);
-        lock.lock();
-      }
+      lock.unlock();
+      report();
+      lock.lock();
     }
+    lock.unlock();
+    if (opt.progress) report();  // the last files' ends
   }
   for (auto& t : pool) t.join();
   if (ran)
     for (size_t i = 0; i < n; ++i) (*ran)[i] = started[i] != 0;
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n; ++i) {
+    if (thrown[i]) std::rethrow_exception(thrown[i]);
     if (started[i] && !results[i].ok()) return results[i];
+  }
   return Status::Ok();
 }
 
