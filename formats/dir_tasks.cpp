@@ -43,7 +43,15 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
   const unsigned threads = resolve_threads(opt.threads);
   const size_t in_flight = std::min<size_t>(n, std::max(1u, threads / 2));
   if (threads <= 1 || in_flight <= 1) return run_in_order(sizes, opt, task, ran);
-  const unsigned per_file = std::max<unsigned>(1, threads / static_cast<unsigned>(in_flight));
+  // Threads are shared among the large files in flight: a config.json or a
+  // tokenizer takes a slot for milliseconds and must not leave a shard's
+  // share of the threads idle for the rest of the run (4 shards + 1 config at
+  // -T16: 4 threads per shard, not 3).
+  constexpr uint64_t kSmallFile = uint64_t{64} << 20;
+  const size_t large = static_cast<size_t>(
+      std::count_if(sizes.begin(), sizes.end(), [](uint64_t b) { return b >= kSmallFile; }));
+  const size_t sharing = std::max<size_t>(1, std::min(in_flight, large));
+  const unsigned per_file = std::max<unsigned>(1, threads / static_cast<unsigned>(sharing));
 
   // Largest first (ties in index order), so that one big file does not start last.
   std::vector<size_t> order(n);
