@@ -11,7 +11,9 @@
 #include <set>
 #include <sstream>
 
+#include "dir_tasks.h"
 #include "file_io.h"
+#include "gpu_verify.h"
 #include "input_entry.h"
 #include "manifest.h"
 #include "model_index.h"
@@ -173,41 +175,46 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   Manifest m;
   m.directories = dirs;
   for (const auto& d : dirs) fs::create_directories(od.temp() + "/" + d);
-  uint64_t total = 0, done = 0;
-  for (const auto& rel : files) {
-    std::error_code ec;  // a file may vanish meanwhile: reported when it is reached
-    const uint64_t size = fs::file_size(in + "/" + rel, ec);
-    if (!ec) total += size;
+  // Sizes for progress and scheduling; a file may vanish meanwhile: reported
+  // when its task runs.
+  std::vector<uint64_t> sizes(files.size(), 0);
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::error_code ec;
+    const uint64_t size = fs::file_size(in + "/" + files[i], ec);
+    if (!ec) sizes[i] = size;
   }
-  for (const auto& rel : files) {
+  // Each file's entry and report go to its slot: the manifest and the report
+  // keep the sorted order whichever file finishes first.
+  m.files.resize(files.size());
+  std::vector<FileReport> reports(files.size());
+  s = run_file_tasks(sizes, opt, [&](size_t i, const Options& o) -> Status {
+    const std::string& rel = files[i];
     if (interrupted()) return interrupted_status(in);
     const std::string src = in + "/" + rel, dst = od.temp() + "/" + stored_name(rel);
     std::error_code ec;
     const uint64_t src_size = fs::file_size(src, ec);
     if (ec) return make_status(Error::Io, src, "cannot stat: " + ec.message());
     ManifestEntry e{rel, src_size, "", stored_name(rel), links.count(rel) > 0};
-    FileReport fr;
+    FileReport& fr = reports[i];
     fr.path = rel;
     if (ends_with(rel, ".safetensors")) {
       Sha256 sha;
-      Options o = opt;
-      const uint64_t base = done;
-      if (opt.progress) o.progress = [&](uint64_t d, uint64_t) { opt.progress(base + d, total); };
-      s = compress_one(src, dst, o, &fr, &sha);
-      if (!s.ok()) return s;
+      Status r = compress_one(src, dst, o, &fr, &sha);
+      if (!r.ok()) return r;
       e.sha256 = to_hex(sha.digest());
     } else {
-      s = hash_file(src, &e.sha256);
-      if (s.ok()) s = copy_file_atomic(src, dst, false);
-      if (!s.ok()) return s;
+      Status r = hash_file(src, &e.sha256);
+      if (r.ok()) r = copy_file_atomic(src, dst, false);
+      if (!r.ok()) return r;
       fr.is_safetensors = false;
       fr.original_bytes = fr.stored_bytes = e.size;
     }
-    done += e.size;
-    if (opt.progress) opt.progress(done, total);
-    if (report) report->files.push_back(std::move(fr));
-    m.files.push_back(std::move(e));
-  }
+    m.files[i] = std::move(e);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  if (report)
+    for (auto& fr : reports) report->files.push_back(std::move(fr));
   {
     AtomicOutputFile mf;
     const std::string text = manifest_to_json(m);
@@ -227,33 +234,43 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
   for (const auto& d : m.directories) fs::create_directories(od.temp() + "/" + d);
+  // Parents are made here, before any file runs (the tasks may run at once).
+  std::vector<uint64_t> sizes;
   for (const auto& e : m.files) {
+    fs::create_directories(fs::path(od.temp() + "/" + e.path).parent_path());
+    sizes.push_back(e.size);
+  }
+  std::vector<FileReport> reports(m.files.size());
+  s = run_file_tasks(sizes, opt, [&](size_t i, const Options& o) -> Status {
+    const ManifestEntry& e = m.files[i];
     if (interrupted()) return interrupted_status(in);
     const std::string src = in + "/" + e.stored_as, dst = od.temp() + "/" + e.path;
     // Stored files may be links (a df11 model downloaded into the Hugging
     // Face cache); the restored files are always regular files.
-    s = check_input_file(in, e.stored_as, nullptr);
-    if (!s.ok()) return s;
-    fs::create_directories(fs::path(dst).parent_path());
-    FileReport fr;
+    Status r = check_input_file(in, e.stored_as, nullptr);
+    if (!r.ok()) return r;
+    FileReport& fr = reports[i];
     fr.path = e.path;
     std::string hex;
     if (e.stored_as != e.path) {
       Sha256 sha;
-      s = decompress_one(src, dst, opt, &fr, &sha);
-      if (!s.ok()) return s;
+      r = decompress_one(src, dst, o, &fr, &sha);
+      if (!r.ok()) return r;
       hex = to_hex(sha.digest());
     } else {
-      s = hash_file(src, &hex);
-      if (s.ok()) s = copy_file_atomic(src, dst, false);
-      if (!s.ok()) return s;
+      r = hash_file(src, &hex);
+      if (r.ok()) r = copy_file_atomic(src, dst, false);
+      if (!r.ok()) return r;
       fr.is_safetensors = false;
       fr.original_bytes = fr.stored_bytes = e.size;
     }
     if (hex != e.sha256)
       return make_status(Error::VerifyMismatch, src, "restored '" + e.path + "' has SHA-256 " + hex + ", manifest says " + e.sha256);
-    if (report) report->files.push_back(std::move(fr));
-  }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  if (report)
+    for (auto& fr : reports) report->files.push_back(std::move(fr));
   return od.commit();
 }
 
@@ -261,40 +278,75 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   Manifest m;
   Status s = read_manifest(in, &m);
   if (!s.ok()) return s;
-  for (const auto& e : m.files) {
-    if (interrupted()) return interrupted_status(in);
+  // Each file checks into a report of its own; they are merged in manifest
+  // order. A returned error (interrupted, a refused link) ends the run as it
+  // did one file after another: files after it add nothing.
+  const size_t n = m.files.size();
+  std::vector<VerifyReport> reps(n);
+  std::vector<Status> hard(n);
+  auto task = [&](size_t i, const Options& o) -> Status {
+    const ManifestEntry& e = m.files[i];
+    VerifyReport& r = reps[i];
+    if (interrupted()) return hard[i] = interrupted_status(in);
     const std::string src = in + "/" + e.stored_as;
     const std::string orig = against.empty() ? "" : against + "/" + e.path;
-    s = check_input_file(in, e.stored_as, nullptr);
-    if (!s.ok() && is_link_error(s.code)) return s;  // refused input; a missing file is a failure below
+    Status st = check_input_file(in, e.stored_as, nullptr);
+    if (!st.ok() && is_link_error(st.code)) return hard[i] = st;  // refused input; a missing file is a failure below
     std::string hex;
     if (e.stored_as != e.path) {
       Sha256 sha;
-      const size_t before = rep->failures.size();
-      s = verify_one(src, orig, e.path, opt, rep, &sha);
-      if (!s.ok()) {
-        rep->failures.push_back(e.path + ": " + s.message);
-        ++rep->files_checked;
-        continue;
+      st = verify_one(src, orig, e.path, o, &r, &sha);
+      if (!st.ok()) {
+        r.failures.push_back(e.path + ": " + st.message);
+        ++r.files_checked;
+        return Status::Ok();
       }
-      if (rep->failures.size() != before) continue;
+      if (!r.failures.empty()) return Status::Ok();
       hex = to_hex(sha.digest());
     } else {
-      s = hash_file(src, &hex);
-      if (!s.ok()) {
-        rep->failures.push_back(e.path + ": " + s.message);
-        continue;
+      st = hash_file(src, &hex);
+      if (!st.ok()) {
+        r.failures.push_back(e.path + ": " + st.message);
+        return Status::Ok();
       }
-      ++rep->files_checked;
+      ++r.files_checked;
       if (!orig.empty()) {
         std::string ohex;
-        s = hash_file(orig, &ohex);
-        if (!s.ok() || ohex != e.sha256) rep->failures.push_back(e.path + ": differs from " + orig);
+        st = hash_file(orig, &ohex);
+        if (!st.ok() || ohex != e.sha256) r.failures.push_back(e.path + ": differs from " + orig);
       }
     }
-    if (hex != e.sha256) rep->failures.push_back(e.path + ": SHA-256 differs from the manifest");
+    if (hex != e.sha256) r.failures.push_back(e.path + ": SHA-256 differs from the manifest");
+    return Status::Ok();
+  };
+  // Files run at once on the CPU only: a GPU decodes one file at a time.
+  bool cpu_only = false;
+  {
+    GpuVerifier probe;
+    VerifyReport scratch;
+    cpu_only = probe.init(opt.device, &scratch).ok() && !probe.active();
   }
-  return Status::Ok();
+  std::vector<bool> ran(n, false);
+  if (cpu_only) {
+    std::vector<uint64_t> sizes;
+    for (const auto& e : m.files) sizes.push_back(e.size);
+    s = run_file_tasks(sizes, opt, task, &ran);
+  } else {
+    for (size_t i = 0; i < n && s.ok(); ++i) {
+      ran[i] = true;
+      s = task(i, opt);
+    }
+  }
+  for (size_t i = 0; i < n && ran[i] && hard[i].ok(); ++i) {
+    VerifyReport& r = reps[i];
+    rep->failures.insert(rep->failures.end(), r.failures.begin(), r.failures.end());
+    rep->tensors_checked += r.tensors_checked;
+    rep->files_checked += r.files_checked;
+    rep->decoded_bytes += r.decoded_bytes;
+    rep->decode_seconds += r.decode_seconds;
+    if (!r.device.empty()) rep->device = r.device;
+  }
+  return s;
 }
 
 }  // namespace

@@ -58,6 +58,10 @@ bool same_files(const std::string& a, const std::string& b) {
   return std::system(("cmp -s '" + a + "' '" + b + "'").c_str()) == 0;
 }
 
+bool same_trees(const std::string& a, const std::string& b) {
+  return std::system(("diff -r -q '" + a + "' '" + b + "' >/dev/null").c_str()) == 0;
+}
+
 void check_bounded(const std::string& in, unsigned threads, double bound_mb) {
   const std::string dir = fs::path(in).parent_path().string();
   const std::string T = " -T" + std::to_string(threads);
@@ -78,9 +82,9 @@ void check_bounded(const std::string& in, unsigned threads, double bound_mb) {
   CHECK(v.peak_mb <= bound_mb);
   CHECK(d.peak_mb <= bound_mb);
 #endif
-  CHECK(same_files(in, dir + "/y.safetensors"));
-  fs::remove(dir + "/x.df11");
-  fs::remove(dir + "/y.safetensors");
+  CHECK((fs::is_directory(in) ? same_trees(in, dir + "/y.safetensors") : same_files(in, dir + "/y.safetensors")));
+  fs::remove_all(dir + "/x.df11");
+  fs::remove_all(dir + "/y.safetensors");
 }
 
 }  // namespace
@@ -96,6 +100,26 @@ TEST_CASE("memory: a 256 MiB tensor stays under the streaming bound", "[memory][
   // Far less than the tensor (256 MiB): the bound holds for a small file too.
   check_bounded(in, 1, 128);
   check_bounded(in, 2, 128 + 64);
+}
+
+TEST_CASE("memory: a directory of four shards in flight at once stays under the bound", "[memory][cli][dir]") {
+  if (!fs::exists(kMake)) {
+    WARN("make_bench_file not built: skipped");
+    return;
+  }
+  df11test::TempDir tmp;
+  // The input directory sits one level down: check_bounded writes its
+  // outputs beside it.
+  const std::string in = tmp.path + "/model";
+  fs::create_directories(in);
+  REQUIRE(run_measured(kMake + " '" + in + "/a.safetensors' --kind one-tensor --elements " + std::to_string(1 << 25) +
+                       " -T 2").code == 0);
+  for (const char* name : {"b", "c", "d"}) fs::copy_file(in + "/a.safetensors", in + "/" + name + ".safetensors");
+  // -T8: four files at once with two threads each; memory must not be four
+  // times one file's (128 MB) but within the bound of 8 threads.
+  check_bounded(in, 1, 128);
+  check_bounded(in, 8, 128 + 7 * 64);
+  check_bounded(in, 4, 128 + 3 * 64);
 }
 
 TEST_CASE("memory: a tensor of more than 2^31 weights in bounded memory", "[memory][slow]") {

@@ -1,0 +1,141 @@
+#include "dir_tasks.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include "container_writer.h"
+#include "ops.h"
+
+namespace df11 {
+
+namespace {
+
+Status run_in_order(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
+                    std::vector<bool>* ran) {
+  const uint64_t total = std::accumulate(sizes.begin(), sizes.end(), uint64_t{0});
+  uint64_t done = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Options o = opt;
+    const uint64_t base = done;
+    if (opt.progress) o.progress = [&opt, base, total](uint64_t d, uint64_t) { opt.progress(base + d, total); };
+    if (ran) (*ran)[i] = true;
+    Status s = task(i, o);
+    if (!s.ok()) return s;
+    done += sizes[i];
+    if (opt.progress) opt.progress(done, total);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
+                      std::vector<bool>* ran) {
+  const size_t n = sizes.size();
+  if (ran) ran->assign(n, false);
+  const unsigned threads = resolve_threads(opt.threads);
+  const size_t in_flight = std::min<size_t>(n, std::max(1u, threads / 2));
+  if (threads <= 1 || in_flight <= 1) return run_in_order(sizes, opt, task, ran);
+  // Threads are shared among the large files in flight: a config.json or a
+  // tokenizer takes a slot for milliseconds and must not leave a shard's
+  // share of the threads idle for the rest of the run (4 shards + 1 config at
+  // -T16: 4 threads per shard, not 3).
+  constexpr uint64_t kSmallFile = uint64_t{64} << 20;
+  const size_t large = static_cast<size_t>(
+      std::count_if(sizes.begin(), sizes.end(), [](uint64_t b) { return b >= kSmallFile; }));
+  const size_t sharing = std::max<size_t>(1, std::min(in_flight, large));
+  const unsigned per_file = std::max<unsigned>(1, threads / static_cast<unsigned>(sharing));
+
+  // Largest first (ties in index order), so that one big file does not start last.
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sizes[a] > sizes[b]; });
+
+  const uint64_t total = std::accumulate(sizes.begin(), sizes.end(), uint64_t{0});
+  std::unique_ptr<std::atomic<uint64_t>[]> progress(new std::atomic<uint64_t>[n]);
+  for (size_t i = 0; i < n; ++i) progress[i] = 0;
+  std::vector<Status> results(n);
+  // An exception of a file's task is rethrown on the calling thread, as it
+  // would have left the loop one file after another.
+  std::vector<std::exception_ptr> thrown(n);
+  std::vector<char> started(n, 0);
+  std::atomic<size_t> next{0};
+  std::atomic<size_t> first_failure{n};
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t running = in_flight;
+
+  auto worker = [&] {
+    for (;;) {
+      const size_t k = next.fetch_add(1);
+      if (k >= n) break;
+      const size_t i = order[k];
+      // Files after a failure need not run; earlier ones must (they decide
+      // which error is reported).
+      if (i > first_failure.load()) continue;
+      Options o = opt;
+      o.threads = per_file;
+      o.progress = nullptr;
+      if (opt.progress) o.progress = [&progress, i](uint64_t d, uint64_t) { progress[i].store(d); };
+      started[i] = 1;
+      Status s;
+      try {
+        s = task(i, o);
+      } catch (...) {
+        thrown[i] = std::current_exception();
+        s = {Error::Io, "exception"};  // only marks the failure: thrown[i] is what the caller gets
+      }
+      if (s.ok()) {
+        progress[i].store(sizes[i]);
+      } else {
+        size_t f = first_failure.load();
+        while (i < f && !first_failure.compare_exchange_weak(f, i)) {
+        }
+      }
+      results[i] = std::move(s);
+      cv.notify_all();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    --running;
+    cv.notify_all();
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(in_flight);
+  for (size_t t = 0; t < in_flight; ++t) pool.emplace_back(worker);
+  {
+    // The caller's progress callback runs here, on the calling thread only.
+    uint64_t reported = ~uint64_t{0};
+    auto report = [&] {
+      uint64_t sum = 0;
+      for (size_t i = 0; i < n; ++i) sum += progress[i].load();
+      if (sum != reported) opt.progress(reported = sum, total);
+    };
+    std::unique_lock<std::mutex> lock(mu);
+    while (running > 0) {
+      cv.wait_for(lock, std::chrono::milliseconds(100));
+      if (!opt.progress) continue;
+      lock.unlock();
+      report();
+      lock.lock();
+    }
+    lock.unlock();
+    if (opt.progress) report();  // the last files' ends
+  }
+  for (auto& t : pool) t.join();
+  if (ran)
+    for (size_t i = 0; i < n; ++i) (*ran)[i] = started[i] != 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (thrown[i]) std::rethrow_exception(thrown[i]);
+    if (started[i] && !results[i].ok()) return results[i];
+  }
+  return Status::Ok();
+}
+
+}  // namespace df11

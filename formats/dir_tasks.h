@@ -1,0 +1,32 @@
+// Runs the per-file work of a model directory: one file after another at
+// -T1, several files at once (each with its share of the threads) above.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "df11.h"
+
+namespace df11 {
+
+// Does file i with the options it is given (its thread count and a progress
+// callback of its own, which may be called from a worker thread).
+using FileTask = std::function<Status(size_t i, const Options& o)>;
+
+// Runs task(i) for every i < sizes.size() (sizes[i]: the file's bytes, for
+// the progress total and for scheduling). With resolve_threads(opt.threads)
+// == 1 (or one file) the files run in order on the calling thread with all
+// threads, as before. Otherwise up to F = min(files, max(1, T / 2)) files
+// run at once, each with max(1, T / min(F, files of 64 MiB or more))
+// threads, so that the threads in use by large files stay T and the memory
+// stays that of T threads (small files come and go within milliseconds);
+// the largest files start first. opt.progress is called from the calling thread only, with the sum
+// of all files' progress. After a failure no file with a larger index
+// starts, and every file with a smaller one still runs, so the returned error
+// is the failing file of smallest index whatever the timing (a run stops
+// early only through interrupted()). `ran` (optional) gets, per file, whether
+// its task ran.
+Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
+                      std::vector<bool>* ran = nullptr);
+
+}  // namespace df11

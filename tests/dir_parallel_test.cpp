@@ -1,0 +1,161 @@
+// Model directories with several files in flight (-T above 1): outputs,
+// manifest and report identical to -T1; progress from the calling thread
+// only; the error of a corrupt shard names it, deterministically, and leaves
+// nothing behind.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "df11.h"
+#include "sample_model.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace df11;
+
+namespace {
+
+Options opts(unsigned threads) {
+  Options o;
+  o.threads = threads;
+  o.device = "cpu";
+  return o;
+}
+
+// Every regular file under root, by relative path.
+std::map<std::string, std::vector<uint8_t>> tree(const std::string& root) {
+  std::map<std::string, std::vector<uint8_t>> t;
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file()) t[fs::relative(e.path(), root).generic_string()] = df11test::read_file(e.path().string());
+  return t;
+}
+
+// Sample model plus three more shards (copies under other names): six
+// safetensors files of different sizes and the side files.
+void make_model(const std::string& in) {
+  df11test::SampleOptions so;
+  so.hidden = 256;
+  so.layers = 4;
+  so.intermediate = 512;
+  so.vocab = 2048;
+  df11test::make_sample_model(in, so);
+  fs::copy_file(in + "/model-00001-of-00002.safetensors", in + "/extra-a.safetensors");
+  fs::copy_file(in + "/model-00002-of-00002.safetensors", in + "/extra-b.safetensors");
+  fs::create_directories(in + "/sub");
+  fs::copy_file(in + "/model-00001-of-00002.safetensors", in + "/sub/extra-c.safetensors");
+}
+
+// Flips bytes in the middle of a stored file (inside its payloads).
+void corrupt(const std::string& path) {
+  auto b = df11test::read_file(path);
+  REQUIRE(b.size() > 4096);
+  for (size_t i = b.size() / 2; i < b.size() / 2 + 64; ++i) b[i] ^= 0x5a;
+  df11test::write_file(path, b);
+}
+
+bool has_temporaries(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find(".df11tmp") != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("directory: -T1 and -T4 give identical outputs, manifest and report", "[dir][parallel]") {
+  df11test::TempDir tmp;
+  const std::string in = tmp.path + "/model";
+  make_model(in);
+  Report r1, r4;
+  REQUIRE(compress(in, tmp.path + "/t1", opts(1), &r1).message == "");
+  Options o4 = opts(4);
+  const std::thread::id caller = std::this_thread::get_id();
+  bool other_thread = false, backwards = false;
+  uint64_t last = 0, final_done = 0, final_total = 0;
+  o4.progress = [&](uint64_t done, uint64_t total) {
+    if (std::this_thread::get_id() != caller) other_thread = true;
+    if (done < last) backwards = true;
+    last = final_done = done;
+    final_total = total;
+  };
+  REQUIRE(compress(in, tmp.path + "/t4", o4, &r4).message == "");
+  CHECK_FALSE(other_thread);
+  CHECK_FALSE(backwards);
+  CHECK(final_done == final_total);
+  const auto a = tree(tmp.path + "/t1"), b = tree(tmp.path + "/t4");
+  CHECK(a.size() >= 14);
+  REQUIRE(a.size() == b.size());
+  for (const auto& [rel, bytes] : a) {
+    INFO(rel);
+    REQUIRE(b.count(rel));
+    CHECK(b.at(rel) == bytes);  // df11-manifest.json included
+  }
+  REQUIRE(r1.files.size() == r4.files.size());
+  for (size_t i = 0; i < r1.files.size(); ++i) {
+    CHECK(r1.files[i].path == r4.files[i].path);
+    CHECK(r1.files[i].stored_bytes == r4.files[i].stored_bytes);
+  }
+  CHECK(r1.stored_bytes == r4.stored_bytes);
+
+  // Decompress at -T4 (two files at once) and -T16 (six at once, more files
+  // in flight than cores here) restores every file.
+  for (unsigned t : {4u, 16u}) {
+    INFO("-T" << t);
+    const std::string back = tmp.path + "/back" + std::to_string(t);
+    Report rd;
+    REQUIRE(decompress(tmp.path + "/t4", back, opts(t), &rd).message == "");
+    CHECK(tree(back) == tree(in));
+    REQUIRE(rd.files.size() == r1.files.size());
+    for (size_t i = 0; i < rd.files.size(); ++i) CHECK(rd.files[i].path == r1.files[i].path);
+  }
+  VerifyReport v1, v4;
+  REQUIRE(verify(tmp.path + "/t4", in, opts(1), &v1).message == "");
+  REQUIRE(verify(tmp.path + "/t4", in, opts(4), &v4).message == "");
+  CHECK(v1.files_checked == v4.files_checked);
+  CHECK(v1.tensors_checked == v4.tensors_checked);
+}
+
+TEST_CASE("directory: a corrupt shard at -T4 is named, first in manifest order, nothing left", "[dir][parallel]") {
+  df11test::TempDir tmp;
+  const std::string in = tmp.path + "/model", packed = tmp.path + "/packed";
+  make_model(in);
+  REQUIRE(compress(in, packed, opts(4), nullptr).message == "");
+  corrupt(packed + "/model-00002-of-00002.df11");
+  const Status s1 = decompress(packed, tmp.path + "/out", opts(1), nullptr);
+  REQUIRE_FALSE(s1.ok());
+  CHECK(s1.message.find("model-00002-of-00002.df11") != std::string::npos);
+  for (int rep = 0; rep < 3; ++rep) {
+    const Status s4 = decompress(packed, tmp.path + "/out", opts(4), nullptr);
+    CHECK(s4.code == s1.code);
+    CHECK(s4.message == s1.message);
+    CHECK_FALSE(fs::exists(tmp.path + "/out"));
+    CHECK_FALSE(has_temporaries(tmp.path));
+  }
+  // Verify names it too, with the same failures at -T1 and -T4.
+  VerifyReport v1, v4;
+  CHECK(verify(packed, "", opts(1), &v1).code == Error::VerifyMismatch);
+  CHECK(verify(packed, "", opts(4), &v4).code == Error::VerifyMismatch);
+  REQUIRE_FALSE(v1.failures.empty());
+  CHECK(v1.failures == v4.failures);
+  CHECK(v4.failures.front().find("model-00002-of-00002.safetensors") != std::string::npos);
+
+  // Two corrupt shards: the one first in manifest order is reported, however
+  // the files are scheduled (the largest start first).
+  corrupt(packed + "/sub/extra-c.df11");
+  corrupt(packed + "/extra-b.df11");
+  const Status t1 = decompress(packed, tmp.path + "/out", opts(1), nullptr);
+  CHECK(t1.message.find("extra-b.df11") != std::string::npos);
+  for (int rep = 0; rep < 3; ++rep) {
+    const Status t4 = decompress(packed, tmp.path + "/out", opts(4), nullptr);
+    CHECK(t4.message == t1.message);
+    CHECK_FALSE(fs::exists(tmp.path + "/out"));
+    CHECK_FALSE(has_temporaries(tmp.path));
+  }
+  // A side file that differs from its manifest hash is named likewise.
+  df11test::write_file(packed + "/config.json", {'{', '}'});
+  const Status c4 = decompress(packed, tmp.path + "/out", opts(4), nullptr);
+  CHECK(c4.message.find("config.json") != std::string::npos);
+  CHECK(c4.code == Error::VerifyMismatch);
+  CHECK_FALSE(fs::exists(tmp.path + "/out"));
+}
