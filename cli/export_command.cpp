@@ -1,4 +1,5 @@
 #include "export_command.h"
+#include "human_bytes.h"
 
 #include <cstdio>
 
@@ -57,16 +58,6 @@ ordered_json to_json(const df11::ExportReport& r) {
   j["files_copied"] = r.files_copied;
   j["files_skipped"] = r.files_skipped;
   return j;
-}
-
-std::string human_bytes(uint64_t b) {
-  char buf[32];
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1000 && u < 4) { v /= 1000; ++u; }
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", v, units[u]);
-  return buf;
 }
 
 }  // namespace

@@ -15,11 +15,14 @@
 
 #include "bench_command.h"
 #include "df11.h"
+#include "human_bytes.h"
 #include "export_command.h"
 #include "report_json.h"
 #include "stdio_spool.h"
 
 namespace {
+
+using df11cli::human_bytes;
 
 const char* kExitCodes =
     "Exit codes:\n"
@@ -43,16 +46,6 @@ struct Common {
   unsigned threads = 0;
   bool force = false;
 };
-
-std::string human_bytes(uint64_t b) {
-  char buf[32];
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1000 && u < 4) { v /= 1000; ++u; }
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", v, units[u]);
-  return buf;
-}
 
 // A progress bar on stderr, only when stderr is a terminal and not -q.
 std::function<void(uint64_t, uint64_t)> progress_bar(const Common& c) {

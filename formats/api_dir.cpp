@@ -17,6 +17,7 @@
 #include "input_entry.h"
 #include "manifest.h"
 #include "model_index.h"
+#include "atomic_output_dir.h"
 #include "ops.h"
 
 namespace df11 {
@@ -29,51 +30,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// A directory built under a temporary name beside its destination and renamed
-// into place by commit(); removed with everything in it otherwise.
-class AtomicOutputDir {
- public:
-  ~AtomicOutputDir() {
-    std::error_code ec;
-    if (!temp_.empty()) fs::remove_all(temp_, ec);
-  }
-  Status open(const std::string& path, bool overwrite) {
-    path_ = path;
-    overwrite_ = overwrite;
-    if (Status s = refuse_output_link(path); !s.ok()) return s;
-    std::error_code ec;
-    if (fs::exists(fs::symlink_status(path, ec)) && !overwrite)
-      return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
-    const fs::path p = fs::absolute(path, ec);
-    std::string tmpl = (p.parent_path() / ("." + p.filename().string() + ".df11tmp-XXXXXX")).string();
-    if (!mkdtemp(tmpl.data())) return make_status(Error::Io, path, std::string("cannot create output directory: ") + std::strerror(errno));
-    temp_ = tmpl;
-    return Status::Ok();
-  }
-  const std::string& temp() const { return temp_; }
-  Status commit() {
-    if (interrupted()) return interrupted_status(path_);
-    if (Status s = refuse_output_link(path_); !s.ok()) return s;
-    std::error_code ec;
-    const bool exists = fs::exists(fs::symlink_status(path_, ec));
-    if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
-    std::string old;
-    if (exists) {
-      old = temp_ + ".old";
-      fs::rename(path_, old, ec);
-      if (ec) return make_status(Error::Io, path_, "cannot replace existing output: " + ec.message());
-    }
-    fs::rename(temp_, path_, ec);
-    if (ec) return make_status(Error::Io, path_, "cannot move output into place: " + ec.message());
-    temp_.clear();
-    if (!old.empty()) fs::remove_all(old, ec);
-    return Status::Ok();
-  }
-
- private:
-  std::string path_, temp_;
-  bool overwrite_ = false;
-};
 
 bool is_link_error(Error e) {
   return e == Error::DirLinkDangling || e == Error::DirLinkToDirectory || e == Error::DirLinkNotRegular;

@@ -6,6 +6,8 @@
 // as DFloat11's own compressor lays it out; the rest goes to model.safetensors.
 #include "dfloat11_export.h"
 
+#include "atomic_output_dir.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -201,51 +203,6 @@ unsigned resolve_threads(unsigned t) {
   return h ? h : 1;
 }
 
-// The output directory, built under a temporary name beside its destination
-// and renamed into place by commit(); removed with its contents otherwise.
-// (Same behaviour as compress/decompress of directories in api_dir.cpp.)
-class TempOutputDir {
- public:
-  ~TempOutputDir() {
-    std::error_code ec;
-    if (!temp_.empty()) fs::remove_all(temp_, ec);
-  }
-  Status open(const std::string& path, bool overwrite) {
-    path_ = path;
-    overwrite_ = overwrite;
-    std::error_code ec;
-    if (fs::exists(fs::symlink_status(path, ec)) && !overwrite)
-      return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
-    const fs::path p = fs::absolute(path, ec);
-    std::string tmpl = (p.parent_path() / ("." + p.filename().string() + ".df11tmp-XXXXXX")).string();
-    if (!mkdtemp(tmpl.data()))
-      return make_status(Error::Io, path, std::string("cannot create output directory: ") + std::strerror(errno));
-    temp_ = tmpl;
-    return Status::Ok();
-  }
-  const std::string& temp() const { return temp_; }
-  Status commit() {
-    if (interrupted()) return interrupted_status(path_);
-    std::error_code ec;
-    const bool exists = fs::exists(fs::symlink_status(path_, ec));
-    if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
-    std::string old;
-    if (exists) {
-      old = temp_ + ".old";
-      fs::rename(path_, old, ec);
-      if (ec) return make_status(Error::Io, path_, "cannot replace existing output: " + ec.message());
-    }
-    fs::rename(temp_, path_, ec);
-    if (ec) return make_status(Error::Io, path_, "cannot move output into place: " + ec.message());
-    temp_.clear();
-    if (!old.empty()) fs::remove_all(old, ec);
-    return Status::Ok();
-  }
-
- private:
-  std::string path_, temp_;
-  bool overwrite_ = false;
-};
 
 Status read_text(const std::string& path, std::string* text) {
   std::ifstream f(path, std::ios::binary);
@@ -636,7 +593,7 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   }
   for (auto& i : plan.remainder) i = order[i];
 
-  TempOutputDir od;
+  AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
   for (const auto& d : files.dirs) fs::create_directories(od.temp() + "/" + d);

@@ -14,25 +14,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
+using Run = df11test::CliRun;
 
-Run df11(const std::string& args, const std::string& dir) {
-  const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
-  const std::string cmd = "cd '" + dir + "' && '" + bin + "' " + args + " >" + dir + "/.out 2>" + dir + "/.err </dev/null";
-  const int st = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  auto slurp = [](const std::string& p) {
-    const auto b = df11test::read_file(p);
-    return std::string(b.begin(), b.end());
-  };
-  r.out = slurp(dir + "/.out");
-  r.err = slurp(dir + "/.err");
-  return r;
-}
+Run df11(const std::string& args, const std::string& dir) { return df11test::run_df11(args, dir); }
 
 void small_model(const std::string& path) {
   const auto w = df11test::gaussian_bf16(20000, 0.02, 3);

@@ -1,5 +1,9 @@
 #include "test_util.h"
 
+#include <sys/wait.h>
+
+#include <cstdlib>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -49,6 +53,21 @@ void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+CliRun run_df11(const std::string& args, const std::string& dir) {
+  const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
+  const std::string cmd = "cd '" + dir + "' && '" + bin + "' " + args + " >" + dir + "/.out 2>" + dir + "/.err </dev/null";
+  const int st = std::system(cmd.c_str());
+  CliRun r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  auto slurp = [](const std::string& p) {
+    const auto b = read_file(p);
+    return std::string(b.begin(), b.end());
+  };
+  r.out = slurp(dir + "/.out");
+  r.err = slurp(dir + "/.err");
+  return r;
 }
 
 }  // namespace df11test

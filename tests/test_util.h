@@ -24,4 +24,12 @@ struct TempDir {
 std::vector<uint8_t> read_file(const std::string& path);
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
 
+// Runs the built df11 command with `args` (shell words) in `dir`, stdin from
+// /dev/null; its exit code (128 + signal when killed), stdout and stderr.
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+CliRun run_df11(const std::string& args, const std::string& dir);
+
 }  // namespace df11test

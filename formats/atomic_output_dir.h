@@ -1,0 +1,66 @@
+// An output directory built under a temporary name beside its destination and
+// renamed into place, so that an error or Ctrl-C leaves nothing partial behind
+// (compress/decompress of model directories, export). Writing never follows a
+// link: a link at the output path is OutputIsLink, checked at open and again
+// just before the rename.
+#pragma once
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "df11.h"
+#include "file_io.h"
+#include "ops.h"
+
+namespace df11 {
+
+// A directory built under a temporary name beside its destination and renamed
+// into place by commit(); removed with everything in it otherwise.
+class AtomicOutputDir {
+ public:
+  ~AtomicOutputDir() {
+    std::error_code ec;
+    if (!temp_.empty()) std::filesystem::remove_all(temp_, ec);
+  }
+  Status open(const std::string& path, bool overwrite) {
+    path_ = path;
+    overwrite_ = overwrite;
+    if (Status s = refuse_output_link(path); !s.ok()) return s;
+    std::error_code ec;
+    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) && !overwrite)
+      return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
+    const std::filesystem::path p = std::filesystem::absolute(path, ec);
+    std::string tmpl = (p.parent_path() / ("." + p.filename().string() + ".df11tmp-XXXXXX")).string();
+    if (!mkdtemp(tmpl.data())) return make_status(Error::Io, path, std::string("cannot create output directory: ") + std::strerror(errno));
+    temp_ = tmpl;
+    return Status::Ok();
+  }
+  const std::string& temp() const { return temp_; }
+  Status commit() {
+    if (interrupted()) return interrupted_status(path_);
+    if (Status s = refuse_output_link(path_); !s.ok()) return s;
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(std::filesystem::symlink_status(path_, ec));
+    if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+    std::string old;
+    if (exists) {
+      old = temp_ + ".old";
+      std::filesystem::rename(path_, old, ec);
+      if (ec) return make_status(Error::Io, path_, "cannot replace existing output: " + ec.message());
+    }
+    std::filesystem::rename(temp_, path_, ec);
+    if (ec) return make_status(Error::Io, path_, "cannot move output into place: " + ec.message());
+    temp_.clear();
+    if (!old.empty()) std::filesystem::remove_all(old, ec);
+    return Status::Ok();
+  }
+
+ private:
+  std::string path_, temp_;
+  bool overwrite_ = false;
+};
+
+}  // namespace df11
