@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU-machine evidence for issues 11, 12 and 13 in priority order, for
+# calls of at most 600 s (what ran comes back in $OUT if a call is cut).
+# Prepare here (a machine with nvcc and PyPI, no GPU needed):
+#   bash scripts/build_cuda.sh                     # .gpu-build/bin: df11, libdf11.so, tests
+#   pip download dfloat11==0.5.0 dahuffman==0.4.2 --no-deps -d .interop-wheels
+# then on the GPU machine, from the repository root:
+#   run(command="bash scripts/gpu_evidence.sh", carry=[".gpu-build/bin", ".interop-wheels"])
+#   run(command="STEPS=bench8b bash scripts/gpu_evidence.sh", carry=[...])   # second call
+# STEPS (default "capi interop pytest cores bench"): capi = C API test plain and
+# under compute-sanitizer memcheck, and the [gpu] tests; interop = export to
+# DFloat11's format loaded by dfloat11 0.5.0 (scripts/dfloat11_interop.py);
+# pytest = python/tests on the GPU; cores = scripts/bench_cpu_cores.sh on the
+# machine's CPUs; bench = scripts/bench_inference.py on gpt2 and llama-1b;
+# bench8b = the same on the Llama-3-8B-shaped model (a call of its own).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/df11-evidence}
+mkdir -p "$OUT"
+STEPS=${STEPS:-"capi interop pytest cores bench"}
+BIN=$PWD/.gpu-build/bin
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+T0=$SECONDS
+mark() { echo "[$1 done, t=$((SECONDS - T0)) s]"; }
+if has capi; then
+  STEPS="capi capimem tests" bash scripts/gpu_run.sh 2>&1 | grep -E "rc=|passed|failed|FAILED|ERROR SUMMARY" | tail -8
+  mark capi
+fi
+if has interop; then
+  mkdir -p /tmp/df11-site
+  python3 -m pip install -q --no-deps --no-index --target /tmp/df11-site .interop-wheels/*.whl >/dev/null 2>&1
+  PYTHONPATH=/tmp/df11-site PYTHONUNBUFFERED=1 timeout 150 python3 scripts/dfloat11_interop.py --df11 "$BIN/df11" \
+    --work /dev/shm/df11-interop --compress-blocks 1 --json-out "$OUT/interop.json" >"$OUT/interop.log" 2>&1
+  echo "interop rc=$?"; tail -n 14 "$OUT/interop.log"; rm -rf /dev/shm/df11-interop
+  mark interop
+fi
+if has pytest; then
+  STEPS=pytest PYTEST_LIMIT=100 OUT=$OUT bash scripts/gpu_run_python.sh 2>&1 | tail -n 6
+  mark pytest
+fi
+if has cores; then
+  DF11=$BIN/df11 MAKE_BENCH=$BIN/make_bench_file timeout 240 bash scripts/bench_cpu_cores.sh /dev/shm/df11-cores >"$OUT/cores.log" 2>&1
+  echo "cores rc=$?"; tail -n 14 "$OUT/cores.log"; rm -rf /dev/shm/df11-cores
+  mark cores
+fi
+export DF11_LIBRARY=$BIN/libdf11.so PYTHONPATH=$PWD/python
+for s in bench bench8b; do
+  has $s || continue
+  models=$([ $s = bench ] && echo gpt2,llama-1b || echo llama-8b)
+  timeout 480 python3 scripts/bench_inference.py --cli "$BIN/df11" --models "$models" --reps 1 --out "$OUT" >"$OUT/$s.log" 2>&1
+  echo "$s rc=$?"; grep -v "Writing model\|Loading weights" "$OUT/$s.log" | tail -n 30
+  mark $s
+done
