@@ -112,3 +112,11 @@ def sample_dir(tmp_path_factory, cli):
     (src / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     (src / "config.json").write_text(json.dumps({"model_type": "none"}))
     return str(src), compress(cli, str(src), str(d / "model.df11"))
+
+
+@pytest.fixture(scope="module")
+def gpu(df11mod):
+    """The binding, where libdf11 is built with CUDA and sees a GPU (GPU tests)."""
+    if df11mod.cuda_device_count() == 0:
+        pytest.skip("skipped: this libdf11 is built without CUDA or sees no GPU")
+    return df11mod

@@ -8,13 +8,6 @@ if not torch.cuda.is_available():
     pytest.skip("skipped: no CUDA GPU visible to torch", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def gpu(df11mod):
-    if df11mod.cuda_device_count() == 0:
-        pytest.skip("skipped: this libdf11 is built without CUDA or sees no GPU")
-    return df11mod
-
-
 transformers = pytest.importorskip("transformers", reason="skipped: transformers not installed")
 from tiny_models import make_model_dir  # noqa: E402
 

@@ -12,13 +12,6 @@ if not torch.cuda.is_available():
     pytest.skip("skipped: no CUDA GPU visible to torch", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def gpu(df11mod):
-    if df11mod.cuda_device_count() == 0:
-        pytest.skip("skipped: this libdf11 is built without CUDA or sees no GPU")
-    return df11mod
-
-
 def as_bytes(t):
     return t.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes()
 
