@@ -337,6 +337,9 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
             return;
           }
           std::lock_guard<std::mutex> lock(mu);
+          // After an abort the worker that owns *r.busy (a flag on its stack)
+          // may have returned already: touch nothing of it.
+          if (aborted) return;
           *r.busy = false;
           cv.notify_all();
         }
@@ -374,8 +377,11 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
             }
             const Status st = load(impl_->slots[0], g, static_cast<int>(g & 1));
             std::lock_guard<std::mutex> lock(rmu);
-            if (!st.ok()) rerr = st;
-            loaded = g + 1;
+            // A failed load (an interrupt, a read error) must not count as
+            // loaded: the worker would decode a half-filled buffer and report
+            // corrupt data (Df11BadGaps) instead of the failure itself.
+            if (st.ok()) loaded = g + 1;
+            else rerr = st;
             rcv.notify_all();
             if (!st.ok()) return;
           }
