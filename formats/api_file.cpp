@@ -76,6 +76,18 @@ class BackgroundFileHash {
   Status status_;
 };
 
+// The SHA-256 of a restored file (directory manifests): the header now, the
+// rest on a thread of its own, fed with copies of the bytes in order. Null
+// when no hash is asked for.
+std::unique_ptr<BehindQueue> background_sha(Sha256* sha, const std::vector<uint8_t>& head) {
+  if (!sha) return nullptr;
+  sha->update(head.data(), head.size());
+  return std::make_unique<BehindQueue>([sha](const uint8_t* p, uint64_t n) {
+    sha->update(p, n);
+    return Status::Ok();
+  });
+}
+
 }  // namespace
 
 Status compress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
@@ -125,14 +137,7 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   if (!s.ok()) return s;
   // The SHA-256 (directory manifests) runs on a thread of its own, fed with
   // copies of the restored bytes in order.
-  std::unique_ptr<BehindQueue> hasher;
-  if (sha) {
-    sha->update(head.data(), head.size());
-    hasher.reset(new BehindQueue([sha](const uint8_t* p, uint64_t n) {
-      sha->update(p, n);
-      return Status::Ok();
-    }));
-  }
+  std::unique_ptr<BehindQueue> hasher = background_sha(sha, head);
   of.start_writer();
   uint64_t done = head.size();
   const auto& ts = reader->tensors();
@@ -185,14 +190,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
   const std::vector<uint8_t> head = reader->original_header();
   FileDigest digest(head.data(), head.size());
   // The SHA-256 (directory manifests) runs on a thread of its own.
-  std::unique_ptr<BehindQueue> hasher;
-  if (sha) {
-    sha->update(head.data(), head.size());
-    hasher.reset(new BehindQueue([sha](const uint8_t* p, uint64_t n) {
-      sha->update(p, n);
-      return Status::Ok();
-    }));
-  }
+  std::unique_ptr<BehindQueue> hasher = background_sha(sha, head);
   const uint64_t failures_before = rep->failures.size();
   bool compare = !against.empty();
   if (compare) {

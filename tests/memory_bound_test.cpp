@@ -16,14 +16,6 @@
 
 #include "test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define DF11_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define DF11_TEST_ASAN 1
-#endif
-#endif
-
 namespace fs = std::filesystem;
 
 namespace {

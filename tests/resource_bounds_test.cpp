@@ -21,14 +21,6 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define DF11_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define DF11_TEST_ASAN 1
-#endif
-#endif
-
 namespace fs = std::filesystem;
 using namespace df11;
 using Bytes = std::vector<uint8_t>;

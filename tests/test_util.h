@@ -4,6 +4,16 @@
 #include <string>
 #include <vector>
 
+// DF11_TEST_ASAN: defined in AddressSanitizer builds (gcc and clang), whose
+// shadow memory makes peak-RSS bounds meaningless.
+#if defined(__SANITIZE_ADDRESS__)
+#define DF11_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DF11_TEST_ASAN 1
+#endif
+#endif
+
 namespace df11test {
 
 // BF16 weights drawn from N(0, stddev^2) with a fixed seed, rounded to nearest even.
