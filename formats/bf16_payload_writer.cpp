@@ -10,6 +10,7 @@
 
 #include "container_layout.h"
 #include "parallel.h"
+#include "read_ahead.h"
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -36,65 +37,14 @@ struct EdgeWord {
   uint32_t bits;
 };
 
-// With one worker: a thread reads window k + 1 (pread into the other of two
-// buffers) while window k is coded, so the kernel's copy runs beside the coder.
-class ReadAhead {
- public:
-  ReadAhead(const MappedFile& in, uint64_t src_offset, uint64_t n, uint64_t w, std::vector<uint16_t>* bufs)
-      : in_(in), src_(src_offset), n_(n), w_(w), bufs_(bufs) {
-    thread_ = std::thread([this] { run(); });
-  }
-  ~ReadAhead() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  // Window k (asked for in order 0, 1, 2, ...), once read.
-  Status get(uint64_t k, const uint16_t** data) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return loaded_ > k || !error_.ok(); });
-    if (loaded_ <= k) return error_;
-    *data = bufs_[k & 1].data();
-    return Status::Ok();
-  }
-  void release(uint64_t k) {  // window k's buffer may be refilled
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      released_ = k + 1;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  void run() {
-    for (uint64_t k = 0; k * w_ < n_; ++k) {
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || k < released_ + 2; });
-        if (stop_) return;
-      }
-      const uint64_t b = k * w_, len = std::min(w_, n_ - b);
-      const Status s = in_.read(src_ + 2 * b, 2 * len, bufs_[k & 1].data());
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!s.ok()) error_ = s;
-      else loaded_ = k + 1;
-      cv_.notify_all();
-      if (!s.ok()) return;
-    }
-  }
-  const MappedFile& in_;
-  const uint64_t src_, n_, w_;
-  std::vector<uint16_t>* bufs_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t loaded_ = 0, released_ = 0;
-  bool stop_ = false;
-  Status error_;
-  std::thread thread_;
-};
+// With one worker, window k + 1 is read while window k is coded.
+std::unique_ptr<ReadAhead> window_read_ahead(const MappedFile& in, uint64_t src, uint64_t n, uint64_t w,
+                                             std::vector<uint16_t>* bufs) {
+  return std::make_unique<ReadAhead>(div_ceil(n, w), [&in, src, n, w, bufs](uint64_t k, int slot) {
+    const uint64_t b = k * w, len = std::min(w, n - b);
+    return in.read(src + 2 * b, 2 * len, bufs[slot].data());
+  });
+}
 
 }  // namespace
 
@@ -124,12 +74,13 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
       std::unique_ptr<ReadAhead> ahead;
       if (workers == 1 && nwin > 1) {
         sl.in[1].resize(W);
-        ahead.reset(new ReadAhead(in, src_offset, n, W, sl.in));
+        ahead = window_read_ahead(in, src_offset, n, W, sl.in);
       }
       for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
         const uint64_t b = k * W, len = std::min(W, n - b);
         const uint16_t* w = sl.in[0].data();
-        Status s = ahead ? ahead->get(k, &w) : in.read(src_offset + 2 * b, 2 * len, sl.in[0].data());
+        Status s = ahead ? ahead->get(k) : in.read(src_offset + 2 * b, 2 * len, sl.in[0].data());
+        if (ahead) w = sl.in[k & 1].data();
         if (!s.ok() || interrupted()) {
           first.set(s.ok() ? interrupted_status(in.path()) : s);
           turn.abort();
@@ -182,11 +133,12 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
       Slot& sl = slots_[wk];
       sl.words.resize(div_ceil(W * kMaxCodeLength, 32) + 2);
       std::unique_ptr<ReadAhead> ahead;
-      if (workers == 1 && nwin > 1) ahead.reset(new ReadAhead(in, src_offset, n, W, sl.in));
+      if (workers == 1 && nwin > 1) ahead = window_read_ahead(in, src_offset, n, W, sl.in);
       for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
         const uint64_t b = k * W, cnt = std::min(W, n - b);
         const uint16_t* w = sl.in[0].data();
-        Status s = ahead ? ahead->get(k, &w) : in.read(src_offset + 2 * b, 2 * cnt, sl.in[0].data());
+        Status s = ahead ? ahead->get(k) : in.read(src_offset + 2 * b, 2 * cnt, sl.in[0].data());
+        if (ahead) w = sl.in[k & 1].data();
         if (!s.ok() || interrupted()) {
           first.set(s.ok() ? interrupted_status(in.path()) : s);
           return;

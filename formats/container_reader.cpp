@@ -10,6 +10,7 @@
 
 #include "byte_planes.h"
 #include "container_layout.h"
+#include "read_ahead.h"
 #include "df11.h"
 #include "file_io.h"
 #include "parallel.h"
@@ -360,33 +361,9 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       // One worker: a reader thread loads group g + 1 while g decodes (the
       // kernel's copy then runs beside the decoder). Several workers read
       // their own groups, in parallel already.
-      const bool ahead = workers == 1 && groups > 1;
-      std::mutex rmu;
-      std::condition_variable rcv;
-      uint64_t loaded = 0, consumed = 0;
-      bool rstop = false;
-      Status rerr;
-      std::thread reader;
-      if (ahead) {
-        reader = std::thread([&] {
-          for (uint64_t g = 0; g < groups; ++g) {
-            {
-              std::unique_lock<std::mutex> lock(rmu);
-              rcv.wait(lock, [&] { return rstop || g < consumed + 2; });
-              if (rstop) return;
-            }
-            const Status st = load(impl_->slots[0], g, static_cast<int>(g & 1));
-            std::lock_guard<std::mutex> lock(rmu);
-            // A failed load (an interrupt, a read error) must not count as
-            // loaded: the worker would decode a half-filled buffer and report
-            // corrupt data (Df11BadGaps) instead of the failure itself.
-            if (st.ok()) loaded = g + 1;
-            else rerr = st;
-            rcv.notify_all();
-            if (!st.ok()) return;
-          }
-        });
-      }
+      std::unique_ptr<ReadAhead> ahead;
+      if (workers == 1 && groups > 1)
+        ahead = std::make_unique<ReadAhead>(groups, [&](uint64_t g, int k) { return load(impl_->slots[0], g, k); });
       run_workers(workers, [&](unsigned wk) {
         Impl::Slot& sl = impl_->slots[wk];
         bool busy[2] = {false, false};
@@ -402,23 +379,12 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
           const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
           if (out.size() < e1 - e0) out.resize(e1 - e0);
           const int k = ahead ? static_cast<int>(g & 1) : 0;
-          Status st;
-          if (ahead) {
-            std::unique_lock<std::mutex> lock(rmu);
-            rcv.wait(lock, [&] { return loaded > g || !rerr.ok(); });
-            if (loaded <= g) st = rerr;
-          } else {
-            st = load(sl, g, 0);
-          }
+          Status st = ahead ? ahead->get(g) : load(sl, g, 0);
           if (st.ok()) {
             const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), out.data());
             if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
           }
-          if (ahead) {
-            std::lock_guard<std::mutex> lock(rmu);
-            consumed = g + 1;
-            rcv.notify_all();
-          }
+          if (ahead) ahead->release(g);
           const uint8_t* bytes = reinterpret_cast<const uint8_t*>(out.data());
           if (st.ok()) st = place(2 * e0, bytes, 2 * (e1 - e0));
           if (!st.ok()) {
@@ -438,14 +404,7 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       });
       if (first.failed) abort_all();
       stage.join();
-      if (reader.joinable()) {
-        {
-          std::lock_guard<std::mutex> lock(rmu);
-          rstop = true;
-        }
-        rcv.notify_all();
-        reader.join();
-      }
+      ahead.reset();
       s = first.s;
       break;
     }
