@@ -12,7 +12,9 @@
 # DFloat11's format loaded by dfloat11 0.5.0 (scripts/dfloat11_interop.py);
 # pytest = python/tests on the GPU; cores = scripts/bench_cpu_cores.sh on the
 # machine's CPUs; bench = scripts/bench_inference.py on gpt2 and llama-1b;
-# bench8b = the same on the Llama-3-8B-shaped model (a call of its own).
+# bench8b = the same on the Llama-3-8B-shaped model (a call of its own);
+# kbench = the decode kernel against the copy ceiling (df11_gpu_bench) on a
+# Llama-3-8B layer and on one 128256x4096 (1 GiB) embedding.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/df11-evidence}
@@ -42,6 +44,14 @@ if has cores; then
   DF11=$BIN/df11 MAKE_BENCH=$BIN/make_bench_file timeout 240 bash scripts/bench_cpu_cores.sh /dev/shm/df11-cores >"$OUT/cores.log" 2>&1
   echo "cores rc=$?"; tail -n 14 "$OUT/cores.log"; rm -rf /dev/shm/df11-cores
   mark cores
+fi
+if has kbench; then
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader >"$OUT/kbench.log"
+  timeout 150 "$BIN/df11_gpu_bench" --synthetic llama-8b-block >>"$OUT/kbench.log" 2>&1
+  echo "kbench layer rc=$?"
+  timeout 150 "$BIN/df11_gpu_bench" --shape 128256x4096 >>"$OUT/kbench.log" 2>&1
+  echo "kbench embed rc=$?"; grep -vE "^\s*$" "$OUT/kbench.log" | tail -n 30
+  mark kbench
 fi
 export DF11_LIBRARY=$BIN/libdf11.so PYTHONPATH=$PWD/python
 for s in bench bench8b; do
