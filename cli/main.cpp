@@ -239,12 +239,12 @@ static int run(int argc, char** argv) {
   ver->add_option("--against", against, "Also compare with this original file or directory (- : standard input)");
   const CLI::Validator device_check(
       [](std::string& v) -> std::string {
-        if (v == "auto" || v == "cpu" || v == "cuda") return "";
+        if (v == "auto" || v == "cpu" || v == "cuda" || v == "cuda:all") return "";
         if (v.rfind("cuda:", 0) == 0 && v.size() > 5 && v.find_first_not_of("0123456789", 5) == std::string::npos) return "";
-        return "expected auto, cpu, cuda or cuda:N";
+        return "expected auto, cpu, cuda, cuda:N or cuda:all";
       },
       "DEVICE");
-  ver->add_option("--device", device, "auto | cpu | cuda | cuda:N (default auto: the GPU when present)")->check(device_check);
+  ver->add_option("--device", device, "auto | cpu | cuda | cuda:N | cuda:all (default auto: the GPU when present; cuda:all spreads a directory's files over every visible GPU)")->check(device_check);
   add_common(ver);
 
   auto* inf = app.add_subcommand("info", "Per-tensor statistics of a .df11 file or directory");

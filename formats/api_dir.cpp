@@ -275,17 +275,26 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     if (hex != e.sha256) r.failures.push_back(e.path + ": SHA-256 differs from the manifest");
     return Status::Ok();
   };
-  // Files run at once on the CPU only: a GPU decodes one file at a time.
+  // Files run at once on the CPU, and with cuda:all one per GPU at a time;
+  // otherwise a GPU decodes one file at a time.
+  std::vector<std::string> devices;
+  if (opt.device == "cuda:all") {
+    const int count = GpuVerifier::device_count();
+    if (count == 0) return make_status(Error::CudaUnavailable, "--device cuda:all", "no CUDA GPU is available");
+    for (int d = 0; d < count; ++d) devices.push_back("cuda:" + std::to_string(d));
+  }
   bool cpu_only = false;
-  {
+  if (devices.empty()) {
     GpuVerifier probe;
     VerifyReport scratch;
     cpu_only = probe.init(opt.device, &scratch).ok() && !probe.active();
   }
   std::vector<bool> ran(n, false);
-  if (cpu_only) {
-    std::vector<uint64_t> sizes;
-    for (const auto& e : m.files) sizes.push_back(e.size);
+  std::vector<uint64_t> sizes;
+  for (const auto& e : m.files) sizes.push_back(e.size);
+  if (!devices.empty()) {
+    s = run_file_tasks_on(devices, sizes, opt, task, &ran);
+  } else if (cpu_only) {
     s = run_file_tasks(sizes, opt, task, &ran);
   } else {
     for (size_t i = 0; i < n && s.ok(); ++i) {
@@ -300,7 +309,16 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     rep->files_checked += r.files_checked;
     rep->decoded_bytes += r.decoded_bytes;
     rep->decode_seconds += r.decode_seconds;
-    if (!r.device.empty()) rep->device = r.device;
+    if (!r.device.empty() && devices.empty()) rep->device = r.device;
+  }
+  // cuda:all names every GPU that decoded a file, in index order.
+  for (const std::string& d : devices) {
+    for (size_t i = 0; i < n; ++i) {
+      if (ran[i] && reps[i].device.rfind(d + " ", 0) == 0) {
+        rep->device += (rep->device.empty() ? "" : ", ") + reps[i].device;
+        break;
+      }
+    }
   }
   return s;
 }

@@ -28,7 +28,7 @@ struct Options {
   unsigned threads = 0;           // 0: all cores
   bool overwrite = false;         // -f
   bool verify_after = false;      // compress --verify: decode what was written before success
-  std::string device = "auto";    // verify: auto | cpu | cuda | cuda:N
+  std::string device = "auto";    // verify: auto | cpu | cuda | cuda:N | cuda:all
   // Progress in bytes of input processed; called from the calling thread.
   std::function<void(uint64_t done, uint64_t total)> progress;
 };

@@ -34,24 +34,11 @@ Status run_in_order(const std::vector<uint64_t>& sizes, const Options& opt, cons
   return Status::Ok();
 }
 
-}  // namespace
-
-Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
-                      std::vector<bool>* ran) {
+// Runs the files on `in_flight` workers, largest first; worker w runs its
+// files with o.device = (*devices)[w] when devices is given.
+Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task, std::vector<bool>* ran,
+                size_t in_flight, unsigned per_file, const std::vector<std::string>* devices) {
   const size_t n = sizes.size();
-  if (ran) ran->assign(n, false);
-  const unsigned threads = resolve_threads(opt.threads);
-  const size_t in_flight = std::min<size_t>(n, std::max(1u, threads / 2));
-  if (threads <= 1 || in_flight <= 1) return run_in_order(sizes, opt, task, ran);
-  // Threads are shared among the large files in flight: a config.json or a
-  // tokenizer takes a slot for milliseconds and must not leave a shard's
-  // share of the threads idle for the rest of the run (4 shards + 1 config at
-  // -T16: 4 threads per shard, not 3).
-  constexpr uint64_t kSmallFile = uint64_t{64} << 20;
-  const size_t large = static_cast<size_t>(
-      std::count_if(sizes.begin(), sizes.end(), [](uint64_t b) { return b >= kSmallFile; }));
-  const size_t sharing = std::max<size_t>(1, std::min(in_flight, large));
-  const unsigned per_file = std::max<unsigned>(1, threads / static_cast<unsigned>(sharing));
 
   // Largest first (ties in index order), so that one big file does not start last.
   std::vector<size_t> order(n);
@@ -72,7 +59,7 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
   std::condition_variable cv;
   size_t running = in_flight;
 
-  auto worker = [&] {
+  auto worker = [&](size_t w) {
     for (;;) {
       const size_t k = next.fetch_add(1);
       if (k >= n) break;
@@ -82,6 +69,7 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
       if (i > first_failure.load()) continue;
       Options o = opt;
       o.threads = per_file;
+      if (devices) o.device = (*devices)[w];
       o.progress = nullptr;
       if (opt.progress) o.progress = [&progress, i](uint64_t d, uint64_t) { progress[i].store(d); };
       started[i] = 1;
@@ -108,7 +96,7 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
   };
   std::vector<std::thread> pool;
   pool.reserve(in_flight);
-  for (size_t t = 0; t < in_flight; ++t) pool.emplace_back(worker);
+  for (size_t w = 0; w < in_flight; ++w) pool.emplace_back(worker, w);
   {
     // The caller's progress callback runs here, on the calling thread only.
     uint64_t reported = ~uint64_t{0};
@@ -136,6 +124,43 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
     if (started[i] && !results[i].ok()) return results[i];
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
+                      std::vector<bool>* ran) {
+  const size_t n = sizes.size();
+  if (ran) ran->assign(n, false);
+  const unsigned threads = resolve_threads(opt.threads);
+  const size_t in_flight = std::min<size_t>(n, std::max(1u, threads / 2));
+  if (threads <= 1 || in_flight <= 1) return run_in_order(sizes, opt, task, ran);
+  // Threads are shared among the large files in flight: a config.json or a
+  // tokenizer takes a slot for milliseconds and must not leave a shard's
+  // share of the threads idle for the rest of the run (4 shards + 1 config at
+  // -T16: 4 threads per shard, not 3).
+  constexpr uint64_t kSmallFile = uint64_t{64} << 20;
+  const size_t large = static_cast<size_t>(
+      std::count_if(sizes.begin(), sizes.end(), [](uint64_t b) { return b >= kSmallFile; }));
+  const size_t sharing = std::max<size_t>(1, std::min(in_flight, large));
+  const unsigned per_file = std::max<unsigned>(1, threads / static_cast<unsigned>(sharing));
+  return run_pool(sizes, opt, task, ran, in_flight, per_file, nullptr);
+}
+
+Status run_file_tasks_on(const std::vector<std::string>& devices, const std::vector<uint64_t>& sizes,
+                         const Options& opt, const FileTask& task, std::vector<bool>* ran) {
+  const size_t n = sizes.size();
+  if (ran) ran->assign(n, false);
+  if (devices.empty() || n == 0) return run_in_order(sizes, opt, task, ran);
+  const size_t in_flight = std::min(n, devices.size());
+  if (in_flight == 1) {
+    Options o = opt;
+    o.device = devices[0];
+    return run_in_order(sizes, o, task, ran);
+  }
+  const unsigned per_file =
+      std::max<unsigned>(1, resolve_threads(opt.threads) / static_cast<unsigned>(in_flight));
+  return run_pool(sizes, opt, task, ran, in_flight, per_file, &devices);
 }
 
 }  // namespace df11

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "df11.h"
@@ -28,5 +29,13 @@ using FileTask = std::function<Status(size_t i, const Options& o)>;
 // its task ran.
 Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
                       std::vector<bool>* ran = nullptr);
+
+// The same with one worker per entry of `devices` (verify --device cuda:all):
+// up to devices.size() files at once, each run with o.device set to its
+// worker's entry, so a device never has two files of this run at once; each
+// file gets max(1, T / files in flight) threads. Order of start, error choice
+// and progress are those of run_file_tasks.
+Status run_file_tasks_on(const std::vector<std::string>& devices, const std::vector<uint64_t>& sizes,
+                         const Options& opt, const FileTask& task, std::vector<bool>* ran = nullptr);
 
 }  // namespace df11

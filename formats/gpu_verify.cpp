@@ -9,6 +9,7 @@ struct GpuVerifier::Impl {};
 GpuVerifier::GpuVerifier() = default;
 GpuVerifier::~GpuVerifier() = default;
 bool GpuVerifier::active() const { return false; }
+int GpuVerifier::device_count() { return 0; }
 
 Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
   if (device == "auto" || device == "cpu") {
@@ -17,7 +18,7 @@ Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
   }
   if (device == "cuda" || device.rfind("cuda:", 0) == 0)
     return make_status(Error::CudaUnavailable, "--device " + device, "this df11 was built without CUDA");
-  return make_status(Error::Usage, "--device", "expected auto, cpu, cuda or cuda:N, got '" + device + "'");
+  return make_status(Error::Usage, "--device", "expected auto, cpu, cuda, cuda:N or cuda:all, got '" + device + "'");
 }
 
 Status GpuVerifier::decode(const Reader&, size_t, uint8_t*, VerifyReport*) {
@@ -44,6 +45,7 @@ struct GpuVerifier::Impl {
 GpuVerifier::GpuVerifier() : impl_(new Impl) {}
 GpuVerifier::~GpuVerifier() = default;
 bool GpuVerifier::active() const { return impl_->active; }
+int GpuVerifier::device_count() { return cuda::device_count(); }
 
 Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
   if (device == "cpu") {
@@ -51,13 +53,13 @@ Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
     return Status::Ok();
   }
   int index = 0;
-  if (device.rfind("cuda:", 0) == 0) {
+  if (device.rfind("cuda:", 0) == 0 && device != "cuda:all") {
     const std::string num = device.substr(5);
     if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 4)
-      return make_status(Error::Usage, "--device", "expected auto, cpu, cuda or cuda:N, got '" + device + "'");
+      return make_status(Error::Usage, "--device", "expected auto, cpu, cuda, cuda:N or cuda:all, got '" + device + "'");
     index = std::stoi(num);
-  } else if (device != "auto" && device != "cuda") {
-    return make_status(Error::Usage, "--device", "expected auto, cpu, cuda or cuda:N, got '" + device + "'");
+  } else if (device != "auto" && device != "cuda" && device != "cuda:all") {
+    return make_status(Error::Usage, "--device", "expected auto, cpu, cuda, cuda:N or cuda:all, got '" + device + "'");
   }
   const int count = cuda::device_count();
   if (count == 0) {

@@ -12,9 +12,13 @@ class GpuVerifier {
  public:
   GpuVerifier();
   ~GpuVerifier();
-  // device: auto | cpu | cuda | cuda:N. "auto" uses a GPU if one is present;
-  // "cuda..." fails with CudaUnavailable when none is.
+  // device: auto | cpu | cuda | cuda:N | cuda:all. "auto" uses a GPU if one
+  // is present; "cuda..." fails with CudaUnavailable when none is. One file
+  // uses one GPU: "cuda:all" is cuda:0 here (a directory spreads its files
+  // over the GPUs, api_dir.cpp).
   Status init(const std::string& device, VerifyReport* rep);
+  // CUDA devices visible to this process (0 without CUDA).
+  static int device_count();
   bool active() const;
   // Decode BF16 tensor i of `reader` on the GPU into host `out`, check XXH64.
   Status decode(const Reader& reader, size_t i, uint8_t* out, VerifyReport* rep);

@@ -4,11 +4,16 @@
 // nothing behind.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "df11.h"
+#include "dir_tasks.h"
+#include "gpu_verify.h"
 #include "sample_model.h"
 #include "test_util.h"
 
@@ -158,4 +163,88 @@ TEST_CASE("directory: a corrupt shard at -T4 is named, first in manifest order, 
   CHECK(c4.message.find("config.json") != std::string::npos);
   CHECK(c4.code == Error::VerifyMismatch);
   CHECK_FALSE(fs::exists(tmp.path + "/out"));
+}
+
+TEST_CASE("run_file_tasks_on: one file per device at a time, every file once", "[dir][parallel]") {
+  const std::vector<std::string> devices = {"cuda:0", "cuda:1", "cuda:2"};
+  const std::vector<uint64_t> sizes = {5, 900, 40, 7, 300, 300, 1, 64};
+  std::mutex mu;
+  std::map<std::string, int> busy, most;
+  std::vector<int> runs(sizes.size(), 0);
+  std::vector<unsigned> threads(sizes.size(), 0);
+  Options o;
+  o.threads = 7;
+  o.device = "cuda:all";
+  const Status s = run_file_tasks_on(devices, sizes, o, [&](size_t i, const Options& fo) -> Status {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++runs[i];
+      threads[i] = fo.threads;
+      most[fo.device] = std::max(most[fo.device], ++busy[fo.device]);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::lock_guard<std::mutex> lock(mu);
+    --busy[fo.device];
+    return Status::Ok();
+  });
+  REQUIRE(s.ok());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    CHECK(runs[i] == 1);
+    CHECK(threads[i] == 2u);  // 7 threads over 3 files in flight
+  }
+  for (const auto& [device, n] : most) {
+    CHECK(std::find(devices.begin(), devices.end(), device) != devices.end());
+    CHECK(n == 1);
+  }
+  CHECK(most.size() >= 2);  // 8 files of 5 ms: more than one device took part
+
+  // The reported failure is the failing file of smallest index, as in run_file_tasks.
+  std::vector<bool> ran;
+  const Status f = run_file_tasks_on(devices, sizes, o, [&](size_t i, const Options&) -> Status {
+    if (i == 3 || i == 5) return Status{Error::Io, "file" + std::to_string(i) + ": failed"};
+    return Status::Ok();
+  }, &ran);
+  CHECK(f.code == Error::Io);
+  CHECK(f.message.find("file3") != std::string::npos);
+  for (size_t i = 0; i <= 3; ++i) CHECK(ran[i]);
+
+  // One device: the files run in order on the calling thread with all threads.
+  std::vector<size_t> order;
+  REQUIRE(run_file_tasks_on({"cuda:0"}, sizes, o, [&](size_t i, const Options& fo) -> Status {
+    order.push_back(i);
+    CHECK(fo.device == "cuda:0");
+    CHECK(fo.threads == 7u);
+    return Status::Ok();
+  }).ok());
+  CHECK(order == std::vector<size_t>{0, 1, 2, 3, 4, 5, 6, 7});
+}
+
+TEST_CASE("verify --device cuda:all: every GPU, or CudaUnavailable without one", "[dir][parallel]") {
+  df11test::TempDir t;
+  const std::string in = t.path + "/m", out = t.path + "/m.df11";
+  make_model(in);
+  REQUIRE(compress(in, out, opts(2), nullptr).ok());
+  Options o = opts(4);
+  o.device = "cuda:all";
+  VerifyReport r;
+  const Status s = verify(out, in, o, &r);
+  if (GpuVerifier::device_count() == 0) {
+    CHECK(s.code == Error::CudaUnavailable);
+    CHECK(s.message.find("cuda:all") != std::string::npos);
+    CHECK(r.files_checked == 0);
+  } else {
+    REQUIRE(s.message == "");
+    CHECK(r.failures.empty());
+    CHECK(r.device.rfind("cuda:0 (", 0) == 0);
+    VerifyReport cpu;
+    REQUIRE(verify(out, in, opts(4), &cpu).ok());
+    CHECK(r.files_checked == cpu.files_checked);
+    CHECK(r.tensors_checked == cpu.tensors_checked);
+    // A corrupt shard is named whichever GPU decoded it.
+    corrupt(out + "/extra-b.df11");
+    VerifyReport bad;
+    CHECK(verify(out, "", o, &bad).code == Error::VerifyMismatch);
+    REQUIRE_FALSE(bad.failures.empty());
+    CHECK(bad.failures[0].find("extra-b") != std::string::npos);
+  }
 }

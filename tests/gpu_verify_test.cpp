@@ -7,6 +7,7 @@
 
 #include "df11.h"
 #include "df11_cuda.h"
+#include "sample_model.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -54,4 +55,30 @@ TEST_CASE("gpu verify: the GPT-2 container decodes on the GPU, and corruption is
   REQUIRE(bad.failures.size() == 1);
   CHECK(bad.failures[0].find(info.files[0].tensors[0].name) != std::string::npos);
   REQUIRE(run(df11 + " verify -q " + t.path + "/bad.df11 --device cuda") == 1);
+}
+
+TEST_CASE("gpu verify: --device cuda:all spreads a directory's files over every GPU", "[gpu]") {
+  const int gpus = df11::cuda::device_count();
+  if (gpus == 0) {
+    WARN("no CUDA GPU: skipping");
+    return;
+  }
+  df11test::TempDir t;
+  df11test::SampleOptions so;
+  so.layers = 4;
+  df11test::make_sample_model(t.path + "/m", so);
+  df11::Options o;
+  o.threads = 4;
+  REQUIRE(df11::compress(t.path + "/m", t.path + "/m.df11", o, nullptr).ok());
+  o.device = "cuda:all";
+  df11::VerifyReport r;
+  const df11::Status s = df11::verify(t.path + "/m.df11", t.path + "/m", o, &r);
+  REQUIRE(s.message == "");
+  CHECK(r.failures.empty());
+  CHECK(r.decoded_bytes > 0);
+  // Every GPU that decoded a file is named, cuda:0 first.
+  CHECK(r.device.rfind("cuda:0 (", 0) == 0);
+  INFO("devices: " << r.device);
+  const std::string df11 = std::string(DF11_BINARY_DIR) + "/df11";
+  REQUIRE(run(df11 + " verify -q " + t.path + "/m.df11 --device cuda:all --against " + t.path + "/m") == 0);
 }
