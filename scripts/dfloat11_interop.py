@@ -28,6 +28,7 @@ or kernel.
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -42,8 +43,6 @@ def install_shims():
     try:
         import pkg_resources  # noqa: F401
     except ImportError:
-        import importlib.util
-
         shim = types.ModuleType("pkg_resources")
 
         def resource_filename(package, name):

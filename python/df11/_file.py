@@ -119,7 +119,10 @@ class File:
         e = self._infos[i]
         tdt = torch_dtype(e["dtype"])
         with torch.cuda.device(dev):
-            if e["encoding"] != "bf16-huffman" or tdt is None or e["original_bytes"] == 0:
+            if e["original_bytes"] == 0:
+                # A 0-byte uint8 tensor may carry stride 0, which view() refuses.
+                return torch.empty(e["shape"], dtype=tdt if tdt is not None else torch.uint8, device=dev)
+            if e["encoding"] != "bf16-huffman" or tdt is None:
                 host = self.read_numpy(i, threads)
                 t = torch.from_numpy(host.reshape(-1).view(np.uint8).copy()).to(dev)
                 return t.view(tdt).reshape(e["shape"]) if tdt is not None else t
