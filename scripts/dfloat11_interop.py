@@ -70,11 +70,13 @@ def install_shims():
     def from_config(config, **kw):
         if "torch_dtype" in kw:
             dt = kw.pop("torch_dtype")
+            # No model.to(dt) after: that would also cast buffers such as the
+            # rotary inv_freq, which transformers keeps in float32 (and so
+            # would change the logits; found on an H100).
             try:
-                model = orig(config, dtype=dt, **kw)
+                return orig(config, dtype=dt, **kw)
             except TypeError:
-                model = orig(config, torch_dtype=dt, **kw)
-            return model.to(dt)
+                return orig(config, torch_dtype=dt, **kw)
         return orig(config, **kw)
 
     transformers.AutoModelForCausalLM.from_config = from_config
@@ -275,8 +277,53 @@ def check_loaded(a, dfm, df11_dir, bf16_dir, model, dev, summary):
             equal.append(bool(torch.equal(ref, got)))
     summary["logits_equal"] = equal
     print(f"logits torch.equal on {len(prompts)} prompts: {equal}", flush=True)
+    if not all(equal):
+        summary["diagnosis"] = diagnose(model, dmodel, prompts[0].to(dev))
     del dmodel, model
     return bad, equal, units_checked
+
+
+def diagnose(model, dmodel, ids):
+    """Where the two models part, when their logits differ: the tensors they
+    share (parameters and buffers), the first hidden state that differs, and
+    whether a matmul gives other bits on a decoded weight (a view into
+    DFloat11's shared buffer) than on a contiguous copy of it."""
+    import torch
+    import torch.nn.functional as F
+
+    out = {}
+    ref_t = dict(model.named_parameters())
+    ref_t.update(dict(model.named_buffers()))
+    got_t = dict(dmodel.named_parameters())
+    got_t.update(dict(dmodel.named_buffers()))
+    differ = []
+    for k, v in ref_t.items():
+        if k in got_t and got_t[k].shape == v.shape:
+            w = got_t[k]
+            if w.dtype != v.dtype or not torch.equal(w.to(v.device), v):
+                differ.append(f"{k} ({v.dtype} vs {w.dtype})")
+    out["shared_tensors_compared"] = sum(1 for k in ref_t if k in got_t)
+    out["shared_tensors_differing"] = differ[:20]
+    with torch.no_grad():
+        r = model(ids, output_hidden_states=True)
+        g = dmodel(ids, output_hidden_states=True)
+        out["logits_max_abs_diff"] = float((r.logits.float() - g.logits.float()).abs().max())
+        first = None
+        for i, (a, b) in enumerate(zip(r.hidden_states, g.hidden_states)):
+            if not torch.equal(a, b):
+                first = i
+                break
+        out["first_differing_hidden_state"] = first
+        # A decoded weight as the model uses it (after the forward above, the
+        # last block's views) against a contiguous copy of the same bits.
+        lin = [m for m in dmodel.modules() if isinstance(m, torch.nn.Linear) and m.weight.storage_offset() > 0]
+        if lin:
+            w = lin[0].weight
+            x = torch.randn(4, w.shape[1], dtype=w.dtype, device=w.device)
+            out["view_matmul_equal_to_copy"] = bool(torch.equal(F.linear(x, w), F.linear(x, w.clone())))
+            out["view_storage_offset_bytes"] = int(w.storage_offset() * w.element_size())
+    print("diagnosis:", json.dumps(out), flush=True)
+    return out
 
 
 def time_compress_model(a, dfm, bf16_dir, report, weights, times, summary):
