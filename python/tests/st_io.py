@@ -1,6 +1,7 @@
 """A tiny pure-numpy safetensors writer and reader, for the tests only (the
 `safetensors` package is optional)."""
 import json
+import os
 import struct
 
 import numpy as np
@@ -47,6 +48,15 @@ def read(path):
     for name, e in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
         b, end = e["data_offsets"]
         out[name] = (e["dtype"], tuple(e["shape"]), data[base + b:base + end])
+    return out
+
+
+def read_dir(path):
+    """Every tensor of every *.safetensors file in a directory, as read() gives them."""
+    out = {}
+    for shard in sorted(os.listdir(path)):
+        if shard.endswith(".safetensors"):
+            out.update(read(os.path.join(path, shard)))
     return out
 
 

@@ -98,10 +98,7 @@ def test_threads_do_not_change_result(df11mod, sample_file):
 
 def test_directory_read_every_tensor_identical(df11mod, sample_dir):
     src, packed = sample_dir
-    original = {}
-    for shard in sorted(os.listdir(src)):
-        if shard.endswith(".safetensors"):
-            original.update(st_io.read(os.path.join(src, shard)))
+    original = st_io.read_dir(src)
     with df11mod.open(packed) as f:
         check_all_tensors(f, original)
         assert f.info("model.embed_tokens.weight")["shard"] == "model-00001-of-00002.df11"

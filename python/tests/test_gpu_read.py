@@ -1,8 +1,6 @@
 """GPU path of the binding: f.read(name, device="cuda") and plans over torch
 memory, byte-identical to the original. Skips, and says so, without torch,
 without a GPU, or with a libdf11 built without CUDA."""
-import os
-
 import pytest
 
 import st_io
@@ -31,10 +29,7 @@ def test_read_cuda_every_tensor_identical(gpu, sample_file):
 
 def test_read_cuda_on_a_side_stream(gpu, sample_dir):
     src, packed = sample_dir
-    original = {}
-    for shard in sorted(os.listdir(src)):
-        if shard.endswith(".safetensors"):
-            original.update(st_io.read(os.path.join(src, shard)))
+    original = st_io.read_dir(src)
     side = torch.cuda.Stream()
     with gpu.open(packed) as f, torch.cuda.stream(side):
         for name, (_, _, raw) in original.items():
