@@ -12,4 +12,12 @@ namespace df11 {
 void synthetic_weights(uint16_t* out, uint64_t rows, uint64_t cols, uint64_t seed,
                        double stddev = 0.02, unsigned threads = 1);
 
+// Rows [first_row, first_row + rows) of a rows x cols tensor of
+// offset + stddev * t values, t Student-t with 5 degrees of freedom at unit
+// variance (heavier tails, as trained weights have). Row r has its own stream
+// seeded from key and r, so any slice of a tensor is the same whichever way
+// it is cut, for any thread count.
+void student_t_weights(uint16_t* out, uint64_t first_row, uint64_t rows, uint64_t cols, uint64_t key,
+                       double stddev, double offset = 0.0, unsigned threads = 1);
+
 }  // namespace df11

@@ -20,7 +20,6 @@
 //          1 GiB), shape [elements / 4096, 4096] when divisible, else [elements].
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -49,36 +48,6 @@ struct Tensor {
   }
 };
 
-struct Rng {  // SplitMix64: fast, and each row gets its own stream
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform_pm1() { return static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0; }
-};
-
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);  // round to nearest even
-  return static_cast<uint16_t>(u >> 16);
-}
-
-// Student-t with nu degrees of freedom by Bailey's polar method (one pow, one
-// sqrt per value), scaled to unit variance.
-constexpr double kNu = 5.0;
-double student_t(Rng& r) {
-  for (;;) {
-    const double u = r.uniform_pm1(), v = r.uniform_pm1();
-    const double w = u * u + v * v;
-    if (w > 1.0 || w == 0.0) continue;
-    return u * std::sqrt(kNu * (std::pow(w, -2.0 / kNu) - 1.0) / w) * std::sqrt((kNu - 2.0) / kNu);
-  }
-}
-
 // Values [first, first + count) of tensor t, row-parallel, deterministic.
 void generate(const Tensor& t, uint64_t seed, uint64_t first, uint64_t count, uint16_t* out, unsigned threads) {
   const uint64_t cols = t.shape.back();
@@ -86,16 +55,10 @@ void generate(const Tensor& t, uint64_t seed, uint64_t first, uint64_t count, ui
     df11::synthetic_weights(out, count / cols, cols, seed + t.index, t.stddev, threads);
     return;
   }
-  const uint64_t rows = count / cols;
-  df11::parallel_for(rows, threads, [&](uint64_t r) {
-    const uint64_t row = first / cols + r;
-    Rng rng{(seed * 0x100000001B3ull) ^ (row * 0x9E3779B97F4A7C15ull) ^ std::hash<std::string>()(t.name)};
-    uint16_t* o = out + r * cols;
-    for (uint64_t c = 0; c < cols; ++c) {
-      const double x = t.norm ? 1.0 + 0.05 * student_t(rng) : t.stddev * student_t(rng);
-      o[c] = to_bf16(static_cast<float>(x));
-    }
-  });
+  const uint64_t key = (seed * 0x100000001B3ull) ^ std::hash<std::string>()(t.name);
+  // Norm weights sit around 1.0; everything else around 0.
+  df11::student_t_weights(out, first / cols, count / cols, cols, key, t.norm ? 0.05 : t.stddev, t.norm ? 1.0 : 0.0,
+                          threads);
 }
 
 [[noreturn]] void usage(const char* argv0) {
