@@ -16,16 +16,12 @@ _contexts = {}
 _contexts_lock = threading.Lock()
 
 
-def device_count():
-    """CUDA devices df11 can use (0 without a driver, a device, or CUDA support)."""
-    return _lib.lib().df11_gpu_device_count()
-
-
-def stream_handle(stream):
-    """cudaStream_t of a torch stream (None: torch's current stream) as void*."""
+def stream_handle(stream, device_index=None):
+    """cudaStream_t of a torch stream as void*; None: torch's current stream
+    on `device_index` (the plan's device, not whichever device is current)."""
     if stream is None:
         import torch
-        stream = torch.cuda.current_stream()
+        stream = torch.cuda.current_stream(device_index)
     return ctypes.c_void_p(stream.cuda_stream)
 
 
@@ -91,11 +87,12 @@ class Plan:
         self._handle = _lib.Plan_p()
         with torch.cuda.device(self.device_index):
             _lib.call("df11_plan_create", self.ctx.handle, file._handle, idx, len(self.indices),
-                      ctypes.c_void_p(image.data_ptr()), outs, stream_handle(stream), ctypes.byref(self._handle))
+                      ctypes.c_void_p(image.data_ptr()), outs, stream_handle(stream, self.device_index),
+                      ctypes.byref(self._handle))
 
     def launch(self, stream=None):
         """Enqueues the decode on `stream` (torch's current stream when None)."""
-        _lib.call("df11_plan_launch", self._handle, stream_handle(stream))
+        _lib.call("df11_plan_launch", self._handle, stream_handle(stream, self.device_index))
 
     def launch_raw(self, stream_ptr):
         """launch() for the hot path: stream_ptr is a c_void_p already built."""
@@ -105,14 +102,12 @@ class Plan:
 
     def check(self, stream=None):
         """Synchronizes `stream` and raises the first decode error since the
-        last check, naming the tensor that failed."""
+        last check (the library's message names the file and the tensor)."""
         failed = ctypes.c_uint64(0)
-        status = _lib.lib().df11_plan_status(self._handle, stream_handle(stream), ctypes.byref(failed))
+        status = _lib.lib().df11_plan_status(self._handle, stream_handle(stream, self.device_index),
+                                             ctypes.byref(failed))
         if status != 0:
-            where = ""
-            if failed.value < len(self.indices):
-                where = f" [tensor '{self.file._infos[self.indices[failed.value]]['name']}']"
-            _lib.raise_status(status, where)
+            _lib.raise_status(status)
 
     def close(self):
         if getattr(self, "_handle", None):

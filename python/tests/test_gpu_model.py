@@ -9,21 +9,13 @@ if not torch.cuda.is_available():
 
 
 transformers = pytest.importorskip("transformers", reason="skipped: transformers not installed")
-from tiny_models import make_model_dir  # noqa: E402
-
-KINDS = ["gpt2", "llama", "llama-tied"]
+from tiny_models import KINDS, greedy, make_model_dirs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory, cli, gpu):
     root = str(tmp_path_factory.mktemp("gpumodels"))
-    return {k: make_model_dir(cli, root, k) for k in KINDS}
-
-
-def greedy(model, ids, steps):
-    out = model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
-                         output_logits=True, return_dict_in_generate=True, pad_token_id=0)
-    return out.sequences, out.logits
+    return make_model_dirs(cli, root)
 
 
 @pytest.mark.parametrize("offload", [False, True], ids=["resident", "offload"])

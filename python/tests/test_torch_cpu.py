@@ -6,25 +6,17 @@ import pytest
 torch = pytest.importorskip("torch", reason="skipped: torch not installed")
 transformers = pytest.importorskip("transformers", reason="skipped: transformers not installed")
 
-from tiny_models import make_model_dir  # noqa: E402
-
-KINDS = ["gpt2", "llama", "llama-tied"]
+from tiny_models import KINDS, greedy, make_model_dirs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory, cli, df11mod):
     root = str(tmp_path_factory.mktemp("models"))
-    return {k: make_model_dir(cli, root, k) for k in KINDS}
+    return make_model_dirs(cli, root)
 
 
 def reference(src):
     return transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).eval()
-
-
-def greedy(model, ids, steps):
-    out = model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
-                         output_logits=True, return_dict_in_generate=True, pad_token_id=0)
-    return out.sequences, out.logits
 
 
 @pytest.mark.parametrize("kind", KINDS)

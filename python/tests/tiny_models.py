@@ -34,3 +34,18 @@ def make_model_dir(cli, root, kind, seed=0):
     src = os.path.join(root, kind)
     model.save_pretrained(src, max_shard_size="100KB")  # several shards and an index
     return src, compress(cli, src, src + ".df11")
+
+
+KINDS = ["gpt2", "llama", "llama-tied"]
+
+
+def make_model_dirs(cli, root):
+    """{kind: (source dir, df11 dir)} for every kind in KINDS."""
+    return {k: make_model_dir(cli, root, k) for k in KINDS}
+
+
+def greedy(model, ids, steps):
+    """Greedy generation of exactly `steps` tokens: (sequences, per-step logits)."""
+    out = model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+                         output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+    return out.sequences, out.logits

@@ -132,10 +132,7 @@ def place_groups(groups, devices, max_memory=None, device_map="auto"):
             limit = max_memory.get(devices[d])
             if limit is None or used + nbytes + max(scratch, need) <= limit:
                 break
-            if used == 0 and scratch == 0:  # even an empty device cannot take it
-                d += 1
-                continue
-            d, used, scratch = d + 1, 0, 0
+            d, used, scratch = d + 1, 0, 0  # the next device, empty
         out[name] = devices[d]
         used += nbytes
         scratch = max(scratch, need)

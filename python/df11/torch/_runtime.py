@@ -73,8 +73,6 @@ class GpuResident(_Base):
         dev = scratch.device
         self.device = dev
         self.plans = {}
-        self.handles = {}
-        self.images = {}
         sizes = {u.key: file.image_size(u.indices) for u in units}
         # One pinned staging buffer for all uploads (synchronized per unit),
         # so that loading needs only the largest image in host memory.
@@ -87,8 +85,7 @@ class GpuResident(_Base):
             image.copy_(staging[:size], non_blocking=True)
             # Plan creation synchronizes the stream: the copy is done before
             # `staging` is refilled for the next unit.
-            self.plans[u.key] = Plan(file, u.indices, image, self.outputs_of(u), stream)
-            self.images[u.key] = image
+            self.plans[u.key] = Plan(file, u.indices, image, self.outputs_of(u), stream)  # keeps `image`
         self.image_bytes = sum(sizes.values())
         self.handles = {k: p._handle for k, p in self.plans.items()}
         self._launch = _lib.lib().df11_plan_launch
@@ -109,7 +106,6 @@ class GpuResident(_Base):
             p.close()
         self.plans = {}
         self.handles = {}
-        self.images = {}
 
 
 class GpuOffload(_Base):
