@@ -21,9 +21,9 @@ const char* error_name(Error e) noexcept {
     DF11_NAME(Df11BadBlockOffsets) DF11_NAME(Df11StreamCorrupt) DF11_NAME(Df11ZstdCorrupt)
     DF11_NAME(Df11TensorChecksum) DF11_NAME(Df11FileChecksum)
     DF11_NAME(VerifyMismatch)
+    DF11_NAME(DirDuplicateTensor) DF11_NAME(OutOfMemory) DF11_NAME(Internal)
     DF11_NAME(DirLinkDangling) DF11_NAME(DirLinkToDirectory) DF11_NAME(DirLinkNotRegular)
     DF11_NAME(OutputIsLink)
-    DF11_NAME(DirDuplicateTensor) DF11_NAME(OutOfMemory) DF11_NAME(Internal)
     DF11_NAME(ExportConfigInvalid) DF11_NAME(ExportAlreadyDf11) DF11_NAME(ExportDuplicateTensor)
 #undef DF11_NAME
   }

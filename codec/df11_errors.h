@@ -61,7 +61,10 @@ enum class Error : int {
   // ---- verify ----------------------------------------------------------------
   VerifyMismatch,         // decoded data differs from the --against original
 
-  // ---- appended later: numeric values above are fixed (the C ABI exposes them) --
+  // ---- appended after 1.0: every value is part of the C ABI (append only) ----
+  DirDuplicateTensor,     // two shards of a df11 directory hold a tensor of the same name
+  OutOfMemory,            // a host allocation failed (C API: std::bad_alloc at the boundary)
+  Internal,               // an unexpected exception reached the C API boundary (a bug)
   // Symlinks in an input directory (a Hugging Face cache snapshot is made of
   // links into ../../blobs/): a link to a regular file is read through; these
   // name the entry, never the target.
@@ -69,15 +72,17 @@ enum class Error : int {
   DirLinkToDirectory,     // a symlink to a directory (also as a component of a stored path)
   DirLinkNotRegular,      // a symlink to a device, FIFO or socket
   OutputIsLink,           // an output path is a symlink: writing never follows one, even with -f
-  // Appended with the C API.
-  DirDuplicateTensor,     // two shards of a df11 directory hold a tensor of the same name
-  OutOfMemory,            // a host allocation failed (C API: std::bad_alloc at the boundary)
-  Internal,               // an unexpected exception reached the C API boundary (a bug)
   // export --format dfloat11 (issue 13)
   ExportConfigInvalid,    // IN/config.json missing, unreadable or not a JSON object
   ExportAlreadyDf11,      // IN is already a DFloat11 model (dfloat11_config or encoded_exponent tensors)
   ExportDuplicateTensor,  // one tensor name in two weight files of IN
 };
+
+// The C ABI's values (formats/df11_c.h): a code once published keeps its number.
+static_assert(static_cast<int>(Error::VerifyMismatch) == 43, "C ABI: error values are append-only");
+static_assert(static_cast<int>(Error::Internal) == 46, "C ABI: error values are append-only");
+static_assert(static_cast<int>(Error::OutputIsLink) == 50, "C ABI: error values are append-only");
+static_assert(static_cast<int>(Error::ExportDuplicateTensor) == 53, "C ABI: error values are append-only");
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).
 const char* error_name(Error e) noexcept;
