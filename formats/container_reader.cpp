@@ -34,9 +34,27 @@ struct Reader::Impl {
     std::vector<uint8_t> sm[2];
     std::vector<uint16_t> out[2];  // alternate: one is decoded into while the other is hashed
   };
-  std::vector<Slot> slots;
-  std::vector<uint8_t> raw_buf;
-  ZstdPayloadReader zstd;
+  struct Scratch {
+    std::vector<Slot> slots;
+    std::vector<uint8_t> raw_buf;
+    ZstdPayloadReader zstd;
+  };
+  // Decodes may run on one Reader from several threads at once (the C API
+  // promises it for df11_decode_host): each call leases a scratch of its own,
+  // and returned ones are reused, so buffers stay warm across tensors.
+  std::mutex pool_mu;
+  std::vector<std::unique_ptr<Scratch>> pool;
+  std::unique_ptr<Scratch> take() {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    if (pool.empty()) return std::make_unique<Scratch>();
+    std::unique_ptr<Scratch> sc = std::move(pool.back());
+    pool.pop_back();
+    return sc;
+  }
+  void give_back(std::unique_ptr<Scratch> sc) {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    pool.push_back(std::move(sc));
+  }
 };
 
 Reader::Reader() : impl_(new Impl) {}
@@ -264,10 +282,17 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
     return ordered ? ordered(p, n) : Status::Ok();
   };
   constexpr uint64_t kPiece = uint64_t{1} << 20;
+  std::unique_ptr<Impl::Scratch> scratch = impl_->take();
+  struct GiveBack {
+    Impl* impl;
+    std::unique_ptr<Impl::Scratch>& sc;
+    ~GiveBack() { impl->give_back(std::move(sc)); }
+  } give_back{impl_.get(), scratch};
+  Impl::Scratch& sc = *scratch;
   Status s;
   switch (t.encoding) {
     case kRaw: {
-      std::vector<uint8_t>& buf = impl_->raw_buf;
+      std::vector<uint8_t>& buf = sc.raw_buf;
       buf.resize(std::min(kPiece, t.orig_size));
       for (uint64_t off = 0; off < t.orig_size && s.ok(); off += kPiece) {
         const uint64_t n = std::min(kPiece, t.orig_size - off);
@@ -281,7 +306,7 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       // Streamed: the frame read with pread, decoded window by window, byte
       // planes undone per window (whole groups), so memory stays bounded.
       std::string what;
-      s = impl_->zstd.read(
+      s = sc.zstd.read(
           file, payload_at, t.payload_size, t.payload_xxh64, t.orig_size, dtype_size(impl_->st.tensors.at(i).dtype),
           [&](uint64_t off, const uint8_t* p, uint64_t n) {
             Status r = place(off, p, n);
@@ -303,7 +328,7 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       const uint64_t stream_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(v.stream) - file.data());
       const uint64_t sm_at = static_cast<uint64_t>(v.sm - file.data());
       const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, groups)));
-      if (impl_->slots.size() < workers) impl_->slots.resize(workers);
+      if (sc.slots.size() < workers) sc.slots.resize(workers);
       std::atomic<uint64_t> next{0};
       EarliestStatus first;
       // The in-order stage's state: decoded groups waiting for their turn.
@@ -363,9 +388,9 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       // their own groups, in parallel already.
       std::unique_ptr<ReadAhead> ahead;
       if (workers == 1 && groups > 1)
-        ahead = std::make_unique<ReadAhead>(groups, [&](uint64_t g, int k) { return load(impl_->slots[0], g, k); });
+        ahead = std::make_unique<ReadAhead>(groups, [&](uint64_t g, int k) { return load(sc.slots[0], g, k); });
       run_workers(workers, [&](unsigned wk) {
-        Impl::Slot& sl = impl_->slots[wk];
+        Impl::Slot& sl = sc.slots[wk];
         bool busy[2] = {false, false};
         int bi = 0;
         for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups; bi ^= 1) {

@@ -6,8 +6,10 @@
 // codes whose windows end inside a stream word (shared edge words).
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "bf16_payload_writer.h"
 #include "df11.h"
@@ -164,4 +166,45 @@ TEST_CASE("stream codec: large ZSTD and RAW tensors are streamed and restored ex
     REQUIRE(verify(out, src, o, &vr).message == "");
   }
   CHECK(packed[0] == packed[1]);
+}
+
+TEST_CASE("stream codec: threads sharing one Reader each decode their tensors exactly", "[stream]") {
+  // The C API lets threads share a df11_file for df11_decode_host: every
+  // decode must use buffers of its own (a shared scratch corrupted outputs).
+  df11test::TempDir tmp;
+  std::mt19937_64 rng(5);
+  const uint64_t nb = 2 * W + 1234;
+  const std::vector<uint16_t> bf = make_weights(nb, 0, 9);
+  std::vector<uint8_t> bf_bytes(2 * nb);
+  std::memcpy(bf_bytes.data(), bf.data(), bf_bytes.size());
+  std::vector<uint8_t> f32(4 * (W + 99));
+  for (size_t i = 0; i < f32.size(); i += 4) {
+    const float x = static_cast<float>(static_cast<int64_t>(rng() % 2001) - 1000) * 1e-3f;
+    std::memcpy(&f32[i], &x, 4);
+  }
+  std::vector<uint8_t> u8(W + 7);
+  for (auto& b : u8) b = static_cast<uint8_t>(rng());
+  const std::string src = tmp.path + "/m.safetensors", out = tmp.path + "/m.df11";
+  df11test::write_safetensors(src, {{"bf", "BF16", {nb}, bf_bytes}, {"f", "F32", {W + 99}, f32}, {"u", "U8", {u8.size()}, u8}});
+  REQUIRE(compress(src, out, Options{}, nullptr).message == "");
+  std::unique_ptr<Reader> r;
+  REQUIRE(Reader::open(out, &r).message == "");
+  REQUIRE(r->tensors().size() == 3);
+  const std::vector<uint8_t>* want[3] = {&bf_bytes, &f32, &u8};
+  CHECK(r->tensors()[0].encoding == 2);  // BF16_HUFFMAN
+  CHECK(r->tensors()[1].encoding == 1);  // ZSTD
+  CHECK(r->tensors()[2].encoding == 0);  // RAW
+  std::atomic<int> bad{0};
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < 6; ++t) {
+    pool.emplace_back([&, t] {
+      for (int round = 0; round < 4; ++round) {
+        const size_t i = (t + round) % 3;
+        std::vector<uint8_t> got(want[i]->size());
+        if (!r->decode_tensor(i, got.data(), 1 + t % 2).ok() || got != *want[i]) ++bad;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  CHECK(bad == 0);
 }
