@@ -26,11 +26,6 @@ using Codes = std::array<uint32_t, 256>;
 
 constexpr uint64_t kChunk = uint64_t{1} << 20;  // elements per encoding task
 
-unsigned resolve_threads(unsigned t) {
-  if (t) return t;
-  const unsigned h = std::thread::hardware_concurrency();
-  return h ? h : 1;
-}
 
 // Canonical codes (DEFLATE order) for lengths up to 32 bits; the code need not
 // be complete (Kraft sum <= 1), which the shared-memory fallback relies on.

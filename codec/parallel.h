@@ -9,6 +9,13 @@
 
 namespace df11 {
 
+// -T 0 means every hardware thread (1 when the count is unknown).
+inline unsigned resolve_threads(unsigned requested) {
+  if (requested) return requested;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? hw : 1;
+}
+
 template <typename Fn>
 void parallel_for(uint64_t count, unsigned threads, Fn&& fn) {
   const unsigned workers = static_cast<unsigned>(std::min<uint64_t>(std::max(1u, threads), count));

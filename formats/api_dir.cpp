@@ -26,9 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 
 bool is_link_error(Error e) {
@@ -50,16 +47,6 @@ Status hash_file(const std::string& path, std::string* hex) {
   return Status::Ok();
 }
 
-Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite) {
-  MappedFile f;
-  Status s = f.open(from);
-  if (!s.ok()) return s;
-  AtomicOutputFile o;
-  s = o.open(to, overwrite);
-  if (s.ok()) s = o.write(f.data(), f.size());
-  if (s.ok()) s = o.commit();
-  return s;
-}
 
 std::string stored_name(const std::string& rel) {
   return ends_with(rel, ".safetensors") ? rel.substr(0, rel.size() - 12) + ".df11" : rel;

@@ -34,11 +34,6 @@ struct XxhState {
 
 }  // namespace
 
-unsigned resolve_threads(unsigned requested) {
-  if (requested) return requested;
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw ? hw : 1;
-}
 
 Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
                        AtomicOutputFile& out, const Options& opt, FileReport* report) {

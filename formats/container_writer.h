@@ -2,6 +2,7 @@
 #pragma once
 #include "df11.h"
 #include "file_io.h"
+#include "parallel.h"  // resolve_threads
 #include "safetensors_header.h"
 
 namespace df11 {
@@ -11,7 +12,5 @@ namespace df11 {
 // encoded sections), then writes the index and the fixed header.
 Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
                        AtomicOutputFile& out, const Options& opt, FileReport* report);
-
-unsigned resolve_threads(unsigned requested);
 
 }  // namespace df11

@@ -193,15 +193,7 @@ ExportPlan plan_dfloat11_units(const std::vector<ExportTensor>& tensors, bool ti
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
-unsigned resolve_threads(unsigned t) {
-  if (t) return t;
-  const unsigned h = std::thread::hardware_concurrency();
-  return h ? h : 1;
-}
 
 
 Status read_text(const std::string& path, std::string* text) {
@@ -213,16 +205,6 @@ Status read_text(const std::string& path, std::string* text) {
   return Status::Ok();
 }
 
-Status copy_file_to(const std::string& from, const std::string& to) {
-  MappedFile f;
-  Status s = f.open(from);
-  if (!s.ok()) return s;
-  AtomicOutputFile o;
-  s = o.open(to, false);
-  if (s.ok()) s = o.write(f.data(), f.size());
-  if (s.ok()) s = o.commit();
-  return s;
-}
 
 // The weights of IN, from safetensors files (mapped) or .df11 containers (decoded).
 class WeightSource {
@@ -652,7 +634,7 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   }
   for (const auto& rel : files.copies) {
     if (interrupted()) return interrupted_status(in);
-    s = copy_file_to(in + "/" + rel, od.temp() + "/" + rel);
+    s = copy_file_atomic(in + "/" + rel, od.temp() + "/" + rel, false);
     if (!s.ok()) return s;
     rep->files_copied.push_back(rel);
   }

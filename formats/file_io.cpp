@@ -361,4 +361,15 @@ void AtomicOutputFile::discard() {
   temp_.clear();
 }
 
+Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite) {
+  MappedFile f;
+  Status s = f.open(from);
+  if (!s.ok()) return s;
+  AtomicOutputFile o;
+  s = o.open(to, overwrite);
+  if (s.ok()) s = o.write(f.data(), f.size());
+  if (s.ok()) s = o.commit();
+  return s;
+}
+
 }  // namespace df11

@@ -1,6 +1,7 @@
 // RAII files for the readers and writers: read-only mappings, and output
 // files that appear atomically (temp file + rename) or not at all.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -95,5 +96,13 @@ Status make_status(Error e, const std::string& label, const std::string& what);
 // output directory itself) fails with OutputIsLink, with or without -f, so
 // that df11 neither writes through it nor silently replaces it.
 Status refuse_output_link(const std::string& path);
+
+// Copies a file byte for byte into a new file at `to` that appears atomically.
+Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite);
+
+// Seconds of wall time since t0 (reports).
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 }  // namespace df11
