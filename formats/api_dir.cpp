@@ -52,50 +52,6 @@ std::string stored_name(const std::string& rel) {
   return ends_with(rel, ".safetensors") ? rel.substr(0, rel.size() - 12) + ".df11" : rel;
 }
 
-// Lists regular files and directories under root, sorted. A symlink to a
-// regular file counts as a file (a Hugging Face cache snapshot is made of
-// links into ../../blobs/) and is added to *links; any other link, and any
-// special file, fails with an error naming the entry.
-Status scan_dir(const std::string& root, std::vector<std::string>* files, std::vector<std::string>* dirs,
-                std::set<std::string>* links) {
-  std::error_code ec;
-  fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
-  if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
-  for (; it != end; it.increment(ec)) {
-    if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
-    // Lexically: fs::relative() would resolve the links this scan examines.
-    const std::string rel = it->path().lexically_relative(root).generic_string();
-    InputEntry e;
-    Status s = classify_input_entry(root, rel, &e);
-    if (!s.ok()) return s;
-    if (e.kind == EntryKind::Directory) {
-      dirs->push_back(rel);
-    } else if (e.kind == EntryKind::RegularFile) {
-      files->push_back(rel);
-      if (e.link) links->insert(rel);
-    } else {
-      return make_status(Error::DirUnsupportedEntry, root, "'" + rel + "' is not a regular file or directory");
-    }
-  }
-  std::sort(files->begin(), files->end());
-  std::sort(dirs->begin(), dirs->end());
-  return Status::Ok();
-}
-
-Status read_manifest(const std::string& dir, Manifest* m) {
-  const std::string path = dir + "/" + kManifestName;
-  std::error_code ec;
-  if (fs::is_symlink(fs::symlink_status(path, ec))) {  // e.g. a df11 model in the Hugging Face cache
-    Status s = check_input_file(dir, kManifestName, nullptr);
-    if (!s.ok()) return s;
-  }
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return make_status(Error::Io, dir, std::string("not a df11 directory: cannot read ") + kManifestName);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return manifest_from_json(ss.str(), path, m);
-}
-
 Status compress_dir(const std::string& in, const std::string& out, const Options& opt, Report* report) {
   std::vector<std::string> files, dirs;
   std::set<std::string> links;

@@ -25,6 +25,7 @@
 
 #include "dfloat11_encoder.h"
 #include "file_io.h"
+#include "input_entry.h"
 #include "manifest.h"
 #include "model_index.h"
 #include "ops.h"
@@ -341,14 +342,14 @@ Status scan_input(const std::string& in, InputFiles* f) {
   std::error_code ec;
   if (fs::exists(in + "/" + kManifestName, ec)) {
     f->df11 = true;
-    std::string text;
-    Status s = read_text(in + "/" + kManifestName, &text);
-    if (!s.ok()) return s;
     Manifest m;
-    s = manifest_from_json(text, in + "/" + kManifestName, &m);
+    Status s = read_manifest(in, &m);
     if (!s.ok()) return s;
     f->dirs = m.directories;
     for (const auto& e : m.files) {
+      // Stored files may be links (a df11 model in the Hugging Face cache), with the rules of decompress.
+      s = check_input_file(in, e.stored_as, nullptr);
+      if (!s.ok()) return s;
       const bool compressed = e.stored_as != e.path;
       if (compressed && top_level(e.path) && ends_with(e.path, ".safetensors")) {
         f->weights.push_back(e.stored_as);
@@ -366,20 +367,11 @@ Status scan_input(const std::string& in, InputFiles* f) {
     }
     return Status::Ok();
   }
-  fs::recursive_directory_iterator it(in, fs::directory_options::none, ec), end;
-  if (ec) return make_status(Error::Io, in, "cannot read directory: " + ec.message());
+  // The rules of compress: a Hugging Face cache snapshot (links into ../../blobs/) is read through.
   std::vector<std::string> files;
-  for (; it != end; it.increment(ec)) {
-    if (ec) return make_status(Error::Io, in, "cannot read directory: " + ec.message());
-    const fs::file_status st = it->symlink_status(ec);
-    const std::string rel = fs::relative(it->path(), in, ec).generic_string();
-    if (fs::is_symlink(st)) return make_status(Error::DirUnsupportedEntry, in, "'" + rel + "' is a symlink");
-    if (fs::is_directory(st)) f->dirs.push_back(rel);
-    else if (fs::is_regular_file(st)) files.push_back(rel);
-    else return make_status(Error::DirUnsupportedEntry, in, "'" + rel + "' is not a regular file or directory");
-  }
-  std::sort(files.begin(), files.end());
-  std::sort(f->dirs.begin(), f->dirs.end());
+  std::set<std::string> links;
+  Status s = scan_dir(in, &files, &f->dirs, &links);
+  if (!s.ok()) return s;
   for (const auto& rel : files) {
     if (top_level(rel) && ends_with(rel, ".safetensors")) {
       f->weights.push_back(rel);

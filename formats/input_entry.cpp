@@ -1,5 +1,6 @@
 #include "input_entry.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "file_io.h"
@@ -59,6 +60,36 @@ Status check_input_file(const std::string& root, const std::string& rel, bool* l
   if (e.kind != EntryKind::RegularFile)
     return make_status(Error::Io, (fs::path(root) / rel).string(), "not a regular file");
   if (link) *link = e.link;
+  return Status::Ok();
+}
+
+// Lists regular files and directories under root, sorted. A symlink to a
+// regular file counts as a file (a Hugging Face cache snapshot is made of
+// links into ../../blobs/) and is added to *links; any other link, and any
+// special file, fails with an error naming the entry.
+Status scan_dir(const std::string& root, std::vector<std::string>* files, std::vector<std::string>* dirs,
+                std::set<std::string>* links) {
+  std::error_code ec;
+  fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
+  if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
+    // Lexically: fs::relative() would resolve the links this scan examines.
+    const std::string rel = it->path().lexically_relative(root).generic_string();
+    InputEntry e;
+    Status s = classify_input_entry(root, rel, &e);
+    if (!s.ok()) return s;
+    if (e.kind == EntryKind::Directory) {
+      dirs->push_back(rel);
+    } else if (e.kind == EntryKind::RegularFile) {
+      files->push_back(rel);
+      if (e.link) links->insert(rel);
+    } else {
+      return make_status(Error::DirUnsupportedEntry, root, "'" + rel + "' is not a regular file or directory");
+    }
+  }
+  std::sort(files->begin(), files->end());
+  std::sort(dirs->begin(), dirs->end());
   return Status::Ok();
 }
 

@@ -3,7 +3,9 @@
 // so a link to a regular file counts as that file, wherever it points. Any
 // other link is refused with an error that names the entry, not the target.
 #pragma once
+#include <set>
 #include <string>
+#include <vector>
 
 #include "df11.h"
 
@@ -30,5 +32,12 @@ Status classify_input_entry(const std::string& root, const std::string& rel, Inp
 // the last component must be a regular file or a link to one. Sets *link when
 // the last component is a link. A missing file is Io "no such file".
 Status check_input_file(const std::string& root, const std::string& rel, bool* link);
+
+// Lists the regular files and directories under root ('/'-separated relative
+// paths, sorted), classified by classify_input_entry: links to regular files
+// count as files and go to *links; any other link fails with its named error,
+// a special file with DirUnsupportedEntry.
+Status scan_dir(const std::string& root, std::vector<std::string>* files, std::vector<std::string>* dirs,
+                std::set<std::string>* links);
 
 }  // namespace df11

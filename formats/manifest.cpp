@@ -1,8 +1,13 @@
 #include "manifest.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "file_io.h"
+#include "input_entry.h"
 
 namespace df11 {
 
@@ -70,6 +75,20 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
   }
   *out = std::move(m);
   return Status::Ok();
+}
+
+Status read_manifest(const std::string& dir, Manifest* m) {
+  const std::string path = dir + "/" + kManifestName;
+  std::error_code ec;
+  if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec))) {  // e.g. a df11 model in the Hugging Face cache
+    Status s = check_input_file(dir, kManifestName, nullptr);
+    if (!s.ok()) return s;
+  }
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return make_status(Error::Io, dir, std::string("not a df11 directory: cannot read ") + kManifestName);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return manifest_from_json(ss.str(), path, m);
 }
 
 }  // namespace df11

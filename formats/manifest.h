@@ -27,6 +27,9 @@ struct Manifest {
 bool safe_relative_path(const std::string& p);
 
 std::string manifest_to_json(const Manifest& m);
+// Reads dir/df11-manifest.json (which may be a link to a regular file, as in
+// the Hugging Face cache); Io "not a df11 directory" when there is none.
+Status read_manifest(const std::string& dir, Manifest* m);
 Status manifest_from_json(const std::string& text, const std::string& label, Manifest* out);
 
 }  // namespace df11

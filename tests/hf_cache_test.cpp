@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -165,6 +166,36 @@ TEST_CASE("hf cache: a compressed model that is itself a snapshot of links decom
   REQUIRE(s.message == "");
   CHECK(df11test::read_file(restored + "/vision/model.safetensors") ==
         df11test::read_file(c.model + "/vision/model.safetensors"));
+}
+
+TEST_CASE("hf cache: export --format dfloat11 reads a snapshot through its links", "[hfcache][export]") {
+  HfCache c;
+  ExportOptions eo;
+  eo.threads = 2;
+  ExportReport ra, rb;
+  const std::string a = c.tmp.path + "/plain-DF11", b = c.tmp.path + "/snap-DF11";
+  REQUIRE(export_dfloat11(c.model, a, eo, &ra).message == "");
+  const Status s = export_dfloat11(c.snapshot, b, eo, &rb);
+  REQUIRE(s.message == "");
+  // The same files, byte for byte, all regular.
+  std::set<std::string> fa, fb;
+  for (const auto& e : fs::recursive_directory_iterator(a)) fa.insert(e.path().lexically_relative(a).generic_string());
+  for (const auto& e : fs::recursive_directory_iterator(b)) {
+    CHECK_FALSE(fs::is_symlink(e.symlink_status()));
+    fb.insert(e.path().lexically_relative(b).generic_string());
+  }
+  CHECK(fa == fb);
+  for (const auto& f : fa) {
+    if (fs::is_directory(a + "/" + f)) continue;
+    INFO(f);
+    CHECK(df11test::read_file(a + "/" + f) == df11test::read_file(b + "/" + f));
+  }
+  // A dangling link is refused by name, as compress refuses it.
+  fs::create_symlink("../../blobs/not-downloaded-yet", c.snapshot + "/extra.json");
+  const Status d = export_dfloat11(c.snapshot, c.tmp.path + "/dangling-DF11", eo, &rb);
+  CHECK(d.code == Error::DirLinkDangling);
+  CHECK(d.message.find("extra.json") != std::string::npos);
+  CHECK_FALSE(fs::exists(c.tmp.path + "/dangling-DF11"));
 }
 
 TEST_CASE("hf cache: DirLinkDangling", "[hfcache]") {
