@@ -73,7 +73,8 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   if (!s.ok()) return s;
   Manifest m;
   m.directories = dirs;
-  for (const auto& d : dirs) fs::create_directories(od.temp() + "/" + d);
+  for (const auto& d : dirs)
+    if (s = od.make_dir(d); !s.ok()) return s;
   // Sizes for progress and scheduling; a file may vanish meanwhile: reported
   // when its task runs.
   std::vector<uint64_t> sizes(files.size(), 0);
@@ -132,11 +133,12 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
-  for (const auto& d : m.directories) fs::create_directories(od.temp() + "/" + d);
+  for (const auto& d : m.directories)
+    if (s = od.make_dir(d); !s.ok()) return s;
   // Parents are made here, before any file runs (the tasks may run at once).
   std::vector<uint64_t> sizes;
   for (const auto& e : m.files) {
-    fs::create_directories(fs::path(od.temp() + "/" + e.path).parent_path());
+    if (s = od.make_dir(fs::path(e.path).parent_path().generic_string()); !s.ok()) return s;
     sizes.push_back(e.size);
   }
   std::vector<FileReport> reports(m.files.size());

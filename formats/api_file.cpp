@@ -51,20 +51,26 @@ namespace {
 class BackgroundFileHash {
  public:
   BackgroundFileHash(const MappedFile& f, Sha256* sha) {
-    if (sha) thread_ = std::thread([this, &f, sha] { status_ = run(f, sha); });
+    if (sha) thread_ = std::thread([this, &f, sha] { status_ = run(f, sha, cancelled_); });
   }
-  ~BackgroundFileHash() { join(); }
+  ~BackgroundFileHash() {
+    cancel();
+    join();
+  }
+  // The hash is no longer wanted (the coding failed): stop within a piece.
+  void cancel() { cancelled_ = true; }
   Status join() {
     if (thread_.joinable()) thread_.join();
     return status_;
   }
 
  private:
-  static Status run(const MappedFile& f, Sha256* sha) {
+  static Status run(const MappedFile& f, Sha256* sha, const std::atomic<bool>& cancelled) {
     constexpr uint64_t kPiece = uint64_t{1} << 20;
     std::vector<uint8_t> buf(std::min(kPiece, f.size()));
     for (uint64_t off = 0; off < f.size(); off += kPiece) {
       if (interrupted()) return interrupted_status(f.path());
+      if (cancelled) return {Error::Interrupted, "cancelled"};  // never reported: the coding's error is
       const uint64_t n = std::min(kPiece, f.size() - off);
       Status s = f.read(off, n, buf.data());
       if (!s.ok()) return s;
@@ -72,6 +78,7 @@ class BackgroundFileHash {
     }
     return Status::Ok();
   }
+  std::atomic<bool> cancelled_{false};
   std::thread thread_;
   Status status_;
 };
@@ -107,6 +114,7 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   FileReport local;
   FileReport* r = rep ? rep : &local;
   s = write_container(in, file, h, of, opt, r);
+  if (!s.ok()) hasher.cancel();
   const Status hs = hasher.join();
   if (!s.ok()) return s;
   if (!hs.ok()) return hs;
@@ -216,23 +224,23 @@ Status verify_one(const std::string& in, const std::string& against, const std::
     std::atomic<bool> differs{false};
     const uint64_t orig_at = data_start + t.orig_offset;
     // Compares one decoded window with the original, read with pread into a
-    // buffer of the calling worker's own.
+    // buffer of the calling worker's own. An original that cannot be read is
+    // an I/O error, not a difference: it stops the decode.
     auto check = [&](uint64_t off, const uint8_t* p, uint64_t n) -> Status {
       if (!compare || differs) return Status::Ok();
       thread_local std::vector<uint8_t> theirs;
       if (theirs.size() < n) theirs.resize(n);
       Status r = orig.read(orig_at + off, n, theirs.data());
-      if (!r.ok() || std::memcmp(p, theirs.data(), n) != 0) differs = true;
+      if (!r.ok()) return r;
+      if (std::memcmp(p, theirs.data(), n) != 0) differs = true;
       return Status::Ok();
     };
     auto hash_sha = [&](const uint8_t* p, uint64_t n) { return hasher ? hasher->push(p, n) : Status::Ok(); };
     if (gpu.active() && t.encoding == kBf16Huffman) {
       if (buf.size() < t.orig_size) buf.resize(t.orig_size);
       ts_status = gpu.decode(*reader, i, buf.data(), rep);
-      if (ts_status.ok()) {
-        check(0, buf.data(), t.orig_size);
-        hash_sha(buf.data(), t.orig_size);
-      }
+      if (ts_status.ok()) ts_status = check(0, buf.data(), t.orig_size);
+      if (ts_status.ok()) ts_status = hash_sha(buf.data(), t.orig_size);
     } else {
       const auto t0 = std::chrono::steady_clock::now();
       ts_status = reader->decode_tensor_stream(i, threads, check, hash_sha);

@@ -39,6 +39,13 @@ class AtomicOutputDir {
     return Status::Ok();
   }
   const std::string& temp() const { return temp_; }
+  // Makes temp()/rel and its parents; Io (naming the output) on failure.
+  Status make_dir(const std::string& rel) const {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(temp_) / rel, ec);
+    if (ec) return make_status(Error::Io, path_, "cannot create '" + rel + "': " + ec.message());
+    return Status::Ok();
+  }
   Status commit() {
     if (interrupted()) return interrupted_status(path_);
     if (Status s = refuse_output_link(path_); !s.ok()) return s;

@@ -570,7 +570,8 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
-  for (const auto& d : files.dirs) fs::create_directories(od.temp() + "/" + d);
+  for (const auto& d : files.dirs)
+    if (s = od.make_dir(d); !s.ok()) return s;
 
   uint64_t total = 0, done = 0;
   for (const auto& e : src.entries) total += e.size;
