@@ -69,8 +69,6 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     run_workers(workers, [&](unsigned wk) {
       Slot& sl = slots_[wk];
       sl.in[0].resize(W);
-      sl.exps.resize(W);
-      sl.sm.resize(W);
       std::unique_ptr<ReadAhead> ahead;
       if (workers == 1 && nwin > 1) {
         sl.in[1].resize(W);
@@ -86,10 +84,10 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
           turn.abort();
           return;
         }
-        split_bf16(w, len, sl.exps.data(), sl.sm.data());
-        const Histogram h = byte_histogram(sl.exps.data(), len);
+        // Straight from the weights: pass 2 splits them (pass 1 needs no planes).
+        const Histogram h = exponent_histogram(w, len);
         for (int e = 0; e < 256; ++e) hists_[k][e] = static_cast<uint32_t>(h[e]);
-        if (k == nwin - 1) last_exp = sl.exps[len - 1];
+        if (k == nwin - 1) last_exp = static_cast<uint8_t>((w[len - 1] >> 7) & 0xFF);
         if (!turn.wait(k)) return;
         XXH64_update(&xxh, w, 2 * len);
         turn.done();
@@ -131,6 +129,8 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     std::atomic<uint64_t> next{0};
     run_workers(workers, [&](unsigned wk) {
       Slot& sl = slots_[wk];
+      sl.exps.resize(W);
+      sl.sm.resize(W);
       sl.words.resize(div_ceil(W * kMaxCodeLength, 32) + 2);
       std::unique_ptr<ReadAhead> ahead;
       if (workers == 1 && nwin > 1) ahead = window_read_ahead(in, src_offset, n, W, sl.in);
