@@ -3,7 +3,6 @@
 // arrays). Pure: no I/O, no CUDA. docs/FORMAT.md is the specification.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <vector>
 
@@ -30,19 +29,7 @@ struct EncodedBf16 {
 // every thread count.
 EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads = 1);
 // Same, reusing out's buffers (no reallocation when they are large enough).
-// Optional hooks of encode_bf16_into, for a writer that streams.
-struct EncodeHooks {
-  // Called once geometry, code lengths and sm are final and before the
-  // exponent stream is encoded (a writer can start storing sm meanwhile).
-  std::function<void(const EncodedBf16&)> on_layout;
-  // One thread only: called as the first pass moves through the input with
-  // the number of elements it no longer needs (their memory may be released).
-  std::function<void(uint64_t elements_done)> on_input_done;
-  // Receives XXH64 of the 2n input bytes, computed in the first pass where possible.
-  uint64_t* input_xxh64 = nullptr;
-};
-void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out,
-                      const EncodeHooks& hooks = EncodeHooks());
+void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out);
 
 // ---- Window by window (the container writer's streaming encoder) ----------
 // A tensor is read twice: a first pass histograms the exponents (code lengths

@@ -2,8 +2,6 @@
 #include <cstring>
 
 #include "bf16_codec.h"
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 #include "parallel.h"
 
 namespace df11 {
@@ -121,14 +119,12 @@ EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   return r;
 }
 
-void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out, const EncodeHooks& hooks) {
-  uint64_t* const input_xxh64 = hooks.input_xxh64;
+void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf16* out) {
   EncodedBf16& r = *out;
   r.geom = Bf16Geometry{};
   r.geom.n = n;
   r.hist.fill(0);
   if (n == 0) {
-    if (input_xxh64) *input_xxh64 = XXH64(w, 0, 0);
     r.lengths.fill(0);
     r.block_out.assign(1, 0);
     r.stream.assign(r.geom.stream_words(), 0);
@@ -145,28 +141,11 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
   r.sm.resize(n);
   r.scratch_exps.resize(n);
   uint8_t* exps = r.scratch_exps.data();
-  if (input_xxh64 && nseg == 1) {
-    // One thread: hash each piece of the input while the split reads it, so
-    // the weights come from memory once instead of twice.
-    XXH64_state_t state;
-    XXH64_reset(&state, 0);
-    constexpr uint64_t kPiece = 16384;  // elements (32 KB)
-    for (uint64_t b = 0; b < n; b += kPiece) {
-      const uint64_t len = std::min(kPiece, n - b);
-      XXH64_update(&state, w + b, 2 * len);
-      split_bf16(w + b, len, exps + b, r.sm.data() + b);
-      if (hooks.on_input_done) hooks.on_input_done(b + len);
-    }
-    *input_xxh64 = XXH64_digest(&state);
-    segs[0].hist = byte_histogram(exps, n);
-  } else {
-    if (input_xxh64) *input_xxh64 = XXH64(w, 2 * n, 0);
-    parallel_for(nseg, threads, [&](uint64_t k) {
-      const uint64_t b = segs[k].begin, len = segs[k].end - segs[k].begin;
-      split_bf16(w + b, len, exps + b, r.sm.data() + b);
-      segs[k].hist = byte_histogram(exps + b, len);
-    });
-  }
+  parallel_for(nseg, threads, [&](uint64_t k) {
+    const uint64_t b = segs[k].begin, len = segs[k].end - segs[k].begin;
+    split_bf16(w + b, len, exps + b, r.sm.data() + b);
+    segs[k].hist = byte_histogram(exps + b, len);
+  });
   for (const auto& s : segs)
     for (int e = 0; e < 256; ++e) r.hist[e] += s.hist[e];
   r.lengths = build_code_lengths(r.hist);
@@ -184,7 +163,6 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
 
   // Buffers are reused across calls: resize without zeroing what the encoder
   // overwrites anyway, which saves page faults and a pass over memory.
-  if (hooks.on_layout) hooks.on_layout(r);
   r.block_out.assign(r.geom.block_out_entries(), 0);
   r.block_out.back() = n;
   r.gaps.assign(r.geom.gap_bytes(), 0);

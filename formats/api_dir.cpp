@@ -148,7 +148,7 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
     const std::string src = in + "/" + e.stored_as, dst = od.temp() + "/" + e.path;
     // Stored files may be links (a df11 model downloaded into the Hugging
     // Face cache); the restored files are always regular files.
-    Status r = check_input_file(in, e.stored_as, nullptr);
+    Status r = check_input_file(in, e.stored_as);
     if (!r.ok()) return r;
     FileReport& fr = reports[i];
     fr.path = e.path;
@@ -191,7 +191,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     if (interrupted()) return hard[i] = interrupted_status(in);
     const std::string src = in + "/" + e.stored_as;
     const std::string orig = against.empty() ? "" : against + "/" + e.path;
-    Status st = check_input_file(in, e.stored_as, nullptr);
+    Status st = check_input_file(in, e.stored_as);
     if (!st.ok() && is_link_error(st.code)) return hard[i] = st;  // refused input; a missing file is a failure below
     std::string hex;
     if (e.stored_as != e.path) {
@@ -342,7 +342,7 @@ Status info(const std::string& in, const Options& opt, Report* report) {
   for (const auto& e : m.files) {
     FileReport fr;
     fr.path = e.path;
-    s = check_input_file(in, e.stored_as, nullptr);
+    s = check_input_file(in, e.stored_as);
     if (!s.ok() && is_link_error(s.code)) return s;
     if (e.stored_as != e.path) {
       s = info_one(in + "/" + e.stored_as, opt, &fr);

@@ -238,14 +238,11 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   return Status::Ok();
 }
 
-Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads, const PieceSink& sink) const {
-  return decode_tensor_stream(
-      i, threads,
-      [out](uint64_t off, const uint8_t* p, uint64_t n) {
-        if (n) std::memcpy(out + off, p, n);
-        return Status::Ok();
-      },
-      sink);
+Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
+  return decode_tensor_stream(i, threads, [out](uint64_t off, const uint8_t* p, uint64_t n) {
+    if (n) std::memcpy(out + off, p, n);
+    return Status::Ok();
+  });
 }
 
 namespace {

@@ -124,19 +124,16 @@ class Reader {
   uint64_t original_xxh64() const;
   const std::vector<ReaderTensor>& tensors() const;  // in data-offset order
   // Decode tensor i on the CPU into `out` (orig_size bytes) and check its XXH64.
-  // If `sink` is given it receives the decoded bytes in order, piece by piece
-  // (about 1 MB per thread), while each piece is still in cache; the checksum
-  // is only known at the end, so a sink must be able to discard what it got.
-  using PieceSink = std::function<Status(const uint8_t* data, uint64_t size)>;
-  Status decode_tensor(size_t i, uint8_t* out, unsigned threads, const PieceSink& sink = nullptr) const;
+  Status decode_tensor(size_t i, uint8_t* out, unsigned threads) const;
   // Streaming decode in bounded memory: tensor i is read with pread and
   // decoded in windows (about 1 MB of output each) into buffers reused across
-  // tensors, on `threads` workers. `place` receives every window (its offset
+  // tensors (each concurrent call has its own), on `threads` workers. `place` receives every window (its offset
   // in the tensor and its bytes) from the worker threads, in any order and
   // concurrently; `ordered`, if given, then receives the same windows in
   // order, one at a time. The XXH64 is known only at the end: on an error
   // everything handed out must be discarded.
   using PlacedSink = std::function<Status(uint64_t offset, const uint8_t* data, uint64_t size)>;
+  using PieceSink = std::function<Status(const uint8_t* data, uint64_t size)>;
   Status decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
                               const PieceSink& ordered = nullptr) const;
   // The original file's first 8 + json_size bytes.

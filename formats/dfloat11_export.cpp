@@ -348,7 +348,7 @@ Status scan_input(const std::string& in, InputFiles* f) {
     f->dirs = m.directories;
     for (const auto& e : m.files) {
       // Stored files may be links (a df11 model in the Hugging Face cache), with the rules of decompress.
-      s = check_input_file(in, e.stored_as, nullptr);
+      s = check_input_file(in, e.stored_as);
       if (!s.ok()) return s;
       const bool compressed = e.stored_as != e.path;
       if (compressed && top_level(e.path) && ends_with(e.path, ".safetensors")) {

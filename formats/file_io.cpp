@@ -136,14 +136,13 @@ struct AtomicOutputFile::Async {
   struct Item {
     const uint8_t* data;
     uint64_t size;
-    uint64_t offset;  // kSequential: at the file position
-    int buffer;       // pwrite_behind: the pool buffer to free once written; else -1
+    uint64_t offset;
+    int buffer;  // the pool buffer to free once written
   };
   // pwrite_behind's pool: a few buffers reused for the whole file.
   std::vector<std::vector<uint8_t>> pool;
   std::vector<int> free_buffers;
   std::condition_variable buffer_freed;
-  static constexpr uint64_t kSequential = ~uint64_t{0};
   std::deque<Item> queue;
   bool busy = false, stop = false;
   Status error;
@@ -164,22 +163,9 @@ AtomicOutputFile::~AtomicOutputFile() {
   discard();
 }
 
-void AtomicOutputFile::write_async(const void* data, uint64_t size) {
-  pwrite_async(data, size, Async::kSequential);
-}
-
 void AtomicOutputFile::seek(uint64_t offset) {
   offset_ = offset;
   lseek(fd_, static_cast<off_t>(offset), SEEK_SET);
-}
-
-void AtomicOutputFile::pwrite_async(const void* data, uint64_t size, uint64_t offset) {
-  start_writer();
-  {
-    std::lock_guard<std::mutex> lock(async_->mu);
-    async_->queue.push_back({static_cast<const uint8_t*>(data), size, offset, -1});
-  }
-  async_->work.notify_one();
 }
 
 void AtomicOutputFile::start_writer() {
@@ -197,16 +183,12 @@ void AtomicOutputFile::start_writer() {
         // After an error, or once the file is being destroyed, queued bytes are dropped.
         const bool failed = !a.error.ok() || a.stop;
         lock.unlock();
-        Status s = failed ? Status::Ok()
-                   : item.offset == Async::kSequential ? write(item.data, item.size)
-                                                       : pwrite(item.data, item.size, item.offset);
+        Status s = failed ? Status::Ok() : pwrite(item.data, item.size, item.offset);
         lock.lock();
         if (!s.ok() && a.error.ok()) a.error = s;
         a.busy = false;
-        if (item.buffer >= 0) {
-          a.free_buffers.push_back(item.buffer);
-          a.buffer_freed.notify_all();
-        }
+        a.free_buffers.push_back(item.buffer);
+        a.buffer_freed.notify_all();
         if (a.queue.empty()) a.idle.notify_all();
       }
     });

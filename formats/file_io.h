@@ -57,14 +57,8 @@ class AtomicOutputFile {
   Status commit();  // fsync-free rename; no-clobber unless overwrite
   void discard();
 
-  // Asynchronous mode (as zstd's async I/O): write_async() queues the bytes
-  // for a writer thread, so that decoding and the kernel's page-cache copy
-  // overlap. The bytes must stay valid and unchanged until flush() returns.
-  // Do not mix with write() from the calling thread while writes are queued.
-  void write_async(const void* data, uint64_t size);
-  void pwrite_async(const void* data, uint64_t size, uint64_t offset);  // leaves offset() alone
-  void seek(uint64_t offset);  // next write() / write_async() goes here
-  // Copies the bytes into one of a few reused buffers and queues them for the
+  void seek(uint64_t offset);  // next write() goes here
+  // Asynchronous writes (as zstd's async I/O). Copies the bytes into one of a few reused buffers and queues them for the
   // writer thread (waiting while every buffer is in flight), so a coder can
   // reuse its own buffer at once and the kernel's page-cache copy runs beside
   // the coding in memory bounded by the pool. Thread-safe once start_writer()

@@ -37,7 +37,7 @@ Status classify_input_entry(const std::string& root, const std::string& rel, Inp
   return Status::Ok();
 }
 
-Status check_input_file(const std::string& root, const std::string& rel, bool* link) {
+Status check_input_file(const std::string& root, const std::string& rel) {
   // Walk the directories on the way first: a link among them is refused even
   // when it resolves to a directory that holds the file.
   std::string prefix;
@@ -59,7 +59,6 @@ Status check_input_file(const std::string& root, const std::string& rel, bool* l
   if (!s.ok()) return s;
   if (e.kind != EntryKind::RegularFile)
     return make_status(Error::Io, (fs::path(root) / rel).string(), "not a regular file");
-  if (link) *link = e.link;
   return Status::Ok();
 }
 

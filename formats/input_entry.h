@@ -29,9 +29,9 @@ Status classify_input_entry(const std::string& root, const std::string& rel, Inp
 // For a path that a manifest or index names inside root: every directory on
 // the way must be a real directory, never a link (DirLinkToDirectory: a link
 // there would let a path the manifest calls "inside" read from anywhere), and
-// the last component must be a regular file or a link to one. Sets *link when
-// the last component is a link. A missing file is Io "no such file".
-Status check_input_file(const std::string& root, const std::string& rel, bool* link);
+// the last component must be a regular file or a link to one. A missing file
+// is Io "no such file".
+Status check_input_file(const std::string& root, const std::string& rel);
 
 // Lists the regular files and directories under root ('/'-separated relative
 // paths, sorted), classified by classify_input_entry: links to regular files

@@ -81,7 +81,7 @@ Status read_manifest(const std::string& dir, Manifest* m) {
   const std::string path = dir + "/" + kManifestName;
   std::error_code ec;
   if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec))) {  // e.g. a df11 model in the Hugging Face cache
-    Status s = check_input_file(dir, kManifestName, nullptr);
+    Status s = check_input_file(dir, kManifestName);
     if (!s.ok()) return s;
   }
   std::ifstream f(path, std::ios::binary);
