@@ -95,10 +95,21 @@ std::unique_ptr<BehindQueue> background_sha(Sha256* sha, const std::vector<uint8
   });
 }
 
+// A container checked against its manifest entry: "" when it matches, else
+// what differs. Catches a shard swapped or replaced by another valid one,
+// which its own checksums cannot.
+std::string expected_mismatch(const Reader& r, const ExpectedOriginal& e) {
+  if (r.original_size() != e.size)
+    return "restores " + std::to_string(r.original_size()) + " bytes, manifest says " + std::to_string(e.size);
+  if (r.original_xxh64() != e.xxh64)
+    return "original_xxh64 is " + digest_hex(r.original_xxh64()) + ", manifest says " + digest_hex(e.xxh64);
+  return "";
+}
+
 }  // namespace
 
 Status compress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
-                    Sha256* sha) {
+                    Sha256* sha, uint64_t* original_xxh64) {
   MappedFile file;
   Status s = file.open(in);
   if (!s.ok()) return s;
@@ -113,7 +124,7 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   BackgroundFileHash hasher(file, sha);
   FileReport local;
   FileReport* r = rep ? rep : &local;
-  s = write_container(in, file, h, of, opt, r);
+  s = write_container(in, file, h, of, opt, r, original_xxh64);
   if (!s.ok()) hasher.cancel();
   const Status hs = hasher.join();
   if (!s.ok()) return s;
@@ -131,10 +142,14 @@ Status compress_one(const std::string& in, const std::string& out, const Options
 }
 
 Status decompress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
-                      Sha256* sha) {
+                      Sha256* sha, const ExpectedOriginal* expect) {
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
+  if (expect) {
+    const std::string why = expected_mismatch(*reader, *expect);
+    if (!why.empty()) return make_status(Error::VerifyMismatch, in, "not the manifest's file: " + why);
+  }
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
@@ -184,10 +199,14 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
 }
 
 Status verify_one(const std::string& in, const std::string& against, const std::string& label, const Options& opt,
-                  VerifyReport* rep, Sha256* sha) {
+                  VerifyReport* rep, Sha256* sha, const ExpectedOriginal* expect) {
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
+  if (expect) {
+    const std::string why = expected_mismatch(*reader, *expect);
+    if (!why.empty()) rep->failures.push_back(label + ": not the manifest's file: " + why);
+  }
   MappedFile orig;
   if (!against.empty()) {
     s = orig.open(against);

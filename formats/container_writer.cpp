@@ -36,7 +36,8 @@ struct XxhState {
 
 
 Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
-                       AtomicOutputFile& out, const Options& opt, FileReport* report) {
+                       AtomicOutputFile& out, const Options& opt, FileReport* report,
+                       uint64_t* original_xxh64) {
   const unsigned threads = resolve_threads(opt.threads);
   const uint8_t* base = file.data();
   const uint64_t data_start = 8 + h.json_size;
@@ -181,6 +182,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   if (!s.ok()) return s;
   fh.file_size = out.offset();
   fh.original_xxh64 = whole.digest();
+  if (original_xxh64) *original_xxh64 = fh.original_xxh64;
 
   // Header checksum: bytes [0,120) (the checksum field excluded) and the meta block.
   uint8_t head[kFixedHeaderSize];

@@ -9,8 +9,10 @@ namespace df11 {
 
 // `file` is the whole validated safetensors file; `h` its parsed header.
 // Streams tensor by tensor into `out` (peak memory ~ the largest tensor's
-// encoded sections), then writes the index and the fixed header.
+// encoded sections), then writes the index and the fixed header. The
+// container's original_xxh64 goes to *original_xxh64 when it is given.
 Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
-                       AtomicOutputFile& out, const Options& opt, FileReport* report);
+                       AtomicOutputFile& out, const Options& opt, FileReport* report,
+                       uint64_t* original_xxh64 = nullptr);
 
 }  // namespace df11

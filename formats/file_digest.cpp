@@ -1,5 +1,7 @@
 #include "file_digest.h"
 
+#include <cstdio>
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -21,6 +23,12 @@ uint64_t FileDigest::digest() const {
   XXH64_copyState(&copy, static_cast<const XXH64_state_t*>(state_));
   XXH64_update(&copy, tensors_.data(), tensors_.size());
   return XXH64_digest(&copy);
+}
+
+std::string digest_hex(uint64_t digest) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(digest));
+  return b;
 }
 
 }  // namespace df11

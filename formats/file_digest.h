@@ -4,6 +4,7 @@
 // order, header bytes) without a second pass over the weights.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace df11 {
@@ -21,5 +22,8 @@ class FileDigest {
   void* state_;                   // header bytes hashed so far
   std::vector<uint8_t> tensors_;  // tensor hashes, little-endian, hashed by digest()
 };
+
+// The digest as a manifest writes it: 16 lowercase hex digits.
+std::string digest_hex(uint64_t digest);
 
 }  // namespace df11

@@ -31,7 +31,9 @@ std::string manifest_to_json(const Manifest& m) {
   j["directories"] = m.directories;
   j["files"] = nlohmann::ordered_json::array();
   for (const auto& f : m.files) {
-    nlohmann::ordered_json e = {{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}, {"stored_as", f.stored_as}};
+    nlohmann::ordered_json e = {{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}};
+    if (!f.original_xxh64.empty()) e["original_xxh64"] = f.original_xxh64;
+    e["stored_as"] = f.stored_as;
     // Written only when true, so a directory without links gives the same
     // manifest as before the key existed.
     if (f.link) e["link"] = true;
@@ -62,10 +64,18 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
         !f.contains("sha256") || !f["sha256"].is_string())
       return bad("file entry lacks path, size, sha256 or stored_as");
     ManifestEntry e{f["path"].get<std::string>(), f["size"].get<uint64_t>(), f["sha256"].get<std::string>(),
-                    f["stored_as"].get<std::string>()};
+                    f["stored_as"].get<std::string>(), false, ""};
     if (f.contains("link")) {  // optional: manifests written before it was added lack it
       if (!f["link"].is_boolean()) return bad("\"link\" of '" + e.path + "' is not a boolean");
       e.link = f["link"].get<bool>();
+    }
+    if (f.contains("original_xxh64")) {  // optional: manifests written before it was added lack it
+      const auto& x = f["original_xxh64"];
+      if (!x.is_string() || x.get<std::string>().size() != 16 ||
+          x.get<std::string>().find_first_not_of("0123456789abcdef") != std::string::npos)
+        return bad("bad original_xxh64 for '" + e.path + "'");
+      if (e.stored_as == e.path) return bad("original_xxh64 of '" + e.path + "', a copied file");
+      e.original_xxh64 = x.get<std::string>();
     }
     if (!safe_relative_path(e.path) || !safe_relative_path(e.stored_as))
       return bad("unsafe path '" + e.path + "' / '" + e.stored_as + "'");

@@ -15,6 +15,10 @@ struct ManifestEntry {
   std::string sha256;     // lowercase hex of the original file
   std::string stored_as;  // relative path inside the df11 directory
   bool link = false;      // the input entry was a symlink to a regular file ("link": true; absent = false)
+  // 16 lowercase hex digits: the .df11 container's original_xxh64, which ties
+  // the container to this entry, so decompress need not hash the restored
+  // file again ("" for copied files, and in manifests written before the key).
+  std::string original_xxh64;
 };
 
 struct Manifest {
