@@ -34,16 +34,21 @@ Status run_in_order(const std::vector<uint64_t>& sizes, const Options& opt, cons
   return Status::Ok();
 }
 
-// Runs the files on `in_flight` workers, largest first; worker w runs its
-// files with o.device = (*devices)[w] when devices is given.
-Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task, std::vector<bool>* ran,
-                size_t in_flight, unsigned per_file, const std::vector<std::string>* devices) {
-  const size_t n = sizes.size();
-
-  // Largest first (ties in index order), so that one big file does not start last.
-  std::vector<size_t> order(n);
+// Largest first (ties in index order), so that one big file does not start last.
+std::vector<size_t> largest_first(const std::vector<uint64_t>& sizes) {
+  std::vector<size_t> order(sizes.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sizes[a] > sizes[b]; });
+  return order;
+}
+
+// Runs the files on `in_flight` workers in `order`; file i gets threads[i]
+// threads. Worker w runs its files with o.device = (*devices)[w] when devices
+// is given.
+Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task, std::vector<bool>* ran,
+                size_t in_flight, const std::vector<size_t>& order, const std::vector<unsigned>& threads,
+                const std::vector<std::string>* devices) {
+  const size_t n = sizes.size();
 
   const uint64_t total = std::accumulate(sizes.begin(), sizes.end(), uint64_t{0});
   std::unique_ptr<std::atomic<uint64_t>[]> progress(new std::atomic<uint64_t>[n]);
@@ -68,7 +73,7 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
       // which error is reported).
       if (i > first_failure.load()) continue;
       Options o = opt;
-      o.threads = per_file;
+      o.threads = threads[i];
       if (devices) o.device = (*devices)[w];
       o.progress = nullptr;
       if (opt.progress) o.progress = [&progress, i](uint64_t d, uint64_t) { progress[i].store(d); };
@@ -143,8 +148,34 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
   const size_t large = static_cast<size_t>(
       std::count_if(sizes.begin(), sizes.end(), [](uint64_t b) { return b >= kSmallFile; }));
   const size_t sharing = std::max<size_t>(1, std::min(in_flight, large));
-  const unsigned per_file = std::max<unsigned>(1, threads / static_cast<unsigned>(sharing));
-  return run_pool(sizes, opt, task, ran, in_flight, per_file, nullptr);
+  const std::vector<size_t> order = largest_first(sizes);
+  std::vector<unsigned> per_file(n, std::max<unsigned>(1, threads / static_cast<unsigned>(sharing)));
+  // The large files that start together share the threads in proportion to
+  // their sizes (largest remainders get the rest), so that they end
+  // together: a 1.92 GB shard beside three of 1.22 GB gets 6 of 16 threads,
+  // not 4 and then a wait while 12 threads idle.
+  if (sharing > 1) {
+    uint64_t sum = 0;
+    for (size_t k = 0; k < sharing; ++k) sum += sizes[order[k]];
+    std::vector<std::pair<double, size_t>> remainders;
+    unsigned given = 0;
+    for (size_t k = 0; k < sharing; ++k) {
+      const double exact = static_cast<double>(threads) * static_cast<double>(sizes[order[k]]) / static_cast<double>(sum);
+      const unsigned t = std::max(1u, static_cast<unsigned>(exact));
+      per_file[order[k]] = t;
+      given += t;
+      remainders.push_back({exact - static_cast<double>(t), k});
+    }
+    std::stable_sort(remainders.begin(), remainders.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (size_t r = 0; given < threads && r < remainders.size(); ++r, ++given) ++per_file[order[remainders[r].second]];
+    // A later file takes the slot of one that finished: the smallest share,
+    // so that the threads in use never exceed T by more than they did.
+    unsigned smallest = threads;
+    for (size_t k = 0; k < sharing; ++k) smallest = std::min(smallest, per_file[order[k]]);
+    for (size_t k = sharing; k < n; ++k) per_file[order[k]] = std::min(per_file[order[k]], smallest);
+  }
+  return run_pool(sizes, opt, task, ran, in_flight, order, per_file, nullptr);
 }
 
 Status run_file_tasks_on(const std::vector<std::string>& devices, const std::vector<uint64_t>& sizes,
@@ -158,9 +189,9 @@ Status run_file_tasks_on(const std::vector<std::string>& devices, const std::vec
     o.device = devices[0];
     return run_in_order(sizes, o, task, ran);
   }
-  const unsigned per_file =
-      std::max<unsigned>(1, resolve_threads(opt.threads) / static_cast<unsigned>(in_flight));
-  return run_pool(sizes, opt, task, ran, in_flight, per_file, &devices);
+  const std::vector<unsigned> per_file(
+      n, std::max<unsigned>(1, resolve_threads(opt.threads) / static_cast<unsigned>(in_flight)));
+  return run_pool(sizes, opt, task, ran, in_flight, largest_first(sizes), per_file, &devices);
 }
 
 }  // namespace df11

@@ -18,10 +18,11 @@ using FileTask = std::function<Status(size_t i, const Options& o)>;
 // the progress total and for scheduling). With resolve_threads(opt.threads)
 // == 1 (or one file) the files run in order on the calling thread with all
 // threads, as before. Otherwise up to F = min(files, max(1, T / 2)) files
-// run at once, each with max(1, T / min(F, files of 64 MiB or more))
-// threads, so that the threads in use by large files stay T and the memory
-// stays that of T threads (small files come and go within milliseconds);
-// the largest files start first. opt.progress is called from the calling thread only, with the sum
+// run at once, the largest first. The S = min(F, files of 64 MiB or more)
+// largest files share the T threads in proportion to their sizes (at least
+// one each); every later file gets the smallest of those shares (at most
+// T / S), as it takes the slot of one that finished. So the threads in use by large files stay about T and the memory
+// that of T threads (small files come and go within milliseconds). opt.progress is called from the calling thread only, with the sum
 // of all files' progress. After a failure no file with a larger index
 // starts, and every file with a smaller one still runs, so the returned error
 // is the failing file of smallest index whatever the timing (a run stops

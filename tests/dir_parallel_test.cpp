@@ -248,3 +248,30 @@ TEST_CASE("verify --device cuda:all: every GPU, or CudaUnavailable without one",
     CHECK(bad.failures[0].find("extra-b") != std::string::npos);
   }
 }
+
+TEST_CASE("run_file_tasks: the large files in flight share the threads by size", "[dir][parallel]") {
+  constexpr uint64_t MB = uint64_t{1} << 20;
+  auto shares = [](const std::vector<uint64_t>& sizes, unsigned t) {
+    std::vector<unsigned> got(sizes.size(), 0);
+    std::mutex mu;
+    Options o;
+    o.threads = t;
+    REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo) -> Status {
+      std::lock_guard<std::mutex> lock(mu);
+      got[i] = fo.threads;
+      return Status::Ok();
+    }).ok());
+    return got;
+  };
+  // bench_cpu_cores.sh's directory: a 1.92 GB shard, three of 1.22 GB and a
+  // config: 16 * 1.92 / 5.58 = 5.5 -> 6, 16 * 1.22 / 5.58 = 3.5 -> 4 for the
+  // first of equal remainders (index order), 3 for the others; the config
+  // takes the smallest share (its windows are few: it uses one).
+  CHECK(shares({1920 * MB, 1220 * MB, 1220 * MB, 1220 * MB, 1}, 16) == std::vector<unsigned>{6, 4, 3, 3, 3});
+  // Equal files: an even split, as before.
+  CHECK(shares({64 * MB, 64 * MB, 64 * MB, 64 * MB}, 8) == std::vector<unsigned>{2, 2, 2, 2});
+  // -T4: two files in flight. A small large file still gets a thread, the
+  // two in flight use T, and the file that waits takes the smallest share.
+  CHECK(shares({4000 * MB, 64 * MB, 64 * MB}, 4) == std::vector<unsigned>{3, 1, 1});
+  CHECK(shares({900 * MB, 100 * MB, 100 * MB, 100 * MB, 100 * MB}, 4) == std::vector<unsigned>{3, 1, 1, 1, 1});
+}
