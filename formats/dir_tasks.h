@@ -19,8 +19,8 @@ using FileTask = std::function<Status(size_t i, const Options& o)>;
 // == 1 (or one file) the files run in order on the calling thread with all
 // threads, as before. Otherwise up to F = min(files, max(1, T / 2)) files
 // run at once, the largest first. The S = min(F, files of 64 MiB or more)
-// largest files share the T threads in proportion to their sizes (at least
-// one each); every later file gets the smallest of those shares (at most
+// largest files share the T threads by size (at least one each; each thread
+// to the file with the most bytes per thread); every later file gets the smallest of those shares (at most
 // T / S), as it takes the slot of one that finished. So the threads in use by large files stay about T and the memory
 // that of T threads (small files come and go within milliseconds). opt.progress is called from the calling thread only, with the sum
 // of all files' progress. After a failure no file with a larger index

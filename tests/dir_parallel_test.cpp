@@ -263,11 +263,13 @@ TEST_CASE("run_file_tasks: the large files in flight share the threads by size",
     }).ok());
     return got;
   };
-  // bench_cpu_cores.sh's directory: a 1.92 GB shard, three of 1.22 GB and a
-  // config: 16 * 1.92 / 5.58 = 5.5 -> 6, 16 * 1.22 / 5.58 = 3.5 -> 4 for the
-  // first of equal remainders (index order), 3 for the others; the config
-  // takes the smallest share (its windows are few: it uses one).
-  CHECK(shares({1920 * MB, 1220 * MB, 1220 * MB, 1220 * MB, 1}, 16) == std::vector<unsigned>{6, 4, 3, 3, 3});
+  // bench_cpu_cores.sh's directory: 1.92 GB shards first and last, 0.87 GB
+  // between, and a config. Each thread goes to the file with the most bytes
+  // per thread: 5, 3, 3, 5 (largest bytes per thread 0.384 GB; 4 each would
+  // leave 0.48 GB per thread on the large shards); the config takes the
+  // smallest share (its windows are few: it uses one).
+  CHECK(shares({1920 * MB, 870 * MB, 870 * MB, 1920 * MB, 1}, 16) == std::vector<unsigned>{5, 3, 3, 5, 3});
+  CHECK(shares({1920 * MB, 1220 * MB, 1220 * MB, 1220 * MB}, 16) == std::vector<unsigned>{5, 4, 4, 3});
   // Equal files: an even split, as before.
   CHECK(shares({64 * MB, 64 * MB, 64 * MB, 64 * MB}, 8) == std::vector<unsigned>{2, 2, 2, 2});
   // -T4: two files in flight. A small large file still gets a thread, the
