@@ -118,10 +118,11 @@ typedef struct df11_allocator {
 
 typedef struct df11_gpu df11_gpu;
 DF11_API int df11_gpu_device_count(void); /* 0 without a driver, a device, or CUDA support */
-/* Binds to CUDA device `device` (cudaSetDevice on the calling thread).
- * df11_gpu_upload and df11_plan_create make that device current for their
- * duration and restore the caller's; df11_plan_launch/status use the stream
- * given, which must belong to that device. */
+/* A handle on CUDA device `device`. This call, df11_gpu_upload and
+ * df11_plan_create make that device current for their duration and restore
+ * the caller's (an engine may be working on another device);
+ * df11_plan_launch/status use the stream given, which must belong to that
+ * device. */
 DF11_API df11_status df11_gpu_create(int device, const df11_allocator* alloc /* NULL: cudaMalloc */,
                                      df11_gpu** out);
 DF11_API void df11_gpu_destroy(df11_gpu* g); /* frees what it allocated; plans must be destroyed first */
