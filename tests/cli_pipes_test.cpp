@@ -29,11 +29,6 @@ const std::string& df11_bin() {
   return b;
 }
 
-std::string slurp(const std::string& p) {
-  const auto b = df11test::read_file(p);
-  return std::string(b.begin(), b.end());
-}
-
 struct Sh {
   int code = -1;  // the first non-zero status in the pipeline, else 0
   std::string err;
@@ -53,11 +48,11 @@ struct Work {
     const int st = std::system(("bash '" + file + "'").c_str());
     REQUIRE(WIFEXITED(st));
     Sh r;
-    std::istringstream codes(slurp(dir + "/.code"));
+    std::istringstream codes(df11test::read_text(dir + "/.code"));
     r.code = 0;
     for (int c; codes >> c;)
       if (r.code == 0) r.code = c;
-    r.err = slurp(dir + "/.err");
+    r.err = df11test::read_text(dir + "/.err");
     return r;
   }
   bool spool_empty() const { return fs::is_empty(spool); }
@@ -131,7 +126,7 @@ TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are
     CHECK(r.code == 0);
     r = w.run("cat ref.df11 | \"$D\" info - >info.txt");
     CHECK(r.code == 0);
-    CHECK(slurp(w.dir + "/info.txt").find("bf16-huffman") != std::string::npos);
+    CHECK(df11test::read_text(w.dir + "/info.txt").find("bf16-huffman") != std::string::npos);
   }
   // Never a file named "-", never a temporary left in $TMPDIR or beside the output.
   CHECK_FALSE(fs::exists(fs::symlink_status(w.dir + "/-")));
@@ -212,7 +207,7 @@ TEST_CASE("pipes: usage errors (exit 2): directories, --json with data on stdout
   // --help says where pipes are spooled.
   r = w.run("\"$D\" compress --help >help.txt");
   CHECK(r.code == 0);
-  CHECK(slurp(w.dir + "/help.txt").find("$TMPDIR") != std::string::npos);
+  CHECK(df11test::read_text(w.dir + "/help.txt").find("$TMPDIR") != std::string::npos);
 }
 
 namespace {
@@ -262,7 +257,7 @@ PtyRun run_on_pty(const std::vector<std::string>& args, const std::string& dir, 
   waitpid(pid, &st, 0);
   close(master);
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.err = slurp(err_path);
+  r.err = df11test::read_text(err_path);
   return r;
 }
 
@@ -332,7 +327,7 @@ TEST_CASE("pipes: SIGINT while stdin is being spooled removes the spool", "[cli]
   close(in[1]);
   REQUIRE(WIFEXITED(st));
   CHECK(WEXITSTATUS(st) == 3);
-  CHECK(slurp(err_path).find("(Interrupted)") != std::string::npos);
+  CHECK(df11test::read_text(err_path).find("(Interrupted)") != std::string::npos);
   CHECK(w.spool_empty());
   CHECK_FALSE(fs::exists(w.dir + "/x.df11"));
 }

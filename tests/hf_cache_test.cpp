@@ -30,13 +30,6 @@ Options opts() {
   return o;
 }
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // blobs/<sha256> + snapshots/REV/<path> -> ../../blobs/<sha256> (one more
 // ../ per subfolder), as huggingface_hub lays out ~/.cache/huggingface/hub/models--X.
 struct HfCache {
@@ -104,7 +97,7 @@ TEST_CASE("hf cache: a snapshot of links compresses and restores to byte-identic
 
   // The output holds regular files only, and the manifest says which inputs were links.
   for (const auto& e : fs::recursive_directory_iterator(packed)) CHECK_FALSE(fs::is_symlink(e.symlink_status()));
-  const auto m = nlohmann::json::parse(slurp(packed + "/df11-manifest.json"));
+  const auto m = nlohmann::json::parse(df11test::read_text(packed + "/df11-manifest.json"));
   REQUIRE(m["files"].size() == 10);
   for (const auto& f : m["files"]) CHECK(f.value("link", false) == true);
   CHECK(fs::is_regular_file(fs::symlink_status(packed + "/vision/model.df11")));
@@ -314,7 +307,7 @@ TEST_CASE("hf cache: manifests without the link key stay readable, a non-boolean
   HfCache c;
   const std::string packed = c.tmp.path + "/tiny.df11";
   REQUIRE(compress(c.model, packed, opts(), nullptr).ok());
-  const std::string text = slurp(packed + "/df11-manifest.json");
+  const std::string text = df11test::read_text(packed + "/df11-manifest.json");
   // A plain directory writes no "link" key at all: the manifest is the same as before the key existed.
   CHECK(text.find("\"link\"") == std::string::npos);
   VerifyReport vr;

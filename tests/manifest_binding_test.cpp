@@ -9,7 +9,6 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "df11.h"
 #include "sample_model.h"
@@ -27,13 +26,6 @@ Options opts(unsigned threads = 2) {
   return o;
 }
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 struct Packed {
   df11test::TempDir tmp;
   std::string model = tmp.path + "/model", packed = tmp.path + "/model.df11", manifest = packed + "/df11-manifest.json";
@@ -46,7 +38,7 @@ struct Packed {
     df11test::make_sample_model(model, so);
     REQUIRE(compress(model, packed, opts(), nullptr).ok());
   }
-  nlohmann::json read() const { return nlohmann::json::parse(slurp(manifest)); }
+  nlohmann::json read() const { return nlohmann::json::parse(df11test::read_text(manifest)); }
   void write(const nlohmann::json& j) const {
     std::ofstream f(manifest, std::ios::trunc);
     f << j.dump(1);
@@ -141,7 +133,7 @@ TEST_CASE("manifest binding: decompress leaves the SHA-256 to verify; without th
   SECTION("with original_xxh64: decompress restores (the bytes are proven by the container), verify names the SHA-256") {
     p.write(j);
     REQUIRE(decompress(p.packed, back, opts(), nullptr).ok());
-    CHECK(slurp(back + "/" + path) == slurp(p.model + "/" + path));
+    CHECK(df11test::read_text(back + "/" + path) == df11test::read_text(p.model + "/" + path));
     VerifyReport vr;
     CHECK(verify(p.packed, "", opts(), &vr).code == Error::VerifyMismatch);
     REQUIRE(vr.failures.size() == 1);
@@ -161,7 +153,7 @@ TEST_CASE("manifest binding: decompress leaves the SHA-256 to verify; without th
     for (auto& f : j["files"]) f.erase("original_xxh64");
     p.write(j);
     REQUIRE(decompress(p.packed, back, opts(4), nullptr).ok());
-    CHECK(slurp(back + "/" + path) == slurp(p.model + "/" + path));
+    CHECK(df11test::read_text(back + "/" + path) == df11test::read_text(p.model + "/" + path));
   }
 }
 

@@ -49,6 +49,11 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
+std::string read_text(const std::string& path) {
+  const std::vector<uint8_t> b = read_file(path);
+  return std::string(b.begin(), b.end());
+}
+
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
@@ -61,12 +66,8 @@ CliRun run_df11(const std::string& args, const std::string& dir) {
   const int st = std::system(cmd.c_str());
   CliRun r;
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  auto slurp = [](const std::string& p) {
-    const auto b = read_file(p);
-    return std::string(b.begin(), b.end());
-  };
-  r.out = slurp(dir + "/.out");
-  r.err = slurp(dir + "/.err");
+  r.out = read_text(dir + "/.out");
+  r.err = read_text(dir + "/.err");
   return r;
 }
 

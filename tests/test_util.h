@@ -32,6 +32,7 @@ struct TempDir {
 };
 
 std::vector<uint8_t> read_file(const std::string& path);
+std::string read_text(const std::string& path);  // the same bytes as a string
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
 
 // Runs the built df11 command with `args` (shell words) in `dir`, stdin from
