@@ -154,13 +154,10 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
-  // From 4 workers up they store their windows into a shared mapping of the
-  // output: pwrite()s into one file run one at a time (the kernel's per-file
-  // lock), stores into a mapping in parallel. Below that the page faults cost
-  // more than the lock (tests/write_path_bench.cpp on a 16-core Xeon, one
-  // 1.92 GB file in /dev/shm: pwrite 2.99 / 3.88 / 3.29 GB/s from 1 / 4 / 16
-  // threads, the mapping 1.84 / 4.34 / 6.53 GB/s).
-  if (threads >= 4) {
+  // Several workers store their windows into a shared mapping of the output
+  // (pwrite()s into one file would run one at a time); one worker is faster
+  // handing them to the writer thread (no page faults).
+  if (threads > 1) {
     s = of.reserve_mapped(reader->original_size());
     if (!s.ok()) return s;
   }
