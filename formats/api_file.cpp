@@ -154,13 +154,6 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
-  // Several workers store their windows into a shared mapping of the output
-  // (pwrite()s into one file would run one at a time); one worker is faster
-  // handing them to the writer thread (no page faults).
-  if (threads > 1) {
-    s = of.reserve_mapped(reader->original_size());
-    if (!s.ok()) return s;
-  }
   const std::vector<uint8_t> head = reader->original_header();
   FileDigest digest(head.data(), head.size());
   s = of.write(head.data(), head.size());
@@ -177,8 +170,8 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     // in-order stage feeds the hash. A failed checksum discards the temporary.
     const uint64_t at = head.size() + ts[i].orig_offset;
     // One worker hands its windows to the writer thread (the page-cache copy
-    // overlaps decoding); several store their own into the mapping, so that
-    // the copies run in parallel rather than on one thread.
+    // overlaps decoding); several write their own, so that the kernel's
+    // copies run in parallel rather than on one thread.
     s = reader->decode_tensor_stream(
         i, threads,
         [&](uint64_t off, const uint8_t* p, uint64_t n) {

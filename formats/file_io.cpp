@@ -262,62 +262,7 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
   return Status::Ok();
 }
 
-Status AtomicOutputFile::reserve_mapped(uint64_t size) {
-  if (size == 0 || fd_ < 0 || map_) return Status::Ok();
-  // fallocate(2), not posix_fallocate: where the file system cannot
-  // preallocate, glibc emulates it with a one-byte write per block, slow on
-  // a multi-GB output; pwrite mode is the better fallback there.
-  for (;;) {
-    if (::fallocate(fd_, 0, 0, static_cast<off_t>(size)) == 0) break;
-    const int err = errno;
-    if (err == EINTR) {
-      if (interrupted()) return interrupted_status(path_);
-      continue;
-    }
-    if (err == EOPNOTSUPP || err == EINVAL || err == ENOSYS) return Status::Ok();
-    return io_error("cannot allocate output", err);
-  }
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-  // The file has its final size already, which pwrite mode then fills.
-  if (p == MAP_FAILED) return Status::Ok();
-  map_ = static_cast<uint8_t*>(p);
-  map_size_ = size;
-  return Status::Ok();
-}
-
-Status AtomicOutputFile::store_mapped(const void* data, uint64_t size, uint64_t offset) {
-  if (offset > map_size_ || size > map_size_ - offset)
-    return make_status(Error::Io, path_,
-                       "write of " + std::to_string(size) + " bytes at " + std::to_string(offset) +
-                           " past the reserved size " + std::to_string(map_size_));
-  if (size == 0) return Status::Ok();
-  std::memcpy(map_ + offset, data, size);
-  // Shared file pages count in the process's RSS until unmapped: drop the
-  // ones just written (dirty pages of a shared mapping stay in the page
-  // cache). An edge page shared with a neighbouring piece is simply faulted
-  // in again by whichever thread writes it next.
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const uint64_t begin = offset / page * page;
-  const uint64_t end = (offset + size + page - 1) / page * page;
-  madvise(map_ + begin, end - begin, MADV_DONTNEED);
-  return Status::Ok();
-}
-
-Status AtomicOutputFile::unmap() {
-  if (!map_) return Status::Ok();
-  const int rc = munmap(map_, map_size_);
-  const int err = errno;
-  map_ = nullptr;
-  map_size_ = 0;
-  return rc == 0 ? Status::Ok() : io_error("cannot unmap output", err);
-}
-
 Status AtomicOutputFile::write(const void* data, uint64_t size) {
-  if (map_) {
-    Status s = store_mapped(data, size, offset_);
-    if (s.ok()) offset_ += size;
-    return s;
-  }
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
     // Pieces of 1 MiB: the kernel copies a large write() into the page cache
@@ -350,7 +295,6 @@ Status AtomicOutputFile::write_zeros(uint64_t size) {
 }
 
 Status AtomicOutputFile::pwrite(const void* data, uint64_t size, uint64_t offset) {
-  if (map_) return store_mapped(data, size, offset);
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
     const ssize_t n = ::pwrite(fd_, p, std::min<uint64_t>(size, 1u << 20), static_cast<off_t>(offset));  // see write()
@@ -369,8 +313,6 @@ Status AtomicOutputFile::commit() {
   Status s = flush();
   if (!s.ok()) return s;
   if (interrupted()) return interrupted_status(path_);
-  s = unmap();
-  if (!s.ok()) return s;
   if (::close(fd_) != 0) {
     const int err = errno;
     fd_ = -1;
@@ -395,7 +337,6 @@ Status AtomicOutputFile::commit() {
 }
 
 void AtomicOutputFile::discard() {
-  unmap();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (!temp_.empty()) ::unlink(temp_.c_str());

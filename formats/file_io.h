@@ -49,22 +49,6 @@ class AtomicOutputFile {
   // Fails with OutputIsLink if `path` is a symlink, OutputExists if it
   // exists and !overwrite.
   Status open(const std::string& path, bool overwrite);
-  // Mapped mode, for several threads writing one file: their pwrite()s
-  // serialise on the kernel's per-file lock (the page-cache copies run one at
-  // a time, and more threads only add system time), while stores into a
-  // shared mapping of the file run in parallel. Call it right after open(),
-  // with the output's exact final size: the temporary is allocated to `size`
-  // bytes (fallocate, so that a full disk fails here, as Io naming the
-  // output, and not later as SIGBUS on a store; copy-on-write file systems
-  // such as btrfs do not promise that) and mapped read/write.
-  // Every write then goes into the mapping, bounds-checked against `size`
-  // (beyond it: Io), pwrite_behind and write_zeros included; the pages
-  // written are released from the process at once, so its memory stays
-  // bounded, and stay in the page cache. Where the file system cannot
-  // preallocate or the mapping fails, the file quietly stays in pwrite mode
-  // (Ok): callers need not care which mode they got. Size 0: pwrite mode.
-  Status reserve_mapped(uint64_t size);
-  bool mapped() const { return map_ != nullptr; }
   Status write(const void* data, uint64_t size);
   Status write_zeros(uint64_t size);
   Status pwrite(const void* data, uint64_t size, uint64_t offset);
@@ -89,11 +73,7 @@ class AtomicOutputFile {
   struct Async;
   std::unique_ptr<Async> async_;
   Status io_error(const char* what, int err) const;
-  Status store_mapped(const void* data, uint64_t size, uint64_t offset);
-  Status unmap();
   int fd_ = -1;
-  uint8_t* map_ = nullptr;  // mapped mode: the whole temporary, map_size_ bytes
-  uint64_t map_size_ = 0;
   std::string path_, temp_;
   bool overwrite_ = false;
   uint64_t offset_ = 0;
