@@ -121,7 +121,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
     }
     m.files[i] = std::move(e);
     return Status::Ok();
-  }, nullptr, 1);  // a SHA-256 stream per file: as many files at once as threads
+  });
   if (!s.ok()) return s;
   if (report)
     for (auto& fr : reports) report->files.push_back(std::move(fr));

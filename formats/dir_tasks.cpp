@@ -134,11 +134,11 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
 }  // namespace
 
 Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
-                      std::vector<bool>* ran, unsigned min_threads_per_file) {
+                      std::vector<bool>* ran) {
   const size_t n = sizes.size();
   if (ran) ran->assign(n, false);
   const unsigned threads = resolve_threads(opt.threads);
-  const size_t in_flight = std::min<size_t>(n, std::max(1u, threads / std::max(1u, min_threads_per_file)));
+  const size_t in_flight = std::min<size_t>(n, std::max(1u, threads / 2));
   if (threads <= 1 || in_flight <= 1) return run_in_order(sizes, opt, task, ran);
   // Threads are shared among the large files in flight: a config.json or a
   // tokenizer takes a slot for milliseconds and must not leave a shard's

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -277,30 +276,4 @@ TEST_CASE("run_file_tasks: the large files in flight share the threads by size",
   // two in flight use T, and the file that waits takes the smallest share.
   CHECK(shares({4000 * MB, 64 * MB, 64 * MB}, 4) == std::vector<unsigned>{3, 1, 1});
   CHECK(shares({900 * MB, 100 * MB, 100 * MB, 100 * MB, 100 * MB}, 4) == std::vector<unsigned>{3, 1, 1, 1, 1});
-}
-
-TEST_CASE("run_file_tasks: min_threads_per_file sets how many files run at once", "[dir][parallel]") {
-  constexpr uint64_t MB = uint64_t{1} << 20;
-  const std::vector<uint64_t> sizes(8, 100 * MB);
-  // Each task waits (up to 0.5 s) for every file to be running at once; the
-  // most seen at once is then the number of files in flight.
-  auto most_at_once = [&](unsigned min_threads) {
-    std::mutex mu;
-    std::condition_variable cv;
-    int running = 0, most = 0;
-    Options o;
-    o.threads = 8;
-    REQUIRE(run_file_tasks(sizes, o, [&](size_t, const Options& fo) -> Status {
-      CHECK(fo.threads == 8 / std::min<unsigned>(8, 8 / min_threads));
-      std::unique_lock<std::mutex> lock(mu);
-      most = std::max(most, ++running);
-      cv.notify_all();
-      cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return most == 8; });
-      --running;
-      return Status::Ok();
-    }, nullptr, min_threads).ok());
-    return most;
-  };
-  CHECK(most_at_once(2) == 4);  // decompress, verify: T / 2 files, 2 threads each
-  CHECK(most_at_once(1) == 8);  // compress: T files, 1 thread each
 }
