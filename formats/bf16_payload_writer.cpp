@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "container_layout.h"
+#include "earliest_status.h"
 #include "parallel.h"
 #include "read_ahead.h"
 #define XXH_INLINE_ALL
@@ -17,18 +18,6 @@
 namespace df11 {
 
 namespace {
-
-// First error of a group of workers; later ones are dropped.
-struct FirstStatus {
-  std::mutex mu;
-  Status s;
-  std::atomic<bool> failed{false};
-  void set(Status e) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (s.ok()) s = std::move(e);
-    failed = true;
-  }
-};
 
 // One stream word shared by two windows (or the partial last word): OR-ed
 // together once every window is done.
@@ -56,7 +45,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
   const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, nwin)));
   if (slots_.size() < workers) slots_.resize(workers);
   hists_.resize(nwin);
-  FirstStatus first;
+  EarliestStatus first;
   if (interrupted()) return interrupted_status(in.path());
 
   // Pass 1: histogram of every window; the tensor's XXH64 in window order.
@@ -80,7 +69,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         Status s = ahead ? ahead->get(k) : in.read(src_offset + 2 * b, 2 * len, sl.in[0].data());
         if (ahead) w = sl.in[k & 1].data();
         if (!s.ok() || interrupted()) {
-          first.set(s.ok() ? interrupted_status(in.path()) : s);
+          first.set(k, s.ok() ? interrupted_status(in.path()) : s);
           turn.abort();
           return;
         }
@@ -140,7 +129,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         Status s = ahead ? ahead->get(k) : in.read(src_offset + 2 * b, 2 * cnt, sl.in[0].data());
         if (ahead) w = sl.in[k & 1].data();
         if (!s.ok() || interrupted()) {
-          first.set(s.ok() ? interrupted_status(in.path()) : s);
+          first.set(k, s.ok() ? interrupted_status(in.path()) : s);
           return;
         }
         split_bf16(w, cnt, sl.exps.data(), sl.sm.data());
@@ -152,7 +141,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
           uint16_t prev;
           s = in.read(src_offset + 2 * (b - 1), 2, &prev);
           if (!s.ok()) {
-            first.set(s);
+            first.set(k, s);
             return;
           }
           prev_len = len[(prev >> 7) & 0xFF];
@@ -174,7 +163,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         if (be % 32 && lo < hi) edges[2 * k + 1] = {--hi, sl.words[hi - w0]};
         if (s.ok() && hi > lo) s = put(sl.words.data() + (lo - w0), 4 * (hi - lo), stream_at + 4 * lo);
         if (!s.ok()) {
-          first.set(s);
+          first.set(k, s);
           return;
         }
       }

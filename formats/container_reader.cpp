@@ -10,6 +10,7 @@
 
 #include "byte_planes.h"
 #include "container_layout.h"
+#include "earliest_status.h"
 #include "read_ahead.h"
 #include "df11.h"
 #include "file_io.h"
@@ -244,26 +245,6 @@ Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
     return Status::Ok();
   });
 }
-
-namespace {
-
-// The error of the earliest failing window, whichever worker saw it first.
-struct EarliestStatus {
-  std::mutex mu;
-  uint64_t where = UINT64_MAX;
-  Status s;
-  std::atomic<bool> failed{false};
-  void set(uint64_t at, Status e) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (at < where) {
-      where = at;
-      s = std::move(e);
-    }
-    failed = true;
-  }
-};
-
-}  // namespace
 
 Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
                                     const PieceSink& ordered) const {
