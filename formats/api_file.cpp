@@ -89,7 +89,7 @@ class BackgroundFileHash {
 std::unique_ptr<BehindQueue> background_sha(Sha256* sha, const std::vector<uint8_t>& head) {
   if (!sha) return nullptr;
   sha->update(head.data(), head.size());
-  return std::make_unique<BehindQueue>([sha](const uint8_t* p, uint64_t n) {
+  return std::make_unique<BehindQueue>([sha](const uint8_t* p, uint64_t n, uint64_t) {
     sha->update(p, n);
     return Status::Ok();
   });

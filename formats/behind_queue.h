@@ -1,6 +1,7 @@
 // A consumer thread fed with copies held in a few reused buffers: a producer
 // copies its bytes (cheap: they are in cache) and goes on coding while the
-// consumer (a hash) runs beside it, in bounded memory (kBuffers x kBufferBytes).
+// consumer (a hash, or the kernel's page-cache copy of a write) runs beside
+// it, in bounded memory (buffers x kBufferBytes).
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -18,20 +19,22 @@ namespace df11 {
 class BehindQueue {
  public:
   static constexpr uint64_t kBufferBytes = uint64_t{4} << 20;
-  static constexpr int kBuffers = 4;
-  using Consumer = std::function<Status(const uint8_t* data, uint64_t size)>;
+  // `at`: the push's tag plus the piece's offset within the push (a file
+  // offset for writes; hashes ignore it).
+  using Consumer = std::function<Status(const uint8_t* data, uint64_t size, uint64_t at)>;
 
-  explicit BehindQueue(Consumer consumer) : consumer_(std::move(consumer)), pool_(kBuffers) {
-    for (int i = 0; i < kBuffers; ++i) free_.push_back(i);
+  explicit BehindQueue(Consumer consumer, int buffers = 4) : consumer_(std::move(consumer)), pool_(buffers) {
+    for (int i = buffers - 1; i >= 0; --i) free_.push_back(i);
     thread_ = std::thread([this] { run(); });
   }
   ~BehindQueue() { finish(); }
   BehindQueue(const BehindQueue&) = delete;
   BehindQueue& operator=(const BehindQueue&) = delete;
 
-  // Queues a copy of the bytes (pieces are consumed in push order); waits
-  // while every buffer is in flight. Returns the consumer's error, if any.
-  Status push(const void* data, uint64_t size) {
+  // Queues a copy of the bytes (pieces are consumed in push order, whichever
+  // thread pushed them); waits while every buffer is in flight. Returns the
+  // consumer's error, if any. Thread-safe.
+  Status push(const void* data, uint64_t size, uint64_t tag = 0) {
     const uint8_t* p = static_cast<const uint8_t*>(data);
     while (size > 0) {
       const uint64_t n = std::min(size, kBufferBytes);
@@ -48,16 +51,32 @@ class BehindQueue {
       std::memcpy(buf.data(), p, n);
       {
         std::lock_guard<std::mutex> lock(mu_);
-        queue_.push_back({b, n});
+        queue_.push_back({b, n, tag});
       }
       work_.notify_one();
       p += n;
       size -= n;
+      tag += n;
     }
     return Status::Ok();
   }
 
-  // Consumes everything queued, stops the thread; the first error.
+  // Waits until everything queued so far is consumed; the first error.
+  Status drain() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
+    return error_;
+  }
+
+  // Bytes still queued are no longer wanted (the output is being discarded):
+  // they are dropped instead of consumed.
+  void cancel() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+  }
+
+  // Consumes everything queued (unless cancelled), stops the thread; the
+  // first error.
   Status finish() {
     if (thread_.joinable()) {
       {
@@ -74,6 +93,7 @@ class BehindQueue {
   struct Item {
     int buffer;
     uint64_t size;
+    uint64_t at;
   };
   void run() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -82,13 +102,16 @@ class BehindQueue {
       if (queue_.empty()) return;
       const Item it = queue_.front();
       queue_.pop_front();
-      const bool skip = !error_.ok();
+      busy_ = true;
+      const bool skip = !error_.ok() || cancelled_;
       lock.unlock();
-      Status s = skip ? Status::Ok() : consumer_(pool_[static_cast<size_t>(it.buffer)].data(), it.size);
+      Status s = skip ? Status::Ok() : consumer_(pool_[static_cast<size_t>(it.buffer)].data(), it.size, it.at);
       lock.lock();
       if (!s.ok() && error_.ok()) error_ = s;
+      busy_ = false;
       free_.push_back(it.buffer);
       freed_.notify_all();
+      if (queue_.empty()) idle_.notify_all();
     }
   }
   Consumer consumer_;
@@ -96,8 +119,8 @@ class BehindQueue {
   std::vector<int> free_;
   std::deque<Item> queue_;
   std::mutex mu_;
-  std::condition_variable work_, freed_;
-  bool stop_ = false;
+  std::condition_variable work_, freed_, idle_;
+  bool stop_ = false, busy_ = false, cancelled_ = false;
   Status error_;
   std::thread thread_;
 };

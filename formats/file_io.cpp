@@ -130,35 +130,12 @@ void MappedFile::will_need(uint64_t offset, uint64_t len) const {
   if (madvise(p, n, MADV_POPULATE_READ) != 0) madvise(p, n, MADV_WILLNEED);
 }
 
-struct AtomicOutputFile::Async {
-  std::mutex mu;
-  std::condition_variable work, idle;
-  struct Item {
-    const uint8_t* data;
-    uint64_t size;
-    uint64_t offset;
-    int buffer;  // the pool buffer to free once written
-  };
-  // pwrite_behind's pool: a few buffers reused for the whole file.
-  std::vector<std::vector<uint8_t>> pool;
-  std::vector<int> free_buffers;
-  std::condition_variable buffer_freed;
-  std::deque<Item> queue;
-  bool busy = false, stop = false;
-  Status error;
-  std::thread thread;
-};
-
 AtomicOutputFile::AtomicOutputFile() = default;
 
 AtomicOutputFile::~AtomicOutputFile() {
-  if (async_) {
-    {
-      std::lock_guard<std::mutex> lock(async_->mu);
-      async_->stop = true;
-    }
-    async_->work.notify_all();
-    async_->thread.join();
+  if (writer_) {
+    writer_->cancel();  // the temporary is being removed: queued bytes are not written
+    writer_->finish();
   }
   discard();
 }
@@ -169,73 +146,18 @@ void AtomicOutputFile::seek(uint64_t offset) {
 }
 
 void AtomicOutputFile::start_writer() {
-  if (!async_) {
-    async_.reset(new Async);
-    async_->thread = std::thread([this] {
-      Async& a = *async_;
-      std::unique_lock<std::mutex> lock(a.mu);
-      for (;;) {
-        a.work.wait(lock, [&] { return a.stop || !a.queue.empty(); });
-        if (a.queue.empty()) return;  // stop requested and nothing left
-        const auto item = a.queue.front();
-        a.queue.pop_front();
-        a.busy = true;
-        // After an error, or once the file is being destroyed, queued bytes are dropped.
-        const bool failed = !a.error.ok() || a.stop;
-        lock.unlock();
-        Status s = failed ? Status::Ok() : pwrite(item.data, item.size, item.offset);
-        lock.lock();
-        if (!s.ok() && a.error.ok()) a.error = s;
-        a.busy = false;
-        a.free_buffers.push_back(item.buffer);
-        a.buffer_freed.notify_all();
-        if (a.queue.empty()) a.idle.notify_all();
-      }
-    });
-  }
+  // 8 buffers of 4 MiB: 32 MiB in flight at most.
+  if (!writer_)
+    writer_ = std::make_unique<BehindQueue>(
+        [this](const uint8_t* p, uint64_t n, uint64_t at) { return pwrite(p, n, at); }, 8);
 }
 
 Status AtomicOutputFile::pwrite_behind(const void* data, uint64_t size, uint64_t offset) {
-  constexpr uint64_t kBufferBytes = uint64_t{4} << 20;
-  constexpr int kBuffers = 8;  // 32 MiB in flight at most
   start_writer();  // a no-op when started (see the header: before workers run)
-  Async& a = *async_;
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  while (size > 0) {
-    const uint64_t n = std::min(size, kBufferBytes);
-    int b;
-    {
-      std::unique_lock<std::mutex> lock(a.mu);
-      if (a.pool.empty()) {
-        a.pool.resize(kBuffers);
-        for (int i = kBuffers - 1; i >= 0; --i) a.free_buffers.push_back(i);
-      }
-      a.buffer_freed.wait(lock, [&] { return !a.free_buffers.empty() || !a.error.ok(); });
-      if (!a.error.ok()) return a.error;
-      b = a.free_buffers.back();
-      a.free_buffers.pop_back();
-    }
-    std::vector<uint8_t>& buf = a.pool[static_cast<size_t>(b)];
-    if (buf.size() < kBufferBytes) buf.resize(kBufferBytes);
-    std::memcpy(buf.data(), p, n);
-    {
-      std::lock_guard<std::mutex> lock(a.mu);
-      a.queue.push_back({buf.data(), n, offset, b});
-    }
-    a.work.notify_one();
-    p += n;
-    size -= n;
-    offset += n;
-  }
-  return Status::Ok();
+  return writer_->push(data, size, offset);
 }
 
-Status AtomicOutputFile::flush() {
-  if (!async_) return Status::Ok();
-  std::unique_lock<std::mutex> lock(async_->mu);
-  async_->idle.wait(lock, [&] { return async_->queue.empty() && !async_->busy; });
-  return async_->error;
-}
+Status AtomicOutputFile::flush() { return writer_ ? writer_->drain() : Status::Ok(); }
 
 Status AtomicOutputFile::io_error(const char* what, int err) const {
   return make_status(Error::Io, path_, std::string(what) + ": " + std::strerror(err));

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "behind_queue.h"
 #include "df11.h"
 
 namespace df11 {
@@ -70,8 +71,7 @@ class AtomicOutputFile {
   Status flush();  // waits for queued writes; the first error, if any
 
  private:
-  struct Async;
-  std::unique_ptr<Async> async_;
+  std::unique_ptr<BehindQueue> writer_;  // pwrite_behind's thread, once started
   Status io_error(const char* what, int err) const;
   int fd_ = -1;
   std::string path_, temp_;
