@@ -22,12 +22,7 @@ using namespace df11;
 
 namespace {
 
-Options opts(unsigned threads) {
-  Options o;
-  o.threads = threads;
-  o.device = "cpu";
-  return o;
-}
+Options opts(unsigned threads) { return df11test::cpu_options(threads); }
 
 // Every regular file under root, by relative path.
 std::map<std::string, std::vector<uint8_t>> tree(const std::string& root) {

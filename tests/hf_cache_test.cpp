@@ -23,12 +23,7 @@ using namespace df11;
 
 namespace {
 
-Options opts() {
-  Options o;
-  o.threads = 2;
-  o.device = "cpu";
-  return o;
-}
+Options opts() { return df11test::cpu_options(2); }
 
 // blobs/<sha256> + snapshots/REV/<path> -> ../../blobs/<sha256> (one more
 // ../ per subfolder), as huggingface_hub lays out ~/.cache/huggingface/hub/models--X.
@@ -37,12 +32,7 @@ struct HfCache {
   std::string model, repo, snapshot;
   HfCache() {
     model = tmp.path + "/plain";
-    df11test::SampleOptions so;
-    so.hidden = 128;
-    so.layers = 2;
-    so.intermediate = 256;
-    so.vocab = 512;
-    df11test::make_sample_model(model, so);
+    df11test::make_sample_model(model, df11test::tiny_sample());
     repo = tmp.path + "/models--org--tiny";
     snapshot = repo + "/snapshots/0123abcd";
     fs::create_directories(repo + "/blobs");

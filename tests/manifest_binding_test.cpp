@@ -19,23 +19,13 @@ using namespace df11;
 
 namespace {
 
-Options opts(unsigned threads = 2) {
-  Options o;
-  o.threads = threads;
-  o.device = "cpu";
-  return o;
-}
+Options opts(unsigned threads = 2) { return df11test::cpu_options(threads); }
 
 struct Packed {
   df11test::TempDir tmp;
   std::string model = tmp.path + "/model", packed = tmp.path + "/model.df11", manifest = packed + "/df11-manifest.json";
   Packed() {
-    df11test::SampleOptions so;
-    so.hidden = 128;
-    so.layers = 2;
-    so.intermediate = 256;
-    so.vocab = 512;
-    df11test::make_sample_model(model, so);
+    df11test::make_sample_model(model, df11test::tiny_sample());
     REQUIRE(compress(model, packed, opts(), nullptr).ok());
   }
   nlohmann::json read() const { return nlohmann::json::parse(df11test::read_text(manifest)); }

@@ -301,4 +301,13 @@ void make_sample_model(const std::string& dir, const SampleOptions& o) {
   make_vision(g, dir + "/vision");
 }
 
+SampleOptions tiny_sample() {
+  SampleOptions so;
+  so.hidden = 128;
+  so.layers = 2;
+  so.intermediate = 256;
+  so.vocab = 512;
+  return so;
+}
+
 }  // namespace df11test

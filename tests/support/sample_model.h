@@ -30,4 +30,8 @@ struct SampleOptions {
 // seed and sizes. Throws std::invalid_argument on inconsistent sizes.
 void make_sample_model(const std::string& dir, const SampleOptions& o = SampleOptions());
 
+// The smallest model the directory tests use (hidden 128, 2 layers,
+// intermediate 256, vocab 512: well under a megabyte).
+SampleOptions tiny_sample();
+
 }  // namespace df11test
