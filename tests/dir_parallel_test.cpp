@@ -15,6 +15,7 @@
 #include "dir_tasks.h"
 #include "gpu_verify.h"
 #include "sample_model.h"
+#include "test_options.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

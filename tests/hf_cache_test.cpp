@@ -16,6 +16,7 @@
 #include "df11.h"
 #include "sample_model.h"
 #include "sha256.h"
+#include "test_options.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

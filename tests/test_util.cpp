@@ -43,13 +43,6 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path, ec);
 }
 
-df11::Options cpu_options(unsigned threads) {
-  df11::Options o;
-  o.threads = threads;
-  o.device = "cpu";
-  return o;
-}
-
 std::vector<uint8_t> read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error("cannot open " + path);

@@ -4,8 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "df11.h"
-
 // DF11_TEST_ASAN: defined in AddressSanitizer builds (gcc and clang), whose
 // shadow memory makes peak-RSS bounds meaningless.
 #if defined(__SANITIZE_ADDRESS__)
@@ -32,9 +30,6 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 };
-
-// Options of the library tests: `threads` threads, the CPU only.
-df11::Options cpu_options(unsigned threads = 2);
 
 std::vector<uint8_t> read_file(const std::string& path);
 std::string read_text(const std::string& path);  // the same bytes as a string
