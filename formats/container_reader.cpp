@@ -240,14 +240,24 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
 }
 
 Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
-  return decode_tensor_stream(i, threads, [out](uint64_t off, const uint8_t* p, uint64_t n) {
-    if (n) std::memcpy(out + off, p, n);
-    return Status::Ok();
-  });
+  return decode(i, threads, nullptr, nullptr, out);
 }
 
 Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
                                     const PieceSink& ordered) const {
+  return decode(i, threads, &place, ordered ? &ordered : nullptr, nullptr);
+}
+
+Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, const PieceSink* ordered,
+                      uint8_t* dest) const {
+  // With `dest`, windows are decoded where they belong and `place` copies
+  // nothing; BF16 windows are 16-bit stores, so an odd `dest` goes through
+  // the copy instead.
+  uint8_t* const direct = dest && reinterpret_cast<uintptr_t>(dest) % alignof(uint16_t) == 0 ? dest : nullptr;
+  const PlacedSink place = place_to ? *place_to : PlacedSink([dest](uint64_t off, const uint8_t* p, uint64_t n) {
+    if (n && dest + off != p) std::memcpy(dest + off, p, n);
+    return Status::Ok();
+  });
   const ReaderTensor& t = impl_->tensors.at(i);
   const MappedFile& file = impl_->file;
   auto fail = [&](Error e, const std::string& what) { return make_status(e, impl_->path, tensor_label(t) + ": " + what); };
@@ -257,7 +267,7 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
   // One window, in order: hashed and handed on while it is still in cache.
   auto in_order = [&](const uint8_t* p, uint64_t n) -> Status {
     XXH64_update(&hash, p, n);
-    return ordered ? ordered(p, n) : Status::Ok();
+    return ordered ? (*ordered)(p, n) : Status::Ok();
   };
   constexpr uint64_t kPiece = uint64_t{1} << 20;
   std::unique_ptr<Impl::Scratch> scratch = impl_->take();
@@ -271,12 +281,13 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
   switch (t.encoding) {
     case kRaw: {
       std::vector<uint8_t>& buf = sc.raw_buf;
-      buf.resize(std::min(kPiece, t.orig_size));
+      if (!dest) buf.resize(std::min(kPiece, t.orig_size));
       for (uint64_t off = 0; off < t.orig_size && s.ok(); off += kPiece) {
         const uint64_t n = std::min(kPiece, t.orig_size - off);
-        s = file.read(payload_at + off, n, buf.data());
-        if (s.ok()) s = place(off, buf.data(), n);
-        if (s.ok()) s = in_order(buf.data(), n);
+        uint8_t* to = dest ? dest + off : buf.data();
+        s = file.read(payload_at + off, n, to);
+        if (s.ok() && !dest) s = place(off, to, n);
+        if (s.ok()) s = in_order(to, n);
       }
       break;
     }
@@ -313,7 +324,7 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
       struct Ready {
         const uint8_t* bytes;
         uint64_t size;
-        bool* busy;  // the worker's buffer flag, cleared once hashed
+        bool* busy;  // the worker's buffer flag, cleared once hashed (null: decoded in place)
       };
       std::mutex mu;
       std::condition_variable cv;
@@ -344,7 +355,7 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
           // After an abort the worker that owns *r.busy (a flag on its stack)
           // may have returned already: touch nothing of it.
           if (aborted) return;
-          *r.busy = false;
+          if (r.busy) *r.busy = false;
           cv.notify_all();
         }
       });
@@ -372,32 +383,33 @@ Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink
         bool busy[2] = {false, false};
         int bi = 0;
         for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups; bi ^= 1) {
-          {
+          if (!direct) {  // the buffer must be hashed before it is reused
             std::unique_lock<std::mutex> lock(mu);
             cv.wait(lock, [&] { return aborted || !busy[bi]; });
             if (aborted) break;
           }
-          std::vector<uint16_t>& out = sl.out[bi];
           const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
           const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
-          if (out.size() < e1 - e0) out.resize(e1 - e0);
+          std::vector<uint16_t>& out = sl.out[bi];
+          if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
+          uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
           const int k = ahead ? static_cast<int>(g & 1) : 0;
           Status st = ahead ? ahead->get(g) : load(sl, g, 0);
           if (st.ok()) {
-            const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), out.data());
+            const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), to);
             if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
           }
           if (ahead) ahead->release(g);
-          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(out.data());
-          if (st.ok()) st = place(2 * e0, bytes, 2 * (e1 - e0));
+          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(to);
+          if (st.ok() && !direct) st = place(2 * e0, bytes, 2 * (e1 - e0));
           if (!st.ok()) {
             first.set(g, st);
             abort_all();
             break;
           }
           std::lock_guard<std::mutex> lock(mu);
-          busy[bi] = true;
-          ready[g] = Ready{bytes, 2 * (e1 - e0), &busy[bi]};
+          if (!direct) busy[bi] = true;
+          ready[g] = Ready{bytes, 2 * (e1 - e0), direct ? nullptr : &busy[bi]};
           cv.notify_all();
         }
         // The stage may still read this worker's buffers: wait until it is

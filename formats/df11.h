@@ -123,7 +123,8 @@ class Reader {
   uint64_t original_size() const;
   uint64_t original_xxh64() const;
   const std::vector<ReaderTensor>& tensors() const;  // in data-offset order
-  // Decode tensor i on the CPU into `out` (orig_size bytes) and check its XXH64.
+  // Decode tensor i on the CPU into `out` (orig_size bytes) and check its
+  // XXH64. BF16 and RAW tensors are decoded straight into `out` (no copy).
   Status decode_tensor(size_t i, uint8_t* out, unsigned threads) const;
   // Streaming decode in bounded memory: tensor i is read with pread and
   // decoded in windows (about 1 MB of output each) into buffers reused across
@@ -140,6 +141,8 @@ class Reader {
   std::vector<uint8_t> original_header() const;
 
  private:
+  // Both decodes: into `dest` (decode_tensor) or through `place`.
+  Status decode(size_t i, unsigned threads, const PlacedSink* place, const PieceSink* ordered, uint8_t* dest) const;
   Reader();
   struct Impl;
   std::unique_ptr<Impl> impl_;

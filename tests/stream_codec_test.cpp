@@ -208,3 +208,52 @@ TEST_CASE("stream codec: threads sharing one Reader each decode their tensors ex
   for (auto& th : pool) th.join();
   CHECK(bad == 0);
 }
+
+TEST_CASE("stream codec: decode_tensor decodes in place, at any alignment, and still checks the XXH64", "[stream]") {
+  df11test::TempDir tmp;
+  const uint64_t n = 2 * W + 777;
+  const std::vector<uint16_t> w = make_weights(n, 0, 7);
+  std::vector<uint8_t> wb(2 * n);
+  std::memcpy(wb.data(), w.data(), wb.size());
+  // Random bytes (RAW: incompressible), one BF16_HUFFMAN tensor, and an F32
+  // tensor of few distinct values (ZSTD).
+  std::vector<uint8_t> noise(3 * 1000 * 1000 + 5), f32(4 * 300000);
+  std::mt19937_64 rng(3);
+  for (auto& b : noise) b = static_cast<uint8_t>(rng());
+  for (size_t i = 0; i < f32.size(); i += 4) f32[i + 3] = static_cast<uint8_t>(0x3f + (i / 4) % 3);
+  const std::string src = tmp.path + "/m.safetensors", out = tmp.path + "/m.df11";
+  df11test::write_safetensors(src, {{"noise", "U8", {noise.size()}, noise}, {"w", "BF16", {n}, wb}, {"f", "F32", {300000}, f32}});
+  Options o;
+  o.threads = 2;
+  REQUIRE(compress(src, out, o, nullptr).message == "");
+  std::unique_ptr<Reader> r;
+  REQUIRE(Reader::open(out, &r).message == "");
+  const std::vector<std::vector<uint8_t>*> want = {&noise, &wb, &f32};
+  std::vector<uint32_t> encodings;
+  for (size_t i = 0; i < 3; ++i) {
+    encodings.push_back(r->tensors()[i].encoding);
+    for (unsigned threads : {1u, 3u}) {
+      for (size_t shift : {0u, 1u}) {  // an odd address: BF16 goes through the copy
+        INFO("tensor " << i << ", threads " << threads << ", shift " << shift);
+        std::vector<uint8_t> buf(want[i]->size() + 1, 0xCD);
+        REQUIRE(r->decode_tensor(i, buf.data() + shift, threads).ok());
+        CHECK(std::memcmp(buf.data() + shift, want[i]->data(), want[i]->size()) == 0);
+      }
+    }
+  }
+  CHECK(encodings == std::vector<uint32_t>{0, 2, 1});  // RAW, BF16_HUFFMAN, ZSTD: every path
+  // A flipped sign/mantissa byte (the payload's last bytes; the payload of a
+  // file's only tensor starts at byte 128) decodes in place and is caught.
+  const std::string one = tmp.path + "/one.safetensors", one_df11 = tmp.path + "/one.df11";
+  df11test::write_safetensors(one, {{"w", "BF16", {n}, wb}});
+  REQUIRE(compress(one, one_df11, o, nullptr).message == "");
+  std::unique_ptr<Reader> r1;
+  REQUIRE(Reader::open(one_df11, &r1).message == "");
+  REQUIRE(r1->tensors()[0].encoding == 2u);
+  auto bytes = df11test::read_file(one_df11);
+  bytes[128 + r1->tensors()[0].payload_size - 100] ^= 0x01;
+  df11test::write_file(one_df11, bytes);
+  REQUIRE(Reader::open(one_df11, &r1).message == "");
+  std::vector<uint8_t> buf(wb.size());
+  for (unsigned threads : {1u, 3u}) CHECK(r1->decode_tensor(0, buf.data(), threads).code == Error::Df11TensorChecksum);
+}
