@@ -50,12 +50,6 @@ Status hash_file(const std::string& path, std::string* hex) {
 }
 
 
-// The manifest's tie to a container (size and original_xxh64), when it has one.
-std::optional<ExpectedOriginal> expected_original(const ManifestEntry& e) {
-  if (e.original_xxh64.empty()) return std::nullopt;
-  return ExpectedOriginal{e.size, std::strtoull(e.original_xxh64.c_str(), nullptr, 16)};
-}
-
 std::string stored_name(const std::string& rel) {
   return ends_with(rel, ".safetensors") ? rel.substr(0, rel.size() - 12) + ".df11" : rel;
 }
@@ -173,7 +167,7 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
       // checked by SHA-256 as before.
       const std::optional<ExpectedOriginal> expect = expected_original(e);
       Sha256 sha;
-      r = decompress_one(src, dst, o, &fr, expect ? nullptr : &sha, expect ? &*expect : nullptr);
+      r = decompress_one(src, dst, o, &fr, expect ? nullptr : &sha, expect);
       if (!r.ok()) return r;
       if (expect) return Status::Ok();
       hex = to_hex(sha.digest());
@@ -216,7 +210,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     if (e.stored_as != e.path) {
       Sha256 sha;
       const std::optional<ExpectedOriginal> expect = expected_original(e);
-      st = verify_one(src, orig, e.path, o, &r, &sha, expect ? &*expect : nullptr);
+      st = verify_one(src, orig, e.path, o, &r, &sha, expect);
       if (!st.ok()) {
         r.failures.push_back(e.path + ": " + st.message);
         ++r.files_checked;

@@ -95,17 +95,6 @@ std::unique_ptr<BehindQueue> background_sha(Sha256* sha, const std::vector<uint8
   });
 }
 
-// A container checked against its manifest entry: "" when it matches, else
-// what differs. Catches a shard swapped or replaced by another valid one,
-// which its own checksums cannot.
-std::string expected_mismatch(const Reader& r, const ExpectedOriginal& e) {
-  if (r.original_size() != e.size)
-    return "restores " + std::to_string(r.original_size()) + " bytes, manifest says " + std::to_string(e.size);
-  if (r.original_xxh64() != e.xxh64)
-    return "original_xxh64 is " + digest_hex(r.original_xxh64()) + ", manifest says " + digest_hex(e.xxh64);
-  return "";
-}
-
 }  // namespace
 
 Status compress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
@@ -142,14 +131,12 @@ Status compress_one(const std::string& in, const std::string& out, const Options
 }
 
 Status decompress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
-                      Sha256* sha, const ExpectedOriginal* expect) {
+                      Sha256* sha, const std::optional<ExpectedOriginal>& expect) {
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
-  if (expect) {
-    const std::string why = expected_mismatch(*reader, *expect);
-    if (!why.empty()) return make_status(Error::VerifyMismatch, in, "not the manifest's file: " + why);
-  }
+  s = check_container(*reader, expect, in);
+  if (!s.ok()) return s;
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
@@ -199,14 +186,12 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
 }
 
 Status verify_one(const std::string& in, const std::string& against, const std::string& label, const Options& opt,
-                  VerifyReport* rep, Sha256* sha, const ExpectedOriginal* expect) {
+                  VerifyReport* rep, Sha256* sha, const std::optional<ExpectedOriginal>& expect) {
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
-  if (expect) {
-    const std::string why = expected_mismatch(*reader, *expect);
-    if (!why.empty()) rep->failures.push_back(label + ": not the manifest's file: " + why);
-  }
+  if (const Status tie = check_container(*reader, expect, in); !tie.ok())
+    rep->failures.push_back(label + ": " + tie.message.substr(tie.message.find("not the manifest's file")));
   MappedFile orig;
   if (!against.empty()) {
     s = orig.open(against);

@@ -57,6 +57,7 @@ df11_status open_directory(const std::string& dir, df11_file* f) {
     if (e.stored_as == e.path) continue;
     std::unique_ptr<Reader> r;
     if (Status s = Reader::open(dir + "/" + e.stored_as, &r); !s.ok()) return fail(s);
+    if (Status s = check_container(*r, expected_original(e), dir + "/" + e.stored_as); !s.ok()) return fail(s);
     f->shards.push_back(e.stored_as);
     f->readers.push_back(std::move(r));
   }

@@ -239,9 +239,12 @@ class WeightSource {
     return Status::Ok();
   }
 
-  Status add_df11(const std::string& path, const std::string& label, uint64_t original_size) {
+  Status add_df11(const std::string& path, const std::string& label, uint64_t original_size,
+                  const std::optional<ExpectedOriginal>& expect) {
     std::unique_ptr<Reader> r;
     Status s = Reader::open(path, &r);
+    if (!s.ok()) return s;
+    s = check_container(*r, expect, path);
     if (!s.ok()) return s;
     const auto& ts = r->tensors();
     for (size_t i = 0; i < ts.size(); ++i) {
@@ -315,8 +318,13 @@ struct InputFiles {
   bool df11 = false;
   std::vector<std::string> weights;            // top-level weight files (relative)
   std::vector<uint64_t> weight_sizes;          // df11: the original sizes
+  std::vector<std::optional<ExpectedOriginal>> weight_expect;  // df11: each container's manifest tie
   std::vector<std::string> copies;             // copied byte-identically (df11: stored under the same name)
-  std::vector<std::pair<std::string, std::string>> restores;  // df11: stored .df11 -> original path
+  struct Restore {
+    std::string stored, path;  // df11: stored .df11 -> original path
+    std::optional<ExpectedOriginal> expect;
+  };
+  std::vector<Restore> restores;
   std::vector<std::string> dirs;
   std::vector<std::string> skipped;            // "path: reason"
   std::vector<std::string> index_order;        // tensor names in the index's weight_map order
@@ -354,13 +362,14 @@ Status scan_input(const std::string& in, InputFiles* f) {
       if (compressed && top_level(e.path) && ends_with(e.path, ".safetensors")) {
         f->weights.push_back(e.stored_as);
         f->weight_sizes.push_back(e.size);
+        f->weight_expect.push_back(expected_original(e));
       } else if (is_index_name(e.path)) {
         if (e.path == kModelIndexName) read_index_order(in + "/" + e.stored_as, &f->index_order);
         f->skipped.push_back(e.path + ": the input's shard index; DFloat11's loader reads every *.safetensors");
       } else if (e.path == "config.json") {
         // rewritten
       } else if (compressed) {
-        f->restores.emplace_back(e.stored_as, e.path);
+        f->restores.push_back({e.stored_as, e.path, expected_original(e)});
       } else {
         f->copies.push_back(e.path);
       }
@@ -376,6 +385,7 @@ Status scan_input(const std::string& in, InputFiles* f) {
     if (top_level(rel) && ends_with(rel, ".safetensors")) {
       f->weights.push_back(rel);
       f->weight_sizes.push_back(0);
+      f->weight_expect.push_back(std::nullopt);
     } else if (is_index_name(rel)) {
       Status s = check_model_index(in);
       if (!s.ok()) return s;
@@ -525,7 +535,8 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   WeightSource src;
   for (size_t k = 0; k < files.weights.size(); ++k) {
     const std::string path = in + "/" + files.weights[k];
-    s = files.df11 ? src.add_df11(path, path, files.weight_sizes[k]) : src.add_safetensors(path, path);
+    s = files.df11 ? src.add_df11(path, path, files.weight_sizes[k], files.weight_expect[k])
+                   : src.add_safetensors(path, path);
     if (!s.ok()) return s;
   }
   // The model's index order: weight_map order when there is an index, else file by file.
@@ -631,14 +642,14 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
     if (!s.ok()) return s;
     rep->files_copied.push_back(rel);
   }
-  for (const auto& [stored, rel] : files.restores) {
+  for (const auto& r : files.restores) {
     if (interrupted()) return interrupted_status(in);
     Options o;
     o.threads = threads;
     FileReport fr;
-    s = decompress_one(in + "/" + stored, od.temp() + "/" + rel, o, &fr, nullptr);
+    s = decompress_one(in + "/" + r.stored, od.temp() + "/" + r.path, o, &fr, nullptr, r.expect);
     if (!s.ok()) return s;
-    rep->files_copied.push_back(rel);
+    rep->files_copied.push_back(r.path);
   }
   rep->pattern_dict = plan.pattern_dict;
   rep->files_skipped = files.skipped;

@@ -1,11 +1,13 @@
 #include "manifest.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "file_digest.h"
 #include "file_io.h"
 #include "input_entry.h"
 
@@ -22,6 +24,21 @@ bool safe_relative_path(const std::string& p) {
     if (slash == std::string::npos) return true;
     start = slash + 1;
   }
+}
+
+std::optional<ExpectedOriginal> expected_original(const ManifestEntry& e) {
+  if (e.original_xxh64.empty()) return std::nullopt;
+  return ExpectedOriginal{e.size, std::strtoull(e.original_xxh64.c_str(), nullptr, 16)};
+}
+
+Status check_container(const Reader& r, const std::optional<ExpectedOriginal>& e, const std::string& path) {
+  if (!e) return Status::Ok();
+  std::string why;
+  if (r.original_size() != e->size)
+    why = "restores " + std::to_string(r.original_size()) + " bytes, manifest says " + std::to_string(e->size);
+  else if (r.original_xxh64() != e->xxh64)
+    why = "original_xxh64 is " + digest_hex(r.original_xxh64()) + ", manifest says " + digest_hex(e->xxh64);
+  return why.empty() ? Status::Ok() : make_status(Error::VerifyMismatch, path, "not the manifest's file: " + why);
 }
 
 std::string manifest_to_json(const Manifest& m) {

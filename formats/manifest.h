@@ -1,5 +1,6 @@
 // df11-manifest.json of a compressed model directory (docs/FORMAT.md §7).
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,20 @@ struct ManifestEntry {
   // file again ("" for copied files, and in manifests written before the key).
   std::string original_xxh64;
 };
+
+// What a manifest entry says of its container: its original size and
+// original_xxh64 (present only in manifests that record the key).
+struct ExpectedOriginal {
+  uint64_t size;
+  uint64_t xxh64;
+};
+std::optional<ExpectedOriginal> expected_original(const ManifestEntry& e);
+
+// FORMAT.md §7: every reader of a df11 directory checks each container it
+// opens against its entry, from the header, before decoding anything: Ok, or
+// VerifyMismatch naming `path` ("not the manifest's file: ..."). Catches a
+// shard replaced by another valid container, which its own checksums cannot.
+Status check_container(const Reader& r, const std::optional<ExpectedOriginal>& e, const std::string& path);
 
 struct Manifest {
   std::vector<ManifestEntry> files;       // sorted by path

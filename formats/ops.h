@@ -3,6 +3,7 @@
 #include <string>
 
 #include "df11.h"
+#include "manifest.h"
 #include "sha256.h"
 
 namespace df11 {
@@ -13,24 +14,18 @@ namespace df11 {
 Status compress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
                     Sha256* sha, uint64_t* original_xxh64 = nullptr);
 
-// What a directory's manifest says of one container: checked from its header
-// before anything is decoded or written.
-struct ExpectedOriginal {
-  uint64_t size;
-  uint64_t xxh64;  // the container's original_xxh64
-};
 // Restore one container to `out` (atomic); the restored bytes are checked
-// against original_xxh64, and hashed into `sha` when given. With `expect`, a
-// container whose original size or original_xxh64 differs is VerifyMismatch.
+// against original_xxh64, and hashed into `sha` when given. A container that
+// is not what `expect` (its manifest entry) says is VerifyMismatch.
 Status decompress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
-                      Sha256* sha, const ExpectedOriginal* expect = nullptr);
+                      Sha256* sha, const std::optional<ExpectedOriginal>& expect = std::nullopt);
 // Decode every tensor of one container and check every checksum; failures go
 // to rep->failures and do not stop the walk. `label` prefixes failure lines.
 // With against != "", compare with that original file too. If sha != nullptr,
 // the restored file is hashed into it (for manifest checks). With `expect`,
 // a container that is not the manifest's (size, original_xxh64) is a failure.
 Status verify_one(const std::string& in, const std::string& against, const std::string& label, const Options& opt,
-                  VerifyReport* rep, Sha256* sha, const ExpectedOriginal* expect = nullptr);
+                  VerifyReport* rep, Sha256* sha, const std::optional<ExpectedOriginal>& expect = std::nullopt);
 Status info_one(const std::string& in, const Options& opt, FileReport* rep);
 
 bool ends_with(const std::string& s, const std::string& suffix);

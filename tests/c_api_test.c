@@ -425,6 +425,15 @@ int main(int argc, char** argv) {
   MUST(df11_tensor_info_at(d, 4, &info));
   CHECK(strcmp(info.shard, "model-00002-of-00002.df11") == 0);
 
+  /* A shard replaced by another valid container (the shards swapped by
+   * name): the manifest's original_xxh64 refuses it (FORMAT.md section 7). */
+  run("cp -r '%s/model.df11' '%s/swapped.df11' && cd '%s/swapped.df11' && mv model-00001-of-00002.df11 t && "
+      "mv model-00002-of-00002.df11 model-00001-of-00002.df11 && mv t model-00002-of-00002.df11",
+      dir, dir, dir);
+  snprintf(path, sizeof path, "%s/swapped.df11", dir);
+  EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "model-00001-of-00002.df11");
+  EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "not the manifest's file");
+
   /* Two shards holding the same tensor name. */
   snprintf(path, sizeof path, "%s/dup", dir);
   mkdir(path, 0755);

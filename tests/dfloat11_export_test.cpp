@@ -285,6 +285,35 @@ TEST_CASE("export dfloat11: from a df11 directory gives the same files", "[expor
   }
 }
 
+TEST_CASE("export dfloat11: a df11 container that is not its manifest entry's is refused", "[export][dfloat11]") {
+  df11test::TempDir t;
+  const std::string in = t.path + "/m", packed = t.path + "/m.df11", out = t.path + "/x";
+  df11test::make_sample_model(in, small_sample());
+  df11::Options copt;
+  copt.threads = 2;
+  REQUIRE(df11::compress(in, packed, copt, nullptr).message == "");
+  df11::ExportOptions opt;
+  opt.threads = 2;
+  df11::ExportReport r;
+  SECTION("a weight shard (read by the exporter)") {
+    fs::copy_file(packed + "/model-00002-of-00002.df11", packed + "/model-00001-of-00002.df11",
+                  fs::copy_options::overwrite_existing);
+    const df11::Status s = df11::export_dfloat11(packed, out, opt, &r);
+    INFO(s.message);
+    CHECK(s.code == df11::Error::VerifyMismatch);
+    CHECK(s.message.find("model-00001-of-00002.df11") != std::string::npos);
+  }
+  SECTION("a container restored as a side file (vision/model)") {
+    fs::copy_file(packed + "/model-00001-of-00002.df11", packed + "/vision/model.df11",
+                  fs::copy_options::overwrite_existing);
+    const df11::Status s = df11::export_dfloat11(packed, out, opt, &r);
+    INFO(s.message);
+    CHECK(s.code == df11::Error::VerifyMismatch);
+    CHECK(s.message.find("vision/model.df11") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(out));
+}
+
 TEST_CASE("export dfloat11 limit ExponentSymbol: the unit is stored uncompressed and the report says so", "[export][dfloat11]") {
   df11test::TempDir t;
   const std::string in = t.path + "/m", out = t.path + "/o";

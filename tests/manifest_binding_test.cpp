@@ -84,6 +84,18 @@ TEST_CASE("manifest binding: a container that is not the entry's is refused befo
   SECTION("another original_xxh64") { j["files"][i]["original_xxh64"] = flip_hex(j["files"][i]["original_xxh64"]); }
   SECTION("another size") { j["files"][i]["size"] = j["files"][i]["size"].get<uint64_t>() + 1; }
   p.write(j);
+  // A byte of the container's last payload flipped as well: had anything been
+  // decoded first, the error would be a checksum's, not the tie's.
+  {
+    auto bytes = df11test::read_file(p.packed + "/" + stored);
+    std::unique_ptr<Reader> r;
+    REQUIRE(Reader::open(p.packed + "/" + stored, &r).ok());
+    const ReaderTensor& last = r->tensors().back();
+    const uint64_t at = static_cast<uint64_t>(last.payload - r->tensors().front().payload) + 128;
+    REQUIRE(r->tensors().front().payload_size > 0);
+    bytes[at + last.payload_size - 1] ^= 0x01;
+    df11test::write_file(p.packed + "/" + stored, bytes);
+  }
   for (unsigned t : {1u, 4u}) {
     const Status s = decompress(p.packed, back, opts(t), nullptr);
     INFO(s.message);
