@@ -43,8 +43,10 @@ std::vector<size_t> largest_first(const std::vector<uint64_t>& sizes) {
 }
 
 // Runs the files on `in_flight` workers in `order`; file i gets threads[i]
-// threads. Worker w runs its files with o.device = (*devices)[w] when devices
-// is given.
+// threads, or, where that is 0, what is free when it starts (at least one):
+// a file that takes the slot of one that finished takes the threads left
+// idle, whatever share that file had. Worker w runs its files with
+// o.device = (*devices)[w] when devices is given.
 Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task, std::vector<bool>* ran,
                 size_t in_flight, const std::vector<size_t>& order, const std::vector<unsigned>& threads,
                 const std::vector<std::string>* devices) {
@@ -63,6 +65,8 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
   std::mutex mu;
   std::condition_variable cv;
   size_t running = in_flight;
+  unsigned in_use = 0;  // threads of the files running now (under mu)
+  const unsigned all_threads = resolve_threads(opt.threads);
 
   auto worker = [&](size_t w) {
     for (;;) {
@@ -73,7 +77,11 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
       // which error is reported).
       if (i > first_failure.load()) continue;
       Options o = opt;
-      o.threads = threads[i];
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        o.threads = threads[i] ? threads[i] : std::max(1u, all_threads > in_use ? all_threads - in_use : 0u);
+        in_use += o.threads;
+      }
       if (devices) o.device = (*devices)[w];
       o.progress = nullptr;
       if (opt.progress) o.progress = [&progress, i](uint64_t d, uint64_t) { progress[i].store(d); };
@@ -91,6 +99,10 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
         size_t f = first_failure.load();
         while (i < f && !first_failure.compare_exchange_weak(f, i)) {
         }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        in_use -= o.threads;
       }
       results[i] = std::move(s);
       cv.notify_all();
@@ -165,11 +177,13 @@ Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, co
           best = k;
       ++per_file[order[best]];
     }
-    // A later file takes the slot of one that finished: the smallest share,
-    // so that the threads in use never exceed T by more than they did.
+    // The small files that start with them (a config, a tokenizer) take the
+    // smallest share; a file that starts later, when one has finished, takes
+    // the threads then idle (0: decided in run_pool).
     unsigned smallest = threads;
     for (size_t k = 0; k < sharing; ++k) smallest = std::min(smallest, per_file[order[k]]);
-    for (size_t k = sharing; k < n; ++k) per_file[order[k]] = std::min(per_file[order[k]], smallest);
+    for (size_t k = sharing; k < in_flight; ++k) per_file[order[k]] = std::min(per_file[order[k]], smallest);
+    for (size_t k = in_flight; k < n; ++k) per_file[order[k]] = 0;
   }
   return run_pool(sizes, opt, task, ran, in_flight, order, per_file, nullptr);
 }

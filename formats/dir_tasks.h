@@ -17,17 +17,19 @@ using FileTask = std::function<Status(size_t i, const Options& o)>;
 // Runs task(i) for every i < sizes.size() (sizes[i]: the file's bytes, for
 // the progress total and for scheduling). With resolve_threads(opt.threads)
 // == 1 (or one file) the files run in order on the calling thread with all
-// threads, as before. Otherwise up to F = min(files, max(1, T / 2)) files
-// run at once, the largest first. The S = min(F, files of 64 MiB or more)
+// threads, as before. Otherwise up to F = min(files, max(1, T / 2)) files run
+// at once, the largest first. The S = min(F, files of 64 MiB or more)
 // largest files share the T threads by size (at least one each; each thread
-// to the file with the most bytes per thread); every later file gets the smallest of those shares (at most
-// T / S), as it takes the slot of one that finished. So the threads in use by large files stay about T and the memory
-// that of T threads (small files come and go within milliseconds). opt.progress is called from the calling thread only, with the sum
-// of all files' progress. After a failure no file with a larger index
-// starts, and every file with a smaller one still runs, so the returned error
-// is the failing file of smallest index whatever the timing (a run stops
-// early only through interrupted()). `ran` (optional) gets, per file, whether
-// its task ran.
+// to the file with the most bytes per thread); small files that start with
+// them get the smallest of those shares, and a file that starts when another
+// has finished gets the threads then idle (at least one). So the threads in
+// use stay about T, and the memory that of T threads (small files come and
+// go within milliseconds). opt.progress is called from the calling thread
+// only, with the sum of all files' progress. After a failure no file with a
+// larger index starts, and every file with a smaller one still runs, so the
+// returned error is the failing file of smallest index whatever the timing
+// (a run stops early only through interrupted()). `ran` (optional) gets, per
+// file, whether its task ran.
 Status run_file_tasks(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
                       std::vector<bool>* ran = nullptr);
 

@@ -268,8 +268,39 @@ TEST_CASE("run_file_tasks: the large files in flight share the threads by size",
   CHECK(shares({1920 * MB, 1220 * MB, 1220 * MB, 1220 * MB}, 16) == std::vector<unsigned>{5, 4, 4, 3});
   // Equal files: an even split, as before.
   CHECK(shares({64 * MB, 64 * MB, 64 * MB, 64 * MB}, 8) == std::vector<unsigned>{2, 2, 2, 2});
-  // -T4: two files in flight. A small large file still gets a thread, the
-  // two in flight use T, and the file that waits takes the smallest share.
-  CHECK(shares({4000 * MB, 64 * MB, 64 * MB}, 4) == std::vector<unsigned>{3, 1, 1});
-  CHECK(shares({900 * MB, 100 * MB, 100 * MB, 100 * MB, 100 * MB}, 4) == std::vector<unsigned>{3, 1, 1, 1, 1});
+  // -T4: two files in flight. A small large file still gets a thread and the
+  // two in flight use T; a file that waits gets what is idle when it starts
+  // (timing: between 1 and T here, where the tasks take no time).
+  for (const auto& sizes : {std::vector<uint64_t>{4000 * MB, 64 * MB, 64 * MB},
+                            std::vector<uint64_t>{900 * MB, 100 * MB, 100 * MB, 100 * MB, 100 * MB}}) {
+    const auto got = shares(sizes, 4);
+    CHECK(got[0] == 3u);
+    CHECK(got[1] == 1u);
+    for (size_t i = 2; i < got.size(); ++i) CHECK((got[i] >= 1u && got[i] <= 4u));
+  }
+}
+
+TEST_CASE("run_file_tasks: a file that starts later takes the threads left idle", "[dir][parallel]") {
+  // -T4, 2000 + 3 x 1000 MB: the first two run with 3 and 1 threads. Each task
+  // sleeps 0.5 ms per MB per thread, so the 2000 MB file ends at ~333 ms and
+  // the second at ~500 ms; the third starts at ~333 ms with the 3 threads
+  // the first left (an even share would have run the first at 2 and left
+  // the later ones 2; the smallest share would have given them 1).
+  constexpr uint64_t MB = uint64_t{1} << 20;
+  const std::vector<uint64_t> sizes = {2000 * MB, 1000 * MB, 1000 * MB, 1000 * MB};
+  std::vector<unsigned> got(sizes.size(), 0);
+  std::mutex mu;
+  Options o;
+  o.threads = 4;
+  REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo) -> Status {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      got[i] = fo.threads;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(sizes[i] / MB * 500 / fo.threads));
+    return Status::Ok();
+  }).ok());
+  CHECK(got[0] == 3u);
+  CHECK(got[1] == 1u);
+  CHECK(got[2] == 3u);  // the fourth starts at ~500 ms, when the third may still hold its 3
 }
