@@ -31,9 +31,11 @@ class BehindQueue {
   BehindQueue(const BehindQueue&) = delete;
   BehindQueue& operator=(const BehindQueue&) = delete;
 
-  // Queues a copy of the bytes (pieces are consumed in push order, whichever
-  // thread pushed them); waits while every buffer is in flight. Returns the
-  // consumer's error, if any. Thread-safe.
+  // Queues a copy of the bytes (pieces are consumed in push order); waits
+  // while every buffer is in flight. Returns the consumer's error, if any.
+  // Thread-safe, but pushes of several threads interleave their pieces: an
+  // order-sensitive consumer (a hash) needs one producer; positioned writes
+  // (the tag is the offset) do not.
   Status push(const void* data, uint64_t size, uint64_t tag = 0) {
     const uint8_t* p = static_cast<const uint8_t*>(data);
     while (size > 0) {

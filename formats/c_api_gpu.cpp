@@ -235,10 +235,12 @@ df11_status df11_gpu_create(int device, const df11_allocator* alloc, df11_gpu** 
                   n == 0 ? std::string("no CUDA device is available") : std::to_string(n) + " CUDA device(s) present");
     if (alloc && (!alloc->alloc || !alloc->free))
       return fail(Error::Usage, label, "df11_allocator needs both alloc and free");
-    // Entering the device makes its context; the caller's device is restored
-    // on return, as every other call of this API does.
+    // The caller's device is restored on return, as every other call of this
+    // API does. cudaSetDevice also when the device is already current: it
+    // makes the device's context, so that a broken device fails here.
     DeviceScope scope;
     if (const Error e = scope.enter(device); e != Error::Ok) return cuda_fail(e, label, "cudaSetDevice");
+    if (const Error e = cuda::set_device(device); e != Error::Ok) return cuda_fail(e, label, "cudaSetDevice");
     auto g = std::make_unique<df11_gpu>();
     g->device = device;
     if (alloc) g->alloc = cuda::Allocator{alloc->ctx, alloc->alloc, alloc->free};

@@ -1,5 +1,7 @@
 #include "file_io.h"
 
+#include "behind_queue.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -128,13 +130,7 @@ void MappedFile::will_need(uint64_t offset, uint64_t len) const {
 
 AtomicOutputFile::AtomicOutputFile() = default;
 
-AtomicOutputFile::~AtomicOutputFile() {
-  if (writer_) {
-    writer_->cancel();  // the temporary is being removed: queued bytes are not written
-    writer_->finish();
-  }
-  discard();
-}
+AtomicOutputFile::~AtomicOutputFile() { discard(); }
 
 void AtomicOutputFile::seek(uint64_t offset) {
   offset_ = offset;
@@ -255,6 +251,11 @@ Status AtomicOutputFile::commit() {
 }
 
 void AtomicOutputFile::discard() {
+  if (writer_) {  // stopped before the descriptor closes: queued bytes are dropped, not written
+    writer_->cancel();
+    writer_->finish();
+    writer_.reset();
+  }
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (!temp_.empty()) ::unlink(temp_.c_str());

@@ -6,10 +6,11 @@
 #include <memory>
 #include <string>
 
-#include "behind_queue.h"
 #include "df11.h"
 
 namespace df11 {
+
+class BehindQueue;
 
 // Read-only mapping of a whole file (empty files map to nullptr, size 0).
 class MappedFile {

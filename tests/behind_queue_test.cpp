@@ -1,0 +1,115 @@
+// BehindQueue (formats/behind_queue.h): the consumer thread behind the
+// restored file's SHA-256 and AtomicOutputFile::pwrite_behind. Errors reach
+// the producer without a deadlock, cancel() drops what is queued, tags are
+// offsets, and a write error behind the coder fails the commit with no
+// temporary left.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <vector>
+
+#include "behind_queue.h"
+#include "file_io.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace df11;
+
+TEST_CASE("behind queue: a consumer error mid-way reaches the producer, with one buffer and no deadlock",
+          "[behind_queue]") {
+  std::atomic<int> calls{0};
+  BehindQueue q(
+      [&](const uint8_t*, uint64_t, uint64_t) -> Status {
+        return ++calls == 2 ? Status{Error::Io, "boom"} : Status::Ok();
+      },
+      1);
+  std::vector<uint8_t> big(BehindQueue::kBufferBytes * 5, 7);
+  auto f = std::async(std::launch::async, [&] { return q.push(big.data(), big.size(), 0); });
+  REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(f.get().code == Error::Io);
+  CHECK(q.drain().code == Error::Io);
+  CHECK(q.finish().code == Error::Io);
+}
+
+TEST_CASE("behind queue: pieces carry their offsets; cancel() drops what is still queued", "[behind_queue]") {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::vector<std::pair<uint64_t, uint64_t>> seen;  // (at, size)
+  std::vector<uint8_t> first_bytes;                 // each piece's first byte (checked on this thread)
+  BehindQueue q(
+      [&](const uint8_t* p, uint64_t n, uint64_t at) -> Status {
+        std::unique_lock<std::mutex> lock(mu);
+        seen.push_back({at, n});
+        first_bytes.push_back(p[0]);
+        cv.notify_all();
+        cv.wait(lock, [&] { return release; });
+        return Status::Ok();
+      },
+      4);
+  const uint64_t B = BehindQueue::kBufferBytes;
+  std::vector<uint8_t> big(3 * B + 10);
+  for (uint64_t k = 0; k < 4; ++k) std::fill(big.begin() + k * B, big.begin() + std::min(big.size(), (k + 1) * B), k + 1);
+  SECTION("consumed: every piece at its offset") {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release = true;
+    }
+    REQUIRE(q.push(big.data(), big.size(), 100).ok());
+    REQUIRE(q.drain().ok());
+    CHECK(seen == std::vector<std::pair<uint64_t, uint64_t>>{{100, B}, {100 + B, B}, {100 + 2 * B, B}, {100 + 3 * B, 10}});
+    CHECK(first_bytes == std::vector<uint8_t>{1, 2, 3, 4});  // each piece's own bytes
+  }
+  SECTION("cancelled while the first piece is being consumed: the rest is dropped") {
+    REQUIRE(q.push(big.data(), big.size(), 100).ok());  // 4 pieces, 4 buffers: returns at once
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !seen.empty(); });
+    }
+    q.cancel();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+    CHECK(q.finish().ok());
+    CHECK(seen.size() == 1);
+  }
+}
+
+TEST_CASE("output file: a write error behind the coder fails the commit and leaves no temporary", "[behind_queue]") {
+  df11test::TempDir t;
+  const std::string out = t.path + "/o.bin";
+  // A 1 MiB file-size limit makes the writer thread's pwrite fail (EFBIG).
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old{};
+  getrlimit(RLIMIT_FSIZE, &old);
+  Status s;
+  {
+    AtomicOutputFile f;
+    REQUIRE(f.open(out, false).ok());
+    rlimit lim = old;
+    lim.rlim_cur = 1 << 20;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    std::vector<uint8_t> buf(BehindQueue::kBufferBytes, 3);
+    f.start_writer();
+    Status p;
+    for (int i = 0; i < 20 && p.ok(); ++i) p = f.pwrite_behind(buf.data(), buf.size(), uint64_t(i) * buf.size());
+    s = f.commit();
+    setrlimit(RLIMIT_FSIZE, &old);
+  }
+  signal(SIGXFSZ, SIG_DFL);
+  INFO(s.message);
+  CHECK(s.code == Error::Io);
+  CHECK(s.message.find(out) != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
+  for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+}
