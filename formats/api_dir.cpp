@@ -96,7 +96,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
     std::error_code ec;
     const uint64_t src_size = fs::file_size(src, ec);
     if (ec) return make_status(Error::Io, src, "cannot stat: " + ec.message());
-    ManifestEntry e{rel, src_size, "", stored_name(rel), links.count(rel) > 0, ""};
+    ManifestEntry e{rel, src_size, "", stored_name(rel), links.count(rel) > 0, std::nullopt};
     FileReport& fr = reports[i];
     fr.path = rel;
     if (ends_with(rel, ".safetensors")) {
@@ -105,7 +105,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
       Status r = compress_one(src, dst, o, &fr, &sha, &original_xxh64);
       if (!r.ok()) return r;
       e.sha256 = to_hex(sha.digest());
-      e.original_xxh64 = digest_hex(original_xxh64);
+      e.original_xxh64 = original_xxh64;
     } else {
       Status r = hash_file(src, &e.sha256);
       if (r.ok()) r = copy_file_atomic(src, dst, false);
@@ -165,11 +165,11 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
       // `verify`; it was the one serial stream per file (1.1 GB/s), which
       // bounded a directory's decompress at any -T. Older manifests are
       // checked by SHA-256 as before.
-      const std::optional<ExpectedOriginal> expect = expected_original(e);
+      const bool tied = e.original_xxh64.has_value();
       Sha256 sha;
-      r = decompress_one(src, dst, o, &fr, expect ? nullptr : &sha, expect);
+      r = decompress_one(src, dst, o, &fr, tied ? nullptr : &sha, &e);
       if (!r.ok()) return r;
-      if (expect) return Status::Ok();
+      if (tied) return Status::Ok();
       hex = to_hex(sha.digest());
     } else {
       r = hash_file(src, &hex);
@@ -209,8 +209,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     std::string hex;
     if (e.stored_as != e.path) {
       Sha256 sha;
-      const std::optional<ExpectedOriginal> expect = expected_original(e);
-      st = verify_one(src, orig, e.path, o, &r, &sha, expect);
+      st = verify_one(src, orig, e.path, o, &r, &sha, &e);
       if (!st.ok()) {
         r.failures.push_back(e.path + ": " + st.message);
         ++r.files_checked;

@@ -131,12 +131,14 @@ Status compress_one(const std::string& in, const std::string& out, const Options
 }
 
 Status decompress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
-                      Sha256* sha, const std::optional<ExpectedOriginal>& expect) {
+                      Sha256* sha, const ManifestEntry* entry) {
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
-  s = check_container(*reader, expect, in);
-  if (!s.ok()) return s;
+  if (entry) {
+    s = check_container(*reader, *entry, in);
+    if (!s.ok()) return s;
+  }
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
@@ -186,12 +188,12 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
 }
 
 Status verify_one(const std::string& in, const std::string& against, const std::string& label, const Options& opt,
-                  VerifyReport* rep, Sha256* sha, const std::optional<ExpectedOriginal>& expect) {
+                  VerifyReport* rep, Sha256* sha, const ManifestEntry* entry) {
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
-  if (const Status tie = check_container(*reader, expect, in); !tie.ok())
-    rep->failures.push_back(label + ": " + tie.message.substr(tie.message.find("not the manifest's file")));
+  if (const std::string why = entry ? container_mismatch(*reader, *entry) : ""; !why.empty())
+    rep->failures.push_back(label + ": " + why);
   MappedFile orig;
   if (!against.empty()) {
     s = orig.open(against);

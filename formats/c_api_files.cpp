@@ -1,8 +1,6 @@
 // C API (df11_c.h): library information, errors, files and CPU decoding,
 // over the C++ Reader (df11.h) and the directory manifest (manifest.h).
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "c_api_internal.h"
 #include "container_writer.h"  // resolve_threads
@@ -45,19 +43,14 @@ namespace fs = std::filesystem;
 
 // Reads the manifest and opens every .df11 shard it lists, in its order.
 df11_status open_directory(const std::string& dir, df11_file* f) {
-  const std::string mpath = dir + "/" + kManifestName;
-  std::ifstream in(mpath, std::ios::binary);
-  if (!in) return fail(Error::Io, dir, std::string("not a df11 directory: cannot read ") + kManifestName);
-  std::stringstream ss;
-  ss << in.rdbuf();
   Manifest m;
-  if (Status s = manifest_from_json(ss.str(), mpath, &m); !s.ok()) return fail(s);
+  if (Status s = read_manifest(dir, &m); !s.ok()) return fail(s);
   for (const ManifestEntry& e : m.files) {
     // Compressed safetensors files are stored under another name; the rest verbatim.
     if (e.stored_as == e.path) continue;
     std::unique_ptr<Reader> r;
     if (Status s = Reader::open(dir + "/" + e.stored_as, &r); !s.ok()) return fail(s);
-    if (Status s = check_container(*r, expected_original(e), dir + "/" + e.stored_as); !s.ok()) return fail(s);
+    if (Status s = check_container(*r, e, dir + "/" + e.stored_as); !s.ok()) return fail(s);
     f->shards.push_back(e.stored_as);
     f->readers.push_back(std::move(r));
   }

@@ -78,11 +78,12 @@ df11_status plan_image(const df11_file* f, const uint64_t* indices, uint64_t cou
 // then restores the caller's (an engine may be working on another device).
 class DeviceScope {
  public:
+  // cudaSetDevice also when `device` is current already: it makes the
+  // device's context, so that a broken device fails where it is entered.
   Error enter(int device) {
     prev_ = cuda::current_device();
-    if (prev_ == device) return Error::Ok;
     const Error e = cuda::set_device(device);
-    if (e == Error::Ok) switched_ = true;
+    if (e == Error::Ok) switched_ = prev_ != device;
     return e;
   }
   ~DeviceScope() {
@@ -236,11 +237,9 @@ df11_status df11_gpu_create(int device, const df11_allocator* alloc, df11_gpu** 
     if (alloc && (!alloc->alloc || !alloc->free))
       return fail(Error::Usage, label, "df11_allocator needs both alloc and free");
     // The caller's device is restored on return, as every other call of this
-    // API does. cudaSetDevice also when the device is already current: it
-    // makes the device's context, so that a broken device fails here.
+    // API does.
     DeviceScope scope;
     if (const Error e = scope.enter(device); e != Error::Ok) return cuda_fail(e, label, "cudaSetDevice");
-    if (const Error e = cuda::set_device(device); e != Error::Ok) return cuda_fail(e, label, "cudaSetDevice");
     auto g = std::make_unique<df11_gpu>();
     g->device = device;
     if (alloc) g->alloc = cuda::Allocator{alloc->ctx, alloc->alloc, alloc->free};

@@ -239,12 +239,11 @@ class WeightSource {
     return Status::Ok();
   }
 
-  Status add_df11(const std::string& path, const std::string& label, uint64_t original_size,
-                  const std::optional<ExpectedOriginal>& expect) {
+  Status add_df11(const std::string& path, const std::string& label, const ManifestEntry& entry) {
     std::unique_ptr<Reader> r;
     Status s = Reader::open(path, &r);
     if (!s.ok()) return s;
-    s = check_container(*r, expect, path);
+    s = check_container(*r, entry, path);
     if (!s.ok()) return s;
     const auto& ts = r->tensors();
     for (size_t i = 0; i < ts.size(); ++i) {
@@ -253,7 +252,7 @@ class WeightSource {
         return make_status(Error::StUnknownDtype, label, "tensor " + quote_name(ts[i].name) + " has dtype " + ts[i].dtype);
       entries.push_back({{ts[i].name, d, ts[i].shape}, ts[i].orig_size, maps_.size(), i, 0});
     }
-    original_bytes += original_size;
+    original_bytes += entry.size;
     maps_.emplace_back();
     readers_.push_back(std::move(r));
     labels.push_back(label);
@@ -317,14 +316,9 @@ bool json_true(const ordered_json& j, const char* key) {
 struct InputFiles {
   bool df11 = false;
   std::vector<std::string> weights;            // top-level weight files (relative)
-  std::vector<uint64_t> weight_sizes;          // df11: the original sizes
-  std::vector<std::optional<ExpectedOriginal>> weight_expect;  // df11: each container's manifest tie
+  std::vector<ManifestEntry> weight_entries;   // df11: each weight file's manifest entry (size, tie)
   std::vector<std::string> copies;             // copied byte-identically (df11: stored under the same name)
-  struct Restore {
-    std::string stored, path;  // df11: stored .df11 -> original path
-    std::optional<ExpectedOriginal> expect;
-  };
-  std::vector<Restore> restores;
+  std::vector<ManifestEntry> restores;         // df11: .df11 files restored as they were (stored_as -> path)
   std::vector<std::string> dirs;
   std::vector<std::string> skipped;            // "path: reason"
   std::vector<std::string> index_order;        // tensor names in the index's weight_map order
@@ -361,15 +355,14 @@ Status scan_input(const std::string& in, InputFiles* f) {
       const bool compressed = e.stored_as != e.path;
       if (compressed && top_level(e.path) && ends_with(e.path, ".safetensors")) {
         f->weights.push_back(e.stored_as);
-        f->weight_sizes.push_back(e.size);
-        f->weight_expect.push_back(expected_original(e));
+        f->weight_entries.push_back(e);
       } else if (is_index_name(e.path)) {
         if (e.path == kModelIndexName) read_index_order(in + "/" + e.stored_as, &f->index_order);
         f->skipped.push_back(e.path + ": the input's shard index; DFloat11's loader reads every *.safetensors");
       } else if (e.path == "config.json") {
         // rewritten
       } else if (compressed) {
-        f->restores.push_back({e.stored_as, e.path, expected_original(e)});
+        f->restores.push_back(e);
       } else {
         f->copies.push_back(e.path);
       }
@@ -384,8 +377,6 @@ Status scan_input(const std::string& in, InputFiles* f) {
   for (const auto& rel : files) {
     if (top_level(rel) && ends_with(rel, ".safetensors")) {
       f->weights.push_back(rel);
-      f->weight_sizes.push_back(0);
-      f->weight_expect.push_back(std::nullopt);
     } else if (is_index_name(rel)) {
       Status s = check_model_index(in);
       if (!s.ok()) return s;
@@ -535,8 +526,7 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   WeightSource src;
   for (size_t k = 0; k < files.weights.size(); ++k) {
     const std::string path = in + "/" + files.weights[k];
-    s = files.df11 ? src.add_df11(path, path, files.weight_sizes[k], files.weight_expect[k])
-                   : src.add_safetensors(path, path);
+    s = files.df11 ? src.add_df11(path, path, files.weight_entries[k]) : src.add_safetensors(path, path);
     if (!s.ok()) return s;
   }
   // The model's index order: weight_map order when there is an index, else file by file.
@@ -647,7 +637,7 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
     Options o;
     o.threads = threads;
     FileReport fr;
-    s = decompress_one(in + "/" + r.stored, od.temp() + "/" + r.path, o, &fr, nullptr, r.expect);
+    s = decompress_one(in + "/" + r.stored_as, od.temp() + "/" + r.path, o, &fr, nullptr, &r);
     if (!s.ok()) return s;
     rep->files_copied.push_back(r.path);
   }

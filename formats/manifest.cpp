@@ -26,19 +26,20 @@ bool safe_relative_path(const std::string& p) {
   }
 }
 
-std::optional<ExpectedOriginal> expected_original(const ManifestEntry& e) {
-  if (e.original_xxh64.empty()) return std::nullopt;
-  return ExpectedOriginal{e.size, std::strtoull(e.original_xxh64.c_str(), nullptr, 16)};
+std::string container_mismatch(const Reader& r, const ManifestEntry& e) {
+  if (!e.original_xxh64) return "";
+  if (r.original_size() != e.size)
+    return "not the manifest's file: restores " + std::to_string(r.original_size()) + " bytes, manifest says " +
+           std::to_string(e.size);
+  if (r.original_xxh64() != *e.original_xxh64)
+    return "not the manifest's file: original_xxh64 is " + digest_hex(r.original_xxh64()) + ", manifest says " +
+           digest_hex(*e.original_xxh64);
+  return "";
 }
 
-Status check_container(const Reader& r, const std::optional<ExpectedOriginal>& e, const std::string& path) {
-  if (!e) return Status::Ok();
-  std::string why;
-  if (r.original_size() != e->size)
-    why = "restores " + std::to_string(r.original_size()) + " bytes, manifest says " + std::to_string(e->size);
-  else if (r.original_xxh64() != e->xxh64)
-    why = "original_xxh64 is " + digest_hex(r.original_xxh64()) + ", manifest says " + digest_hex(e->xxh64);
-  return why.empty() ? Status::Ok() : make_status(Error::VerifyMismatch, path, "not the manifest's file: " + why);
+Status check_container(const Reader& r, const ManifestEntry& e, const std::string& path) {
+  const std::string why = container_mismatch(r, e);
+  return why.empty() ? Status::Ok() : make_status(Error::VerifyMismatch, path, why);
 }
 
 std::string manifest_to_json(const Manifest& m) {
@@ -49,7 +50,7 @@ std::string manifest_to_json(const Manifest& m) {
   j["files"] = nlohmann::ordered_json::array();
   for (const auto& f : m.files) {
     nlohmann::ordered_json e = {{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}};
-    if (!f.original_xxh64.empty()) e["original_xxh64"] = f.original_xxh64;
+    if (f.original_xxh64) e["original_xxh64"] = digest_hex(*f.original_xxh64);
     e["stored_as"] = f.stored_as;
     // Written only when true, so a directory without links gives the same
     // manifest as before the key existed.
@@ -81,7 +82,7 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
         !f.contains("sha256") || !f["sha256"].is_string())
       return bad("file entry lacks path, size, sha256 or stored_as");
     ManifestEntry e{f["path"].get<std::string>(), f["size"].get<uint64_t>(), f["sha256"].get<std::string>(),
-                    f["stored_as"].get<std::string>(), false, ""};
+                    f["stored_as"].get<std::string>(), false, std::nullopt};
     if (f.contains("link")) {  // optional: manifests written before it was added lack it
       if (!f["link"].is_boolean()) return bad("\"link\" of '" + e.path + "' is not a boolean");
       e.link = f["link"].get<bool>();
@@ -92,7 +93,7 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
           x.get<std::string>().find_first_not_of("0123456789abcdef") != std::string::npos)
         return bad("bad original_xxh64 for '" + e.path + "'");
       if (e.stored_as == e.path) return bad("original_xxh64 of '" + e.path + "', a copied file");
-      e.original_xxh64 = x.get<std::string>();
+      e.original_xxh64 = std::strtoull(x.get<std::string>().c_str(), nullptr, 16);
     }
     if (!safe_relative_path(e.path) || !safe_relative_path(e.stored_as))
       return bad("unsafe path '" + e.path + "' / '" + e.stored_as + "'");

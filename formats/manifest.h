@@ -16,25 +16,21 @@ struct ManifestEntry {
   std::string sha256;     // lowercase hex of the original file
   std::string stored_as;  // relative path inside the df11 directory
   bool link = false;      // the input entry was a symlink to a regular file ("link": true; absent = false)
-  // 16 lowercase hex digits: the .df11 container's original_xxh64, which ties
-  // the container to this entry, so decompress need not hash the restored
-  // file again ("" for copied files, and in manifests written before the key).
-  std::string original_xxh64;
+  // The .df11 container's original_xxh64 (16 lowercase hex digits in the
+  // JSON), which ties the container to this entry, so decompress need not
+  // hash the restored file again (none for copied files, and in manifests
+  // written before the key).
+  std::optional<uint64_t> original_xxh64;
 };
-
-// What a manifest entry says of its container: its original size and
-// original_xxh64 (present only in manifests that record the key).
-struct ExpectedOriginal {
-  uint64_t size;
-  uint64_t xxh64;
-};
-std::optional<ExpectedOriginal> expected_original(const ManifestEntry& e);
 
 // FORMAT.md §7: every reader of a df11 directory checks each container it
 // opens against its entry, from the header, before decoding anything: Ok, or
 // VerifyMismatch naming `path` ("not the manifest's file: ..."). Catches a
 // shard replaced by another valid container, which its own checksums cannot.
-Status check_container(const Reader& r, const std::optional<ExpectedOriginal>& e, const std::string& path);
+// An entry without original_xxh64 (an older manifest) ties nothing.
+Status check_container(const Reader& r, const ManifestEntry& e, const std::string& path);
+// The same as a reason ("" when it matches), for verify's failure lines.
+std::string container_mismatch(const Reader& r, const ManifestEntry& e);
 
 struct Manifest {
   std::vector<ManifestEntry> files;       // sorted by path

@@ -16,16 +16,16 @@ Status compress_one(const std::string& in, const std::string& out, const Options
 
 // Restore one container to `out` (atomic); the restored bytes are checked
 // against original_xxh64, and hashed into `sha` when given. A container that
-// is not what `expect` (its manifest entry) says is VerifyMismatch.
+// is not what its manifest `entry` says is VerifyMismatch (check_container).
 Status decompress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
-                      Sha256* sha, const std::optional<ExpectedOriginal>& expect = std::nullopt);
+                      Sha256* sha, const ManifestEntry* entry = nullptr);
 // Decode every tensor of one container and check every checksum; failures go
 // to rep->failures and do not stop the walk. `label` prefixes failure lines.
 // With against != "", compare with that original file too. If sha != nullptr,
-// the restored file is hashed into it (for manifest checks). With `expect`,
+// the restored file is hashed into it (for manifest checks). With `entry`,
 // a container that is not the manifest's (size, original_xxh64) is a failure.
 Status verify_one(const std::string& in, const std::string& against, const std::string& label, const Options& opt,
-                  VerifyReport* rep, Sha256* sha, const std::optional<ExpectedOriginal>& expect = std::nullopt);
+                  VerifyReport* rep, Sha256* sha, const ManifestEntry* entry = nullptr);
 Status info_one(const std::string& in, const Options& opt, FileReport* rep);
 
 bool ends_with(const std::string& s, const std::string& suffix);

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -47,7 +48,9 @@ int main(int argc, char** argv) {
   uint64_t S = strtoull(argv[2], 0, 10) / C * C;
   std::vector<int> Ts;
   for (int i = 3; i < argc; ++i) Ts.push_back(atoi(argv[i]));
-  std::vector<std::vector<char>> bufs(128, std::vector<char>(C));
+  int most = 1;
+  for (int T : Ts) most = std::max(most, T);
+  std::vector<std::vector<char>> bufs(most, std::vector<char>(C));  // one source buffer per thread
   for (auto& b : bufs) for (size_t i = 0; i < C; ++i) b[i] = char(i * 131 + 7);
   const uint64_t nch = S / C;
   for (int T : Ts) {
@@ -102,7 +105,6 @@ int main(int argc, char** argv) {
       unlink(p.c_str());
     }
     { // user-space copy only, for scale
-      std::vector<char> dst(64u << 20);
       Meter m;
       run(T, [&](int t) { std::vector<char> d(64u << 20); for (uint64_t k = t; k < nch; k += T) memcpy(d.data() + (k * C) % (64u << 20), bufs[t].data(), C); });
       m.print("memcpy", T, S);
