@@ -14,6 +14,7 @@
 #include "container_layout.h"
 #include "behind_queue.h"
 #include "container_writer.h"
+#include "parallel.h"
 #include "file_digest.h"
 #include "file_io.h"
 #include "gpu_verify.h"

@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "c_api_internal.h"
-#include "container_writer.h"  // resolve_threads
+#include "parallel.h"
 #include "file_io.h"
 #include "manifest.h"
 

@@ -1,5 +1,7 @@
 #include "container_writer.h"
 
+#include "parallel.h"
+
 #include <zstd.h>
 
 #include <cstring>

@@ -2,7 +2,6 @@
 #pragma once
 #include "df11.h"
 #include "file_io.h"
-#include "parallel.h"  // resolve_threads
 #include "safetensors_header.h"
 
 namespace df11 {

@@ -10,7 +10,7 @@
 #include <numeric>
 #include <thread>
 
-#include "container_writer.h"
+#include "parallel.h"
 #include "ops.h"
 
 namespace df11 {
