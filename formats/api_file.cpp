@@ -15,6 +15,7 @@
 #include "behind_queue.h"
 #include "container_writer.h"
 #include "parallel.h"
+#include "read_ahead.h"
 #include "file_digest.h"
 #include "file_io.h"
 #include "gpu_verify.h"
@@ -66,16 +67,26 @@ class BackgroundFileHash {
   }
 
  private:
+  // A reader thread copies piece k + 1 out of the page cache while piece k is
+  // hashed, so this thread does nothing but SHA-256: in a directory at high
+  // -T the largest file's hash is the critical path, and the copy was a fifth
+  // of it (PERFORMANCE.md, "Many cores, round 3").
   static Status run(const MappedFile& f, Sha256* sha, const std::atomic<bool>& cancelled) {
-    constexpr uint64_t kPiece = uint64_t{1} << 20;
-    std::vector<uint8_t> buf(std::min(kPiece, f.size()));
-    for (uint64_t off = 0; off < f.size(); off += kPiece) {
+    constexpr uint64_t kPiece = uint64_t{4} << 20;
+    const uint64_t pieces = div_ceil(f.size(), kPiece);
+    if (pieces == 0) return Status::Ok();
+    std::vector<uint8_t> buf[2];
+    for (auto& b : buf) b.resize(std::min(kPiece, f.size()));
+    ReadAhead ahead(pieces, [&](uint64_t k, int slot) {
       if (interrupted()) return interrupted_status(f.path());
-      if (cancelled) return {Error::Interrupted, "cancelled"};  // never reported: the coding's error is
-      const uint64_t n = std::min(kPiece, f.size() - off);
-      Status s = f.read(off, n, buf.data());
+      if (cancelled) return Status{Error::Interrupted, "cancelled"};  // never reported: the coding's error is
+      return f.read(k * kPiece, std::min(kPiece, f.size() - k * kPiece), buf[slot].data());
+    });
+    for (uint64_t k = 0; k < pieces; ++k) {
+      Status s = ahead.get(k);
       if (!s.ok()) return s;
-      sha->update(buf.data(), n);
+      sha->update(buf[k & 1].data(), std::min(kPiece, f.size() - k * kPiece));
+      ahead.release(k);
     }
     return Status::Ok();
   }

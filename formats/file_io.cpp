@@ -209,6 +209,7 @@ Status AtomicOutputFile::write_zeros(uint64_t size) {
 }
 
 Status AtomicOutputFile::pwrite(const void* data, uint64_t size, uint64_t offset) {
+  std::lock_guard<std::mutex> lock(write_mu_);
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
     const ssize_t n = ::pwrite(fd_, p, std::min<uint64_t>(size, 1u << 20), static_cast<off_t>(offset));  // see write()

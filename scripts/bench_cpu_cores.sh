@@ -9,9 +9,13 @@
 #   - times df11 compress and decompress of the directory, and of its first
 #     shard alone (no SHA-256), at each -T of THREADS (default "1 4 16"),
 #     median of REPS (default 3) wall-clock runs;
-#   - measures the memory-copy bandwidth in the same run (make_bench_file
+#   - measures in the same run the memory-copy bandwidth (make_bench_file
 #     --copy-bandwidth: memcpy of 1 GiB per thread, best of 5) at 1 and at the
-#     largest -T, and prints one markdown table.
+#     largest -T, and the two serial bounds of a directory: the SHA-256 of its
+#     largest file (compress records it) and the copy of that file into one
+#     new file (one file's page cache fills on one thread at a time);
+#   - prints two markdown tables: wall time (median) and its ratio to -T1;
+#     CPU time (user + system) and peak RSS of the median run.
 # Usage: DF11=build/df11 MAKE_BENCH=build/tests/make_bench_file bash scripts/bench_cpu_cores.sh [WORK]
 # Needs about 3x the model size free in WORK (input, .df11, restored copy).
 set -euo pipefail
@@ -35,24 +39,23 @@ first="$work/model/model-00001-of-$(printf %05d "$shards").safetensors"
 fbytes=$(stat -c %s "$first")
 cat "$work/model"/* > /dev/null
 
-med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# timeit CMD...: median wall seconds of $reps runs; the output path is the argument after -o, deleted before each run.
+# timeit CMD...: "wall user+sys peakKB" of the median (by wall) of $reps runs,
+# from /usr/bin/time; the output path is the argument after -o, deleted
+# before each run.
 timeit() {
-  local out="" prev="" ts=()
+  local out="" prev="" rows=()
   for a in "$@"; do [ "$prev" = "-o" ] && out=$a; prev=$a; done
   # Only outputs inside $work are ever deleted.
   case $out in "$work"/*) ;; *) out="" ;; esac
   for _ in $(seq "$reps"); do
     [ -z "$out" ] || rm -rf "$out"
-    local t0 t1
-    t0=$(date +%s%N)
-    "$@" >/dev/null
-    t1=$(date +%s%N)
-    ts+=("$((t1 - t0))")
+    /usr/bin/time -f "%e %U %S %M" -o "$work/.time" "$@" >/dev/null
+    rows+=("$(awk '{printf "%.3f %.2f %d", $1, $2 + $3, $4}' "$work/.time")")
   done
   [ -z "$out" ] || rm -rf "$out"
-  printf '%s\n' "${ts[@]}" | med | awk '{printf "%.3f", $1 / 1e9}'
+  printf '%s\n' "${rows[@]}" | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
 }
+wall() { timeit "$@" | cut -d' ' -f1; }
 
 max_t=0
 for t in $threads; do [ "$t" -gt "$max_t" ] && max_t=$t; done
@@ -71,25 +74,44 @@ echo "Memory-copy bandwidth (memcpy, bytes copied per second, same run): $bw1 GB
 # alone here with the same libcrypto SHA-256. (Decompress hashes nothing: the
 # manifest ties each container to its entry by original_xxh64.)
 largest=$(ls -S "$work/model"/*.safetensors | head -1)
-sha_s=$(timeit openssl dgst -sha256 "$largest")
-echo "SHA-256 of the largest file alone ($(basename "$largest"), $(awk "BEGIN {printf \"%.2f\", $(stat -c %s "$largest") / 1e9}") GB, \`openssl dgst -sha256\`): $sha_s s; one such stream per file bounds a directory compress at any -T (df11's own, reading 1 MiB pieces, runs a little faster than openssl dgst)."
+lgb=$(awk "BEGIN {printf \"%.2f\", $(stat -c %s "$largest") / 1e9}")
+sha_s=$(wall openssl dgst -sha256 "$largest")
+echo "SHA-256 of the largest file alone ($(basename "$largest"), $lgb GB, \`openssl dgst -sha256\`): $sha_s s; one such stream per file bounds a directory compress at any -T (df11's own hashes 4 MiB pieces that another thread reads, and runs a little faster than openssl dgst)."
+# Writes into one file are serialised by the file system (the inode lock):
+# the time to fill one new file with the largest file's bytes bounds a
+# directory decompress at any -T.
+cp_s=$(wall sh -c 'cp "$0" "$2"' "$largest" -o "$work/copy.bin")
+echo "Copy of the largest file into one new file in $work (\`cp\`, $lgb GB): $cp_s s; filling one file bounds a directory decompress at any -T."
 echo
 echo "| -T | dir compress | GB/s | x -T1 | dir decompress | GB/s | x -T1 | shard compress | GB/s | x -T1 | shard decompress | GB/s | x -T1 |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 declare -A base
+cpu_rows=()
 for t in $threads; do
   row="| $t"
+  cpu="| $t"
   for job in dc dd fc fd; do
     case $job in
-      dc) s=$(timeit "$df11" compress -q -T"$t" "$work/model" -o "$work/out.df11"); b=$bytes ;;
-      dd) s=$(timeit "$df11" decompress -q -T"$t" "$work/model.df11" -o "$work/out.restored"); b=$bytes ;;
-      fc) s=$(timeit "$df11" compress -q -T"$t" "$first" -o "$work/out1.df11"); b=$fbytes ;;
-      fd) s=$(timeit "$df11" decompress -q -T"$t" "$work/first.df11" -o "$work/out1.safetensors"); b=$fbytes ;;
+      dc) r=$(timeit "$df11" compress -q -T"$t" "$work/model" -o "$work/out.df11"); b=$bytes ;;
+      dd) r=$(timeit "$df11" decompress -q -T"$t" "$work/model.df11" -o "$work/out.restored"); b=$bytes ;;
+      fc) r=$(timeit "$df11" compress -q -T"$t" "$first" -o "$work/out1.df11"); b=$fbytes ;;
+      fd) r=$(timeit "$df11" decompress -q -T"$t" "$work/first.df11" -o "$work/out1.safetensors"); b=$fbytes ;;
     esac
+    read -r s c kb <<<"$r"
     [ -n "${base[$job]:-}" ] || base[$job]=$s
     row="$row | $(printf '%.2f' "$s") s | $(awk "BEGIN {printf \"%.2f\", $b / $s / 1e9}") | $(awk "BEGIN {printf \"%.2f\", ${base[$job]} / $s}")"
+    cpu="$cpu | $c s | $((kb / 1024)) MB"
   done
   echo "$row |"
+  cpu_rows+=("$cpu |")
 done
 echo
+echo "CPU time (user + system) and peak RSS of the median run:"
+echo
+echo "| -T | dir compress CPU | RSS | dir decompress CPU | RSS | shard compress CPU | RSS | shard decompress CPU | RSS |"
+echo "|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${cpu_rows[@]}"
+echo
 echo "Directory compress includes the SHA-256 of every file (manifest); decompress and the shard runs hash nothing. Target: -T16 at least 6x -T1, or within 80% of the copy bandwidth."
+echo "The most the serial bounds allow at any -T: dir compress $(awk "BEGIN {printf \"%.2f\", ${base[dc]} / $sha_s}")x -T1 (-T1 time / SHA-256 of the largest file), dir decompress $(awk "BEGIN {printf \"%.2f\", ${base[dd]} / $cp_s}")x -T1 (-T1 time / copy of the largest file)."
+rm -f "$work/.time"
