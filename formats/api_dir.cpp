@@ -192,6 +192,9 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   Manifest m;
   Status s = read_manifest(in, &m);
   if (!s.ok()) return s;
+  // Refused here, once, rather than by every file's verify as a failure.
+  DeviceChoice device;
+  if (s = parse_device(opt.device, &device); !s.ok()) return s;
   // Each file checks into a report of its own; they are merged in manifest
   // order. A returned error (interrupted, a refused link) ends the run as it
   // did one file after another: files after it add nothing.
@@ -236,7 +239,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   // Files run at once on the CPU, and with cuda:all one per GPU at a time;
   // otherwise a GPU decodes one file at a time.
   std::vector<std::string> devices;
-  if (opt.device == "cuda:all") {
+  if (device.kind == DeviceChoice::Kind::CudaAll) {
     const int count = GpuVerifier::device_count();
     if (count == 0) return make_status(Error::CudaUnavailable, "--device cuda:all", "no CUDA GPU is available");
     for (int d = 0; d < count; ++d) devices.push_back("cuda:" + std::to_string(d));
