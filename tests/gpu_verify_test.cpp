@@ -76,9 +76,17 @@ TEST_CASE("gpu verify: --device cuda:all spreads a directory's files over every 
   REQUIRE(s.message == "");
   CHECK(r.failures.empty());
   CHECK(r.decoded_bytes > 0);
-  // Every GPU that decoded a file is named, cuda:0 first.
-  CHECK(r.device.rfind("cuda:0 (", 0) == 0);
+  // Every GPU that decoded a file is named once, as "cuda:K (its name)", in
+  // index order, cuda:0 first.
   INFO("devices: " << r.device);
+  CHECK(r.device.rfind("cuda:0 (", 0) == 0);
+  size_t at = 0;
+  for (int k = 0; k < gpus; ++k) {
+    const std::string named = std::string(at ? ", " : "") + "cuda:" + std::to_string(k) + " (" +
+                              df11::cuda::device_name(k) + ")";
+    if (r.device.compare(at, named.size(), named) == 0) at += named.size();
+  }
+  CHECK(at == r.device.size());
   const std::string df11 = std::string(DF11_BINARY_DIR) + "/df11";
   REQUIRE(run(df11 + " verify -q " + t.path + "/m.df11 --device cuda:all --against " + t.path + "/m") == 0);
 }
