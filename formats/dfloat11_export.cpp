@@ -347,7 +347,7 @@ Status scan_input(const std::string& in, InputFiles* f) {
       } else if (is_index_name(e.path)) {
         // compress checked this index; here it only orders the units, so
         // one that no longer reads leaves them in file order, not an error.
-        if (e.path == kModelIndexName) (void)read_model_index(in, &f->index_order);
+        if (e.path == kModelIndexName) (void)read_model_index(in, e.stored_as, &f->index_order);
         f->skipped.push_back(e.path + ": the input's shard index; DFloat11's loader reads every *.safetensors");
       } else if (e.path == "config.json") {
         // rewritten

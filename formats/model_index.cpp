@@ -127,9 +127,10 @@ Status shards_present(const std::string& dir, const std::string& label, const st
   return Status::Ok();
 }
 
-// check_model_index, and read_model_index without `shards_on_disk`.
-Status check(const std::string& dir, std::vector<std::string>* tensors, bool shards_on_disk) {
-  const fs::path path = fs::path(dir) / kModelIndexName;
+// check_model_index, and read_model_index without `shards_on_disk`: the
+// index DIR/NAME, its shards in DIR.
+Status check(const std::string& dir, const std::string& name, std::vector<std::string>* tensors, bool shards_on_disk) {
+  const fs::path path = fs::path(dir) / name;
   const std::string label = path.string();
   std::error_code ec;
   // Links are followed (a Hugging Face cache snapshot is made of links into
@@ -196,14 +197,16 @@ Status check(const std::string& dir, std::vector<std::string>* tensors, bool sha
   return Status::Ok();
 }
 
-Status guarded_check(const std::string& dir, std::vector<std::string>* tensors, bool shards_on_disk) {
+// `check` without exceptions.
+Status guarded_check(const std::string& dir, const std::string& name, std::vector<std::string>* tensors,
+                     bool shards_on_disk) {
   try {
-    return check(dir, tensors, shards_on_disk);
+    return check(dir, name, tensors, shards_on_disk);
   } catch (...) {  // std::bad_alloc, or a filesystem::path allocation failing
     Status s;
     s.code = Error::DirIndexInvalid;
     try {
-      s.message = dir + "/" + kModelIndexName + ": out of memory while checking the index (DirIndexInvalid)";
+      s.message = dir + "/" + name + ": out of memory while checking the index (DirIndexInvalid)";
     } catch (...) {
     }
     return s;
@@ -213,11 +216,11 @@ Status guarded_check(const std::string& dir, std::vector<std::string>* tensors, 
 }  // namespace
 
 Status check_model_index(const std::string& dir, std::vector<std::string>* tensors) {
-  return guarded_check(dir, tensors, true);
+  return guarded_check(dir, kModelIndexName, tensors, true);
 }
 
-Status read_model_index(const std::string& dir, std::vector<std::string>* tensors) {
-  return guarded_check(dir, tensors, false);
+Status read_model_index(const std::string& dir, const std::string& name, std::vector<std::string>* tensors) {
+  return guarded_check(dir, name, tensors, false);
 }
 
 }  // namespace df11

@@ -22,8 +22,9 @@ constexpr const char* kModelIndexName = "model.safetensors.index.json";
 // *tensors is left alone.
 Status check_model_index(const std::string& dir, std::vector<std::string>* tensors = nullptr);
 
-// The same for a df11 directory, whose shards are stored as .df11 files:
-// every check but the shards' presence.
-Status read_model_index(const std::string& dir, std::vector<std::string>* tensors);
+// The same for the index of a df11 directory, DIR/NAME (NAME: where its
+// manifest stores model.safetensors.index.json): every check but the shards'
+// presence, as the shards are stored as .df11 files.
+Status read_model_index(const std::string& dir, const std::string& name, std::vector<std::string>* tensors);
 
 }  // namespace df11

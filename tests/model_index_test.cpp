@@ -43,7 +43,7 @@ void expect(const std::string& index, Error want) {
   REQUIRE(check_model_index(d.tmp.path, &tensors).message == s.message);
   REQUIRE(tensors == std::vector<std::string>{"untouched"});
   // read_model_index (a df11 directory's index): every rule but the shards' presence.
-  const Status r = read_model_index(d.tmp.path, &tensors);
+  const Status r = read_model_index(d.tmp.path, kModelIndexName, &tensors);
   if (want == Error::DirIndexMissingShard) {
     REQUIRE(r.ok());
   } else {
@@ -92,7 +92,7 @@ TEST_CASE("model index: the weight_map's tensor names, in the index's order, fro
   REQUIRE(check_model_index(d.tmp.path, &tensors).message == "");
   CHECK(tensors == want);
   tensors = {"stale"};
-  REQUIRE(read_model_index(d.tmp.path, &tensors).message == "");
+  REQUIRE(read_model_index(d.tmp.path, kModelIndexName, &tensors).message == "");
   CHECK(tensors == want);
   // Without an index: no names.
   ModelDir none(nullptr);
@@ -100,13 +100,18 @@ TEST_CASE("model index: the weight_map's tensor names, in the index's order, fro
   REQUIRE(check_model_index(none.tmp.path, &tensors).ok());
   CHECK(tensors.empty());
   tensors = {"stale"};
-  REQUIRE(read_model_index(none.tmp.path, &tensors).ok());
+  REQUIRE(read_model_index(none.tmp.path, kModelIndexName, &tensors).ok());
   CHECK(tensors.empty());
   // A df11 directory: the shards are stored under other names.
   fs::remove(d.tmp.path + "/model-00001-of-00002.safetensors");
   REQUIRE(check_model_index(d.tmp.path).code == Error::DirIndexMissingShard);
   tensors.clear();
-  REQUIRE(read_model_index(d.tmp.path, &tensors).ok());
+  REQUIRE(read_model_index(d.tmp.path, kModelIndexName, &tensors).ok());
+  CHECK(tensors == want);
+  // ...and the index is read where the manifest says it is stored.
+  fs::rename(d.tmp.path + "/model.safetensors.index.json", d.tmp.path + "/stored.json");
+  tensors.clear();
+  REQUIRE(read_model_index(d.tmp.path, "stored.json", &tensors).ok());
   CHECK(tensors == want);
 }
 
