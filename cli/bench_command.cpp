@@ -22,8 +22,11 @@ df11::Status run_bench(const BenchArgs& a, bool json, nlohmann::ordered_json* bo
   };
   if (a.input.empty() == a.synthetic.empty()) return fail(Error::Usage, "give a .df11 file or --synthetic llama-8b-block");
   df11::cuda::BenchOptions opt;
-  if (a.device.rfind("cuda:", 0) == 0) opt.device = std::atoi(a.device.c_str() + 5);
-  else if (a.device != "cuda") return fail(Error::Usage, "--device must be cuda or cuda:N");
+  df11::DeviceChoice device;
+  if (!df11::parse_device(a.device, &device).ok() ||
+      (device.kind != df11::DeviceChoice::Kind::Cuda && device.kind != df11::DeviceChoice::Kind::CudaIndex))
+    return fail(Error::Usage, "--device must be cuda or cuda:N");
+  opt.device = device.index;
   if (df11::cuda::device_count() <= opt.device) return fail(Error::CudaUnavailable, "no CUDA GPU " + std::to_string(opt.device));
   opt.reps = a.reps;
   std::vector<df11::cuda::BenchTensor> tensors;

@@ -239,9 +239,8 @@ static int run(int argc, char** argv) {
   ver->add_option("--against", against, "Also compare with this original file or directory (- : standard input)");
   const CLI::Validator device_check(
       [](std::string& v) -> std::string {
-        if (v == "auto" || v == "cpu" || v == "cuda" || v == "cuda:all") return "";
-        if (v.rfind("cuda:", 0) == 0 && v.size() > 5 && v.find_first_not_of("0123456789", 5) == std::string::npos) return "";
-        return "expected auto, cpu, cuda, cuda:N or cuda:all";
+        df11::DeviceChoice choice;
+        return df11::parse_device(v, &choice).ok() ? "" : std::string("expected ") + df11::kDeviceValues;
       },
       "DEVICE");
   ver->add_option("--device", device, "auto | cpu | cuda | cuda:N | cuda:all (default auto: the GPU when present; cuda:all spreads a directory's files over every visible GPU)")->check(device_check);

@@ -192,15 +192,20 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   Manifest m;
   Status s = read_manifest(in, &m);
   if (!s.ok()) return s;
+  // Refused here, once, rather than by every file's verify as a failure.
+  DeviceChoice device;
+  if (s = parse_device(opt.device, &device); !s.ok()) return s;
   // Each file checks into a report of its own; they are merged in manifest
   // order. A returned error (interrupted, a refused link) ends the run as it
   // did one file after another: files after it add nothing.
   const size_t n = m.files.size();
   std::vector<VerifyReport> reps(n);
   std::vector<Status> hard(n);
+  std::vector<std::string> ran_on(n);  // the device each file's task was given
   auto task = [&](size_t i, const Options& o) -> Status {
     const ManifestEntry& e = m.files[i];
     VerifyReport& r = reps[i];
+    ran_on[i] = o.device;
     if (interrupted()) return hard[i] = interrupted_status(in);
     const std::string src = in + "/" + e.stored_as;
     const std::string orig = against.empty() ? "" : against + "/" + e.path;
@@ -236,7 +241,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   // Files run at once on the CPU, and with cuda:all one per GPU at a time;
   // otherwise a GPU decodes one file at a time.
   std::vector<std::string> devices;
-  if (opt.device == "cuda:all") {
+  if (device.kind == DeviceChoice::Kind::CudaAll) {
     const int count = GpuVerifier::device_count();
     if (count == 0) return make_status(Error::CudaUnavailable, "--device cuda:all", "no CUDA GPU is available");
     for (int d = 0; d < count; ++d) devices.push_back("cuda:" + std::to_string(d));
@@ -269,10 +274,12 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     rep->decode_seconds += r.decode_seconds;
     if (!r.device.empty() && devices.empty()) rep->device = r.device;
   }
-  // cuda:all names every GPU that decoded a file, in index order.
+  // cuda:all names every GPU that decoded a file, in index order: a file's
+  // report names its GPU once the decoder is set up on it (not for a file
+  // stored verbatim, nor one that failed before).
   for (const std::string& d : devices) {
     for (size_t i = 0; i < n; ++i) {
-      if (ran[i] && reps[i].device.rfind(d + " ", 0) == 0) {
+      if (ran_on[i] == d && !reps[i].device.empty()) {
         rep->device += (rep->device.empty() ? "" : ", ") + reps[i].device;
         break;
       }

@@ -28,10 +28,29 @@ struct Options {
   unsigned threads = 0;           // 0: all cores
   bool overwrite = false;         // -f
   bool verify_after = false;      // compress --verify: decode what was written before success
-  std::string device = "auto";    // verify: auto | cpu | cuda | cuda:N | cuda:all
+  std::string device = "auto";    // verify: auto | cpu | cuda | cuda:N | cuda:all (parse_device)
   // Progress in bytes of input processed; called from the calling thread.
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
+
+// A --device value (Options::device). Every user of one (verify, a
+// directory's cuda:all, the command line's checks) goes through parse_device,
+// so that they all accept the same words.
+struct DeviceChoice {
+  enum class Kind { Auto, Cpu, Cuda, CudaIndex, CudaAll };
+  Kind kind = Kind::Auto;
+  int index = 0;  // the GPU one file uses: N for cuda:N, else 0
+};
+
+// The accepted values, as messages name them.
+constexpr const char* kDeviceValues = "auto, cpu, cuda, cuda:N or cuda:all";
+
+// auto | cpu | cuda | cuda:N | cuda:all, where N is written in decimal
+// without sign or leading zeros (one spelling per GPU: "cuda:01" is refused)
+// and fits an int. Anything else is Usage, "--device: expected auto, cpu,
+// cuda, cuda:N or cuda:all, got 'TEXT' (Usage)", and leaves *out alone. Whether
+// GPU N exists is not checked here (verify reports CudaUnavailable).
+Status parse_device(const std::string& text, DeviceChoice* out);
 
 struct TensorReport {
   std::string name;

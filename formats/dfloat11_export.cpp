@@ -328,18 +328,6 @@ bool top_level(const std::string& rel) { return rel.find('/') == std::string::np
 
 bool is_index_name(const std::string& rel) { return top_level(rel) && ends_with(rel, ".safetensors.index.json"); }
 
-// Tensor names in weight_map order (already checked by check_model_index).
-void read_index_order(const std::string& path, std::vector<std::string>* names) {
-  std::string text;
-  if (!read_text(path, &text).ok()) return;
-  try {
-    const ordered_json j = ordered_json::parse(text);
-    if (j.contains("weight_map") && j["weight_map"].is_object())
-      for (const auto& kv : j["weight_map"].items()) names->push_back(kv.key());
-  } catch (const nlohmann::json::exception&) {
-  }
-}
-
 Status scan_input(const std::string& in, InputFiles* f) {
   std::error_code ec;
   if (fs::exists(in + "/" + kManifestName, ec)) {
@@ -357,7 +345,9 @@ Status scan_input(const std::string& in, InputFiles* f) {
         f->weights.push_back(e.stored_as);
         f->weight_entries.push_back(e);
       } else if (is_index_name(e.path)) {
-        if (e.path == kModelIndexName) read_index_order(in + "/" + e.stored_as, &f->index_order);
+        // compress checked this index; here it only orders the units, so
+        // one that no longer reads leaves them in file order, not an error.
+        if (e.path == kModelIndexName) (void)read_model_index(in, e.stored_as, &f->index_order);
         f->skipped.push_back(e.path + ": the input's shard index; DFloat11's loader reads every *.safetensors");
       } else if (e.path == "config.json") {
         // rewritten
@@ -378,9 +368,11 @@ Status scan_input(const std::string& in, InputFiles* f) {
     if (top_level(rel) && ends_with(rel, ".safetensors")) {
       f->weights.push_back(rel);
     } else if (is_index_name(rel)) {
-      Status s = check_model_index(in);
-      if (!s.ok()) return s;
-      if (rel == kModelIndexName) read_index_order(in + "/" + rel, &f->index_order);
+      // As compress: model.safetensors.index.json is checked, other indexes are skipped unread.
+      if (rel == kModelIndexName) {
+        Status s = check_model_index(in, &f->index_order);
+        if (!s.ok()) return s;
+      }
       f->skipped.push_back(rel + ": the input's shard index; DFloat11's loader reads every *.safetensors");
     } else if (rel != "config.json") {
       f->copies.push_back(rel);

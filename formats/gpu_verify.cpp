@@ -1,8 +1,41 @@
 #include "gpu_verify.h"
 
+#include <charconv>
+#include <utility>
+
 #include "file_io.h"
 
 namespace df11 {
+
+namespace {
+
+// N of cuda:N. from_chars alone would take a '-' and leading zeros.
+bool parse_index(const std::string& digits, int* index) {
+  if (digits.empty() || digits[0] < '0' || digits[0] > '9' || (digits[0] == '0' && digits.size() > 1)) return false;
+  const char* end = digits.data() + digits.size();
+  const auto [at, ec] = std::from_chars(digits.data(), end, *index);
+  return ec == std::errc() && at == end;
+}
+
+}  // namespace
+
+Status parse_device(const std::string& text, DeviceChoice* out) {
+  using Kind = DeviceChoice::Kind;
+  static const std::pair<const char*, Kind> kWords[] = {
+      {"auto", Kind::Auto}, {"cpu", Kind::Cpu}, {"cuda", Kind::Cuda}, {"cuda:all", Kind::CudaAll}};
+  for (const auto& [word, kind] : kWords) {
+    if (text == word) {
+      *out = {kind, 0};
+      return Status::Ok();
+    }
+  }
+  int index = 0;
+  if (text.rfind("cuda:", 0) == 0 && parse_index(text.substr(5), &index)) {
+    *out = {Kind::CudaIndex, index};
+    return Status::Ok();
+  }
+  return make_status(Error::Usage, "--device", std::string("expected ") + kDeviceValues + ", got '" + text + "'");
+}
 
 #ifndef DF11_HAVE_CUDA
 struct GpuVerifier::Impl {};
@@ -12,13 +45,14 @@ bool GpuVerifier::active() const { return false; }
 int GpuVerifier::device_count() { return 0; }
 
 Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
-  if (device == "auto" || device == "cpu") {
+  DeviceChoice choice;
+  const Status s = parse_device(device, &choice);
+  if (!s.ok()) return s;
+  if (choice.kind == DeviceChoice::Kind::Auto || choice.kind == DeviceChoice::Kind::Cpu) {
     rep->device = "cpu";
     return Status::Ok();
   }
-  if (device == "cuda" || device.rfind("cuda:", 0) == 0)
-    return make_status(Error::CudaUnavailable, "--device " + device, "this df11 was built without CUDA");
-  return make_status(Error::Usage, "--device", "expected auto, cpu, cuda, cuda:N or cuda:all, got '" + device + "'");
+  return make_status(Error::CudaUnavailable, "--device " + device, "this df11 was built without CUDA");
 }
 
 Status GpuVerifier::decode(const Reader&, size_t, uint8_t*, VerifyReport*) {
@@ -48,27 +82,22 @@ bool GpuVerifier::active() const { return impl_->active; }
 int GpuVerifier::device_count() { return cuda::device_count(); }
 
 Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
-  if (device == "cpu") {
+  DeviceChoice choice;
+  const Status s = parse_device(device, &choice);
+  if (!s.ok()) return s;
+  if (choice.kind == DeviceChoice::Kind::Cpu) {
     rep->device = "cpu";
     return Status::Ok();
   }
-  int index = 0;
-  if (device.rfind("cuda:", 0) == 0 && device != "cuda:all") {
-    const std::string num = device.substr(5);
-    if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 4)
-      return make_status(Error::Usage, "--device", "expected auto, cpu, cuda, cuda:N or cuda:all, got '" + device + "'");
-    index = std::stoi(num);
-  } else if (device != "auto" && device != "cuda" && device != "cuda:all") {
-    return make_status(Error::Usage, "--device", "expected auto, cpu, cuda, cuda:N or cuda:all, got '" + device + "'");
-  }
   const int count = cuda::device_count();
   if (count == 0) {
-    if (device == "auto") {
+    if (choice.kind == DeviceChoice::Kind::Auto) {
       rep->device = "cpu";
       return Status::Ok();
     }
     return make_status(Error::CudaUnavailable, "--device " + device, "no CUDA GPU is available");
   }
+  const int index = choice.index;
   if (index >= count)
     return make_status(Error::CudaUnavailable, "--device " + device,
                        "only " + std::to_string(count) + " CUDA device(s) present");

@@ -12,7 +12,7 @@ class GpuVerifier {
  public:
   GpuVerifier();
   ~GpuVerifier();
-  // device: auto | cpu | cuda | cuda:N | cuda:all. "auto" uses a GPU if one
+  // device: a parse_device value (else its Usage error). "auto" uses a GPU if one
   // is present; "cuda..." fails with CudaUnavailable when none is. One file
   // uses one GPU: "cuda:all" is cuda:0 here (a directory spreads its files
   // over the GPUs, api_dir.cpp).

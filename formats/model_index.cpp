@@ -35,6 +35,8 @@ class IndexHandler final : public JsonHandler {
   std::string what;
   bool seen_weight_map = false;
   std::vector<std::string> shards;  // distinct values, in order of first appearance
+  bool keep_tensors = false;
+  std::vector<std::string> tensors;  // the keys, in order (with keep_tensors)
 
   void on_event(JsonEvent ev, std::string& text, uint64_t) override {
     if (ev == JsonEvent::EndObject || ev == JsonEvent::EndArray) {
@@ -53,6 +55,7 @@ class IndexHandler final : public JsonHandler {
       } else if (depth_ == 2 && in_map_) {
         if (!map_keys_.insert(text).second)
           return fail("weight_map names tensor " + quote_name(text) + " twice");
+        if (keep_tensors) tensors.push_back(text);
         map_key_ = std::move(text);
       }
       return;
@@ -103,14 +106,40 @@ std::string bad_path_reason(const std::string& name) {
   return "";
 }
 
-Status check(const std::string& dir) {
-  const fs::path path = fs::path(dir) / kModelIndexName;
+// Each shard, a plain name already, is a regular file in `dir` [DirIndexMissingShard].
+Status shards_present(const std::string& dir, const std::string& label, const std::vector<std::string>& shards) {
+  std::error_code ec;
+  for (const std::string& shard : shards) {
+    const fs::file_status s = fs::status(fs::path(dir) / shard, ec);  // through links, as the index is
+    if (s.type() == fs::file_type::regular) continue;
+    std::string why;
+    if (s.type() == fs::file_type::not_found)
+      why = "does not exist";
+    else if (ec)
+      why = "cannot be examined: " + ec.message();
+    else if (s.type() == fs::file_type::directory)
+      why = "is a directory, not a regular file";
+    else
+      why = "is not a regular file";
+    return make_status(label, Error::DirIndexMissingShard,
+                       "shard " + quote_name(shard) + " named in weight_map " + why);
+  }
+  return Status::Ok();
+}
+
+// check_model_index, and read_model_index without `shards_on_disk`: the
+// index DIR/NAME, its shards in DIR.
+Status check(const std::string& dir, const std::string& name, std::vector<std::string>* tensors, bool shards_on_disk) {
+  const fs::path path = fs::path(dir) / name;
   const std::string label = path.string();
   std::error_code ec;
   // Links are followed (a Hugging Face cache snapshot is made of links into
   // ../../blobs/); the directory scan has already refused links that do not
   // resolve to a regular file, naming them.
-  if (fs::symlink_status(path, ec).type() == fs::file_type::not_found) return Status::Ok();
+  if (fs::symlink_status(path, ec).type() == fs::file_type::not_found) {
+    if (tensors) tensors->clear();
+    return Status::Ok();
+  }
   const fs::file_status st = fs::status(path, ec);
   if (st.type() == fs::file_type::not_found) return make_status(label, Error::DirIndexInvalid, "is a dangling symbolic link");
   if (ec) return make_status(label, Error::DirIndexInvalid, "cannot be examined: " + ec.message());
@@ -147,6 +176,7 @@ Status check(const std::string& dir) {
   if (!is_valid_utf8(bytes.data(), bytes.size(), &bad))
     return make_status(label, Error::DirIndexInvalid, "is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
   IndexHandler h;
+  h.keep_tensors = tensors != nullptr;
   std::string err;
   if (!parse_json_events(bytes.data(), bytes.size(), h, &err))
     return make_status(label, Error::DirIndexInvalid, "is not valid JSON: " + err);
@@ -159,38 +189,38 @@ Status check(const std::string& dir) {
       return make_status(label, Error::DirIndexBadPath,
                          "weight_map names shard " + quote_name(shard) + ", which " + why);
   }
-  for (const std::string& shard : h.shards) {
-    const fs::file_status s = fs::status(fs::path(dir) / shard, ec);  // through links, as above
-    if (s.type() == fs::file_type::regular) continue;
-    std::string why;
-    if (s.type() == fs::file_type::not_found)
-      why = "does not exist";
-    else if (ec)
-      why = "cannot be examined: " + ec.message();
-    else if (s.type() == fs::file_type::directory)
-      why = "is a directory, not a regular file";
-    else
-      why = "is not a regular file";
-    return make_status(label, Error::DirIndexMissingShard,
-                       "shard " + quote_name(shard) + " named in weight_map " + why);
+  if (shards_on_disk) {
+    const Status present = shards_present(dir, label, h.shards);
+    if (!present.ok()) return present;
   }
+  if (tensors) *tensors = std::move(h.tensors);
   return Status::Ok();
 }
 
-}  // namespace
-
-Status check_model_index(const std::string& dir) {
+// `check` without exceptions.
+Status guarded_check(const std::string& dir, const std::string& name, std::vector<std::string>* tensors,
+                     bool shards_on_disk) {
   try {
-    return check(dir);
+    return check(dir, name, tensors, shards_on_disk);
   } catch (...) {  // std::bad_alloc, or a filesystem::path allocation failing
     Status s;
     s.code = Error::DirIndexInvalid;
     try {
-      s.message = dir + "/" + kModelIndexName + ": out of memory while checking the index (DirIndexInvalid)";
+      s.message = dir + "/" + name + ": out of memory while checking the index (DirIndexInvalid)";
     } catch (...) {
     }
     return s;
   }
+}
+
+}  // namespace
+
+Status check_model_index(const std::string& dir, std::vector<std::string>* tensors) {
+  return guarded_check(dir, kModelIndexName, tensors, true);
+}
+
+Status read_model_index(const std::string& dir, const std::string& name, std::vector<std::string>* tensors) {
+  return guarded_check(dir, name, tensors, false);
 }
 
 }  // namespace df11

@@ -1,6 +1,7 @@
 // Checks a model directory's model.safetensors.index.json (docs/FORMAT.md section 7).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "df11.h"  // Status, Error
 
@@ -15,7 +16,15 @@ constexpr const char* kModelIndexName = "model.safetensors.index.json";
 // a plain file name: not empty, not absolute, without '/', '\\', ".." or NUL
 // [DirIndexBadPath], naming a regular file (not a symlink) in DIR
 // [DirIndexMissingShard]. Messages start with DIR/model.safetensors.index.json.
-// Never throws.
-Status check_model_index(const std::string& dir);
+// Never throws. With `tensors`, a caller that needs the weight_map's tensor
+// names (export orders its units by them) gets them from this one read, in
+// the index's order, on success (none without an index); on failure
+// *tensors is left alone.
+Status check_model_index(const std::string& dir, std::vector<std::string>* tensors = nullptr);
+
+// The same for the index of a df11 directory, DIR/NAME (NAME: where its
+// manifest stores model.safetensors.index.json): every check but the shards'
+// presence, as the shards are stored as .df11 files.
+Status read_model_index(const std::string& dir, const std::string& name, std::vector<std::string>* tensors);
 
 }  // namespace df11

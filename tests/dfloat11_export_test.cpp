@@ -285,6 +285,41 @@ TEST_CASE("export dfloat11: from a df11 directory gives the same files", "[expor
   }
 }
 
+TEST_CASE("export dfloat11: units follow the index's weight_map order, from a directory and from its df11 form",
+          "[export][dfloat11][index]") {
+  df11test::TempDir t;
+  const std::string in = t.path + "/m";
+  tiny_model(in, 3);
+  // Layers last to first, each with its weights in reverse name order: not the file's order.
+  ordered_json map = ordered_json::object();
+  for (int l = 2; l >= 0; --l)
+    for (const char* m : {"self_attn.v_proj", "self_attn.q_proj", "self_attn.o_proj", "self_attn.k_proj",
+                          "input_layernorm"})
+      map["model.layers." + std::to_string(l) + "." + m + ".weight"] = "model.safetensors";
+  for (const char* n : {"lm_head.weight", "model.norm.weight", "model.embed_tokens.weight"}) map[n] = "model.safetensors";
+  const std::string text = ordered_json({{"metadata", {{"total_size", 1}}}, {"weight_map", map}}).dump();
+  df11test::write_file(in + "/model.safetensors.index.json", std::vector<uint8_t>(text.begin(), text.end()));
+  df11::Options copt;
+  copt.threads = 2;
+  REQUIRE(df11::compress(in, t.path + "/m.df11", copt, nullptr).message == "");
+  auto modules = [&](const std::string& from, const std::string& to) {
+    df11::ExportReport r;
+    const df11::Status s = df11::export_dfloat11(from, to, df11::ExportOptions(), &r);
+    REQUIRE(s.message == "");
+    std::vector<std::string> m;
+    for (const auto& u : r.units) m.push_back(u.module + ": " + u.weights.front());
+    return m;
+  };
+  const std::vector<std::string> want = {
+      "model.layers.2: model.layers.2.self_attn.v_proj.weight", "model.layers.1: model.layers.1.self_attn.v_proj.weight",
+      "model.layers.0: model.layers.0.self_attn.v_proj.weight", "lm_head: lm_head.weight",
+      "model.embed_tokens: model.embed_tokens.weight"};
+  CHECK(modules(in, t.path + "/a") == want);
+  CHECK(modules(t.path + "/m.df11", t.path + "/b") == want);
+  fs::remove(in + "/model.safetensors.index.json");
+  CHECK(modules(in, t.path + "/c") != want);  // the order came from the index
+}
+
 TEST_CASE("export dfloat11: a df11 container that is not its manifest entry's is refused", "[export][dfloat11]") {
   df11test::TempDir t;
   const std::string in = t.path + "/m", packed = t.path + "/m.df11", out = t.path + "/x";
@@ -460,6 +495,18 @@ TEST_CASE("export dfloat11: invalid input gets a named error and leaves nothing"
     const df11::Status s = df11::export_dfloat11(in, out, df11::ExportOptions(), nullptr);
     CHECK(s.code == df11::Error::ExportDuplicateTensor);
     CHECK(s.message.find("'lm_head.weight'") != std::string::npos);
+    no_output();
+  }
+  SECTION("the model index's rules, as compress's") {
+    const std::string index = R"({"weight_map":{"lm_head.weight":"model-00002-of-00002.safetensors"}})";
+    df11test::write_file(in + "/model.safetensors.index.json", std::vector<uint8_t>(index.begin(), index.end()));
+    const df11::Status s = df11::export_dfloat11(in, out, df11::ExportOptions(), nullptr);
+    CHECK(s.code == df11::Error::DirIndexMissingShard);
+    CHECK(s.message.rfind(in + "/model.safetensors.index.json: shard 'model-00002-of-00002.safetensors'", 0) == 0);
+    no_output();
+    const std::string twice = R"({"weight_map":{"a":"model.safetensors","a":"model.safetensors"}})";
+    df11test::write_file(in + "/model.safetensors.index.json", std::vector<uint8_t>(twice.begin(), twice.end()));
+    CHECK(df11::export_dfloat11(in, out, df11::ExportOptions(), nullptr).code == df11::Error::DirIndexInvalid);
     no_output();
   }
   SECTION("OutputExists without -f; replaced with it") {

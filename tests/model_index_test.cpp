@@ -38,6 +38,18 @@ void expect(const std::string& index, Error want) {
   const std::string suffix = std::string(" (") + error_name(want) + ")";
   REQUIRE(s.message.compare(s.message.size() - suffix.size(), suffix.size(), suffix) == 0);
   REQUIRE(s.message.find('\n') == std::string::npos);
+  // Asked for the tensor names too: the same verdict, and nothing handed out.
+  std::vector<std::string> tensors = {"untouched"};
+  REQUIRE(check_model_index(d.tmp.path, &tensors).message == s.message);
+  REQUIRE(tensors == std::vector<std::string>{"untouched"});
+  // read_model_index (a df11 directory's index): every rule but the shards' presence.
+  const Status r = read_model_index(d.tmp.path, kModelIndexName, &tensors);
+  if (want == Error::DirIndexMissingShard) {
+    REQUIRE(r.ok());
+  } else {
+    REQUIRE(r.message == s.message);
+    REQUIRE(tensors == std::vector<std::string>{"untouched"});
+  }
 }
 
 std::string index_with(const std::string& shard) {
@@ -67,6 +79,40 @@ TEST_CASE("model index: a valid index passes", "[index]") {
   REQUIRE(check_model_index(e.tmp.path).ok());
   ModelDir f(index_with("model-00002-of-00002.safetensors").c_str());
   REQUIRE(check_model_index(f.tmp.path + "/").ok());  // a trailing slash on DIR is fine
+}
+
+TEST_CASE("model index: the weight_map's tensor names, in the index's order, from the one read", "[index]") {
+  const std::string index =
+      "{\"weight_map\":{\"h.1.w\":\"model-00002-of-00002.safetensors\",\"h.0.w\":\"model-00001-of-00002.safetensors\","
+      "\"metadata\":\"model-00001-of-00002.safetensors\",\"h.0.b\":\"model-00001-of-00002.safetensors\"},"
+      "\"metadata\":{\"weight_map\":{\"x\":\"y\"}}}";
+  const std::vector<std::string> want = {"h.1.w", "h.0.w", "metadata", "h.0.b"};
+  ModelDir d(index.c_str());
+  std::vector<std::string> tensors = {"stale"};
+  REQUIRE(check_model_index(d.tmp.path, &tensors).message == "");
+  CHECK(tensors == want);
+  tensors = {"stale"};
+  REQUIRE(read_model_index(d.tmp.path, kModelIndexName, &tensors).message == "");
+  CHECK(tensors == want);
+  // Without an index: no names.
+  ModelDir none(nullptr);
+  tensors = {"stale"};
+  REQUIRE(check_model_index(none.tmp.path, &tensors).ok());
+  CHECK(tensors.empty());
+  tensors = {"stale"};
+  REQUIRE(read_model_index(none.tmp.path, kModelIndexName, &tensors).ok());
+  CHECK(tensors.empty());
+  // A df11 directory: the shards are stored under other names.
+  fs::remove(d.tmp.path + "/model-00001-of-00002.safetensors");
+  REQUIRE(check_model_index(d.tmp.path).code == Error::DirIndexMissingShard);
+  tensors.clear();
+  REQUIRE(read_model_index(d.tmp.path, kModelIndexName, &tensors).ok());
+  CHECK(tensors == want);
+  // ...and the index is read where the manifest says it is stored.
+  fs::rename(d.tmp.path + "/model.safetensors.index.json", d.tmp.path + "/stored.json");
+  tensors.clear();
+  REQUIRE(read_model_index(d.tmp.path, "stored.json", &tensors).ok());
+  CHECK(tensors == want);
 }
 
 TEST_CASE("model index: DirIndexInvalid", "[index]") {
