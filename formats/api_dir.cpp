@@ -248,9 +248,12 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   }
   bool cpu_only = false;
   if (devices.empty()) {
+    // A GPU asked for and absent (cuda, cuda:N) is refused once, as for one
+    // file and for cuda:all, rather than reported as a failure of every file.
     GpuVerifier probe;
     VerifyReport scratch;
-    cpu_only = probe.init(opt.device, &scratch).ok() && !probe.active();
+    if (s = probe.init(opt.device, &scratch); !s.ok()) return s;
+    cpu_only = !probe.active();
   }
   std::vector<bool> ran(n, false);
   std::vector<uint64_t> sizes;

@@ -215,6 +215,31 @@ TEST_CASE("run_file_tasks_on: one file per device at a time, every file once", "
   CHECK(order == std::vector<size_t>{0, 1, 2, 3, 4, 5, 6, 7});
 }
 
+TEST_CASE("verify of a directory --device cuda or cuda:N without that GPU: CudaUnavailable once", "[dir]") {
+  df11test::TempDir t;
+  const std::string in = t.path + "/m", out = t.path + "/m.df11";
+  make_model(in);
+  REQUIRE(compress(in, out, opts(2), nullptr).ok());
+  const int gpus = GpuVerifier::device_count();
+  // cuda:N past the last GPU is absent on every machine; plain cuda only
+  // where there is no GPU at all.
+  std::vector<std::string> absent = {"cuda:" + std::to_string(gpus)};
+  if (gpus == 0) absent.push_back("cuda");
+  for (const std::string& d : absent) {
+    INFO("--device " << d);
+    for (unsigned threads : {1u, 4u}) {
+      Options o = opts(threads);
+      o.device = d;
+      VerifyReport r;
+      const Status s = verify(out, in, o, &r);
+      CHECK(s.code == Error::CudaUnavailable);
+      CHECK(s.message.find("--device " + d) != std::string::npos);
+      CHECK(r.failures.empty());
+      CHECK(r.files_checked == 0);
+    }
+  }
+}
+
 TEST_CASE("verify --device cuda:all: every GPU, or CudaUnavailable without one", "[dir][parallel]") {
   df11test::TempDir t;
   const std::string in = t.path + "/m", out = t.path + "/m.df11";
