@@ -83,6 +83,10 @@ def library_path():
 def lib():
     """The loaded library, with every prototype declared (loaded once)."""
     global _lib
+    # Every call of the binding comes through here: once loaded, no lock (the
+    # global is set only after every prototype is declared).
+    if _lib is not None:
+        return _lib
     with _lock:
         if _lib is None:
             path = library_path()
