@@ -170,13 +170,14 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     // Windows go to their place through the writer thread's buffers; the
     // in-order stage feeds the hash. A failed checksum discards the temporary.
     const uint64_t at = head.size() + ts[i].orig_offset;
-    // Every worker hands its windows to the file's one writer thread, at any
-    // -T: the file system serialises writes into one file anyway, and a
-    // writer that never waits for a lock between writes keeps that one
-    // stream busy (workers taking turns at pwrite left it idle a tenth of the
-    // time: PERFORMANCE.md, "Many cores, round 3").
+    // One worker hands its windows to the writer thread (the page-cache copy
+    // overlaps decoding); several write their own, so that the kernel's
+    // copies run in parallel rather than on one thread.
     s = reader->decode_tensor_stream(
-        i, threads, [&](uint64_t off, const uint8_t* p, uint64_t n) { return of.pwrite_behind(p, n, at + off); },
+        i, threads,
+        [&](uint64_t off, const uint8_t* p, uint64_t n) {
+          return threads > 1 ? of.pwrite(p, n, at + off) : of.pwrite_behind(p, n, at + off);
+        },
         [&](const uint8_t* p, uint64_t n) {
           done += n;
           return hasher ? hasher->push(p, n) : Status::Ok();
