@@ -59,7 +59,8 @@ class BackgroundFileHash {
     cancel();
     join();
   }
-  // The hash is no longer wanted (the coding failed): stop within a piece.
+  // The hash is no longer wanted (the coding failed): stop within two pieces
+  // (the reader checks; pieces already read are still hashed).
   void cancel() { cancelled_ = true; }
   Status join() {
     if (thread_.joinable()) thread_.join();
@@ -171,8 +172,10 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     // in-order stage feeds the hash. A failed checksum discards the temporary.
     const uint64_t at = head.size() + ts[i].orig_offset;
     // One worker hands its windows to the writer thread (the page-cache copy
-    // overlaps decoding); several write their own, so that the kernel's
-    // copies run in parallel rather than on one thread.
+    // overlaps decoding); several write their own, one at a time
+    // (AtomicOutputFile::pwrite), without a copy into the writer's buffers.
+    // A writer thread at every -T gained nothing on a directory and cost
+    // memory (PERFORMANCE.md, "Many cores, round 3").
     s = reader->decode_tensor_stream(
         i, threads,
         [&](uint64_t off, const uint8_t* p, uint64_t n) {

@@ -48,8 +48,10 @@ class BehindQueue {
         b = free_.back();
         free_.pop_back();
       }
+      // Grown to what it holds, not to kBufferBytes: decode windows are about
+      // 1 MB, and every buffer of every file in flight is touched.
       std::vector<uint8_t>& buf = pool_[static_cast<size_t>(b)];
-      if (buf.size() < kBufferBytes) buf.resize(kBufferBytes);
+      if (buf.size() < n) buf.resize(n);
       std::memcpy(buf.data(), p, n);
       {
         std::lock_guard<std::mutex> lock(mu_);

@@ -150,7 +150,9 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         encode_bf16_window(tables, sl.exps.data(), b, cnt, bb, prev_len, sl.words.data(), gaps_.data(),
                            block_out_.data());
         // One worker: through the writer thread's buffers, so the page-cache
-        // copy overlaps the coding. Several: each writes its own, in parallel.
+        // copy overlaps the coding. Several: each writes its own, one at a time
+        // (AtomicOutputFile::pwrite), without the copy into a buffer (as
+        // decompress does; PERFORMANCE.md, "Many cores, round 3").
         auto put = [&](const void* d, uint64_t bytes, uint64_t at) {
           return workers > 1 ? out.pwrite(d, bytes, at) : out.pwrite_behind(d, bytes, at);
         };

@@ -54,8 +54,8 @@ class AtomicOutputFile {
   Status open(const std::string& path, bool overwrite);
   Status write(const void* data, uint64_t size);
   Status write_zeros(uint64_t size);
-  // Thread-safe; one thread at a time enters the kernel's write path (see
-  // write_mu_).
+  // Thread-safe; one pwrite at a time enters the kernel (see write_mu_;
+  // write() and write_zeros() are for one thread and do not take it).
   Status pwrite(const void* data, uint64_t size, uint64_t offset);
   uint64_t offset() const { return offset_; }
   const std::string& temp_path() const { return temp_; }

@@ -27,6 +27,7 @@ shards=${SHARDS:-4}
 reps=${REPS:-3}
 threads=${THREADS:-1 4 16}
 for b in "$df11" "$mk"; do [ -x "$b" ] || { echo "not executable: $b (set DF11 / MAKE_BENCH)" >&2; exit 2; }; done
+[ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time (Debian: apt-get install time)" >&2; exit 2; }
 mkdir -p "$work/model"
 for ((k = 0; k < shards; k++)); do
   f="$work/model/model-$(printf %05d $((k + 1)))-of-$(printf %05d "$shards").safetensors"
@@ -49,8 +50,11 @@ timeit() {
   case $out in "$work"/*) ;; *) out="" ;; esac
   for _ in $(seq "$reps"); do
     [ -z "$out" ] || rm -rf "$out"
-    /usr/bin/time -f "%e %U %S %M" -o "$work/.time" "$@" >/dev/null
-    rows+=("$(awk '{printf "%.3f %.2f %d", $1, $2 + $3, $4}' "$work/.time")")
+    # A failed run stops the script (set -e reaches through $(...) here:
+    # the exit is explicit) instead of turning into a row of zeros.
+    /usr/bin/time -f "%e %U %S %M" -o "$work/.time" "$@" >/dev/null || { echo "failed: $*" >&2; exit 1; }
+    # GNU time's %e counts hundredths of a second.
+    rows+=("$(awk '{printf "%.2f %.2f %d", $1, $2 + $3, $4}' "$work/.time")")
   done
   [ -z "$out" ] || rm -rf "$out"
   printf '%s\n' "${rows[@]}" | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
@@ -80,7 +84,7 @@ echo "SHA-256 of the largest file alone ($(basename "$largest"), $lgb GB, \`open
 # Writes into one file are serialised by the file system (the inode lock):
 # the time to fill one new file with the largest file's bytes bounds a
 # directory decompress at any -T.
-cp_s=$(wall sh -c 'cp "$0" "$2"' "$largest" -o "$work/copy.bin")
+cp_s=$(wall sh -c 'cp --reflink=never "$0" "$2"' "$largest" -o "$work/copy.bin")
 echo "Copy of the largest file into one new file in $work (\`cp\`, $lgb GB): $cp_s s; filling one file bounds a directory decompress at any -T."
 echo
 echo "| -T | dir compress | GB/s | x -T1 | dir decompress | GB/s | x -T1 | shard compress | GB/s | x -T1 | shard decompress | GB/s | x -T1 |"
@@ -100,13 +104,13 @@ for t in $threads; do
     read -r s c kb <<<"$r"
     [ -n "${base[$job]:-}" ] || base[$job]=$s
     row="$row | $(printf '%.2f' "$s") s | $(awk "BEGIN {printf \"%.2f\", $b / $s / 1e9}") | $(awk "BEGIN {printf \"%.2f\", ${base[$job]} / $s}")"
-    cpu="$cpu | $c s | $((kb / 1024)) MB"
+    cpu="$cpu | $c s | $((kb / 1024)) MiB"
   done
   echo "$row |"
   cpu_rows+=("$cpu |")
 done
 echo
-echo "CPU time (user + system) and peak RSS of the median run:"
+echo "CPU time (user + system) and peak RSS (MiB) of the median run:"
 echo
 echo "| -T | dir compress CPU | RSS | dir decompress CPU | RSS | shard compress CPU | RSS | shard decompress CPU | RSS |"
 echo "|---|---|---|---|---|---|---|---|---|"

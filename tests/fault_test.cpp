@@ -127,8 +127,10 @@ Bytes bf16_bytes(const std::vector<uint16_t>& w) {
 }
 
 // ~2.4 MB safetensors: compresses to ~1.6 MB.
+// "a" spans two compress windows (kBf16WindowElems), so that -T2 and up code
+// it on two workers.
 void model_file(const std::string& path) {
-  df11test::write_safetensors(path, {{"a", "BF16", {600, 1000}, bf16_bytes(df11test::gaussian_bf16(600000, 0.02, 1))},
+  df11test::write_safetensors(path, {{"a", "BF16", {1500, 1000}, bf16_bytes(df11test::gaussian_bf16(1500000, 0.02, 1))},
                                      {"b", "BF16", {600, 1000}, bf16_bytes(df11test::gaussian_bf16(600000, 0.05, 2))},
                                      {"n", "F32", {1000}, Bytes(4000, 0)}});
 }
@@ -167,9 +169,12 @@ TEST_CASE("faults: disk full during compress and decompress (RLIMIT_FSIZE)", "[f
   df11test::TempDir t;
   model_file(t.path + "/m.safetensors");
   const Bytes input = df11test::read_file(t.path + "/m.safetensors");
+  // -T1 writes through the writer thread, -T4 from every worker (one pwrite
+  // at a time): both paths must fail cleanly.
+  for (const char* threads : {"1", "4"})
   for (uint64_t limit : {uint64_t{0} + 100, uint64_t{64} << 10, uint64_t{1} << 20}) {
-    INFO("file size limit " << limit);
-    const Result r = run({"compress", "m.safetensors", "-o", "m.df11"}, t.path, {limit, false});
+    INFO("file size limit " << limit << ", -T" << threads);
+    const Result r = run({"compress", "m.safetensors", "-o", "m.df11", "-T", threads}, t.path, {limit, false});
     CHECK(r.code == 3);
     one_line(r);
     CHECK(r.err.find("(Io)") != std::string::npos);
@@ -180,9 +185,10 @@ TEST_CASE("faults: disk full during compress and decompress (RLIMIT_FSIZE)", "[f
   // Decompress: the container is fine, the restored file does not fit.
   REQUIRE(run({"compress", "m.safetensors", "-o", "m.df11"}, t.path).code == 0);
   const Bytes container = df11test::read_file(t.path + "/m.df11");
+  for (const char* threads : {"1", "4"})
   for (uint64_t limit : {uint64_t{100}, uint64_t{1} << 20, input.size() - 1}) {
-    INFO("file size limit " << limit);
-    const Result r = run({"decompress", "m.df11", "-o", "back.safetensors"}, t.path, {limit, false});
+    INFO("file size limit " << limit << ", -T" << threads);
+    const Result r = run({"decompress", "m.df11", "-o", "back.safetensors", "-T", threads}, t.path, {limit, false});
     CHECK(r.code == 3);
     one_line(r);
     CHECK_FALSE(fs::exists(t.path + "/back.safetensors"));
