@@ -49,6 +49,15 @@ std::string default_output_path(const std::string& in, bool compressing) {
 
 namespace {
 
+// Workers on one output file from which decompress maps it (see
+// AtomicOutputFile::map_for_writers). Measured on a 16-core Xeon, /dev/shm
+// (PERFORMANCE.md, "Many cores, round 4"): a 1.92 GB shard at -T8 and -T16
+// took 0.43-0.46 s mapped against 0.52-0.54 s with pwrite, but 0.59-0.61
+// against 0.51-0.52 s at -T4; a 4-shard directory at -T16 (5 workers on
+// each large shard) was slower mapped, 0.63-0.65 s against 0.57-0.60 s,
+// because the faults cost more CPU than the copies they replace.
+constexpr unsigned kMappedWriters = 8;
+
 // SHA-256 of a whole file on a thread of its own (no thread when sha is null).
 class BackgroundFileHash {
  public:
@@ -156,6 +165,11 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
+  // From eight workers on one file, their windows go into a shared mapping
+  // of it, where the page cache fills in parallel; below that, pwrite(2)
+  // costs less per byte (no page faults) and its one-at-a-time lock is not
+  // the bound.
+  if (threads >= kMappedWriters) of.map_for_writers(reader->original_size());
   const std::vector<uint8_t> head = reader->original_header();
   FileDigest digest(head.data(), head.size());
   s = of.write(head.data(), head.size());
@@ -172,10 +186,10 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     // in-order stage feeds the hash. A failed checksum discards the temporary.
     const uint64_t at = head.size() + ts[i].orig_offset;
     // One worker hands its windows to the writer thread (the page-cache copy
-    // overlaps decoding); several write their own, one at a time
-    // (AtomicOutputFile::pwrite), without a copy into the writer's buffers.
-    // A writer thread at every -T gained nothing on a directory and cost
-    // memory (PERFORMANCE.md, "Many cores, round 3").
+    // overlaps decoding); several write their own (AtomicOutputFile::pwrite:
+    // one at a time, or in parallel into the mapping), without a copy into
+    // the writer's buffers. A writer thread at every -T gained nothing on a
+    // directory and cost memory (PERFORMANCE.md, "Many cores, round 3").
     s = reader->decode_tensor_stream(
         i, threads,
         [&](uint64_t off, const uint8_t* p, uint64_t n) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -208,7 +209,57 @@ Status AtomicOutputFile::write_zeros(uint64_t size) {
   return Status::Ok();
 }
 
+bool AtomicOutputFile::map_for_writers(uint64_t size) {
+  if (size == 0 || fd_ < 0 || map_) return map_ != nullptr;
+  // Beyond RLIMIT_FSIZE or on a file system that cannot extend: pwrite mode,
+  // whose writes then report the error where they reach it.
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return false;
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (p == MAP_FAILED) return false;
+  map_ = static_cast<uint8_t*>(p);
+  map_size_ = size;
+  // Kernels before 5.14 refuse MADV_POPULATE_WRITE (EINVAL); without it a
+  // full disk would be a SIGBUS, so such a file stays in pwrite mode.
+  const uint64_t probe = std::min<uint64_t>(size, static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
+  if (::madvise(map_, probe, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) unmap();
+  return map_ != nullptr;
+}
+
+void AtomicOutputFile::unmap() {
+  if (map_) ::munmap(map_, map_size_);
+  map_ = nullptr;
+  map_size_ = 0;
+}
+
+Status AtomicOutputFile::store_mapped(const void* data, uint64_t size, uint64_t offset) {
+  if (offset > map_size_ || size > map_size_ - offset) return pwrite_fd(data, size, offset);
+  if (size == 0) return Status::Ok();
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint8_t* const begin = map_ + offset / page * page;
+  const uint64_t len = static_cast<uint64_t>(map_ + std::min(map_size_, (offset + size + page - 1) / page * page) - begin);
+  int rc;
+  while ((rc = ::madvise(begin, len, MADV_POPULATE_WRITE)) != 0 && errno == EINTR) {
+    if (interrupted()) return interrupted_status(path_);
+  }
+  // The pages could not all be allocated (EFAULT where a store would raise
+  // SIGBUS: no space, a quota; ENOMEM): pwrite(2) names the real cause, or
+  // succeeds if the condition has passed.
+  if (rc != 0) return pwrite_fd(data, size, offset);
+  std::memcpy(map_ + offset, data, size);
+  // Shared file pages count in the process's RSS until unmapped: drop these
+  // (they stay in the page cache, dirty). An edge page shared with the
+  // neighbouring piece is faulted in again, from the page cache, by whichever
+  // thread writes it next.
+  ::madvise(begin, len, MADV_DONTNEED);
+  return Status::Ok();
+}
+
 Status AtomicOutputFile::pwrite(const void* data, uint64_t size, uint64_t offset) {
+  if (map_) return store_mapped(data, size, offset);
+  return pwrite_fd(data, size, offset);
+}
+
+Status AtomicOutputFile::pwrite_fd(const void* data, uint64_t size, uint64_t offset) {
   std::lock_guard<std::mutex> lock(write_mu_);
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
@@ -228,6 +279,7 @@ Status AtomicOutputFile::commit() {
   Status s = flush();
   if (!s.ok()) return s;
   if (interrupted()) return interrupted_status(path_);
+  unmap();  // the stores are in the page cache; munmap cannot lose them
   if (::close(fd_) != 0) {
     const int err = errno;
     fd_ = -1;
@@ -257,6 +309,7 @@ void AtomicOutputFile::discard() {
     writer_->finish();
     writer_.reset();
   }
+  unmap();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (!temp_.empty()) ::unlink(temp_.c_str());

@@ -17,6 +17,7 @@ rm -rf .gpu-build/bin
 mkdir -p .gpu-build/bin
 cp .gpu-build/tests/df11_gpu_tests .gpu-build/cuda/df11_gpu_bench .gpu-build/bin/
 if [ -x .gpu-build/tests/make_bench_file ]; then cp .gpu-build/tests/make_bench_file .gpu-build/bin/; fi
+if [ -x .gpu-build/tests/write_path_bench ]; then cp .gpu-build/tests/write_path_bench .gpu-build/bin/; fi
 for cli in .gpu-build/df11 .gpu-build/cli/df11; do if [ -x "$cli" ]; then cp "$cli" .gpu-build/bin/; break; fi; done  # the CLI, when it built
 # The C API: its test and libdf11.so under its SONAME (c_api_test loads
 # libdf11.so.1; ctypes users may load libdf11.so). Plain copies, no symlinks.

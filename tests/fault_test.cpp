@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -33,7 +35,52 @@ namespace {
 struct SpawnOptions {
   uint64_t fsize_limit = 0;  // bytes; 0: none
   bool as_nobody = false;
+  // A tmpfs of this many bytes mounted at tmpfs_at (a private mount
+  // namespace of the child's own): a disk that fills up.
+  uint64_t tmpfs_bytes = 0;
+  std::string tmpfs_at;
 };
+
+SpawnOptions file_size_limit(uint64_t bytes) {
+  SpawnOptions o;
+  o.fsize_limit = bytes;
+  return o;
+}
+
+// In a child: a mount namespace of its own (a user namespace too where not
+// root) with a small tmpfs at `at`. False where the kernel or the container
+// forbids it.
+bool mount_small_tmpfs(const std::string& at, uint64_t bytes) {
+  const uid_t uid = geteuid();
+  const gid_t gid = getegid();
+  if (uid != 0) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return false;
+    auto put = [](const char* file, const std::string& text) {
+      const int fd = open(file, O_WRONLY);
+      if (fd < 0) return false;
+      const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      close(fd);
+      return ok;
+    };
+    put("/proc/self/setgroups", "deny");
+    if (!put("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") ||
+        !put("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1"))
+      return false;
+  } else if (unshare(CLONE_NEWNS) != 0) {
+    return false;
+  }
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
+  return mount("df11test", at.c_str(), "tmpfs", 0, ("size=" + std::to_string(bytes)).c_str()) == 0;
+}
+
+// Whether mount_small_tmpfs works here (tried in a child, which exits).
+bool can_mount_small_tmpfs(const std::string& at) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(mount_small_tmpfs(at, 1 << 20) ? 0 : 1);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
 
 struct Child {
   pid_t pid = -1;
@@ -59,6 +106,20 @@ Child spawn(const std::vector<std::string>& args, const std::string& dir, const 
     const int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
     dup2(devnull, 1);
+    if (o.tmpfs_bytes) {
+      if (!mount_small_tmpfs(o.tmpfs_at, o.tmpfs_bytes)) _exit(123);
+      // The tmpfs exists only in this namespace: this child waits for df11
+      // and looks at what it left there (no output, no temporary: exit 124).
+      const pid_t df11_pid = fork();
+      if (df11_pid < 0) _exit(126);
+      if (df11_pid > 0) {
+        int st = 0;
+        waitpid(df11_pid, &st, 0);
+        if (!WIFEXITED(st)) _exit(125);
+        std::error_code ec;
+        _exit(fs::is_empty(o.tmpfs_at, ec) && !ec ? WEXITSTATUS(st) : 124);
+      }
+    }
     if (chdir(dir.c_str()) != 0) _exit(120);
     if (o.fsize_limit) {
       struct rlimit rl {o.fsize_limit, o.fsize_limit};
@@ -174,7 +235,7 @@ TEST_CASE("faults: disk full during compress and decompress (RLIMIT_FSIZE)", "[f
   for (const char* threads : {"1", "4"})
   for (uint64_t limit : {uint64_t{0} + 100, uint64_t{64} << 10, uint64_t{1} << 20}) {
     INFO("file size limit " << limit << ", -T" << threads);
-    const Result r = run({"compress", "m.safetensors", "-o", "m.df11", "-T", threads}, t.path, {limit, false});
+    const Result r = run({"compress", "m.safetensors", "-o", "m.df11", "-T", threads}, t.path, file_size_limit(limit));
     CHECK(r.code == 3);
     one_line(r);
     CHECK(r.err.find("(Io)") != std::string::npos);
@@ -188,7 +249,7 @@ TEST_CASE("faults: disk full during compress and decompress (RLIMIT_FSIZE)", "[f
   for (const char* threads : {"1", "4"})
   for (uint64_t limit : {uint64_t{100}, uint64_t{1} << 20, input.size() - 1}) {
     INFO("file size limit " << limit << ", -T" << threads);
-    const Result r = run({"decompress", "m.df11", "-o", "back.safetensors", "-T", threads}, t.path, {limit, false});
+    const Result r = run({"decompress", "m.df11", "-o", "back.safetensors", "-T", threads}, t.path, file_size_limit(limit));
     CHECK(r.code == 3);
     one_line(r);
     CHECK_FALSE(fs::exists(t.path + "/back.safetensors"));
@@ -200,12 +261,48 @@ TEST_CASE("faults: disk full during compress and decompress (RLIMIT_FSIZE)", "[f
   fs::rename(t.path + "/m.safetensors", t.path + "/dir/m.safetensors");
   df11test::write_file(t.path + "/dir/config.json", {'{', '}'});
   const auto before = snapshot(t.path + "/dir");
-  const Result r = run({"compress", "dir", "-o", "out"}, t.path, {uint64_t{256} << 10, false});
+  const Result r = run({"compress", "dir", "-o", "out"}, t.path, file_size_limit(uint64_t{256} << 10));
   CHECK(r.code == 3);
   one_line(r);
   CHECK_FALSE(fs::exists(t.path + "/out"));
   no_temporaries(t.path);
   CHECK(snapshot(t.path + "/dir") == before);
+}
+
+TEST_CASE("faults: a file system that fills up (a 1 MiB tmpfs) during compress and decompress", "[faults]") {
+  df11test::TempDir t;
+  model_file(t.path + "/m.safetensors");
+  fs::create_directories(t.path + "/full");
+  if (!can_mount_small_tmpfs(t.path + "/full")) {
+    WARN("skipped: cannot mount a tmpfs in a private mount namespace here");
+    return;
+  }
+  REQUIRE(run({"compress", "m.safetensors", "-o", "m.df11"}, t.path).code == 0);
+  const Bytes container = df11test::read_file(t.path + "/m.df11");
+  SpawnOptions full;
+  full.tmpfs_bytes = uint64_t{1} << 20;  // the file is 2.4 MB, the container 1.6 MB
+  full.tmpfs_at = t.path + "/full";
+  // -T1: the writer thread; -T4: every worker, one pwrite at a time; -T8:
+  // the shared mapping (map_for_writers), where the pages past the first MiB
+  // cannot be allocated and pwrite(2) reports ENOSPC instead of a SIGBUS.
+  for (const char* threads : {"1", "4", "8"}) {
+    INFO("-T" << threads);
+    // Exit 124: df11 left something in the full file system; 125: it died
+    // of a signal.
+    Result r = run({"decompress", "m.df11", "-o", "full/back.safetensors", "-T", threads}, t.path, full);
+    REQUIRE(r.code != 123);
+    CHECK(r.code == 3);
+    one_line(r);
+    CHECK(r.err.find("full/back.safetensors") != std::string::npos);
+    CHECK(r.err.find("(Io)") != std::string::npos);
+    r = run({"compress", "m.safetensors", "-o", "full/m2.df11", "-T", threads}, t.path, full);
+    CHECK(r.code == 3);
+    one_line(r);
+    CHECK(r.err.find("(Io)") != std::string::npos);
+  }
+  // The tmpfs lived in the children's namespaces only.
+  CHECK(fs::is_empty(t.path + "/full"));
+  CHECK(df11test::read_file(t.path + "/m.df11") == container);
 }
 
 TEST_CASE("faults: SIGINT and SIGTERM during a directory compress", "[faults]") {
@@ -265,7 +362,8 @@ TEST_CASE("faults: output directory not writable", "[faults]") {
   fs::permissions(t.path + "/in", fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
   fs::permissions(t.path + "/ro", fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
                                       fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
-  const SpawnOptions o{0, true};
+  SpawnOptions o;
+  o.as_nobody = true;
   // Can this user (or nobody) really not write there?
   const Result probe = run({"compress", "m.safetensors", "-o", "ro/x.df11"}, t.path, o);
   if (probe.code == 122 || probe.code == 127) {

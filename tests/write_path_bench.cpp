@@ -3,7 +3,9 @@
 // file (Linux serialises buffered writes to one inode), into T files, memcpy
 // into a shared mapping of a preallocated file (tried for decompress and
 // reverted: the preallocation is as serial as the writes), into mappings of
-// 64 MiB regions of a sparse file, and plain memcpy for scale. Usage: write_path_bench DIR BYTES T [T...]
+// 64 MiB regions of a sparse file, into one sparse mapping prefaulted chunk by
+// chunk with MADV_POPULATE_WRITE (one file, and four at once), and plain
+// memcpy for scale. Usage: write_path_bench DIR BYTES T [T...]
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -103,6 +106,60 @@ int main(int argc, char** argv) {
       close(fd);
       m.print("mmap-64M-regions", T, S);
       unlink(p.c_str());
+    }
+    // One sparse mapping of the whole file, each chunk prefaulted with
+    // MADV_POPULATE_WRITE (a full disk comes back as EFAULT/ENOMEM from
+    // madvise, not as SIGBUS at the store), then copied; "+dn" drops the
+    // chunk's page-table entries after the copy (MADV_DONTNEED), as a
+    // decompress that must keep its RSS bounded would. FILES files of S/FILES
+    // bytes each, T threads spread over them (thread t writes file t % FILES).
+    for (int files : {1, 4}) {
+      for (bool drop : {false, true}) {
+        if (files > T) continue;
+        std::vector<int> fds(files);
+        std::vector<char*> maps(files);
+        const uint64_t per = S / files / C * C, nper = per / C;
+        Meter m;
+        for (int f = 0; f < files; ++f) {
+          std::string q = p + std::to_string(f);
+          fds[f] = open(q.c_str(), O_CREAT | O_TRUNC | O_RDWR, 0644);
+          if (fds[f] < 0 || ftruncate(fds[f], per) != 0) abort();
+          maps[f] = (char*)mmap(nullptr, per, PROT_READ | PROT_WRITE, MAP_SHARED, fds[f], 0);
+          if (maps[f] == MAP_FAILED) abort();
+        }
+        std::atomic<int> bad{0};
+        run(T, [&](int t) {
+          const int f = t % files;
+          const int mates = (T - f + files - 1) / files, me = t / files;  // threads on file f, my rank
+          for (uint64_t k = me; k < nper; k += mates) {
+            char* at = maps[f] + k * C;
+            if (madvise(at, C, MADV_POPULATE_WRITE) != 0) { bad = errno; return; }
+            memcpy(at, bufs[t].data(), C);
+            if (drop) madvise(at, C, MADV_DONTNEED);
+          }
+        });
+        for (int f = 0; f < files; ++f) { munmap(maps[f], per); close(fds[f]); }
+        char what[32];
+        snprintf(what, sizeof what, "populate%s-%df", drop ? "+dn" : "", files);
+        if (bad) printf("%s: madvise failed, errno %d\n", what, bad.load());
+        m.print(what, T, per * files);
+        for (int f = 0; f < files; ++f) unlink((p + std::to_string(f)).c_str());
+      }
+    }
+    { // pwrite, FILES = 4 files, T threads spread over them (a directory decompress)
+      if (T >= 4) {
+        std::vector<int> fds(4);
+        const uint64_t per = S / 4 / C * C, nper = per / C;
+        Meter m;
+        for (int f = 0; f < 4; ++f) fds[f] = open((p + std::to_string(f)).c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+        run(T, [&](int t) {
+          const int f = t % 4, mates = (T - f + 3) / 4, me = t / 4;
+          for (uint64_t k = me; k < nper; k += mates) if (pwrite(fds[f], bufs[t].data(), C, k * C) != (ssize_t)C) abort();
+        });
+        for (int f = 0; f < 4; ++f) close(fds[f]);
+        m.print("pwrite-4f", T, per * 4);
+        for (int f = 0; f < 4; ++f) unlink((p + std::to_string(f)).c_str());
+      }
     }
     { // user-space copy only, for scale
       Meter m;

@@ -1,0 +1,122 @@
+// AtomicOutputFile::map_for_writers: several threads storing pieces of one
+// file through a shared mapping (decompress from four workers per file).
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "file_io.h"
+#include "test_util.h"
+
+using namespace df11;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Pieces of odd sizes, so that most start and end inside a page that the
+// neighbouring piece also writes.
+std::vector<uint8_t> pattern(uint64_t n) {
+  std::vector<uint8_t> b(n);
+  for (uint64_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  return b;
+}
+
+void no_temporaries(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("mapped output: four threads' pieces give the exact bytes", "[mapped_output]") {
+  df11test::TempDir t;
+  const std::string out = t.path + "/o.bin";
+  const uint64_t size = (uint64_t{5} << 20) + 12345, piece = 100003;
+  const std::vector<uint8_t> want = pattern(size);
+  AtomicOutputFile f;
+  REQUIRE(f.open(out, false).ok());
+  // A 64-byte head through write(), as decompress writes the original header.
+  REQUIRE(f.map_for_writers(size));
+  REQUIRE(f.write(want.data(), 64).ok());
+  std::vector<std::thread> th;
+  std::vector<Status> st(4);
+  for (int w = 0; w < 4; ++w)
+    th.emplace_back([&, w] {
+      for (uint64_t at = 64 + w * piece; at < size && st[w].ok(); at += 4 * piece)
+        st[w] = f.pwrite(want.data() + at, std::min(piece, size - at), at);
+    });
+  for (auto& x : th) x.join();
+  for (const Status& s : st) CHECK(s.ok());
+  REQUIRE(f.commit().ok());
+  CHECK(df11test::read_file(out) == want);
+  no_temporaries(t.path);
+}
+
+TEST_CASE("mapped output: a piece whose pages cannot be prefaulted goes through pwrite(2)", "[mapped_output]") {
+  df11test::TempDir t;
+  const std::string out = t.path + "/o.bin";
+  const uint64_t size = uint64_t{1} << 20;
+  const std::vector<uint8_t> want = pattern(size);
+  AtomicOutputFile f;
+  REQUIRE(f.open(out, false).ok());
+  REQUIRE(f.map_for_writers(size));
+  // Shrunk behind the mapping's back, the second half lies past the end of
+  // the file: a store there would raise SIGBUS, MADV_POPULATE_WRITE fails
+  // instead, and the piece is written with pwrite(2), which extends the file.
+  REQUIRE(truncate(f.temp_path().c_str(), size / 2) == 0);
+  REQUIRE(f.pwrite(want.data(), size / 2, 0).ok());
+  REQUIRE(f.pwrite(want.data() + size / 2, size / 2, size / 2).ok());
+  REQUIRE(f.commit().ok());
+  CHECK(df11test::read_file(out) == want);
+}
+
+TEST_CASE("mapped output: past the file-size limit the file stays in pwrite mode and fails cleanly",
+          "[mapped_output]") {
+  df11test::TempDir t;
+  const std::string out = t.path + "/o.bin";
+  const uint64_t size = uint64_t{4} << 20;
+  const std::vector<uint8_t> want = pattern(size);
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old{};
+  getrlimit(RLIMIT_FSIZE, &old);
+  Status s;
+  bool mapped = true;
+  {
+    AtomicOutputFile f;
+    REQUIRE(f.open(out, false).ok());
+    rlimit lim = old;
+    lim.rlim_cur = 1 << 20;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    mapped = f.map_for_writers(size);  // ftruncate fails with EFBIG
+    for (uint64_t at = 0; at < size && s.ok(); at += 1 << 20) s = f.pwrite(want.data() + at, 1 << 20, at);
+    setrlimit(RLIMIT_FSIZE, &old);
+  }
+  signal(SIGXFSZ, SIG_DFL);
+  CHECK_FALSE(mapped);
+  INFO(s.message);
+  CHECK(s.code == Error::Io);
+  CHECK(s.message.find(out) != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
+  no_temporaries(t.path);
+}
+
+TEST_CASE("mapped output: discarded, it leaves no temporary; size 0 is not mapped", "[mapped_output]") {
+  df11test::TempDir t;
+  {
+    AtomicOutputFile f;
+    REQUIRE(f.open(t.path + "/a.bin", false).ok());
+    REQUIRE(f.map_for_writers(uint64_t{1} << 20));
+    const std::vector<uint8_t> b = pattern(4096);
+    REQUIRE(f.pwrite(b.data(), b.size(), 8192).ok());
+  }  // destroyed uncommitted
+  CHECK_FALSE(fs::exists(t.path + "/a.bin"));
+  no_temporaries(t.path);
+  AtomicOutputFile e;
+  REQUIRE(e.open(t.path + "/e.bin", false).ok());
+  CHECK_FALSE(e.map_for_writers(0));
+  REQUIRE(e.commit().ok());
+  CHECK(fs::file_size(t.path + "/e.bin") == 0);
+}
