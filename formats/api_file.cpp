@@ -50,13 +50,15 @@ std::string default_output_path(const std::string& in, bool compressing) {
 namespace {
 
 // Workers on one output file from which decompress maps it (see
-// AtomicOutputFile::map_for_writers). Measured on a 16-core Xeon, /dev/shm
-// (PERFORMANCE.md, "Many cores, round 4"): a 1.92 GB shard at -T8 and -T16
-// took 0.43-0.46 s mapped against 0.52-0.54 s with pwrite, but 0.59-0.61
-// against 0.51-0.52 s at -T4; a 4-shard directory at -T16 (5 workers on
-// each large shard) was slower mapped, 0.63-0.65 s against 0.57-0.60 s,
-// because the faults cost more CPU than the copies they replace.
-constexpr unsigned kMappedWriters = 8;
+// AtomicOutputFile::map_for_writers: pwrite while no other worker is in it,
+// the mapping for the rest). Measured on 16-core Xeons, /dev/shm
+// (PERFORMANCE.md, "Many cores, round 4"), three runs each against pwrite
+// alone: a 1.92 GB shard at -T4 0.53-0.64 s against 0.58-0.76, at -T8
+// 0.39-0.43 against 0.58-0.68; a 4-shard directory at -T16 (3 or 5 workers
+// per shard) 0.58-0.67 against 0.69-0.80. Mapping every store, without
+// pwrite first, was slower than pwrite alone for that directory (faults
+// cost more CPU than copies), and from 2 workers it gained nothing more.
+constexpr unsigned kMappedWriters = 4;
 
 // SHA-256 of a whole file on a thread of its own (no thread when sha is null).
 class BackgroundFileHash {
@@ -165,10 +167,9 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
-  // From eight workers on one file, their windows go into a shared mapping
-  // of it, where the page cache fills in parallel; below that, pwrite(2)
-  // costs less per byte (no page faults) and its one-at-a-time lock is not
-  // the bound.
+  // From four workers on one file, windows that would wait for another's
+  // pwrite(2) go into a shared mapping of the file instead, where the page
+  // cache fills in parallel.
   if (threads >= kMappedWriters) of.map_for_writers(reader->original_size());
   const std::vector<uint8_t> head = reader->original_header();
   FileDigest digest(head.data(), head.size());

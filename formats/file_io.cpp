@@ -209,8 +209,9 @@ Status AtomicOutputFile::write_zeros(uint64_t size) {
   return Status::Ok();
 }
 
-bool AtomicOutputFile::map_for_writers(uint64_t size) {
+bool AtomicOutputFile::map_for_writers(uint64_t size, bool pwrite_first) {
   if (size == 0 || fd_ < 0 || map_) return map_ != nullptr;
+  pwrite_first_ = pwrite_first;
   // Beyond RLIMIT_FSIZE or on a file system that cannot extend: pwrite mode,
   // whose writes then report the error where they reach it.
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return false;
@@ -234,6 +235,12 @@ void AtomicOutputFile::unmap() {
 Status AtomicOutputFile::store_mapped(const void* data, uint64_t size, uint64_t offset) {
   if (offset > map_size_ || size > map_size_ - offset) return pwrite_fd(data, size, offset);
   if (size == 0) return Status::Ok();
+  // pwrite(2) costs less per byte than faulting pages in: while no other
+  // thread is inside it, take it; the mapping carries the overflow.
+  if (pwrite_first_ && write_mu_.try_lock()) {
+    std::lock_guard<std::mutex> lock(write_mu_, std::adopt_lock);
+    return pwrite_locked(data, size, offset);
+  }
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   uint8_t* const begin = map_ + offset / page * page;
   const uint64_t len = static_cast<uint64_t>(map_ + std::min(map_size_, (offset + size + page - 1) / page * page) - begin);
@@ -261,6 +268,10 @@ Status AtomicOutputFile::pwrite(const void* data, uint64_t size, uint64_t offset
 
 Status AtomicOutputFile::pwrite_fd(const void* data, uint64_t size, uint64_t offset) {
   std::lock_guard<std::mutex> lock(write_mu_);
+  return pwrite_locked(data, size, offset);
+}
+
+Status AtomicOutputFile::pwrite_locked(const void* data, uint64_t size, uint64_t offset) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
     const ssize_t n = ::pwrite(fd_, p, std::min<uint64_t>(size, 1u << 20), static_cast<off_t>(offset));  // see write()

@@ -56,16 +56,18 @@ class AtomicOutputFile {
   // a time (the inode lock), so the page cache of a large output fills on one
   // thread. Stores into a shared mapping do not take that lock. Call it after
   // open() with the output's exact final size: the temporary is extended to
-  // `size` (sparse) and mapped; pwrite() then prefaults each piece's pages
-  // with MADV_POPULATE_WRITE (Linux 5.14), copies it in, and drops the pages
-  // from the process again, so memory stays bounded by the pieces in flight.
-  // A page that cannot be allocated (a full disk, a quota) makes madvise
-  // fail where a plain store would raise SIGBUS; that piece then goes
-  // through pwrite(2), which reports the file system's own error. Where the
-  // mapping or the prefault is not available the file quietly stays in
+  // `size` (sparse) and mapped. pwrite() then still uses pwrite(2) while no
+  // other thread is inside it (cheaper per byte than page faults); a piece
+  // that would wait instead has its pages prefaulted with
+  // MADV_POPULATE_WRITE (Linux 5.14), is copied in, and its pages are
+  // dropped from the process again, so memory stays bounded by the pieces in
+  // flight. A page that cannot be allocated (a full disk, a quota) makes
+  // madvise fail where a plain store would raise SIGBUS; that piece then
+  // goes through pwrite(2), which reports the file system's own error. Where
+  // the mapping or the prefault is not available the file quietly stays in
   // pwrite mode: callers need not know which mode they got. Returns whether
-  // the file is mapped.
-  bool map_for_writers(uint64_t size);
+  // the file is mapped. pwrite_first = false maps every piece (tests).
+  bool map_for_writers(uint64_t size, bool pwrite_first = true);
   Status write(const void* data, uint64_t size);
   Status write_zeros(uint64_t size);
   // Thread-safe; one pwrite at a time enters the kernel (see write_mu_;
@@ -93,6 +95,7 @@ class AtomicOutputFile {
   std::unique_ptr<BehindQueue> writer_;  // pwrite_behind's thread, once started
   Status io_error(const char* what, int err) const;
   Status pwrite_fd(const void* data, uint64_t size, uint64_t offset);
+  Status pwrite_locked(const void* data, uint64_t size, uint64_t offset);  // write_mu_ held
   Status store_mapped(const void* data, uint64_t size, uint64_t offset);
   void unmap();
   // Writes into one file are serialised by the file system (the inode lock)
@@ -103,6 +106,7 @@ class AtomicOutputFile {
   int fd_ = -1;
   uint8_t* map_ = nullptr;  // map_for_writers: the whole temporary, map_size_ bytes
   uint64_t map_size_ = 0;
+  bool pwrite_first_ = true;
   std::string path_, temp_;
   bool overwrite_ = false;
   uint64_t offset_ = 0;

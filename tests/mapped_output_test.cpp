@@ -31,15 +31,16 @@ void no_temporaries(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("mapped output: four threads' pieces give the exact bytes", "[mapped_output]") {
+// Four threads store odd-sized pieces of one file, after a 64-byte head
+// written with write() (as decompress writes the original header).
+static void four_writers(bool pwrite_first) {
   df11test::TempDir t;
   const std::string out = t.path + "/o.bin";
   const uint64_t size = (uint64_t{5} << 20) + 12345, piece = 100003;
   const std::vector<uint8_t> want = pattern(size);
   AtomicOutputFile f;
   REQUIRE(f.open(out, false).ok());
-  // A 64-byte head through write(), as decompress writes the original header.
-  REQUIRE(f.map_for_writers(size));
+  REQUIRE(f.map_for_writers(size, pwrite_first));
   REQUIRE(f.write(want.data(), 64).ok());
   std::vector<std::thread> th;
   std::vector<Status> st(4);
@@ -55,6 +56,11 @@ TEST_CASE("mapped output: four threads' pieces give the exact bytes", "[mapped_o
   no_temporaries(t.path);
 }
 
+TEST_CASE("mapped output: four threads' pieces give the exact bytes", "[mapped_output]") {
+  SECTION("every piece through the mapping") { four_writers(false); }
+  SECTION("pwrite while it is free, the mapping otherwise") { four_writers(true); }
+}
+
 TEST_CASE("mapped output: a piece whose pages cannot be prefaulted goes through pwrite(2)", "[mapped_output]") {
   df11test::TempDir t;
   const std::string out = t.path + "/o.bin";
@@ -62,7 +68,7 @@ TEST_CASE("mapped output: a piece whose pages cannot be prefaulted goes through 
   const std::vector<uint8_t> want = pattern(size);
   AtomicOutputFile f;
   REQUIRE(f.open(out, false).ok());
-  REQUIRE(f.map_for_writers(size));
+  REQUIRE(f.map_for_writers(size, false));
   // Shrunk behind the mapping's back, the second half lies past the end of
   // the file: a store there would raise SIGBUS, MADV_POPULATE_WRITE fails
   // instead, and the piece is written with pwrite(2), which extends the file.
