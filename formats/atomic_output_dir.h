@@ -5,6 +5,7 @@
 // just before the rename.
 #pragma once
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -52,6 +53,13 @@ class AtomicOutputDir {
     std::error_code ec;
     const bool exists = std::filesystem::exists(std::filesystem::symlink_status(path_, ec));
     if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+    // mkdtemp made it 0700, private while it was built; in place it gets
+    // the mode mkdir(1) would give it, so that other users (a serving
+    // process, a CI cache) can read the model as they could its files.
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    if (::chmod(temp_.c_str(), 0777 & ~mask) != 0)
+      return make_status(Error::Io, path_, std::string("cannot set the output directory's mode: ") + std::strerror(errno));
     std::string old;
     if (exists) {
       old = temp_ + ".old";

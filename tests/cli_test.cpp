@@ -1,5 +1,6 @@
 // The df11 command: exit codes, one-line messages, --json, no partial output.
 #include <catch2/catch.hpp>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "safetensors_writer.h"
+#include "sample_model.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -116,4 +118,22 @@ TEST_CASE("cli: corrupt container exits 1 and names the tensor", "[cli]") {
   r = df11("decompress m.df11 -o back.safetensors", t.path);
   CHECK(r.code == 1);
   CHECK_FALSE(fs::exists(t.path + "/back.safetensors"));
+}
+
+TEST_CASE("cli: output directories get mkdir's mode (0777 less the umask), not mkdtemp's 0700", "[cli]") {
+  df11test::TempDir t;
+  df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
+  const mode_t mask = umask(0);
+  umask(mask);
+  const auto mode = [](const std::string& p) {
+    struct stat st {};
+    REQUIRE(stat(p.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+  };
+  REQUIRE(df11("compress model -o model.df11", t.path).code == 0);
+  CHECK(mode(t.path + "/model.df11") == (0777 & ~mask));
+  REQUIRE(df11("decompress model.df11 -o back", t.path).code == 0);
+  CHECK(mode(t.path + "/back") == (0777 & ~mask));
+  REQUIRE(df11("decompress model.df11 -o back -f", t.path).code == 0);
+  CHECK(mode(t.path + "/back") == (0777 & ~mask));
 }
