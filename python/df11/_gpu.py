@@ -16,12 +16,26 @@ _contexts = {}
 _contexts_lock = threading.Lock()
 
 
+_raw_stream = None  # torch._C._cuda_getCurrentRawStream, looked up once
+
+
+def current_stream_ptr(device_index):
+    """cudaStream_t of torch's current stream on `device_index`, as an int,
+    without building a torch Stream: forward hooks call this per block."""
+    global _raw_stream
+    import torch
+    if _raw_stream is None:
+        _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", False)
+    if _raw_stream:
+        return _raw_stream(device_index)
+    return torch.cuda.current_stream(device_index).cuda_stream
+
+
 def stream_handle(stream, device_index=None):
     """cudaStream_t of a torch stream as void*; None: torch's current stream
     on `device_index` (the plan's device, not whichever device is current)."""
     if stream is None:
-        import torch
-        stream = torch.cuda.current_stream(device_index)
+        return ctypes.c_void_p(current_stream_ptr(device_index))
     return ctypes.c_void_p(stream.cuda_stream)
 
 
@@ -95,7 +109,8 @@ class Plan:
         _lib.call("df11_plan_launch", self._handle, stream_handle(stream, self.device_index))
 
     def launch_raw(self, stream_ptr):
-        """launch() for the hot path: stream_ptr is a c_void_p already built."""
+        """launch() for the hot path: stream_ptr is the raw cudaStream_t (an
+        int, or a c_void_p), with no lookup of torch's current stream."""
         status = _lib.lib().df11_plan_launch(self._handle, stream_ptr)
         if status != 0:
             _lib.raise_status(status)

@@ -14,22 +14,10 @@ check(), close()):
 - Cpu: decodes on the CPU (df11_decode_host) into a host scratch buffer; for
   CPU inference and for testing the loader without a GPU.
 """
-import ctypes
 
 import torch
 
-from .. import _lib
-from .._gpu import Plan
-
-# The raw cudaStream_t of torch's current stream, as an int, without building
-# a Stream object: the hook runs once per block per forward.
-_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-
-
-def current_stream_ptr(device):
-    if _raw_stream is not None:
-        return _raw_stream(device.index)
-    return torch.cuda.current_stream(device).cuda_stream
+from .._gpu import Plan, current_stream_ptr
 
 
 class _Base:
@@ -87,13 +75,9 @@ class GpuResident(_Base):
             # `staging` is refilled for the next unit.
             self.plans[u.key] = Plan(file, u.indices, image, self.outputs_of(u), stream)  # keeps `image`
         self.image_bytes = sum(sizes.values())
-        self.handles = {k: p._handle for k, p in self.plans.items()}
-        self._launch = _lib.lib().df11_plan_launch
 
     def launch(self, unit):
-        status = self._launch(self.handles[unit.key], current_stream_ptr(self.device))
-        if status != 0:
-            _lib.raise_status(status)
+        self.plans[unit.key].launch_raw(current_stream_ptr(self.device.index))
         self.launches += 1
 
     def check(self):
@@ -105,7 +89,6 @@ class GpuResident(_Base):
         for p in self.plans.values():
             p.close()
         self.plans = {}
-        self.handles = {}
 
 
 class GpuOffload(_Base):
@@ -147,6 +130,8 @@ class GpuOffload(_Base):
 
     def launch(self, unit):
         key = unit.key
+        # A torch Stream, not the raw pointer: the event waits and records
+        # below need one (the copy and the decode dwarf its cost).
         cur = torch.cuda.current_stream(self.device)
         if self.prev_key is not None and self.next_of.get(self.prev_key) != key:
             self.next_of[self.prev_key] = key  # learn the real order of use
@@ -159,7 +144,7 @@ class GpuOffload(_Base):
             s = 1 - self.last_slot
             self._copy(key, s)
         cur.wait_event(self.copy_done[s])
-        self.plans[(key, s)].launch_raw(ctypes.c_void_p(cur.cuda_stream))
+        self.plans[(key, s)].launch_raw(cur.cuda_stream)
         self.decode_done[s].record(cur)
         self.last_slot = s
         self.launches += 1
