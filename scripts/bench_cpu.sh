@@ -10,14 +10,25 @@
 # runs alternate (paired) and every figure is the median of REPS runs; the
 # "vs zstd" column is the median of the paired ratios (zstd time / df11 time).
 # Outputs are deleted before each run, so no run pays for freeing another's.
+# Then, just before each timed run, WARM_MB (default 3000) MiB of zeros are
+# written to a file in /dev/shm and deleted. Where a VM's balloon reports
+# free memory to its host (virtio free page reporting, as on the 2-core dev
+# VM), memory freed a few seconds earlier is handed back and the next writer
+# into it pays the host's faults: on that VM, 2000 MiB written into tmpfs took
+# 0.65 s right after the last free and 5.8-9.7 s five seconds later. The
+# write-heavy runs took those faults at random (a directory decompress read
+# 2.1-2.3x its file alone in four runs, 1.01x in paired runs outside the
+# script); touching the memory first gives every run, df11's and zstd's,
+# memory the host backs. WARM_MB=0 turns it off.
 # Usage: bash scripts/bench_cpu.sh [WORK_DIR]   (default /tmp/df11-bench; needs ~10 GB, BIG=1 ~20 GB)
-# Env: REPS (default 5), BUILD_DIR (default build), BIG=1, THREADS (the -T of the multi-thread rows, default nproc).
+# Env: REPS (default 5), BUILD_DIR (default build), BIG=1, THREADS (the -T of the multi-thread rows, default nproc), WARM_MB.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/df11-bench}
 build=${BUILD_DIR:-$root/build}
 reps=${REPS:-5}
 nt=${THREADS:-$(nproc)}
+warm_mb=${WARM_MB:-3000}
 mkdir -p "$work"
 if [ ! -x "$build/df11" ] || [ ! -x "$build/tests/make_bench_file" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -64,6 +75,10 @@ run() {
   local label=$1 out=$2; shift 2
   rm -rf "$out"
   sync  # earlier runs' write-back is not charged to this one
+  if [ "$warm_mb" -gt 0 ]; then  # see the header: memory the host backs
+    dd if=/dev/zero of=/dev/shm/.df11-bench-warm bs=1M count="$warm_mb" status=none
+    rm -f /dev/shm/.df11-bench-warm
+  fi
   /usr/bin/time -f "%e %U %S %M" -o "$work/.time" "$@" >/dev/null 2>"$work/.err" || { cat "$work/.err" >&2; exit 1; }
   echo "$label $(cat "$work/.time")" >> "$times"
 }
