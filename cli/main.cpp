@@ -202,6 +202,10 @@ df11::Status stdin_input(df11cli::SpoolDir& spool, const std::string& arg, const
 
 static int run(int argc, char** argv) {
   df11::install_interrupt_handlers();
+  // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which
+  // df11 reports with the file's name and cleans up after, instead of the
+  // default SIGXFSZ killing it with a temporary file left behind.
+  signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"df11: lossless compression of BF16 safetensors checkpoints (format v2)", "df11"};
   app.footer(std::string(kPipes) + "\n" + kExitCodes);
   app.set_version_flag("--version", std::string("df11 ") + df11::version_string());

@@ -54,11 +54,12 @@ class AtomicOutputDir {
     const bool exists = std::filesystem::exists(std::filesystem::symlink_status(path_, ec));
     if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
     // mkdtemp made it 0700, private while it was built; in place it gets
-    // the mode mkdir(1) would give it, so that other users (a serving
-    // process, a CI cache) can read the model as they could its files.
-    const mode_t mask = ::umask(0);
-    ::umask(mask);
-    if (::chmod(temp_.c_str(), 0777 & ~mask) != 0)
+    // the mode mkdir(1) would give it (and keeps a set-group-ID bit inherited
+    // from its parent), so that other users (a serving process, a CI cache)
+    // can read the model as they could its files.
+    struct stat st {};
+    if (::stat(temp_.c_str(), &st) != 0 ||
+        ::chmod(temp_.c_str(), (0777 & ~process_umask()) | (st.st_mode & S_ISGID)) != 0)
       return make_status(Error::Io, path_, std::string("cannot set the output directory's mode: ") + std::strerror(errno));
     std::string old;
     if (exists) {

@@ -3,9 +3,11 @@
 #include "behind_queue.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,9 +16,28 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
+// glibc defines it from 2.35; the kernel has it from 5.14 (older ones refuse
+// it with EINVAL, which map_for_writers checks).
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 namespace df11 {
+
+mode_t process_umask() {
+  // /proc/self/status has it (Linux 4.7) without changing it: umask(2) can
+  // only read the mask by setting it, a race with other threads of the host.
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("Umask:", 0) == 0) return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+  const mode_t m = ::umask(0);
+  ::umask(m);
+  return m;
+}
 
 namespace {
 std::atomic<bool> g_interrupted{false};
@@ -172,7 +193,7 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
   fd_ = mkostemp(buf.data(), O_CLOEXEC);
   if (fd_ < 0) return io_error("cannot create output", errno);
   temp_ = buf.data();
-  fchmod(fd_, 0644 & ~[] { mode_t m = umask(0); umask(m); return m; }());
+  fchmod(fd_, 0644 & ~process_umask());
   offset_ = 0;
   return Status::Ok();
 }
@@ -210,10 +231,23 @@ Status AtomicOutputFile::write_zeros(uint64_t size) {
 }
 
 bool AtomicOutputFile::map_for_writers(uint64_t size, bool pwrite_first) {
-  if (size == 0 || fd_ < 0 || map_) return map_ != nullptr;
+  if (map_) return true;
+  // Before any write: the file is extended to `size`, not cut to it.
+  if (size == 0 || fd_ < 0 || writer_ || offset_ > 0) return false;
+  // Only where a page, once prefaulted, can be stored to without more space:
+  // tmpfs, and ext4 and XFS (their delayed allocation reserves the blocks at
+  // the first write fault). A copy-on-write file system (btrfs) reserves
+  // space at every write fault, so a page faulted in again (written back
+  // meanwhile, or dropped with a neighbouring piece) could still be SIGBUS;
+  // others may allocate only at write-back, where an error would go unseen
+  // without fsync. There pwrite(2) reports every error where it happens.
+  struct statfs fs {};
+  if (::fstatfs(fd_, &fs) != 0) return false;
+  const auto type = static_cast<unsigned long>(fs.f_type);
+  if (type != TMPFS_MAGIC && type != EXT4_SUPER_MAGIC && type != XFS_SUPER_MAGIC) return false;
   pwrite_first_ = pwrite_first;
-  // Beyond RLIMIT_FSIZE or on a file system that cannot extend: pwrite mode,
-  // whose writes then report the error where they reach it.
+  // Beyond RLIMIT_FSIZE (EFBIG: the CLI ignores SIGXFSZ) or where the file
+  // cannot be extended: pwrite mode, whose writes report the error.
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return false;
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) return false;
@@ -250,8 +284,12 @@ Status AtomicOutputFile::store_mapped(const void* data, uint64_t size, uint64_t 
   }
   // The pages could not all be allocated (EFAULT where a store would raise
   // SIGBUS: no space, a quota; ENOMEM): pwrite(2) names the real cause, or
-  // succeeds if the condition has passed.
-  if (rc != 0) return pwrite_fd(data, size, offset);
+  // succeeds if the condition has passed. The pages that were prefaulted
+  // leave the process first.
+  if (rc != 0) {
+    ::madvise(begin, len, MADV_DONTNEED);
+    return pwrite_fd(data, size, offset);
+  }
   std::memcpy(map_ + offset, data, size);
   // Shared file pages count in the process's RSS until unmapped: drop these
   // (they stay in the page cache, dirty). An edge page shared with the

@@ -2,6 +2,8 @@
 // files that appear atomically (temp file + rename) or not at all.
 #pragma once
 #include <chrono>
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -65,8 +67,10 @@ class AtomicOutputFile {
   // madvise fail where a plain store would raise SIGBUS; that piece then
   // goes through pwrite(2), which reports the file system's own error. Where
   // the mapping or the prefault is not available the file quietly stays in
-  // pwrite mode: callers need not know which mode they got. Returns whether
-  // the file is mapped. pwrite_first = false maps every piece (tests).
+  // pwrite mode: callers need not know which mode they got; so does a file
+  // system that is not tmpfs, ext4 or XFS (see the definition). Call it
+  // before any write and before start_writer(). Returns whether the file is
+  // mapped. pwrite_first = false maps every piece (tests).
   bool map_for_writers(uint64_t size, bool pwrite_first = true);
   Status write(const void* data, uint64_t size);
   Status write_zeros(uint64_t size);
@@ -118,6 +122,10 @@ bool interrupted() noexcept;
 Status interrupted_status(const std::string& label);
 
 Status make_status(Error e, const std::string& label, const std::string& what);
+
+// The process's umask, read without changing it (new files and directories
+// get the mode open(2) and mkdir(2) would give them).
+mode_t process_umask();
 
 // Writing never follows a link: a symlink at `path` (an output file, or an
 // output directory itself) fails with OutputIsLink, with or without -f, so

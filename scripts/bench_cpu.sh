@@ -29,6 +29,17 @@ build=${BUILD_DIR:-$root/build}
 reps=${REPS:-5}
 nt=${THREADS:-$(nproc)}
 warm_mb=${WARM_MB:-3000}
+case $warm_mb in ''|*[!0-9]*) echo "WARM_MB must be a number of MiB (0: off), not '$warm_mb'" >&2; exit 2 ;; esac
+warm_file=/dev/shm/.df11-bench-warm-$$
+if [ "$warm_mb" -gt 0 ]; then
+  # At most half of what /dev/shm has free, so that the warming never evicts
+  # the inputs from the page cache for long or fills a small /dev/shm.
+  avail_mb=$(df -m --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ' || echo 0)
+  [ -n "$avail_mb" ] || avail_mb=0
+  [ "$warm_mb" -le $((avail_mb / 2)) ] || warm_mb=$((avail_mb / 2))
+  [ "$warm_mb" -gt 0 ] || echo "bench_cpu.sh: no room in /dev/shm to warm memory before runs (WARM_MB)" >&2
+fi
+trap 'rm -f "$warm_file"' EXIT
 mkdir -p "$work"
 if [ ! -x "$build/df11" ] || [ ! -x "$build/tests/make_bench_file" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -76,8 +87,9 @@ run() {
   rm -rf "$out"
   sync  # earlier runs' write-back is not charged to this one
   if [ "$warm_mb" -gt 0 ]; then  # see the header: memory the host backs
-    dd if=/dev/zero of=/dev/shm/.df11-bench-warm bs=1M count="$warm_mb" status=none
-    rm -f /dev/shm/.df11-bench-warm
+    dd if=/dev/zero of="$warm_file" bs=1M count="$warm_mb" status=none 2>/dev/null ||
+      echo "bench_cpu.sh: could not write $warm_mb MiB to $warm_file; this run is not warmed" >&2
+    rm -f "$warm_file"
   fi
   /usr/bin/time -f "%e %U %S %M" -o "$work/.time" "$@" >/dev/null 2>"$work/.err" || { cat "$work/.err" >&2; exit 1; }
   echo "$label $(cat "$work/.time")" >> "$times"

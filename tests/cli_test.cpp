@@ -123,8 +123,9 @@ TEST_CASE("cli: corrupt container exits 1 and names the tensor", "[cli]") {
 TEST_CASE("cli: output directories get mkdir's mode (0777 less the umask), not mkdtemp's 0700", "[cli]") {
   df11test::TempDir t;
   df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
-  const mode_t mask = umask(0);
-  umask(mask);
+  // 022, whatever the caller's: under 077 the expected mode would be
+  // mkdtemp's 0700 and the test could not fail.
+  const mode_t mask = 022, caller = umask(mask);
   const auto mode = [](const std::string& p) {
     struct stat st {};
     REQUIRE(stat(p.c_str(), &st) == 0);
@@ -136,4 +137,5 @@ TEST_CASE("cli: output directories get mkdir's mode (0777 less the umask), not m
   CHECK(mode(t.path + "/back") == (0777 & ~mask));
   REQUIRE(df11("decompress model.df11 -o back -f", t.path).code == 0);
   CHECK(mode(t.path + "/back") == (0777 & ~mask));
+  umask(caller);
 }

@@ -8,8 +8,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
-#include <sched.h>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -47,40 +45,6 @@ SpawnOptions file_size_limit(uint64_t bytes) {
   return o;
 }
 
-// In a child: a mount namespace of its own (a user namespace too where not
-// root) with a small tmpfs at `at`. False where the kernel or the container
-// forbids it.
-bool mount_small_tmpfs(const std::string& at, uint64_t bytes) {
-  const uid_t uid = geteuid();
-  const gid_t gid = getegid();
-  if (uid != 0) {
-    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return false;
-    auto put = [](const char* file, const std::string& text) {
-      const int fd = open(file, O_WRONLY);
-      if (fd < 0) return false;
-      const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-      close(fd);
-      return ok;
-    };
-    put("/proc/self/setgroups", "deny");
-    if (!put("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") ||
-        !put("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1"))
-      return false;
-  } else if (unshare(CLONE_NEWNS) != 0) {
-    return false;
-  }
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
-  return mount("df11test", at.c_str(), "tmpfs", 0, ("size=" + std::to_string(bytes)).c_str()) == 0;
-}
-
-// Whether mount_small_tmpfs works here (tried in a child, which exits).
-bool can_mount_small_tmpfs(const std::string& at) {
-  const pid_t pid = fork();
-  if (pid == 0) _exit(mount_small_tmpfs(at, 1 << 20) ? 0 : 1);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
 
 struct Child {
   pid_t pid = -1;
@@ -107,7 +71,7 @@ Child spawn(const std::vector<std::string>& args, const std::string& dir, const 
     dup2(devnull, 0);
     dup2(devnull, 1);
     if (o.tmpfs_bytes) {
-      if (!mount_small_tmpfs(o.tmpfs_at, o.tmpfs_bytes)) _exit(123);
+      if (!df11test::mount_small_tmpfs(o.tmpfs_at, o.tmpfs_bytes)) _exit(123);
       // The tmpfs exists only in this namespace: this child waits for df11
       // and looks at what it left there (no output, no temporary: exit 124).
       const pid_t df11_pid = fork();
@@ -124,7 +88,9 @@ Child spawn(const std::vector<std::string>& args, const std::string& dir, const 
     if (o.fsize_limit) {
       struct rlimit rl {o.fsize_limit, o.fsize_limit};
       if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(121);
-      signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG
+      // SIGXFSZ has its default action (core dump): df11 itself must
+      // ignore it, so that writes fail with EFBIG and it cleans up.
+      signal(SIGXFSZ, SIG_DFL);
     }
     if (o.as_nobody && geteuid() == 0) {
       if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(122);
@@ -274,7 +240,7 @@ TEST_CASE("faults: a file system that fills up (a 1 MiB tmpfs) during compress a
   df11test::TempDir t;
   model_file(t.path + "/m.safetensors");
   fs::create_directories(t.path + "/full");
-  if (!can_mount_small_tmpfs(t.path + "/full")) {
+  if (!df11test::can_mount_small_tmpfs(t.path + "/full")) {
     WARN("skipped: cannot mount a tmpfs in a private mount namespace here");
     return;
   }

@@ -1,7 +1,10 @@
 // AtomicOutputFile::map_for_writers: several threads storing pieces of one
 // file through a shared mapping (decompress from four workers per file).
+// The mapping is used on tmpfs, ext4 and XFS only, so these tests work in
+// /dev/shm (tmpfs), and skip with a warning where it is absent.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -29,12 +32,20 @@ void no_temporaries(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
 }
 
+bool have_shm() {
+  std::error_code ec;
+  if (fs::is_directory("/dev/shm", ec)) return true;
+  WARN("skipped: no /dev/shm (tmpfs) to map an output in");
+  return false;
+}
+
 }  // namespace
 
 // Four threads store odd-sized pieces of one file, after a 64-byte head
 // written with write() (as decompress writes the original header).
 static void four_writers(bool pwrite_first) {
-  df11test::TempDir t;
+  if (!have_shm()) return;
+  df11test::TempDir t("/dev/shm");
   const std::string out = t.path + "/o.bin";
   const uint64_t size = (uint64_t{5} << 20) + 12345, piece = 100003;
   const std::vector<uint8_t> want = pattern(size);
@@ -62,7 +73,8 @@ TEST_CASE("mapped output: four threads' pieces give the exact bytes", "[mapped_o
 }
 
 TEST_CASE("mapped output: a piece whose pages cannot be prefaulted goes through pwrite(2)", "[mapped_output]") {
-  df11test::TempDir t;
+  if (!have_shm()) return;
+  df11test::TempDir t("/dev/shm");
   const std::string out = t.path + "/o.bin";
   const uint64_t size = uint64_t{1} << 20;
   const std::vector<uint8_t> want = pattern(size);
@@ -81,7 +93,8 @@ TEST_CASE("mapped output: a piece whose pages cannot be prefaulted goes through 
 
 TEST_CASE("mapped output: past the file-size limit the file stays in pwrite mode and fails cleanly",
           "[mapped_output]") {
-  df11test::TempDir t;
+  if (!have_shm()) return;
+  df11test::TempDir t("/dev/shm");
   const std::string out = t.path + "/o.bin";
   const uint64_t size = uint64_t{4} << 20;
   const std::vector<uint8_t> want = pattern(size);
@@ -109,12 +122,13 @@ TEST_CASE("mapped output: past the file-size limit the file stays in pwrite mode
   no_temporaries(t.path);
 }
 
-TEST_CASE("mapped output: discarded, it leaves no temporary; size 0 is not mapped", "[mapped_output]") {
-  df11test::TempDir t;
+TEST_CASE("mapped output: discarded, it leaves no temporary; size 0, or after a write, is not mapped", "[mapped_output]") {
+  if (!have_shm()) return;
+  df11test::TempDir t("/dev/shm");
   {
     AtomicOutputFile f;
     REQUIRE(f.open(t.path + "/a.bin", false).ok());
-    REQUIRE(f.map_for_writers(uint64_t{1} << 20));
+    REQUIRE(f.map_for_writers(uint64_t{1} << 20, false));  // the page below is dirty in the mapping
     const std::vector<uint8_t> b = pattern(4096);
     REQUIRE(f.pwrite(b.data(), b.size(), 8192).ok());
   }  // destroyed uncommitted
@@ -125,4 +139,51 @@ TEST_CASE("mapped output: discarded, it leaves no temporary; size 0 is not mappe
   CHECK_FALSE(e.map_for_writers(0));
   REQUIRE(e.commit().ok());
   CHECK(fs::file_size(t.path + "/e.bin") == 0);
+  // After a write the file would have to grow under it: pwrite mode.
+  AtomicOutputFile w;
+  REQUIRE(w.open(t.path + "/w.bin", false).ok());
+  const std::vector<uint8_t> b = pattern(100);
+  REQUIRE(w.write(b.data(), b.size()).ok());
+  CHECK_FALSE(w.map_for_writers(uint64_t{1} << 20));
+  REQUIRE(w.pwrite(b.data(), b.size(), 100).ok());
+  REQUIRE(w.commit().ok());
+  CHECK(fs::file_size(t.path + "/w.bin") == 200);
+}
+
+TEST_CASE("mapped output: a file system that fills up gives ENOSPC as an Io error, not SIGBUS", "[mapped_output]") {
+  df11test::TempDir t;
+  const std::string dir = t.path + "/full";
+  fs::create_directories(dir);
+  if (!df11test::can_mount_small_tmpfs(dir)) {
+    WARN("skipped: cannot mount a tmpfs in a private mount namespace here");
+    return;
+  }
+  // In a child with a 1 MiB tmpfs of its own: a 4 MiB output, every piece
+  // through the mapping. Exit 0: the write past the first MiB failed with
+  // Io naming the output and "No space"; 1-5: something else; a signal:
+  // the store was not protected.
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (!df11test::mount_small_tmpfs(dir, uint64_t{1} << 20)) _exit(5);
+    const std::string out = dir + "/o.bin";
+    const uint64_t size = uint64_t{4} << 20, piece = 256 << 10;
+    const std::vector<uint8_t> b = pattern(piece);
+    Status s;
+    {
+      AtomicOutputFile f;
+      if (!f.open(out, false).ok()) _exit(1);
+      if (!f.map_for_writers(size, false)) _exit(2);
+      for (uint64_t at = 0; at < size && s.ok(); at += piece) s = f.pwrite(b.data(), piece, at);
+    }
+    if (s.ok() || s.code != Error::Io) _exit(3);
+    if (s.message.find(out) == std::string::npos || s.message.find("No space") == std::string::npos) _exit(4);
+    std::error_code ec;
+    _exit(fs::is_empty(dir, ec) && !ec ? 0 : 6);  // the temporary is gone
+  }
+  int st = 0;
+  REQUIRE(waitpid(pid, &st, 0) == pid);
+  INFO("child status " << st << (WIFSIGNALED(st) ? " (killed by a signal)" : ""));
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
 }

@@ -1,6 +1,10 @@
 #include "test_util.h"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -32,10 +36,44 @@ std::string shared_gpt2_path() {
   return std::filesystem::exists(p) ? p : std::string();
 }
 
-TempDir::TempDir() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "df11test-XXXXXX").string();
-  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+TempDir::TempDir() : TempDir(std::filesystem::temp_directory_path().string()) {}
+
+TempDir::TempDir(const std::string& parent) {
+  std::string tmpl = (std::filesystem::path(parent) / "df11test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed under " + parent);
   path = tmpl;
+}
+
+bool mount_small_tmpfs(const std::string& at, uint64_t bytes) {
+  const uid_t uid = geteuid();
+  const gid_t gid = getegid();
+  if (uid != 0) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return false;
+    auto put = [](const char* file, const std::string& text) {
+      const int fd = open(file, O_WRONLY);
+      if (fd < 0) return false;
+      const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      close(fd);
+      return ok;
+    };
+    put("/proc/self/setgroups", "deny");
+    if (!put("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") ||
+        !put("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1"))
+      return false;
+  } else if (unshare(CLONE_NEWNS) != 0) {
+    return false;
+  }
+  // Private first, so that the mount never shows in the parent's namespace.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
+  return mount("df11test", at.c_str(), "tmpfs", 0, ("size=" + std::to_string(bytes)).c_str()) == 0;
+}
+
+bool can_mount_small_tmpfs(const std::string& at) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(mount_small_tmpfs(at, 1 << 20) ? 0 : 1);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 TempDir::~TempDir() {

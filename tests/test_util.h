@@ -26,10 +26,18 @@ std::string shared_gpt2_path();
 struct TempDir {
   std::string path;
   TempDir();
+  explicit TempDir(const std::string& parent);  // under `parent` instead
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 };
+
+// In a child process only: a mount namespace of its own (a user namespace
+// too where not root) with a tmpfs of `bytes` mounted at `at`, a disk that
+// fills up. False where the kernel or the container forbids it.
+bool mount_small_tmpfs(const std::string& at, uint64_t bytes);
+// Whether mount_small_tmpfs works here (tried in a child, which exits).
+bool can_mount_small_tmpfs(const std::string& at);
 
 std::vector<uint8_t> read_file(const std::string& path);
 std::string read_text(const std::string& path);  // the same bytes as a string

@@ -19,16 +19,19 @@ _contexts_lock = threading.Lock()
 _raw_stream = None  # torch._C._cuda_getCurrentRawStream, looked up once
 
 
-def current_stream_ptr(device_index):
-    """cudaStream_t of torch's current stream on `device_index`, as an int,
-    without building a torch Stream: forward hooks call this per block."""
+def current_stream_ptr(device_index=None):
+    """cudaStream_t of torch's current stream on `device_index` (None: the
+    current device), as an int, without building a torch Stream: forward
+    hooks call this per block."""
     global _raw_stream
-    import torch
     if _raw_stream is None:
-        _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", False)
-    if _raw_stream:
-        return _raw_stream(device_index)
-    return torch.cuda.current_stream(device_index).cuda_stream
+        import torch
+        _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", False) or (
+            lambda index: torch.cuda.current_stream(index).cuda_stream)
+    if device_index is None:
+        import torch
+        device_index = torch.cuda.current_device()
+    return _raw_stream(device_index)
 
 
 def stream_handle(stream, device_index=None):
