@@ -33,13 +33,41 @@ struct FirstError {
 // Exponents of one GPU block, chunk by chunk (each chunk holds at most 1024
 // codes: every code is at least one bit and a chunk spans 1024 bits).
 struct BlockScratch {
-  uint8_t exps[kBlockThreads][kChunkBits + 4];  // + 4: a multi-symbol store may spill 3 bytes
+  uint8_t exps[kBlockThreads][kChunkBits + 8];  // + 8: a multi-symbol store may spill 7 bytes
   uint32_t counts[kBlockThreads];
 };
 
-// The multi-symbol table (huffman.h): up to three codes per lookup.
+// The CPU's multi-symbol table: for each kLutBits-bit window, up to five
+// consecutive codes that lie wholly inside it. Exponent codes average under
+// three bits, so an 11-bit window often holds four or five; the shared
+// 32-bit table of huffman.h stops at three, what the GPU kernel's registers
+// afford. Bits 0-39 symbols, 40-43 their total length, 44-46 their count
+// (1..5), bit 63 set when the window does not start with a code (then count
+// 1 and length kMaxCodeLength, as in the uint16 table).
+constexpr int kMultiCodes = 5;
+constexpr uint64_t kMultiInvalid64 = uint64_t{1} << 63;
 struct MultiLut {
-  uint32_t e[kLutSize];
+  uint64_t e[kLutSize];
+  void build(const uint16_t lut[kLutSize]) {
+    for (uint32_t i = 0; i < kLutSize; ++i) {
+      const uint16_t e0 = lut[i];
+      if (e0 & kLutInvalid) {
+        e[i] = kMultiInvalid64 | (uint64_t{1} << 44) | (uint64_t{kMaxCodeLength} << 40) | (e0 & 0xFFu);
+        continue;
+      }
+      uint64_t syms = e0 & 0xFFu;
+      uint32_t total = (e0 >> 8) & 0xFu, count = 1;
+      while (count < kMultiCodes && total < kMaxCodeLength) {
+        const uint16_t next = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
+        const uint32_t len = (next >> 8) & 0xFu;
+        if ((next & kLutInvalid) || len > kMaxCodeLength - total) break;  // would need bits past the window
+        syms |= uint64_t{static_cast<uint8_t>(next)} << (8 * count);
+        total += len;
+        ++count;
+      }
+      e[i] = syms | (uint64_t{total} << 40) | (uint64_t{count} << 44);
+    }
+  }
 };
 
 // Decodes LANES chunks at once: each chunk's decode is a serial dependency
@@ -64,20 +92,26 @@ Error decode_chunks(const Bf16View& v, const uint16_t* lut, const MultiLut& mult
   for (int l = 0; l < LANES; ++l) begin[l] = out[l];
   // Multi-symbol steps while every code of the window starts before the
   // chunk's end (windows are kLutBits bits), then one code at a time.
-  uint32_t bad_multi = 0;
+  // A step consumes at most kLutBits bits, so `steps` steps stay safe for
+  // every lane without a check per step (the check cost as much as a tenth
+  // of the loop); then the count is worked out again from where lanes are.
+  uint64_t bad_multi = 0;
   for (;;) {
-    bool all = true;
-    for (int l = 0; l < LANES; ++l) all &= p[l] + kMaxCodeLength <= end[l];
-    if (!all) break;
-    for (int l = 0; l < LANES; ++l) {
-      const uint32_t e = multi.e[peek12(v.stream, p[l])];
-      bad_multi |= e;
-      std::memcpy(out[l], &e, 4);
-      out[l] += (e >> 28) & 3;
-      p[l] += (e >> 24) & 0xF;
+    uint64_t steps = UINT64_MAX;
+    for (int l = 0; l < LANES; ++l)
+      steps = std::min(steps, p[l] + kMaxCodeLength <= end[l] ? (end[l] - p[l] - kMaxCodeLength) / kLutBits + 1 : 0);
+    if (steps == 0) break;
+    for (; steps > 0; --steps) {
+      for (int l = 0; l < LANES; ++l) {
+        const uint64_t e = multi.e[peek12(v.stream, p[l])];
+        bad_multi |= e;
+        std::memcpy(out[l], &e, 8);
+        out[l] += (e >> 44) & 7;
+        p[l] += (e >> 40) & 0xF;
+      }
     }
   }
-  if (bad_multi & kMultiInvalid) bad |= kLutInvalid;
+  if (bad_multi & kMultiInvalid64) bad |= kLutInvalid;
   for (int l = 0; l < LANES; ++l) {
     while (p[l] < end[l]) {
       const uint16_t e = lut[peek12(v.stream, p[l])];
@@ -126,7 +160,7 @@ struct Tables {
   MultiLut multi;
   explicit Tables(const CodeLengths& lengths) {
     build_decode_lut(lengths, lut);
-    build_multi_lut(lut, multi.e);
+    multi.build(lut);
   }
 };
 

@@ -28,8 +28,9 @@ std::array<uint32_t, 256> canonical_codes(const CodeLengths& lengths);
 // kLutSize-entry decode table (see kLutInvalid in layout.h). Lengths must be valid.
 void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]);
 
-// Multi-symbol decode table (kLutSize x uint32), shared by the CPU decoder and the
-// CUDA kernel: for each kLutBits-bit window, up to three consecutive codes that lie
+// Multi-symbol decode table (kLutSize x uint32) of the CUDA kernel (the CPU
+// decoder builds its own, of up to five codes, in bf16_decoder.cpp): for each
+// kLutBits-bit window, up to three consecutive codes that lie
 // wholly inside it. Bits 0-7, 8-15, 16-23 symbols; 24-27 their total length;
 // 28-29 their count (1..3); bit 31 (kMultiInvalid) when the window does not
 // start with a code (then count 1 and length kMaxCodeLength, as in the uint16 table).
