@@ -37,37 +37,9 @@ struct BlockScratch {
   uint32_t counts[kBlockThreads];
 };
 
-// The CPU's multi-symbol table: for each kLutBits-bit window, up to five
-// consecutive codes that lie wholly inside it. Exponent codes average under
-// three bits, so an 11-bit window often holds four or five; the shared
-// 32-bit table of huffman.h stops at three, what the GPU kernel's registers
-// afford. Bits 0-39 symbols, 40-43 their total length, 44-46 their count
-// (1..5), bit 63 set when the window does not start with a code (then count
-// 1 and length kMaxCodeLength, as in the uint16 table).
-constexpr int kMultiCodes = 5;
-constexpr uint64_t kMultiInvalid64 = uint64_t{1} << 63;
+// The CPU's multi-symbol table (huffman.h: up to five codes per window).
 struct MultiLut {
   uint64_t e[kLutSize];
-  void build(const uint16_t lut[kLutSize]) {
-    for (uint32_t i = 0; i < kLutSize; ++i) {
-      const uint16_t e0 = lut[i];
-      if (e0 & kLutInvalid) {
-        e[i] = kMultiInvalid64 | (uint64_t{1} << 44) | (uint64_t{kMaxCodeLength} << 40) | (e0 & 0xFFu);
-        continue;
-      }
-      uint64_t syms = e0 & 0xFFu;
-      uint32_t total = (e0 >> 8) & 0xFu, count = 1;
-      while (count < kMultiCodes && total < kMaxCodeLength) {
-        const uint16_t next = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
-        const uint32_t len = (next >> 8) & 0xFu;
-        if ((next & kLutInvalid) || len > kMaxCodeLength - total) break;  // would need bits past the window
-        syms |= uint64_t{static_cast<uint8_t>(next)} << (8 * count);
-        total += len;
-        ++count;
-      }
-      e[i] = syms | (uint64_t{total} << 40) | (uint64_t{count} << 44);
-    }
-  }
 };
 
 // Decodes LANES chunks at once: each chunk's decode is a serial dependency
@@ -160,7 +132,7 @@ struct Tables {
   MultiLut multi;
   explicit Tables(const CodeLengths& lengths) {
     build_decode_lut(lengths, lut);
-    multi.build(lut);
+    build_multi_lut64(lut, multi.e);
   }
 };
 

@@ -122,23 +122,48 @@ void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]) {
   }
 }
 
+namespace {
+// The codes that lie wholly inside window i, at most max_codes: their
+// symbols (byte k: code k), total length and count. False when the window
+// does not start with a code (then its byte, count 1, length kMaxCodeLength,
+// as in the uint16 table).
+bool window_codes(const uint16_t lut[kLutSize], uint32_t i, uint32_t max_codes, uint64_t* syms, uint32_t* total,
+                  uint32_t* count) {
+  const uint16_t e0 = lut[i];
+  *syms = e0 & 0xFFu;
+  *count = 1;
+  if (e0 & kLutInvalid) {
+    *total = kMaxCodeLength;
+    return false;
+  }
+  *total = (e0 >> 8) & 0xFu;
+  while (*count < max_codes && *total < kMaxCodeLength) {
+    const uint16_t e = lut[(i << *total) & (kLutSize - 1)];  // later bits zero-filled
+    const uint32_t len = (e >> 8) & 0xFu;
+    if ((e & kLutInvalid) || len > kMaxCodeLength - *total) break;  // would need bits past the window
+    *syms |= uint64_t{static_cast<uint8_t>(e)} << (8 * *count);
+    *total += len;
+    ++*count;
+  }
+  return true;
+}
+}  // namespace
+
 void build_multi_lut(const uint16_t lut[kLutSize], uint32_t multi[kLutSize]) {
   for (uint32_t i = 0; i < kLutSize; ++i) {
-    const uint16_t e0 = lut[i];
-    if (e0 & kLutInvalid) {
-      multi[i] = kMultiInvalid | (1u << 28) | (kMaxCodeLength << 24) | (e0 & 0xFFu);
-      continue;
-    }
-    uint32_t syms = e0 & 0xFFu, total = (e0 >> 8) & 0xFu, count = 1;
-    while (count < 3 && total < kMaxCodeLength) {
-      const uint16_t e = lut[(i << total) & (kLutSize - 1)];  // later bits zero-filled
-      const uint32_t len = (e >> 8) & 0xFu;
-      if ((e & kLutInvalid) || len > kMaxCodeLength - total) break;  // would need bits past the window
-      syms |= uint32_t{static_cast<uint8_t>(e)} << (8 * count);
-      total += len;
-      ++count;
-    }
-    multi[i] = syms | (total << 24) | (count << 28);
+    uint64_t syms;
+    uint32_t total, count;
+    const bool valid = window_codes(lut, i, 3, &syms, &total, &count);
+    multi[i] = (valid ? 0 : kMultiInvalid) | static_cast<uint32_t>(syms) | (total << 24) | (count << 28);
+  }
+}
+
+void build_multi_lut64(const uint16_t lut[kLutSize], uint64_t multi[kLutSize]) {
+  for (uint32_t i = 0; i < kLutSize; ++i) {
+    uint64_t syms;
+    uint32_t total, count;
+    const bool valid = window_codes(lut, i, 5, &syms, &total, &count);
+    multi[i] = (valid ? 0 : kMultiInvalid64) | syms | (uint64_t{total} << 40) | (uint64_t{count} << 44);
   }
 }
 

@@ -37,6 +37,14 @@ void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]);
 constexpr uint32_t kMultiInvalid = 0x80000000u;
 void build_multi_lut(const uint16_t lut[kLutSize], uint32_t multi[kLutSize]);
 
+// The CPU decoder's multi-symbol table (kLutSize x uint64): the same, with up
+// to five codes per window. Exponent codes average under three bits, so an
+// 11-bit window often holds four or five; the GPU kernel's registers afford
+// three. Bits 0-39 symbols, 40-43 their total length, 44-46 their count
+// (1..5), bit 63 (kMultiInvalid64) when the window does not start with a code.
+constexpr uint64_t kMultiInvalid64 = uint64_t{1} << 63;
+void build_multi_lut64(const uint16_t lut[kLutSize], uint64_t multi[kLutSize]);
+
 // Exponent histogram of n BF16 values (little-endian uint16).
 Histogram exponent_histogram(const uint16_t* w, uint64_t n);
 // Histogram of n bytes (exponents already split out).

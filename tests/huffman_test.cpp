@@ -144,3 +144,63 @@ TEST_CASE("huffman: canonical codes and the decode table agree", "[huffman]") {
     REQUIRE(((lut[idx] >> 8) & 0xF) == l[s]);
   }
 }
+
+TEST_CASE("huffman: multi-symbol tables hold the codes wholly inside each window, 3 (GPU) and 5 (CPU)", "[huffman]") {
+  // A skewed exponent-like histogram (many 2-3 bit codes) and a flat one
+  // (8-bit codes: one per window), plus one with an incomplete code (one
+  // symbol of length 1), whose other windows are invalid.
+  Histogram skewed{}, flat{};
+  for (int s = 0; s < 256; ++s) flat[s] = 1;
+  for (int s = 100; s < 140; ++s) skewed[s] = uint64_t{1} << (20 - std::min(19, std::abs(s - 120)));
+  CodeLengths single{};
+  single[7] = 1;
+  for (const CodeLengths& lengths : {build_code_lengths(skewed), build_code_lengths(flat), single}) {
+    std::vector<uint16_t> lut(kLutSize);
+    std::vector<uint32_t> m32(kLutSize);
+    std::vector<uint64_t> m64(kLutSize);
+    build_decode_lut(lengths, lut.data());
+    build_multi_lut(lut.data(), m32.data());
+    build_multi_lut64(lut.data(), m64.data());
+    uint64_t fives = 0;
+    for (uint32_t i = 0; i < kLutSize; ++i) {
+      // The slow way: one code at a time, inside the window, bits past it zero.
+      std::vector<uint8_t> syms;
+      uint32_t used = 0;
+      const bool valid = !(lut[i] & kLutInvalid);
+      if (!valid) {
+        syms.push_back(static_cast<uint8_t>(lut[i]));
+        used = kMaxCodeLength;
+      }
+      while (valid && syms.size() < 5 && used < kMaxCodeLength) {
+        const uint16_t e = lut[(i << used) & (kLutSize - 1)];
+        const uint32_t len = (e >> 8) & 0xFu;
+        if ((e & kLutInvalid) || len > kMaxCodeLength - used) break;
+        syms.push_back(static_cast<uint8_t>(e));
+        used += len;
+      }
+      for (const int cap : {3, 5}) {
+        INFO("window " << i << ", up to " << cap << " codes");
+        const size_t n = std::min<size_t>(syms.size(), cap);
+        uint32_t total = valid ? 0 : kMaxCodeLength;
+        if (valid)
+          for (size_t k = 0; k < n; ++k) total += lengths[syms[k]];
+        const uint64_t e = cap == 3 ? m32[i] : m64[i];
+        const uint32_t got_count = cap == 3 ? (e >> 28) & 3 : (e >> 44) & 7;
+        const uint32_t got_total = cap == 3 ? (e >> 24) & 0xF : (e >> 40) & 0xF;
+        const bool got_invalid = cap == 3 ? (e & kMultiInvalid) != 0 : (e & kMultiInvalid64) != 0;
+        REQUIRE(got_invalid == !valid);
+        REQUIRE(got_count == n);
+        REQUIRE(got_total == total);
+        for (size_t k = 0; k < n; ++k) REQUIRE(static_cast<uint8_t>(e >> (8 * k)) == syms[k]);
+      }
+      fives += syms.size() == 5;
+    }
+    // Where the shortest code has 2 bits, some windows hold five codes: the
+    // 64-bit table's extra room is used.
+    uint32_t shortest = kMaxCodeLength;
+    for (int s = 0; s < 256; ++s)
+      if (lengths[s]) shortest = std::min<uint32_t>(shortest, lengths[s]);
+    INFO("windows holding five codes: " << fives << ", shortest code " << shortest);
+    if (shortest <= 2) CHECK(fives > 0);
+  }
+}
