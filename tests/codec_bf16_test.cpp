@@ -6,6 +6,7 @@
 #include <random>
 
 #include "bf16_codec.h"
+#include "huffman.h"
 #include "test_util.h"
 
 using namespace df11;
@@ -23,6 +24,10 @@ void check_round_trip(const std::vector<uint16_t>& w, unsigned threads = 1) {
   ref.resize(w.size());
   REQUIRE(fast == w);
   REQUIRE(ref == w);
+  // info's exponent histogram, from the stream, is the input's.
+  Histogram h;
+  REQUIRE(decode_exponent_histogram(v, h, threads) == Error::Ok);
+  REQUIRE(h == exponent_histogram(w.data(), w.size()));
   // Identical bytes for any thread count.
   const EncodedBf16 one = encode_bf16(w.data(), w.size(), 1);
   REQUIRE(one.stream == enc.stream);
