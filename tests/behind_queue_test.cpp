@@ -111,5 +111,5 @@ TEST_CASE("output file: a write error behind the coder fails the commit and leav
   CHECK(s.code == Error::Io);
   CHECK(s.message.find(out) != std::string::npos);
   CHECK_FALSE(fs::exists(out));
-  for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+  CHECK(df11test::temporaries_in(t.path).empty());
 }

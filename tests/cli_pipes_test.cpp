@@ -131,7 +131,7 @@ TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are
   // Never a file named "-", never a temporary left in $TMPDIR or beside the output.
   CHECK_FALSE(fs::exists(fs::symlink_status(w.dir + "/-")));
   CHECK(w.spool_empty());
-  for (const auto& e : fs::directory_iterator(w.dir)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+  CHECK(df11test::temporaries_in(w.dir).empty());
 }
 
 TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves nothing in TMPDIR", "[cli][pipes]") {

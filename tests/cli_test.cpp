@@ -89,7 +89,7 @@ TEST_CASE("cli: bad input gets one line naming the file and rule, exit 3, no out
   CHECK(r.err.find("StTruncated") != std::string::npos);
   CHECK_FALSE(fs::exists(t.path + "/bad.df11"));
   // No stray temporaries either.
-  for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+  CHECK(df11test::temporaries_in(t.path).empty());
   r = df11("compress missing.safetensors", t.path);
   CHECK(r.code == 3);
   r = df11("decompress bad.safetensors -o x.safetensors", t.path);

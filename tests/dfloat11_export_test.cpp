@@ -257,7 +257,7 @@ TEST_CASE("export dfloat11: a generated Llama-style model decodes bit for bit, b
   CHECK_FALSE(fs::exists(out + "/model.safetensors.index.json"));
   CHECK(r.files_skipped.size() == 1);
   // No temporary left beside the output.
-  for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+  CHECK(df11test::temporaries_in(t.path).empty());
 }
 
 TEST_CASE("export dfloat11: from a df11 directory gives the same files", "[export][dfloat11]") {
@@ -465,7 +465,7 @@ TEST_CASE("export dfloat11: invalid input gets a named error and leaves nothing"
   tiny_model(in, 1);
   auto no_output = [&] {
     CHECK_FALSE(fs::exists(out));
-    for (const auto& e : fs::directory_iterator(t.path)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+    CHECK(df11test::temporaries_in(t.path).empty());
   };
   SECTION("ExportConfigInvalid: no config.json") {
     fs::remove(in + "/config.json");

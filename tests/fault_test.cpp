@@ -134,12 +134,7 @@ std::vector<std::pair<std::string, Bytes>> snapshot(const std::string& dir) {
   return out;
 }
 
-void no_temporaries(const std::string& dir) {
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    INFO("left behind: " << e.path().string());
-    CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
-  }
-}
+void no_temporaries(const std::string& dir) { CHECK(df11test::temporaries_in(dir).empty()); }
 
 void one_line(const Result& r) {
   INFO("stderr: " << r.err);

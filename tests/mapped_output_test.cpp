@@ -28,9 +28,7 @@ std::vector<uint8_t> pattern(uint64_t n) {
   return b;
 }
 
-void no_temporaries(const std::string& dir) {
-  for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
-}
+void no_temporaries(const std::string& dir) { CHECK(df11test::temporaries_in(dir).empty()); }
 
 bool have_shm() {
   std::error_code ec;

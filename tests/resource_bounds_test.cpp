@@ -71,7 +71,7 @@ void expect_clean(const Run& r, int code, const std::string& error) {
 
 void no_output(const std::string& dir, const std::string& out) {
   CHECK_FALSE(fs::exists(dir + "/" + out));
-  for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find("df11tmp") == std::string::npos);
+  CHECK(df11test::temporaries_in(dir).empty());
 }
 
 uint64_t xxh_header(const Bytes& b, uint64_t meta_offset) {

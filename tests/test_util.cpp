@@ -44,6 +44,13 @@ TempDir::TempDir(const std::string& parent) {
   path = tmpl;
 }
 
+std::vector<std::string> temporaries_in(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.path().filename().string().find("df11tmp") != std::string::npos) found.push_back(e.path().string());
+  return found;
+}
+
 bool mount_small_tmpfs(const std::string& at, uint64_t bytes) {
   const uid_t uid = geteuid();
   const gid_t gid = getegid();

@@ -39,6 +39,10 @@ bool mount_small_tmpfs(const std::string& at, uint64_t bytes);
 // Whether mount_small_tmpfs works here (tried in a child, which exits).
 bool can_mount_small_tmpfs(const std::string& at);
 
+// Every df11 temporary (".df11tmp" in its name) under `dir`, recursively:
+// the tests CHECK that a run, failed or not, left none.
+std::vector<std::string> temporaries_in(const std::string& dir);
+
 std::vector<uint8_t> read_file(const std::string& path);
 std::string read_text(const std::string& path);  // the same bytes as a string
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
