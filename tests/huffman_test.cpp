@@ -204,3 +204,19 @@ TEST_CASE("huffman: multi-symbol tables hold the codes wholly inside each window
     if (shortest <= 2) CHECK(fives > 0);
   }
 }
+
+TEST_CASE("huffman: the exponent histogram counts every weight, at every length and alignment", "[huffman]") {
+  std::mt19937 rng(7);
+  std::vector<uint16_t> w(4099);
+  for (auto& x : w) x = static_cast<uint16_t>(rng());
+  // A run of one exponent (the case the eight tables are for), then random.
+  for (size_t i = 100; i < 1100; ++i) w[i] = static_cast<uint16_t>((w[i] & 0x807F) | (121u << 7));
+  for (size_t off : {size_t{0}, size_t{1}, size_t{3}}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{15}, size_t{4096}}) {
+      Histogram want{};
+      for (size_t i = 0; i < n; ++i) ++want[(w[off + i] >> 7) & 0xFF];
+      INFO("offset " << off << ", " << n << " weights");
+      REQUIRE(exponent_histogram(w.data() + off, n) == want);
+    }
+  }
+}
