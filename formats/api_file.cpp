@@ -132,6 +132,12 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
+  // From four workers, as in decompress, pass 2's windows that would wait for
+  // another's pwrite(2) go into a shared mapping of the output. Its size is
+  // known only at the end: the input's size is the estimate (a file worth
+  // compressing is smaller; bytes past it go through pwrite), and
+  // write_container sets the real size.
+  if (resolve_threads(opt.threads) >= kMappedWriters) of.map_for_writers(file.size());
   // The SHA-256 of the input (directory manifests) is computed on a thread of
   // its own, reading the file with pread, while the coding runs.
   BackgroundFileHash hasher(file, sha);

@@ -197,8 +197,9 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   s = out.pwrite(head, kFixedHeaderSize, 0);
   if (!s.ok()) return s;
   // Payload windows may still sit in the writer thread's queue: the file is
-  // complete (e.g. for --verify) only once they are out.
-  s = out.flush();
+  // complete (e.g. for --verify) only once they are out. A mapped output was
+  // extended to an estimate of its size (compress_one): cut to the real one.
+  s = out.set_final_size(fh.file_size);
   if (!s.ok()) return s;
   if (report) {
     report->original_bytes = file.size();

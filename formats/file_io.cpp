@@ -260,6 +260,13 @@ bool AtomicOutputFile::map_for_writers(uint64_t size, bool pwrite_first) {
   return map_ != nullptr;
 }
 
+Status AtomicOutputFile::set_final_size(uint64_t size) {
+  Status s = flush();
+  if (!s.ok()) return s;
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return io_error("cannot set the file's size", errno);
+  return Status::Ok();
+}
+
 void AtomicOutputFile::unmap() {
   if (map_) ::munmap(map_, map_size_);
   map_ = nullptr;

@@ -57,8 +57,10 @@ class AtomicOutputFile {
   // For several threads filling one file: pwrite()s into one file run one at
   // a time (the inode lock), so the page cache of a large output fills on one
   // thread. Stores into a shared mapping do not take that lock. Call it after
-  // open() with the output's exact final size: the temporary is extended to
-  // `size` (sparse) and mapped. pwrite() then still uses pwrite(2) while no
+  // open() with the output's final size, or an estimate of it where that is
+  // not known yet (compress), followed by set_final_size() once it is: the
+  // temporary is extended to `size` (sparse) and mapped; pieces beyond it go
+  // through pwrite(2). pwrite() then still uses pwrite(2) while no
   // other thread is inside it (cheaper per byte than page faults); a piece
   // that would wait instead has its pages prefaulted with
   // MADV_POPULATE_WRITE (Linux 5.14), is copied in, and its pages are
@@ -72,6 +74,9 @@ class AtomicOutputFile {
   // before any write and before start_writer(). Returns whether the file is
   // mapped. pwrite_first = false maps every piece (tests).
   bool map_for_writers(uint64_t size, bool pwrite_first = true);
+  // After the last write: waits for queued writes, then cuts (or extends)
+  // the file to `size`, for a file mapped with an estimate of its size.
+  Status set_final_size(uint64_t size);
   Status write(const void* data, uint64_t size);
   Status write_zeros(uint64_t size);
   // Thread-safe; one pwrite at a time enters the kernel (see write_mu_;

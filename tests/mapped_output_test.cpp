@@ -40,8 +40,11 @@ bool have_shm() {
 }  // namespace
 
 // Four threads store odd-sized pieces of one file, after a 64-byte head
-// written with write() (as decompress writes the original header).
-static void four_writers(bool pwrite_first) {
+// written with write() (as decompress writes the original header). The file
+// is mapped with its size times `estimate` (compress knows only an estimate,
+// and then sets the real size): pieces past a short estimate go through
+// pwrite, and a long one is cut back.
+static void four_writers(bool pwrite_first, double estimate = 1.0) {
   if (!have_shm()) return;
   df11test::TempDir t("/dev/shm");
   const std::string out = t.path + "/o.bin";
@@ -49,7 +52,7 @@ static void four_writers(bool pwrite_first) {
   const std::vector<uint8_t> want = pattern(size);
   AtomicOutputFile f;
   REQUIRE(f.open(out, false).ok());
-  REQUIRE(f.map_for_writers(size, pwrite_first));
+  REQUIRE(f.map_for_writers(static_cast<uint64_t>(static_cast<double>(size) * estimate), pwrite_first));
   REQUIRE(f.write(want.data(), 64).ok());
   std::vector<std::thread> th;
   std::vector<Status> st(4);
@@ -60,7 +63,9 @@ static void four_writers(bool pwrite_first) {
     });
   for (auto& x : th) x.join();
   for (const Status& s : st) CHECK(s.ok());
+  if (estimate != 1.0) REQUIRE(f.set_final_size(size).ok());
   REQUIRE(f.commit().ok());
+  CHECK(fs::file_size(out) == size);
   CHECK(df11test::read_file(out) == want);
   no_temporaries(t.path);
 }
@@ -68,6 +73,8 @@ static void four_writers(bool pwrite_first) {
 TEST_CASE("mapped output: four threads' pieces give the exact bytes", "[mapped_output]") {
   SECTION("every piece through the mapping") { four_writers(false); }
   SECTION("pwrite while it is free, the mapping otherwise") { four_writers(true); }
+  SECTION("mapped with a size estimate too large, then cut to the real size") { four_writers(false, 1.5); }
+  SECTION("mapped with a size estimate too small: the pieces past it through pwrite") { four_writers(false, 0.5); }
 }
 
 TEST_CASE("mapped output: a piece whose pages cannot be prefaulted goes through pwrite(2)", "[mapped_output]") {
