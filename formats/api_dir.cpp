@@ -21,6 +21,7 @@
 #include "model_index.h"
 #include "atomic_output_dir.h"
 #include "ops.h"
+#include "parallel.h"
 
 namespace df11 {
 
@@ -89,7 +90,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   // keep the sorted order whichever file finishes first.
   m.files.resize(files.size());
   std::vector<FileReport> reports(files.size());
-  s = run_file_tasks(sizes, opt, [&](size_t i, const Options& o) -> Status {
+  s = run_file_tasks(sizes, opt, [&](size_t i, const Options& o, ThreadGrant& grant) -> Status {
     const std::string& rel = files[i];
     if (interrupted()) return interrupted_status(in);
     const std::string src = in + "/" + rel, dst = od.temp() + "/" + stored_name(rel);
@@ -102,7 +103,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
     if (ends_with(rel, ".safetensors")) {
       Sha256 sha;
       uint64_t original_xxh64 = 0;
-      Status r = compress_one(src, dst, o, &fr, &sha, &original_xxh64);
+      Status r = compress_one(src, dst, o, &fr, &sha, &original_xxh64, &grant);
       if (!r.ok()) return r;
       e.sha256 = to_hex(sha.digest());
       e.original_xxh64 = original_xxh64;
@@ -146,7 +147,7 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
     sizes.push_back(e.size);
   }
   std::vector<FileReport> reports(m.files.size());
-  s = run_file_tasks(sizes, opt, [&](size_t i, const Options& o) -> Status {
+  s = run_file_tasks(sizes, opt, [&](size_t i, const Options& o, ThreadGrant& grant) -> Status {
     const ManifestEntry& e = m.files[i];
     if (interrupted()) return interrupted_status(in);
     const std::string src = in + "/" + e.stored_as, dst = od.temp() + "/" + e.path;
@@ -167,7 +168,7 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
       // checked by SHA-256 as before.
       const bool tied = e.original_xxh64.has_value();
       Sha256 sha;
-      r = decompress_one(src, dst, o, &fr, tied ? nullptr : &sha, &e);
+      r = decompress_one(src, dst, o, &fr, tied ? nullptr : &sha, &e, &grant);
       if (!r.ok()) return r;
       if (tied) return Status::Ok();
       hex = to_hex(sha.digest());
@@ -202,7 +203,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   std::vector<VerifyReport> reps(n);
   std::vector<Status> hard(n);
   std::vector<std::string> ran_on(n);  // the device each file's task was given
-  auto task = [&](size_t i, const Options& o) -> Status {
+  auto task = [&](size_t i, const Options& o, ThreadGrant& grant) -> Status {
     const ManifestEntry& e = m.files[i];
     VerifyReport& r = reps[i];
     ran_on[i] = o.device;
@@ -214,7 +215,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     std::string hex;
     if (e.stored_as != e.path) {
       Sha256 sha;
-      st = verify_one(src, orig, e.path, o, &r, &sha, &e);
+      st = verify_one(src, orig, e.path, o, &r, &sha, &e, &grant);
       if (!st.ok()) {
         r.failures.push_back(e.path + ": " + st.message);
         ++r.files_checked;
@@ -265,7 +266,8 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   } else {
     for (size_t i = 0; i < n && s.ok(); ++i) {
       ran[i] = true;
-      s = task(i, opt);
+      ThreadGrant grant(resolve_threads(opt.threads));
+      s = task(i, opt, grant);
     }
   }
   for (size_t i = 0; i < n && ran[i] && hard[i].ok(); ++i) {

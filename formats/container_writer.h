@@ -6,12 +6,14 @@
 
 namespace df11 {
 
+class ThreadGrant;  // dir_tasks.h: threads asked before each tensor (opt.threads without one)
+
 // `file` is the whole validated safetensors file; `h` its parsed header.
 // Streams tensor by tensor into `out` (peak memory ~ the largest tensor's
 // encoded sections), then writes the index and the fixed header. The
 // container's original_xxh64 goes to *original_xxh64 when it is given.
 Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
                        AtomicOutputFile& out, const Options& opt, FileReport* report,
-                       uint64_t* original_xxh64 = nullptr);
+                       uint64_t* original_xxh64 = nullptr, ThreadGrant* grant = nullptr);
 
 }  // namespace df11

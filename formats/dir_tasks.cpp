@@ -15,6 +15,41 @@
 
 namespace df11 {
 
+// The threads of a directory's files in flight (run_pool): how many are in
+// use, and whether files still wait to start (they inherit the threads of
+// the files that finish; once none waits, the running ones share them).
+struct FilePool {
+  std::mutex mu;
+  unsigned all = 0;       // T
+  unsigned in_use = 0;    // held by the files running now
+  size_t running = 0;     // files started and not finished
+  bool waiting = true;    // some file has not started yet
+  bool shares = false;    // false: every file keeps the count it started with
+
+  ThreadGrant grant(unsigned threads) { return ThreadGrant(threads, this); }
+  void release(const ThreadGrant& g) {
+    std::lock_guard<std::mutex> lock(mu);
+    in_use -= g.threads_;
+    --running;
+  }
+  // Under mu: a running file's part of the idle threads.
+  unsigned take() {
+    if (!shares || waiting || in_use >= all || running == 0) return 0;
+    const unsigned idle = all - in_use;
+    const unsigned part = static_cast<unsigned>((idle + running - 1) / running);
+    in_use += part;
+    return part;
+  }
+};
+
+unsigned ThreadGrant::threads() {
+  if (pool_) {
+    std::lock_guard<std::mutex> lock(pool_->mu);
+    threads_ += pool_->take();
+  }
+  return threads_;
+}
+
 namespace {
 
 Status run_in_order(const std::vector<uint64_t>& sizes, const Options& opt, const FileTask& task,
@@ -26,7 +61,8 @@ Status run_in_order(const std::vector<uint64_t>& sizes, const Options& opt, cons
     const uint64_t base = done;
     if (opt.progress) o.progress = [&opt, base, total](uint64_t d, uint64_t) { opt.progress(base + d, total); };
     if (ran) (*ran)[i] = true;
-    Status s = task(i, o);
+    ThreadGrant grant(resolve_threads(opt.threads));
+    Status s = task(i, o, grant);
     if (!s.ok()) return s;
     done += sizes[i];
     if (opt.progress) opt.progress(done, total);
@@ -60,35 +96,42 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
   // would have left the loop one file after another.
   std::vector<std::exception_ptr> thrown(n);
   std::vector<char> started(n, 0);
-  std::atomic<size_t> next{0};
+  size_t next = 0;  // order[next] starts next (under mu)
   std::atomic<size_t> first_failure{n};
-  std::mutex mu;
+  FilePool files;  // its mu also guards `next` and `running`
+  std::mutex& mu = files.mu;
+  files.all = resolve_threads(opt.threads);
+  files.shares = !devices;  // one file per device: a device's files keep their count
   std::condition_variable cv;
-  size_t running = in_flight;
-  unsigned in_use = 0;  // threads of the files running now (under mu)
-  const unsigned all_threads = resolve_threads(opt.threads);
+  size_t running = in_flight;  // workers
 
   auto worker = [&](size_t w) {
     for (;;) {
-      const size_t k = next.fetch_add(1);
-      if (k >= n) break;
-      const size_t i = order[k];
-      // Files after a failure need not run; earlier ones must (they decide
-      // which error is reported).
-      if (i > first_failure.load()) continue;
+      size_t i = n;
       Options o = opt;
       {
+        // Claimed and given its threads in one step: once the last file has
+        // started (no file waits), the running files may share what is idle.
         std::lock_guard<std::mutex> lock(mu);
-        o.threads = threads[i] ? threads[i] : std::max(1u, all_threads > in_use ? all_threads - in_use : 0u);
-        in_use += o.threads;
+        const size_t k = next++;
+        if (k + 1 >= n) files.waiting = false;
+        if (k >= n) break;
+        // Files after a failure need not run; earlier ones must (they decide
+        // which error is reported).
+        if (order[k] > first_failure.load()) continue;
+        i = order[k];
+        o.threads = threads[i] ? threads[i] : std::max(1u, files.all > files.in_use ? files.all - files.in_use : 0u);
+        files.in_use += o.threads;
+        ++files.running;
       }
+      ThreadGrant grant = files.grant(o.threads);
       if (devices) o.device = (*devices)[w];
       o.progress = nullptr;
       if (opt.progress) o.progress = [&progress, i](uint64_t d, uint64_t) { progress[i].store(d); };
       started[i] = 1;
       Status s;
       try {
-        s = task(i, o);
+        s = task(i, o, grant);
       } catch (...) {
         thrown[i] = std::current_exception();
         s = {Error::Io, "exception"};  // only marks the failure: thrown[i] is what the caller gets
@@ -100,10 +143,7 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
         while (i < f && !first_failure.compare_exchange_weak(f, i)) {
         }
       }
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        in_use -= o.threads;
-      }
+      files.release(grant);
       results[i] = std::move(s);
       cv.notify_all();
     }

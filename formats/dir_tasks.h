@@ -10,9 +10,34 @@
 
 namespace df11 {
 
-// Does file i with the options it is given (its thread count and a progress
-// callback of its own, which may be called from a worker thread).
-using FileTask = std::function<Status(size_t i, const Options& o)>;
+struct FilePool;  // dir_tasks.cpp
+
+// The threads of one file of a directory, asked again before each tensor. A
+// file starts with its share (the Options::threads its task is given). Once
+// every file has started, the threads that finished files leave idle are
+// shared among the files still running, which take them at their next
+// tensor: the last files of a directory do not finish on the one or two
+// threads they started with while the others idle. Only the file's own
+// task calls it (any of its threads, one at a time).
+class ThreadGrant {
+ public:
+  explicit ThreadGrant(unsigned threads) : threads_(threads) {}  // a fixed count
+  ThreadGrant(const ThreadGrant&) = delete;
+  ThreadGrant& operator=(const ThreadGrant&) = delete;
+  // The count for the next tensor: the threads held so far, plus any taken now.
+  unsigned threads();
+
+ private:
+  friend struct FilePool;
+  ThreadGrant(unsigned threads, FilePool* pool) : threads_(threads), pool_(pool) {}
+  unsigned threads_;
+  FilePool* pool_ = nullptr;
+};
+
+// Does file i with the options it is given (its starting thread count and a
+// progress callback of its own, which may be called from a worker thread)
+// and its ThreadGrant, to ask before each tensor how many threads it has.
+using FileTask = std::function<Status(size_t i, const Options& o, ThreadGrant& threads)>;
 
 // Runs task(i) for every i < sizes.size() (sizes[i]: the file's bytes, for
 // the progress total and for scheduling). With resolve_threads(opt.threads)
@@ -24,7 +49,9 @@ using FileTask = std::function<Status(size_t i, const Options& o)>;
 // them get the smallest of those shares, and a file that starts when another
 // has finished gets the threads then idle (at least one). So the threads in
 // use stay about T, and the memory that of T threads (small files come and
-// go within milliseconds). opt.progress is called from the calling thread
+// go within milliseconds). Once no file is left to start, threads freed by
+// finished files go to the files still running (ThreadGrant), so the threads
+// in use never exceed T. opt.progress is called from the calling thread
 // only, with the sum of all files' progress. After a failure no file with a
 // larger index starts, and every file with a smaller one still runs, so the
 // returned error is the failing file of smallest index whatever the timing

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -171,7 +172,7 @@ TEST_CASE("run_file_tasks_on: one file per device at a time, every file once", "
   Options o;
   o.threads = 7;
   o.device = "cuda:all";
-  const Status s = run_file_tasks_on(devices, sizes, o, [&](size_t i, const Options& fo) -> Status {
+  const Status s = run_file_tasks_on(devices, sizes, o, [&](size_t i, const Options& fo, ThreadGrant&) -> Status {
     {
       std::lock_guard<std::mutex> lock(mu);
       ++runs[i];
@@ -196,7 +197,7 @@ TEST_CASE("run_file_tasks_on: one file per device at a time, every file once", "
 
   // The reported failure is the failing file of smallest index, as in run_file_tasks.
   std::vector<bool> ran;
-  const Status f = run_file_tasks_on(devices, sizes, o, [&](size_t i, const Options&) -> Status {
+  const Status f = run_file_tasks_on(devices, sizes, o, [&](size_t i, const Options&, ThreadGrant&) -> Status {
     if (i == 3 || i == 5) return Status{Error::Io, "file" + std::to_string(i) + ": failed"};
     return Status::Ok();
   }, &ran);
@@ -206,7 +207,7 @@ TEST_CASE("run_file_tasks_on: one file per device at a time, every file once", "
 
   // One device: the files run in order on the calling thread with all threads.
   std::vector<size_t> order;
-  REQUIRE(run_file_tasks_on({"cuda:0"}, sizes, o, [&](size_t i, const Options& fo) -> Status {
+  REQUIRE(run_file_tasks_on({"cuda:0"}, sizes, o, [&](size_t i, const Options& fo, ThreadGrant&) -> Status {
     order.push_back(i);
     CHECK(fo.device == "cuda:0");
     CHECK(fo.threads == 7u);
@@ -277,7 +278,7 @@ TEST_CASE("run_file_tasks: the large files in flight share the threads by size",
     std::mutex mu;
     Options o;
     o.threads = t;
-    REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo) -> Status {
+    REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo, ThreadGrant&) -> Status {
       std::lock_guard<std::mutex> lock(mu);
       got[i] = fo.threads;
       return Status::Ok();
@@ -317,7 +318,7 @@ TEST_CASE("run_file_tasks: a file that starts later takes the threads left idle"
   std::mutex mu;
   Options o;
   o.threads = 4;
-  REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo) -> Status {
+  REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo, ThreadGrant&) -> Status {
     {
       std::lock_guard<std::mutex> lock(mu);
       got[i] = fo.threads;
@@ -328,4 +329,68 @@ TEST_CASE("run_file_tasks: a file that starts later takes the threads left idle"
   CHECK(got[0] == 3u);
   CHECK(got[1] == 1u);
   CHECK(got[2] == 3u);  // the fourth starts at ~500 ms, when the third may still hold its 3
+}
+
+TEST_CASE("run_file_tasks: once every file has started, finished files' threads go to the running ones", "[dir][parallel]") {
+  // -T8, 400 + 3 x 100 MB: all four start at once (the large one with the
+  // most threads). The small ones return at once; the large one then asks
+  // its ThreadGrant until it holds all 8 (their threads, idle otherwise).
+  constexpr uint64_t MB = uint64_t{1} << 20;
+  const std::vector<uint64_t> sizes = {400 * MB, 100 * MB, 100 * MB, 100 * MB};
+  Options o;
+  o.threads = 8;
+  unsigned started_with = 0, grew_to = 0;
+  std::atomic<int> small_done{0};
+  REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo, ThreadGrant& grant) -> Status {
+    if (i != 0) {
+      ++small_done;
+      return Status::Ok();
+    }
+    started_with = fo.threads;
+    // While the small files run, their threads are theirs.
+    while (small_done < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    unsigned t = grant.threads();
+    while (t < 8 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      const unsigned next = grant.threads();
+      REQUIRE(next >= t);  // a grant never shrinks
+      t = next;
+    }
+    grew_to = t;
+    return Status::Ok();
+  }).ok());
+  CHECK(started_with < 8u);
+  CHECK(grew_to == 8u);  // no more than T, and nothing left idle
+}
+
+TEST_CASE("run_file_tasks: while files wait to start, a running file's grant stays as it started", "[dir][parallel]") {
+  // -T4, 2 files in flight, 4 files: the first two run while two wait. A
+  // grant asked then is the count the file started with; the threads of a
+  // finished file go to the next file instead.
+  constexpr uint64_t MB = uint64_t{1} << 20;
+  const std::vector<uint64_t> sizes = {100 * MB, 100 * MB, 100 * MB, 100 * MB};
+  Options o;
+  o.threads = 4;
+  std::mutex mu;
+  std::vector<std::pair<unsigned, unsigned>> seen(sizes.size());
+  std::atomic<int> asked{0};
+  REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo, ThreadGrant& grant) -> Status {
+    const unsigned t = grant.threads();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      seen[i] = {fo.threads, t};
+    }
+    // Files 0 and 1 return only once both have asked: until then neither
+    // has finished, so files 2 and 3 wait.
+    if (i < 2) {
+      ++asked;
+      while (asked < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return Status::Ok();
+  }).ok());
+  for (size_t k = 0; k < 4; ++k) UNSCOPED_INFO("file " << k << " started with " << seen[k].first << ", asked " << seen[k].second);
+  // Files 0 and 1 ask while 2 and 3 wait: no change.
+  CHECK(seen[0].second == seen[0].first);
+  CHECK(seen[1].second == seen[1].first);
 }
