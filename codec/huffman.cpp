@@ -192,7 +192,9 @@ Histogram histogram4(const T* v, uint64_t n, Key key) {
 // 64-bit loads halve the loads: 1.3-1.4x histogram4 on a Xeon and an EPYC
 // (PERFORMANCE.md, "Many cores, round 5"). Blocks of 2^31 weights keep the
 // 32-bit counters exact.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "exponent_histogram reads weights as 64-bit words");
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "exponent_histogram reads weights as little-endian 64-bit words"
+#endif
 Histogram exponent_histogram(const uint16_t* w, uint64_t n) {
   Histogram out{};
   constexpr uint64_t kBlock = uint64_t{1} << 31;

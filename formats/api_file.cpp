@@ -153,7 +153,7 @@ Status compress_one(const std::string& in, const std::string& out, const Options
     VerifyReport vr;
     Options vo = opt;
     vo.device = "cpu";
-    s = verify_one(of.temp_path(), "", out, vo, &vr, nullptr);
+    s = verify_one(of.temp_path(), "", out, vo, &vr, nullptr, nullptr, grant);
     if (!s.ok()) return s;
     if (!vr.failures.empty())
       return make_status(Error::VerifyMismatch, out, "--verify failed: " + vr.failures.front());

@@ -15,38 +15,48 @@
 
 namespace df11 {
 
-// The threads of a directory's files in flight (run_pool): how many are in
-// use, and whether files still wait to start (they inherit the threads of
-// the files that finish; once none waits, the running ones share them).
-struct FilePool {
-  std::mutex mu;
-  unsigned all = 0;       // T
-  unsigned in_use = 0;    // held by the files running now
-  size_t running = 0;     // files started and not finished
-  bool waiting = true;    // some file has not started yet
-  bool shares = false;    // false: every file keeps the count it started with
+void FilePool::start(ThreadGrant& g, unsigned threads) {
+  std::lock_guard<std::mutex> lock(mu_);
+  g.threads_ = threads ? threads : std::max(1u, all_ > in_use_ ? all_ - in_use_ : 0u);
+  g.pending_ = 0;
+  in_use_ += g.threads_;
+  running_.push_back(&g);
+}
 
-  ThreadGrant grant(unsigned threads) { return ThreadGrant(threads, this); }
-  void release(const ThreadGrant& g) {
-    std::lock_guard<std::mutex> lock(mu);
-    in_use -= g.threads_;
-    --running;
-  }
-  // Under mu: a running file's part of the idle threads.
-  unsigned take() {
-    if (!shares || waiting || in_use >= all || running == 0) return 0;
-    const unsigned idle = all - in_use;
-    const unsigned part = static_cast<unsigned>((idle + running - 1) / running);
-    in_use += part;
-    return part;
-  }
-};
+void FilePool::release(ThreadGrant& g) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_.erase(std::find(running_.begin(), running_.end(), &g));
+  in_use_ -= g.threads_ + g.pending_;
+  g.threads_ += g.pending_;  // what it held (a grant never shrinks)
+  g.pending_ = 0;
+  if (!waiting_) hand_out();
+}
+
+void FilePool::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  waiting_ = false;
+  hand_out();
+}
+
+unsigned FilePool::in_use() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return in_use_;
+}
+
+void FilePool::hand_out() {
+  if (!shares_ || running_.empty() || in_use_ >= all_) return;
+  const unsigned idle = all_ - in_use_;
+  const size_t r = running_.size();
+  for (size_t k = 0; k < r; ++k)
+    running_[k]->pending_ += static_cast<unsigned>(idle / r + (k < idle % r ? 1 : 0));
+  in_use_ = all_;
+}
 
 unsigned ThreadGrant::threads() {
-  if (pool_) {
-    std::lock_guard<std::mutex> lock(pool_->mu);
-    threads_ += pool_->take();
-  }
+  if (!pool_) return threads_;
+  std::lock_guard<std::mutex> lock(pool_->mu_);
+  threads_ += pending_;
+  pending_ = 0;
   return threads_;
 }
 
@@ -98,33 +108,32 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
   std::vector<char> started(n, 0);
   size_t next = 0;  // order[next] starts next (under mu)
   std::atomic<size_t> first_failure{n};
-  FilePool files;  // its mu also guards `next` and `running`
-  std::mutex& mu = files.mu;
-  files.all = resolve_threads(opt.threads);
-  files.shares = !devices;  // one file per device: a device's files keep their count
+  // One file per device (run_file_tasks_on): a device's files keep their count.
+  FilePool files(resolve_threads(opt.threads), !devices);
+  std::mutex mu;
   std::condition_variable cv;
-  size_t running = in_flight;  // workers
+  size_t workers_left = in_flight;
 
   auto worker = [&](size_t w) {
     for (;;) {
-      size_t i = n;
-      Options o = opt;
+      size_t k;
       {
-        // Claimed and given its threads in one step: once the last file has
-        // started (no file waits), the running files may share what is idle.
         std::lock_guard<std::mutex> lock(mu);
-        const size_t k = next++;
-        if (k + 1 >= n) files.waiting = false;
-        if (k >= n) break;
-        // Files after a failure need not run; earlier ones must (they decide
-        // which error is reported).
-        if (order[k] > first_failure.load()) continue;
-        i = order[k];
-        o.threads = threads[i] ? threads[i] : std::max(1u, files.all > files.in_use ? files.all - files.in_use : 0u);
-        files.in_use += o.threads;
-        ++files.running;
+        k = next++;
       }
-      ThreadGrant grant = files.grant(o.threads);
+      if (k >= n) break;
+      const size_t i = order[k];
+      // Files after a failure need not run; earlier ones must (they decide
+      // which error is reported).
+      if (i > first_failure.load()) {
+        if (k + 1 == n) files.close();
+        continue;
+      }
+      ThreadGrant grant(files);
+      files.start(grant, threads[i]);
+      Options o = opt;
+      o.threads = grant.threads();  // the count it starts with
+      if (k + 1 == n) files.close();  // the last file holds its threads
       if (devices) o.device = (*devices)[w];
       o.progress = nullptr;
       if (opt.progress) o.progress = [&progress, i](uint64_t d, uint64_t) { progress[i].store(d); };
@@ -148,7 +157,7 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
       cv.notify_all();
     }
     std::lock_guard<std::mutex> lock(mu);
-    --running;
+    --workers_left;
     cv.notify_all();
   };
   std::vector<std::thread> pool;
@@ -163,7 +172,7 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
       if (sum != reported) opt.progress(reported = sum, total);
     };
     std::unique_lock<std::mutex> lock(mu);
-    while (running > 0) {
+    while (workers_left > 0) {
       cv.wait_for(lock, std::chrono::milliseconds(100));
       if (!opt.progress) continue;
       lock.unlock();

@@ -6,6 +6,7 @@
 #include <linux/magic.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -246,8 +247,12 @@ bool AtomicOutputFile::map_for_writers(uint64_t size, bool pwrite_first) {
   const auto type = static_cast<unsigned long>(fs.f_type);
   if (type != TMPFS_MAGIC && type != EXT4_SUPER_MAGIC && type != XFS_SUPER_MAGIC) return false;
   pwrite_first_ = pwrite_first;
-  // Beyond RLIMIT_FSIZE (EFBIG: the CLI ignores SIGXFSZ) or where the file
-  // cannot be extended: pwrite mode, whose writes report the error.
+  // Past RLIMIT_FSIZE, ftruncate would raise SIGXFSZ, which kills a library
+  // caller that does not ignore it (the CLI does), though the real output may
+  // fit (compress maps an estimate). Such a size, or a file that cannot be
+  // extended, stays in pwrite mode, whose writes report EFBIG where they do.
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && size > limit.rlim_cur) return false;
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return false;
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) return false;

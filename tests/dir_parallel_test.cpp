@@ -364,33 +364,53 @@ TEST_CASE("run_file_tasks: once every file has started, finished files' threads 
   CHECK(grew_to == 8u);  // no more than T, and nothing left idle
 }
 
-TEST_CASE("run_file_tasks: while files wait to start, a running file's grant stays as it started", "[dir][parallel]") {
-  // -T4, 2 files in flight, 4 files: the first two run while two wait. A
-  // grant asked then is the count the file started with; the threads of a
-  // finished file go to the next file instead.
-  constexpr uint64_t MB = uint64_t{1} << 20;
-  const std::vector<uint64_t> sizes = {100 * MB, 100 * MB, 100 * MB, 100 * MB};
-  Options o;
-  o.threads = 4;
-  std::mutex mu;
-  std::vector<std::pair<unsigned, unsigned>> seen(sizes.size());
-  std::atomic<int> asked{0};
-  REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo, ThreadGrant& grant) -> Status {
-    const unsigned t = grant.threads();
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      seen[i] = {fo.threads, t};
-    }
-    // Files 0 and 1 return only once both have asked: until then neither
-    // has finished, so files 2 and 3 wait.
-    if (i < 2) {
-      ++asked;
-      while (asked < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return Status::Ok();
-  }).ok());
-  for (size_t k = 0; k < 4; ++k) UNSCOPED_INFO("file " << k << " started with " << seen[k].first << ", asked " << seen[k].second);
-  // Files 0 and 1 ask while 2 and 3 wait: no change.
-  CHECK(seen[0].second == seen[0].first);
-  CHECK(seen[1].second == seen[1].first);
+TEST_CASE("FilePool: finished files' threads go to the next file, then to the running ones, split evenly", "[dir][parallel]") {
+  SECTION("while files wait, a finished file's threads are kept for the next one") {
+    FilePool pool(8, true);
+    ThreadGrant a(pool), b(pool), c(pool);
+    pool.start(a, 4);
+    pool.start(b, 4);
+    pool.release(b);
+    CHECK(a.threads() == 4u);  // a file still waits: nothing is handed to the running one
+    CHECK(pool.in_use() == 4u);
+    pool.start(c, 0);  // the next file takes what is idle
+    CHECK(c.threads() == 4u);
+    pool.close();
+    pool.release(c);
+    CHECK(a.threads() == 8u);
+    CHECK(pool.in_use() == 8u);
+    pool.release(a);
+    CHECK(pool.in_use() == 0u);
+  }
+  SECTION("once none waits: split evenly, once, whoever asks first or most") {
+    FilePool pool(9, true);
+    ThreadGrant a(pool), b(pool), c(pool);
+    pool.start(a, 3);
+    pool.start(b, 3);
+    pool.start(c, 3);
+    pool.close();
+    pool.release(c);
+    for (int k = 0; k < 5; ++k) a.threads();
+    const unsigned ta = a.threads(), tb = b.threads();
+    CHECK(ta + tb == 9u);  // no thread added, none lost
+    CHECK(ta >= 4u);
+    CHECK(tb >= 4u);
+    CHECK(pool.in_use() == 9u);
+  }
+  SECTION("close() hands out the threads idle then") {
+    FilePool pool(8, true);
+    ThreadGrant a(pool);
+    pool.start(a, 2);
+    pool.close();
+    CHECK(a.threads() == 8u);
+  }
+  SECTION("without sharing (one file per device), a file keeps its count") {
+    FilePool pool(8, false);
+    ThreadGrant a(pool), b(pool);
+    pool.start(a, 4);
+    pool.start(b, 4);
+    pool.close();
+    pool.release(b);
+    CHECK(a.threads() == 4u);
+  }
 }
