@@ -50,15 +50,17 @@ std::string default_output_path(const std::string& in, bool compressing) {
 
 namespace {
 
-// Workers on one output file from which decompress maps it (see
-// AtomicOutputFile::map_for_writers: pwrite while no other worker is in it,
-// the mapping for the rest). Measured on 16-core Xeons, /dev/shm
-// (PERFORMANCE.md, "Many cores, round 4"), three runs each against pwrite
-// alone: a 1.92 GB shard at -T4 0.53-0.64 s against 0.58-0.76, at -T8
-// 0.39-0.43 against 0.58-0.68; a 4-shard directory at -T16 (3 or 5 workers
-// per shard) 0.58-0.67 against 0.69-0.80. Mapping every store, without
-// pwrite first, was slower than pwrite alone for that directory (faults
-// cost more CPU than copies), and from 2 workers it gained nothing more.
+// Workers on one output file from which it is mapped, in decompress and
+// compress alike (AtomicOutputFile::map_for_writers: pwrite while no other
+// worker is in it, the mapping for the rest). Measured on 16-core Xeons,
+// /dev/shm, three runs each against pwrite alone. Decompress (PERFORMANCE.md,
+// "Many cores, round 4"): a 1.92 GB shard at -T4 0.53-0.64 s against
+// 0.58-0.76, at -T8 0.39-0.43 against 0.58-0.68; a 4-shard directory at -T16
+// (3 or 5 workers per shard) 0.58-0.67 against 0.69-0.80. Mapping every
+// store, without pwrite first, was slower than pwrite alone for that
+// directory (faults cost more CPU than copies), and from 2 workers it gained
+// nothing more. Compress ("round 5"): the shard at -T8 0.54-0.57 s against
+// 0.60-0.65, at -T16 0.51-0.53 against 0.61-0.62, -T4 unchanged.
 constexpr unsigned kMappedWriters = 4;
 
 // SHA-256 of a whole file on a thread of its own (no thread when sha is null).
