@@ -126,6 +126,8 @@ std::unique_ptr<BehindQueue> background_sha(Sha256* sha, const std::vector<uint8
 
 Status compress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
                     Sha256* sha, uint64_t* original_xxh64, ThreadGrant* grant) {
+  ThreadGrant own(resolve_threads(opt.threads));
+  if (!grant) grant = &own;
   MappedFile file;
   Status s = file.open(in);
   if (!s.ok()) return s;
@@ -140,13 +142,13 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   // known only at the end: the input's size is the estimate (a file worth
   // compressing is smaller; bytes past it go through pwrite), and
   // write_container sets the real size.
-  if ((grant ? grant->threads() : resolve_threads(opt.threads)) >= kMappedWriters) of.map_for_writers(file.size());
+  if (grant->threads() >= kMappedWriters) of.map_for_writers(file.size());
   // The SHA-256 of the input (directory manifests) is computed on a thread of
   // its own, reading the file with pread, while the coding runs.
   BackgroundFileHash hasher(file, sha);
   FileReport local;
   FileReport* r = rep ? rep : &local;
-  s = write_container(in, file, h, of, opt, r, original_xxh64, grant);
+  s = write_container(in, file, h, of, opt, r, original_xxh64, *grant);
   if (!s.ok()) hasher.cancel();
   const Status hs = hasher.join();
   if (!s.ok()) return s;
@@ -165,6 +167,8 @@ Status compress_one(const std::string& in, const std::string& out, const Options
 
 Status decompress_one(const std::string& in, const std::string& out, const Options& opt, FileReport* rep,
                       Sha256* sha, const ManifestEntry* entry, ThreadGrant* grant) {
+  ThreadGrant own(resolve_threads(opt.threads));
+  if (!grant) grant = &own;
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
@@ -175,12 +179,11 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
-  const unsigned first_threads = grant ? grant->threads() : resolve_threads(opt.threads);
   // From four workers on one file, windows that would wait for another's
   // pwrite(2) go into a shared mapping of the file instead, where the page
   // cache fills in parallel. (A directory's file that gets more threads
   // later keeps the mode it started in.)
-  if (first_threads >= kMappedWriters) of.map_for_writers(reader->original_size());
+  if (grant->threads() >= kMappedWriters) of.map_for_writers(reader->original_size());
   const std::vector<uint8_t> head = reader->original_header();
   FileDigest digest(head.data(), head.size());
   s = of.write(head.data(), head.size());
@@ -196,7 +199,7 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     // Windows go to their place through the writer thread's buffers; the
     // in-order stage feeds the hash. A failed checksum discards the temporary.
     const uint64_t at = head.size() + ts[i].orig_offset;
-    const unsigned threads = grant ? grant->threads() : first_threads;
+    const unsigned threads = grant->threads();
     // One worker hands its windows to the writer thread (the page-cache copy
     // overlaps decoding); several write their own (AtomicOutputFile::pwrite:
     // one at a time, or in parallel into the mapping), without a copy into
@@ -230,6 +233,8 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
 
 Status verify_one(const std::string& in, const std::string& against, const std::string& label, const Options& opt,
                   VerifyReport* rep, Sha256* sha, const ManifestEntry* entry, ThreadGrant* grant) {
+  ThreadGrant own(resolve_threads(opt.threads));
+  if (!grant) grant = &own;
   std::unique_ptr<Reader> reader;
   Status s = Reader::open(in, &reader);
   if (!s.ok()) return s;
@@ -240,7 +245,6 @@ Status verify_one(const std::string& in, const std::string& against, const std::
     s = orig.open(against);
     if (!s.ok()) return s;
   }
-  const unsigned fixed_threads = resolve_threads(opt.threads);
   const auto& ts = reader->tensors();
   const std::vector<uint8_t> head = reader->original_header();
   FileDigest digest(head.data(), head.size());
@@ -290,7 +294,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
       if (ts_status.ok()) ts_status = hash_sha(buf.data(), t.orig_size);
     } else {
       const auto t0 = std::chrono::steady_clock::now();
-      ts_status = reader->decode_tensor_stream(i, grant ? grant->threads() : fixed_threads, check, hash_sha);
+      ts_status = reader->decode_tensor_stream(i, grant->threads(), check, hash_sha);
       if (t.encoding == kBf16Huffman) {
         rep->decode_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         rep->decoded_bytes += t.orig_size;

@@ -1,7 +1,6 @@
 #include "container_writer.h"
 
 #include "dir_tasks.h"
-
 #include "parallel.h"
 
 #include <zstd.h>
@@ -41,8 +40,7 @@ struct XxhState {
 
 Status write_container(const std::string& label, const MappedFile& file, const StHeader& h,
                        AtomicOutputFile& out, const Options& opt, FileReport* report,
-                       uint64_t* original_xxh64, ThreadGrant* grant) {
-  const unsigned fixed_threads = resolve_threads(opt.threads);
+                       uint64_t* original_xxh64, ThreadGrant& grant) {
   const uint8_t* base = file.data();
   const uint64_t data_start = 8 + h.json_size;
   const uint64_t count = h.tensors.size();
@@ -88,8 +86,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     if (t.dtype == Dtype::BF16 && size > 0) {
       // Streamed: read twice in windows with pread, never mapped whole.
       Bf16PayloadResult br;
-      const unsigned threads = grant ? grant->threads() : fixed_threads;
-      s = bf16.write(file, data_start + t.begin, size / 2, out, r.payload_offset, threads, &br);
+      s = bf16.write(file, data_start + t.begin, size / 2, out, r.payload_offset, grant.threads(), &br);
       if (!s.ok()) return s;
       r.orig_xxh64 = br.orig_xxh64;
       if (br.huffman) {

@@ -27,8 +27,6 @@ void FilePool::release(ThreadGrant& g) {
   std::lock_guard<std::mutex> lock(mu_);
   running_.erase(std::find(running_.begin(), running_.end(), &g));
   in_use_ -= g.threads_ + g.pending_;
-  g.threads_ += g.pending_;  // what it held (a grant never shrinks)
-  g.pending_ = 0;
   if (!waiting_) hand_out();
 }
 
@@ -106,7 +104,7 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
   // would have left the loop one file after another.
   std::vector<std::exception_ptr> thrown(n);
   std::vector<char> started(n, 0);
-  size_t next = 0;  // order[next] starts next (under mu)
+  std::atomic<size_t> next{0};
   std::atomic<size_t> first_failure{n};
   // One file per device (run_file_tasks_on): a device's files keep their count.
   FilePool files(resolve_threads(opt.threads), !devices);
@@ -116,11 +114,7 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
 
   auto worker = [&](size_t w) {
     for (;;) {
-      size_t k;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        k = next++;
-      }
+      const size_t k = next.fetch_add(1);
       if (k >= n) break;
       const size_t i = order[k];
       // Files after a failure need not run; earlier ones must (they decide
