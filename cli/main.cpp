@@ -65,7 +65,9 @@ int finish(const df11::Status& s, const Common& c, const nlohmann::ordered_json*
   if (c.json) {
     nlohmann::ordered_json j = df11cli::status_json(s);
     if (body) j.update(*body);
-    std::cout << j.dump(2) << std::endl;
+    // Paths are bytes on Linux and need not be UTF-8: such bytes are printed
+    // as U+FFFD rather than making the report impossible (dump would throw).
+    std::cout << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << std::endl;
   }
   if (!s.ok() && c.verbosity >= 0) std::fprintf(stderr, "df11: %s\n", s.message.c_str());
   return df11::exit_code(s.code);
@@ -370,5 +372,10 @@ int main(int argc, char** argv) {
   } catch (const std::filesystem::filesystem_error& e) {
     std::fprintf(stderr, "df11: %s (Io)\n", e.what());
     return df11::exit_code(df11::Error::Io);
+  } catch (const std::exception& e) {
+    // A bug, but still one line and an exit code instead of std::terminate;
+    // unwinding has removed any temporary output.
+    std::fprintf(stderr, "df11: internal error: %s (Internal)\n", e.what());
+    return df11::exit_code(df11::Error::Internal);
   }
 }

@@ -25,6 +25,7 @@ const char* error_name(Error e) noexcept {
     DF11_NAME(DirLinkDangling) DF11_NAME(DirLinkToDirectory) DF11_NAME(DirLinkNotRegular)
     DF11_NAME(OutputIsLink)
     DF11_NAME(ExportConfigInvalid) DF11_NAME(ExportAlreadyDf11) DF11_NAME(ExportDuplicateTensor)
+    DF11_NAME(DirUnsupportedName)
 #undef DF11_NAME
   }
   return "Unknown";

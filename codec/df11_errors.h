@@ -76,6 +76,7 @@ enum class Error : int {
   ExportConfigInvalid,    // IN/config.json missing, unreadable or not a JSON object
   ExportAlreadyDf11,      // IN is already a DFloat11 model (dfloat11_config or encoded_exponent tensors)
   ExportDuplicateTensor,  // one tensor name in two weight files of IN
+  DirUnsupportedName,     // an entry's name is not UTF-8 or holds a backslash: a manifest could not record it
 };
 
 // The C ABI's values (formats/df11_c.h): a code once published keeps its number.
@@ -83,6 +84,7 @@ static_assert(static_cast<int>(Error::VerifyMismatch) == 43, "C ABI: error value
 static_assert(static_cast<int>(Error::Internal) == 46, "C ABI: error values are append-only");
 static_assert(static_cast<int>(Error::OutputIsLink) == 50, "C ABI: error values are append-only");
 static_assert(static_cast<int>(Error::ExportDuplicateTensor) == 53, "C ABI: error values are append-only");
+static_assert(static_cast<int>(Error::DirUnsupportedName) == 54, "C ABI: error values are append-only");
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).
 const char* error_name(Error e) noexcept;

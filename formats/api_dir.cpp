@@ -308,7 +308,8 @@ Status run_op(const std::string& in, const std::string& out_arg, bool compressin
   std::error_code ec;
   if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
   const std::string out = out_arg.empty() ? default_output_path(in, compressing) : out_arg;
-  Status s;
+  Status s = refuse_output_over_input(in, out);
+  if (!s.ok()) return s;
   if (fs::is_directory(in, ec)) {
     s = dir_op(in, out, opt, report);
   } else {

@@ -37,6 +37,14 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 std::string default_output_path(const std::string& in, bool compressing) {
   std::string base = in;
   while (base.size() > 1 && base.back() == '/') base.pop_back();
+  // "." or "..": the output goes beside the directory they name, as "DIR.df11"
+  // (appending to "." would put a hidden "..df11" inside the input).
+  const std::string last = fs::path(base).filename().string();
+  if (last == "." || last == "..") {
+    std::error_code ec;
+    const fs::path c = fs::weakly_canonical(base, ec);
+    if (!ec && c.has_filename()) base = c.string();
+  }
   if (compressing) {
     if (ends_with(base, ".safetensors")) return base.substr(0, base.size() - 12) + ".df11";
     return base + ".df11";

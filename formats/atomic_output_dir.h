@@ -27,15 +27,18 @@ class AtomicOutputDir {
     if (!temp_.empty()) std::filesystem::remove_all(temp_, ec);
   }
   Status open(const std::string& path, bool overwrite) {
+    // "out/" names the directory "out": without the slash, so that the
+    // temporary goes beside it and the rename targets it.
     path_ = path;
+    while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
     overwrite_ = overwrite;
-    if (Status s = refuse_output_link(path); !s.ok()) return s;
+    if (Status s = refuse_output_link(path_); !s.ok()) return s;
     std::error_code ec;
-    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)) && !overwrite)
-      return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
-    const std::filesystem::path p = std::filesystem::absolute(path, ec);
+    if (std::filesystem::exists(std::filesystem::symlink_status(path_, ec)) && !overwrite)
+      return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+    const std::filesystem::path p = std::filesystem::absolute(path_, ec);
     std::string tmpl = (p.parent_path() / ("." + p.filename().string() + ".df11tmp-XXXXXX")).string();
-    if (!mkdtemp(tmpl.data())) return make_status(Error::Io, path, std::string("cannot create output directory: ") + std::strerror(errno));
+    if (!mkdtemp(tmpl.data())) return make_status(Error::Io, path_, std::string("cannot create output directory: ") + std::strerror(errno));
     temp_ = tmpl;
     return Status::Ok();
   }

@@ -485,13 +485,7 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   if (out.empty()) return make_status(Error::Usage, in, "export needs an output directory (-o)");
   if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
   if (!fs::is_directory(in, ec)) return make_status(Error::Usage, in, "export takes a model directory (or a df11 directory)");
-  {
-    // Replacing OUT must never remove IN: refuse OUT == IN and OUT above IN.
-    const fs::path a = fs::weakly_canonical(in, ec), b = fs::weakly_canonical(out, ec);
-    const auto mism = std::mismatch(b.begin(), b.end(), a.begin(), a.end());
-    if (!ec && mism.first == b.end())
-      return make_status(Error::Usage, out, "the output would replace the input directory " + in);
-  }
+  if (Status s = refuse_output_over_input(in, out); !s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
 
   InputFiles files;

@@ -73,6 +73,39 @@ Status refuse_output_link(const std::string& path) {
   return Status::Ok();
 }
 
+namespace {
+
+// Absolute, with links in its existing part resolved, and no trailing empty
+// component ("out/" names the same directory as "out").
+std::filesystem::path resolved(const std::string& p, std::error_code& ec) {
+  std::filesystem::path r = std::filesystem::weakly_canonical(p, ec);
+  if (!r.empty() && r.filename().empty()) r = r.parent_path();
+  return r;
+}
+
+// Whether `outer` is `inner` or one of the directories above it.
+bool holds(const std::filesystem::path& outer, const std::filesystem::path& inner) {
+  return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end()).first == outer.end();
+}
+
+}  // namespace
+
+Status refuse_output_over_input(const std::string& in, const std::string& out) {
+  std::error_code ec;
+  if (std::filesystem::is_symlink(std::filesystem::symlink_status(out, ec))) return Status::Ok();
+  const std::filesystem::path a = resolved(in, ec);
+  if (ec) return Status::Ok();  // the input's own open reports what is wrong with it
+  const std::filesystem::path b = resolved(out, ec);
+  if (ec) return Status::Ok();  // so does the output's
+  if (a == b || std::filesystem::equivalent(in, out, ec))
+    return make_status(Error::Usage, out, "the output is the input file or directory; df11 never modifies its input");
+  if (holds(b, a))
+    return make_status(Error::Usage, out, "replacing the output would remove the input " + in + " inside it");
+  if (holds(a, b))
+    return make_status(Error::Usage, out, "the output would be written inside the input directory " + in);
+  return Status::Ok();
+}
+
 Status interrupted_status(const std::string& label) {
   return make_status(Error::Interrupted, label, "interrupted by signal; partial output removed");
 }

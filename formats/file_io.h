@@ -137,6 +137,13 @@ mode_t process_umask();
 // that df11 neither writes through it nor silently replaces it.
 Status refuse_output_link(const std::string& path);
 
+// The input is never modified, even with -f (zstd refuses the same): fails
+// with Usage, naming `out`, when `out` is `in` (also through another hard
+// link or a path that resolves to it), when replacing `out` would remove `in`
+// (`out` is a directory above it), or when `out` lies inside the input
+// directory. A symlink at `out` is left to refuse_output_link.
+Status refuse_output_over_input(const std::string& in, const std::string& out);
+
 // Copies a file byte for byte into a new file at `to` that appears atomically.
 Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite);
 

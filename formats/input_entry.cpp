@@ -4,6 +4,8 @@
 #include <filesystem>
 
 #include "file_io.h"
+#include "manifest.h"
+#include "safetensors_header.h"
 
 namespace df11 {
 
@@ -71,12 +73,13 @@ Status scan_dir(const std::string& root, std::vector<std::string>* files, std::v
   std::error_code ec;
   fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
   if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
-  for (; it != end; it.increment(ec)) {
-    if (ec) return make_status(Error::Io, root, "cannot read directory: " + ec.message());
+  while (it != end) {
     // Lexically: fs::relative() would resolve the links this scan examines.
     const std::string rel = it->path().lexically_relative(root).generic_string();
+    Status s = check_entry_name(root, rel);
+    if (!s.ok()) return s;
     InputEntry e;
-    Status s = classify_input_entry(root, rel, &e);
+    s = classify_input_entry(root, rel, &e);
     if (!s.ok()) return s;
     if (e.kind == EntryKind::Directory) {
       dirs->push_back(rel);
@@ -86,9 +89,28 @@ Status scan_dir(const std::string& root, std::vector<std::string>* files, std::v
     } else {
       return make_status(Error::DirUnsupportedEntry, root, "'" + rel + "' is not a regular file or directory");
     }
+    // An unreadable subdirectory sets ec and turns the iterator into end at
+    // once, so ec is checked here, not by the loop's condition: checked there,
+    // the scan would end early and silently leave files out.
+    it.increment(ec);
+    if (ec) {
+      const std::string where = e.kind == EntryKind::Directory ? (fs::path(root) / rel).string() : root;
+      return make_status(Error::Io, where, "cannot read directory: " + ec.message());
+    }
   }
   std::sort(files->begin(), files->end());
   std::sort(dirs->begin(), dirs->end());
+  return Status::Ok();
+}
+
+Status check_entry_name(const std::string& root, const std::string& rel) {
+  const auto* p = reinterpret_cast<const uint8_t*>(rel.data());
+  if (!is_valid_utf8(p, rel.size()))
+    return make_status(Error::DirUnsupportedName, (fs::path(root) / rel).string(),
+                       "name is not valid UTF-8; a manifest (JSON) cannot record it");
+  if (!safe_relative_path(rel))
+    return make_status(Error::DirUnsupportedName, (fs::path(root) / rel).string(),
+                       "name holds a backslash or another character a manifest path may not hold");
   return Status::Ok();
 }
 

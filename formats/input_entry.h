@@ -36,8 +36,17 @@ Status check_input_file(const std::string& root, const std::string& rel);
 // Lists the regular files and directories under root ('/'-separated relative
 // paths, sorted), classified by classify_input_entry: links to regular files
 // count as files and go to *links; any other link fails with its named error,
-// a special file with DirUnsupportedEntry.
+// a special file with DirUnsupportedEntry, a name that check_entry_name
+// refuses with DirUnsupportedName. A subdirectory that cannot be read fails
+// with Io naming it: no entry is ever left out silently.
 Status scan_dir(const std::string& root, std::vector<std::string>* files, std::vector<std::string>* dirs,
                 std::set<std::string>* links);
+
+// The rule for every name in a directory that df11 records: valid UTF-8 (a
+// manifest is JSON) and a path that manifest readers accept
+// (safe_relative_path: no backslash, no NUL, no empty, "." or ".." part).
+// Checked when writing, so that a directory df11 writes can always be read
+// back. DirUnsupportedName otherwise, labelled root/rel.
+Status check_entry_name(const std::string& root, const std::string& rel);
 
 }  // namespace df11

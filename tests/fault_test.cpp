@@ -357,6 +357,40 @@ TEST_CASE("faults: output directory not writable", "[faults]") {
   fs::permissions(t.path + "/ro", fs::perms::owner_all);
 }
 
+TEST_CASE("faults: an unreadable subdirectory is an Io error naming it, never a silent skip", "[faults]") {
+  df11test::TempDir t;
+  // As root, df11 runs as nobody: the tree must be readable, out/ writable by it.
+  fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  const fs::perms readable = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                             fs::perms::others_read | fs::perms::others_exec;
+  fs::create_directories(t.path + "/in/locked");
+  fs::create_directories(t.path + "/out");
+  fs::permissions(t.path + "/out", fs::perms::all);
+  fs::permissions(t.path + "/in", readable);
+  // Files on both sides of locked/ in the scan's order: the old loop dropped
+  // every entry after it and exited 0.
+  for (const char* f : {"a.safetensors", "z.safetensors", "locked/inner.safetensors"}) {
+    model_file(t.path + "/in/" + f);
+    fs::permissions(t.path + "/in/" + f, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                                             fs::perms::others_read);
+  }
+  fs::permissions(t.path + "/in/locked", fs::perms::none);
+  SpawnOptions o;
+  o.as_nobody = true;
+  const Result r = run({"compress", "in", "-o", "out/in.df11"}, t.path, o);
+  fs::permissions(t.path + "/in/locked", readable);  // so that TempDir can remove it
+  if (r.code == 122 || r.code == 127) {
+    WARN("cannot run df11 as an unprivileged user here (exit " << r.code << "): skipping");
+    return;
+  }
+  CHECK(r.code == 3);
+  one_line(r);
+  CHECK(r.err.find("in/locked") != std::string::npos);
+  CHECK(r.err.find("(Io)") != std::string::npos);
+  CHECK(fs::is_empty(t.path + "/out"));
+}
+
 TEST_CASE("faults: an input file that vanishes during a directory compress", "[faults]") {
   df11test::TempDir t;
   model_dir(t.path + "/model");

@@ -1,0 +1,161 @@
+// Output and input paths at the command line: the input is never modified,
+// whatever -o and -f say; every name df11 writes into a manifest can be read
+// back; "DIR/" and "DIR/." name DIR; reports stay valid JSON for any file name.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "safetensors_writer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+using Run = df11test::CliRun;
+
+Run df11(const std::string& args, const std::string& dir) { return df11test::run_df11(args, dir); }
+
+void small_model(const std::string& path, uint64_t seed = 3) {
+  const auto w = df11test::gaussian_bf16(20000, 0.02, seed);
+  Bytes b(w.size() * 2);
+  std::memcpy(b.data(), w.data(), b.size());
+  df11test::write_safetensors(path, {{"w", "BF16", {100, 200}, b}, {"n", "F32", {2}, Bytes(8, 0)}});
+}
+
+// Every entry under `dir`, relative, sorted, with contents for files.
+std::vector<std::pair<std::string, Bytes>> snapshot(const std::string& dir) {
+  std::vector<std::pair<std::string, Bytes>> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    const std::string rel = fs::relative(e.path(), dir).generic_string();
+    if (rel == ".out" || rel == ".err") continue;  // run_df11's captures of stdout and stderr
+    out.push_back({rel, e.is_regular_file() ? df11test::read_file(e.path().string()) : Bytes()});
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+void refused(const Run& r, const std::string& why) {
+  INFO("stderr: " << r.err);
+  CHECK(r.code == 2);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find("(Usage)") != std::string::npos);
+  CHECK(r.err.find(why) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("cli: the output never overwrites, replaces or lands inside the input, even with -f", "[cli][paths]") {
+  df11test::TempDir t;
+  fs::create_directories(t.path + "/p/model");
+  small_model(t.path + "/p/model/model.safetensors");
+  small_model(t.path + "/same.safetensors");
+  REQUIRE(df11("compress p/model -o md.df11", t.path).code == 0);
+  REQUIRE(df11("compress same.safetensors -o same.df11", t.path).code == 0);
+  const auto before = snapshot(t.path);
+
+  SECTION("a file onto itself") {
+    refused(df11("compress same.safetensors -o same.safetensors -f", t.path), "the output is the input");
+    refused(df11("decompress same.df11 -o ./same.df11 -f", t.path), "the output is the input");
+  }
+  SECTION("a file onto another hard link of itself") {
+    fs::create_hard_link(t.path + "/same.safetensors", t.path + "/alias.safetensors");
+    refused(df11("compress same.safetensors -o alias.safetensors -f", t.path), "the output is the input");
+    fs::remove(t.path + "/alias.safetensors");
+  }
+  SECTION("a directory above the input") {
+    refused(df11("compress p/model -o p -f", t.path), "would remove the input");
+    refused(df11("compress p/model/model.safetensors -o p -f", t.path), "would remove the input");
+    refused(df11("decompress md.df11 -o . -f", t.path), "would remove the input");
+    refused(df11("decompress md.df11 -o \"$PWD/\" -f", t.path), "would remove the input");
+  }
+  SECTION("inside the input directory") {
+    refused(df11("decompress md.df11 -o md.df11/sub -f", t.path), "inside the input directory");
+    refused(df11("compress p -o p/out.df11", t.path), "inside the input directory");
+  }
+  SECTION("the input directory itself") {
+    refused(df11("compress p/model -o p/model/ -f", t.path), "the output is the input");
+  }
+  CHECK(snapshot(t.path) == before);
+  CHECK(df11test::temporaries_in(t.path).empty());
+}
+
+TEST_CASE("cli: DirUnsupportedName: a name a manifest cannot record is refused before anything is written", "[cli][paths]") {
+  df11test::TempDir t;
+  for (const std::string& bad : std::vector<std::string>{"we\\ird.txt", "x\xfe.safetensors"}) {
+    DYNAMIC_SECTION("entry " << (bad[0] == 'w' ? "with a backslash" : "not UTF-8")) {
+      fs::create_directories(t.path + "/m/sub");
+      small_model(t.path + "/m/model.safetensors");
+      df11test::write_file(t.path + "/m/sub/" + bad, {'h', 'i'});
+      const auto before = snapshot(t.path);
+      const Run r = df11("compress m --json", t.path);
+      INFO("stderr: " << r.err);
+      CHECK(r.code == 3);
+      CHECK(lines(r.err) == 1);
+      CHECK(r.err.find("DirUnsupportedName") != std::string::npos);
+      CHECK(r.err.find("sub/") != std::string::npos);  // names the entry
+      CHECK(nlohmann::json::parse(r.out)["ok"] == false);
+      CHECK_FALSE(fs::exists(t.path + "/m.df11"));
+      CHECK(df11test::temporaries_in(t.path).empty());
+      CHECK(snapshot(t.path) == before);
+      // A directory name is checked as well.
+      fs::remove_all(t.path + "/m/sub");
+      fs::create_directories(t.path + "/m/" + bad + ".d");
+      const Run d = df11("compress m", t.path);
+      CHECK(d.code == 3);
+      CHECK(d.err.find("DirUnsupportedName") != std::string::npos);
+      fs::remove_all(t.path + "/m");
+    }
+  }
+}
+
+TEST_CASE("cli: --json reports stay valid JSON when a file name is not UTF-8", "[cli][paths]") {
+  df11test::TempDir t;
+  small_model(t.path + "/bad\xff.safetensors");
+  Run r = df11("compress --json \"$(printf 'bad\\377.safetensors')\"", t.path);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(nlohmann::json::parse(r.out)["ok"] == true);
+  r = df11("info --json \"$(printf 'bad\\377.df11')\"", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(nlohmann::json::parse(r.out)["files"].size() == 1);
+  r = df11("info --json \"$(printf 'missing\\377.df11')\"", t.path);
+  CHECK(r.code == 3);
+  CHECK(nlohmann::json::parse(r.out)["ok"] == false);
+}
+
+TEST_CASE("cli: DIR/ and DIR/. name DIR, for -o and for the default output", "[cli][paths]") {
+  df11test::TempDir t;
+  fs::create_directories(t.path + "/md");
+  small_model(t.path + "/md/model.safetensors");
+  small_model(t.path + "/md/extra.safetensors", 5);
+  const auto before = snapshot(t.path + "/md");
+
+  Run r = df11("compress md -o newout/", t.path);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(fs::is_regular_file(t.path + "/newout/df11-manifest.json"));
+  r = df11("compress md -o newout/ -f", t.path);  // replacing an existing one
+  REQUIRE(r.code == 0);
+  r = df11("decompress newout/ -o back/", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(snapshot(t.path + "/back") == before);
+
+  r = df11("compress md/.", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(fs::is_regular_file(t.path + "/md.df11/df11-manifest.json"));  // beside md, not "md/..df11"
+  CHECK(snapshot(t.path + "/md") == before);
+  r = df11("decompress md.df11/. -o restored", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(snapshot(t.path + "/restored") == before);
+  CHECK(df11test::temporaries_in(t.path).empty());
+}
