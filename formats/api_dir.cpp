@@ -64,8 +64,10 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   for (const auto& rel : files) {
     if (rel == kManifestName) return make_status(Error::DirUnsupportedEntry, in, std::string("input already contains ") + kManifestName);
     if (ends_with(rel, ".safetensors.index.json")) {
+      // Every index of shards, whatever its stem: model.*, and diffusers'
+      // diffusion_pytorch_model.* in a component's folder.
       const std::string sub = fs::path(rel).has_parent_path() ? in + "/" + fs::path(rel).parent_path().string() : in;
-      s = check_model_index(sub);
+      s = check_shard_index(sub, fs::path(rel).filename().string());
       if (!s.ok()) return s;
     }
     if (!outputs.insert(stored_name(rel)).second)
@@ -176,6 +178,11 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
       r = hash_file(src, &hex);
       if (r.ok()) r = copy_file_atomic(src, dst, false);
       if (!r.ok()) return r;
+      std::error_code ec;
+      const uint64_t size = fs::file_size(dst, ec);
+      if (size != e.size)
+        return make_status(Error::VerifyMismatch, src, "restored '" + e.path + "' has " + std::to_string(size) +
+                                                           " bytes, manifest says " + std::to_string(e.size));
       fr.is_safetensors = false;
       fr.original_bytes = fr.stored_bytes = e.size;
     }
@@ -189,10 +196,30 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   return od.commit();
 }
 
+// verify --against ORIG of a directory: ORIG holds exactly the manifest's
+// files and directories. Each file's content is compared by its own check;
+// this adds what is in ORIG but not in the manifest (a shard or config the
+// compressed copy lacks), which no per-file check can see.
+Status compare_entries(const Manifest& m, const std::string& against, std::vector<std::string>* failures) {
+  std::vector<std::string> files, dirs;
+  std::set<std::string> links;
+  Status s = scan_dir(against, &files, &dirs, &links);
+  if (!s.ok()) return s;
+  std::set<std::string> listed(m.directories.begin(), m.directories.end());
+  for (const auto& e : m.files) listed.insert(e.path);
+  for (const auto* names : {&files, &dirs})
+    for (const auto& rel : *names)
+      if (!listed.count(rel)) failures->push_back(rel + ": in " + against + " but not in the df11 directory");
+  return Status::Ok();
+}
+
 Status verify_dir(const std::string& in, const std::string& against, const Options& opt, VerifyReport* rep) {
   Manifest m;
   Status s = read_manifest(in, &m);
   if (!s.ok()) return s;
+  std::error_code ec;
+  if (!against.empty() && !fs::is_directory(against, ec))
+    return make_status(Error::Usage, against, "a df11 directory is checked --against a model directory, not a file");
   // Refused here, once, rather than by every file's verify as a failure.
   DeviceChoice device;
   if (s = parse_device(opt.device, &device); !s.ok()) return s;
@@ -230,6 +257,9 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
         return Status::Ok();
       }
       ++r.files_checked;
+      std::error_code ec;
+      if (fs::file_size(src, ec) != e.size)
+        r.failures.push_back(e.path + ": size differs from the manifest's " + std::to_string(e.size) + " bytes");
       if (!orig.empty()) {
         std::string ohex;
         st = hash_file(orig, &ohex);
@@ -270,6 +300,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
       s = task(i, opt, grant);
     }
   }
+  if (s.ok() && !against.empty()) s = compare_entries(m, against, &rep->failures);
   for (size_t i = 0; i < n && ran[i] && hard[i].ok(); ++i) {
     VerifyReport& r = reps[i];
     rep->failures.insert(rep->failures.end(), r.failures.begin(), r.failures.end());
@@ -352,6 +383,8 @@ Status verify(const std::string& in, const std::string& against, const Options& 
   std::error_code ec;
   if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
   if (!against.empty() && !fs::exists(against, ec)) return make_status(Error::Io, against, "no such file or directory");
+  if (!fs::is_directory(in, ec) && !against.empty() && fs::is_directory(against, ec))
+    return make_status(Error::Usage, against, "a .df11 file is checked --against a .safetensors file, not a directory");
   Status s = fs::is_directory(in, ec) ? verify_dir(in, against, opt, rep) : verify_one(in, against, in, opt, rep, nullptr);
   if (!s.ok()) return s;
   if (!rep->failures.empty())

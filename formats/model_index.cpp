@@ -219,6 +219,10 @@ Status check_model_index(const std::string& dir, std::vector<std::string>* tenso
   return guarded_check(dir, kModelIndexName, tensors, true);
 }
 
+Status check_shard_index(const std::string& dir, const std::string& name) {
+  return guarded_check(dir, name, nullptr, true);
+}
+
 Status read_model_index(const std::string& dir, const std::string& name, std::vector<std::string>* tensors) {
   return guarded_check(dir, name, tensors, false);
 }

@@ -22,6 +22,10 @@ constexpr const char* kModelIndexName = "model.safetensors.index.json";
 // *tensors is left alone.
 Status check_model_index(const std::string& dir, std::vector<std::string>* tensors = nullptr);
 
+// The same checks for another index of the kind in DIR, DIR/NAME (a
+// diffusers component's diffusion_pytorch_model.safetensors.index.json).
+Status check_shard_index(const std::string& dir, const std::string& name);
+
 // The same for the index of a df11 directory, DIR/NAME (NAME: where its
 // manifest stores model.safetensors.index.json): every check but the shards'
 // presence, as the shards are stored as .df11 files.

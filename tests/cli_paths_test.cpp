@@ -159,3 +159,59 @@ TEST_CASE("cli: DIR/ and DIR/. name DIR, for -o and for the default output", "[c
   CHECK(snapshot(t.path + "/restored") == before);
   CHECK(df11test::temporaries_in(t.path).empty());
 }
+
+TEST_CASE("cli: verify DIR --against ORIG reports what only ORIG holds; file against directory is a usage error", "[cli][paths]") {
+  df11test::TempDir t;
+  fs::create_directories(t.path + "/md/sub");
+  small_model(t.path + "/md/model.safetensors");
+  df11test::write_file(t.path + "/md/config.json", {'{', '}'});
+  REQUIRE(df11("compress md -o md.df11", t.path).code == 0);
+  REQUIRE(df11("compress md/model.safetensors -o one.df11", t.path).code == 0);
+  Run r = df11("verify md.df11 --against md", t.path);
+  INFO("stderr: " << r.err);
+  CHECK(r.code == 0);
+
+  small_model(t.path + "/md/model-extra.safetensors", 9);
+  df11test::write_file(t.path + "/md/sub/extra.txt", {'x'});
+  fs::create_directories(t.path + "/md/newdir");
+  r = df11("verify md.df11 --against md", t.path);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("model-extra.safetensors: in md but not in the df11 directory") != std::string::npos);
+  CHECK(r.err.find("sub/extra.txt") != std::string::npos);
+  CHECK(r.err.find("newdir") != std::string::npos);
+
+  r = df11("verify md.df11 --against md/model.safetensors", t.path);
+  CHECK(r.code == 2);
+  CHECK(lines(r.err) == 1);
+  r = df11("verify one.df11 --against md", t.path);
+  CHECK(r.code == 2);
+  CHECK(lines(r.err) == 1);
+}
+
+TEST_CASE("cli: a copied file's size is checked against the manifest by verify and decompress", "[cli][paths]") {
+  df11test::TempDir t;
+  fs::create_directories(t.path + "/md");
+  small_model(t.path + "/md/model.safetensors");
+  df11test::write_file(t.path + "/md/config.json", {'{', '}'});
+  REQUIRE(df11("compress md -o md.df11", t.path).code == 0);
+  const std::string mpath = t.path + "/md.df11/df11-manifest.json";
+  const auto text = df11test::read_file(mpath);
+  auto j = nlohmann::ordered_json::parse(text.begin(), text.end());
+  bool edited = false;
+  for (auto& f : j["files"])
+    if (f["path"] == "config.json") {
+      f["size"] = 999;
+      edited = true;
+    }
+  REQUIRE(edited);
+  const std::string out = j.dump(1) + "\n";
+  df11test::write_file(mpath, Bytes(out.begin(), out.end()));
+  Run r = df11("verify md.df11", t.path);
+  INFO("stderr: " << r.err);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("config.json: size differs from the manifest's 999 bytes") != std::string::npos);
+  r = df11("decompress md.df11 -o back", t.path);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("manifest says 999") != std::string::npos);
+  CHECK_FALSE(fs::exists(t.path + "/back"));
+}

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "df11.h"
 #include "model_index.h"
+#include "safetensors_writer.h"
 #include "test_util.h"
 
 using namespace df11;
@@ -187,4 +189,26 @@ TEST_CASE("model index: DirIndexMissingShard", "[index]") {
     INFO(s.message);
     REQUIRE(s.ok());
   }
+}
+
+TEST_CASE("model index: compress checks every *.safetensors.index.json, diffusers' included", "[index]") {
+  df11test::TempDir t;
+  const std::string in = t.path + "/pipe", unet = in + "/unet";
+  fs::create_directories(unet);
+  write_text(unet + "/diffusion_pytorch_model.safetensors.index.json",
+             "{\"weight_map\":{\"a\":\"diffusion_pytorch_model-00001-of-00002.safetensors\","
+             "\"b\":\"diffusion_pytorch_model-00002-of-00002.safetensors\"}}");
+  df11test::write_safetensors(unet + "/diffusion_pytorch_model-00001-of-00002.safetensors",
+                              {{"a", "F32", {2}, std::vector<uint8_t>(8, 0)}});
+  Options o;
+  Status s = df11::compress(in, t.path + "/out", o, nullptr);
+  INFO(s.message);
+  CHECK(s.code == Error::DirIndexMissingShard);
+  CHECK(s.message.find("unet/diffusion_pytorch_model.safetensors.index.json") != std::string::npos);
+  CHECK_FALSE(fs::exists(t.path + "/out"));
+  df11test::write_safetensors(unet + "/diffusion_pytorch_model-00002-of-00002.safetensors",
+                              {{"b", "F32", {2}, std::vector<uint8_t>(8, 0)}});
+  s = df11::compress(in, t.path + "/out", o, nullptr);
+  INFO(s.message);
+  CHECK(s.ok());
 }
