@@ -12,7 +12,7 @@
 
 The library is libdf11.so, called through ctypes (bundled, or $DF11_LIBRARY).
 """
-from ._errors import CorruptDataError, Df11Error, InputError, UsageError
+from ._errors import CorruptDataError, Df11Error, InputError, InternalError, OutOfMemoryError, UsageError
 from ._file import File, open
 from ._version import __version__
 
@@ -30,4 +30,4 @@ def cuda_device_count():
 
 
 __all__ = ["open", "File", "Df11Error", "CorruptDataError", "UsageError", "InputError",
-           "__version__", "library_version", "cuda_device_count"]
+           "OutOfMemoryError", "InternalError", "__version__", "library_version", "cuda_device_count"]

@@ -1,7 +1,8 @@
 """Exceptions. Every error of the library arrives as a Df11Error subclass
-chosen by the CLI's exit-code class of its code, carrying the code's stable
-name (e.g. "Df11BadMagic") and the library's one-line message, which names
-the file, the tensor and the rule broken."""
+chosen by the CLI's exit-code class of its code (OutOfMemory and Internal
+have classes of their own), carrying the code's stable name (e.g.
+"Df11BadMagic") and the library's one-line message, which names the file,
+the tensor and the rule broken."""
 
 
 class Df11Error(Exception):
@@ -13,6 +14,12 @@ class Df11Error(Exception):
         self.message = message
         self.name = name
         self.code = code
+
+    def __reduce__(self):
+        # The default rebuilds from self.args (the message alone), which this
+        # __init__ refuses: pickle (multiprocessing, ProcessPoolExecutor) and
+        # copy would fail or lose name and code.
+        return type(self), (self.message, self.name, self.code), self.__dict__
 
     def __str__(self):
         # The library's messages already end with "(RuleName)"; say the name
@@ -34,9 +41,22 @@ class InputError(Df11Error):
     """I/O error, invalid or unsupported input, no GPU (CLI exit code 3)."""
 
 
+class OutOfMemoryError(Df11Error, MemoryError):
+    """A host allocation in the library failed (code OutOfMemory; CLI exit
+    code 3). Also a MemoryError, so that `except MemoryError` sees it."""
+
+
+class InternalError(Df11Error, RuntimeError):
+    """An unexpected failure inside the library, i.e. a bug in df11 (code
+    Internal; CLI exit code 3)."""
+
+
+# The exit code alone would make these two InputErrors (bad input), which
+# they are not: a caller may retry after freeing memory, and a bug is a bug.
+_BY_NAME = {"OutOfMemory": OutOfMemoryError, "Internal": InternalError}
 _BY_EXIT_CODE = {1: CorruptDataError, 2: UsageError, 3: InputError}
 
 
 def raise_for_status(code, name, exit_code, message):
-    cls = _BY_EXIT_CODE.get(exit_code, Df11Error)
+    cls = _BY_NAME.get(name) or _BY_EXIT_CODE.get(exit_code, Df11Error)
     raise cls(message or name, name, code)

@@ -1,24 +1,36 @@
 """df11.open(): a .df11 file or a df11 model directory, read tensor by tensor."""
 import ctypes
+import operator
 import os
+import re
 
 import numpy as np
 
 from . import _lib
 from ._dtypes import numpy_dtype, torch_dtype
-from ._errors import UsageError
+from ._errors import InputError, UsageError
+
+_DEVICE = re.compile(r"(cpu|cuda)(?::([0-9]+))?")
 
 
-class File:
+class File(_lib.OwnsHandle):
     """An open .df11 file or df11 directory (memory-mapped, validated on open).
 
     Use as a context manager or call close(). Not thread-safe as an object,
-    except that several threads may call read() on the CPU at once."""
+    except that several threads may call read() on the CPU at once. Cannot
+    be copied or pickled (open it again from its path)."""
+
+    _copy_hint = " (df11.open(path) opens the file again, in this process or another)"
 
     def __init__(self, path):
-        self.path = os.fspath(path)
+        # str, bytes or os.PathLike, as builtins.open takes them; the file
+        # system's encoding (surrogateescape) carries names that are not UTF-8.
+        raw = os.fsencode(path)
+        self.path = os.fsdecode(raw)
+        if b"\0" in raw:  # c_char_p would end the path there and open another file
+            raise ValueError(f"df11: {self.path!r}: embedded null byte in the path")
         self._handle = _lib.File_p()
-        _lib.call("df11_open", self.path.encode(), ctypes.byref(self._handle))
+        _lib.call("df11_open", raw, ctypes.byref(self._handle))
         L = _lib.lib()
         self._infos = []
         self._index = {}
@@ -50,16 +62,18 @@ class File:
         return dict(self._infos[self.index(name)])
 
     def index(self, name):
+        """Position of tensor `name` in names(); UsageError if there is none."""
         self._check_open()
-        i = self._index.get(name)
-        if i is None:  # the library's lookup raises its own error (Usage) with its message
-            out = ctypes.c_uint64(0)
-            _lib.call("df11_find_tensor", self._handle, str(name).encode(), ctypes.byref(out))
-            i = out.value
+        i = self._index.get(name) if isinstance(name, str) else None
+        if i is None:
+            # Said here rather than by df11_find_tensor: c_char_p would end a
+            # name at a NUL and find 'a' for 'a\0b', which `in` says is absent.
+            # The message is the library's.
+            raise UsageError(f"{self.path}: no tensor named {name!r}", "Usage")
         return i
 
     def __contains__(self, name):
-        return name in self._index
+        return isinstance(name, str) and name in self._index
 
     def __len__(self):
         return len(self._infos)
@@ -68,18 +82,58 @@ class File:
     def read(self, name, device=None, threads=0):
         """Decodes tensor `name`.
 
-        device None or "cpu": a numpy array of the original shape, decoded on
-        the CPU with `threads` threads (0: all cores); BF16 comes as
-        ml_dtypes.bfloat16 when ml_dtypes is installed, else as np.uint16 bit
-        patterns. device "cuda"/"cuda:N"/torch.device: a torch tensor decoded
-        on that GPU (BF16-Huffman tensors; the others are decoded on the CPU
-        and copied), on torch's current stream, synchronized before return."""
+        device None, "cpu" or "cpu:N": a numpy array of the original shape,
+        decoded on the CPU with `threads` threads (0: all cores); BF16 comes
+        as ml_dtypes.bfloat16 when ml_dtypes is installed, else as np.uint16
+        bit patterns. device "cuda"/"cuda:N"/torch.device: a torch tensor
+        decoded on that GPU (BF16-Huffman tensors; the others are decoded on
+        the CPU and copied), on torch's current stream, synchronized before
+        return; it needs torch (UsageError without it). Any other device is
+        a UsageError."""
         i = self.index(name)
-        if device is not None and str(device) != "cpu":
-            return self._read_cuda(i, device, threads)
+        kind, ordinal = self._parse_device(device)
+        if kind == "cuda":
+            return self._read_cuda(i, ordinal, threads)
         return self.read_numpy(i, threads)
 
+    def _parse_device(self, device):
+        """("cpu", None) or ("cuda", ordinal or None) for None, "cpu",
+        "cpu:N", "cuda", "cuda:N", a torch.device of those types, or an int
+        (a CUDA ordinal, as torch takes it); UsageError for anything else.
+        Parsed from the string, so that a CPU read needs no torch."""
+        if device is None:
+            return "cpu", None
+        if isinstance(device, int) and not isinstance(device, bool):
+            return "cuda", _lib.checked_int(device, "CUDA device", f"df11: {self.path}", _lib.INT_MAX)
+        m = _DEVICE.fullmatch(str(device))  # str(torch.device("cpu", 0)) is "cpu:0"
+        if m is None:
+            raise UsageError(f"df11: {self.path}: device {device!r} is neither cpu nor cuda (cuda:N)", "Usage")
+        if m.group(1) == "cpu":
+            return "cpu", None
+        ordinal = m.group(2)
+        return "cuda", None if ordinal is None else _lib.checked_int(
+            int(ordinal), "CUDA device", f"df11: {self.path}", _lib.INT_MAX)
+
+    def _checked_index(self, i):
+        """Tensor index i as an int in range, else UsageError (the library's
+        message): a negative index would wrap to 2**64 - 1 in ctypes, and
+        Python's negative indexing is not the C API's."""
+        try:
+            v = operator.index(i)
+        except TypeError:
+            raise UsageError(f"{self.path}: tensor index must be an integer, not {type(i).__name__}",
+                             "Usage") from None
+        if not 0 <= v < len(self._infos):
+            raise UsageError(f"{self.path}: tensor index {v} out of range ({len(self._infos)} tensors)", "Usage")
+        return v
+
+    def _checked_threads(self, threads):
+        return _lib.checked_int(threads, "threads", f"df11: {self.path}", _lib.UINT_MAX)
+
     def read_numpy(self, i, threads=0):
+        """Decodes tensor i (its position in names()) on the CPU: read(name)."""
+        self._check_open()
+        i = self._checked_index(i)
         e = self._infos[i]
         dt = numpy_dtype(e["dtype"])
         buf = np.empty(e["original_bytes"], dtype=np.uint8)
@@ -92,11 +146,15 @@ class File:
         """Decodes tensor i on the CPU into host memory at `address` (nbytes
         >= its original_bytes) and checks its checksum."""
         self._check_open()
-        _lib.call("df11_decode_host", self._handle, i, ctypes.c_void_p(address), nbytes, threads)
+        where = f"df11: {self.path}"
+        _lib.call("df11_decode_host", self._handle, self._checked_index(i),
+                  ctypes.c_void_p(_lib.checked_int(address, "address", where)),
+                  _lib.checked_int(nbytes, "nbytes", where), self._checked_threads(threads))
 
     def image_size(self, indices):
         """Bytes of the GPU image of BF16-Huffman tensors `indices`."""
         self._check_open()
+        indices = [self._checked_index(i) for i in indices]
         out = ctypes.c_uint64(0)
         _lib.call("df11_image_size", self._handle, _lib.u64_array(indices), len(indices), ctypes.byref(out))
         return out.value
@@ -104,18 +162,29 @@ class File:
     def pack_into(self, indices, address, nbytes):
         """Writes the image of tensors `indices` into host memory at `address`."""
         self._check_open()
+        indices = [self._checked_index(i) for i in indices]
+        where = f"df11: {self.path}"
         _lib.call("df11_pack_host", self._handle, _lib.u64_array(indices), len(indices),
-                  ctypes.c_void_p(address), nbytes)
+                  ctypes.c_void_p(_lib.checked_int(address, "address", where)),
+                  _lib.checked_int(nbytes, "nbytes", where))
 
-    def _read_cuda(self, i, device, threads):
-        import torch
+    def _read_cuda(self, i, ordinal, threads):
+        try:
+            import torch
+        except ImportError:
+            raise UsageError(f"df11: {self.path}: reading to a CUDA device needs torch (pip install torch)",
+                             "Usage") from None
         from ._gpu import Plan
 
-        dev = torch.device(device)
-        if dev.type != "cuda":
-            raise UsageError(f"df11: {self.path}: device '{device}' is neither cpu nor cuda", "Usage")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
+        threads = self._checked_threads(threads)
+        count = torch.cuda.device_count()
+        if count == 0:  # torch's own error would be an AssertionError or RuntimeError
+            raise InputError(f"df11: {self.path}: no CUDA device (torch sees none)", "CudaUnavailable")
+        if ordinal is None:
+            ordinal = torch.cuda.current_device()
+        if ordinal >= count:
+            raise UsageError(f"df11: {self.path}: CUDA device {ordinal} out of range ({count} devices)", "Usage")
+        dev = torch.device("cuda", ordinal)
         e = self._infos[i]
         tdt = torch_dtype(e["dtype"])
         with torch.cuda.device(dev):

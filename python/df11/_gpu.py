@@ -42,12 +42,13 @@ def stream_handle(stream, device_index=None):
     return ctypes.c_void_p(stream.cuda_stream)
 
 
-class GpuContext:
+class GpuContext(_lib.OwnsHandle):
     """A df11_gpu bound to one device. One per device per process, kept for
     the process's life (see context()); plans are destroyed before it."""
 
     def __init__(self, device_index):
         import torch
+        device_index = _lib.checked_int(device_index, "CUDA device", "df11", _lib.INT_MAX)
         self.device_index = device_index
         self._handle = _lib.Gpu_p()
         # df11_gpu_create calls cudaSetDevice on this thread: do it under
@@ -74,19 +75,21 @@ def _aligned(tensor, alignment, what):
         raise UsageError(f"df11: {what} at 0x{tensor.data_ptr():x} is not {alignment}-byte aligned", "Usage")
 
 
-class Plan:
+class Plan(_lib.OwnsHandle):
     """Decode of the image of tensors `indices` of `file` (laid out in
     `image`, a CUDA uint8 tensor) into `outputs` (CUDA tensors of each
     tensor's original size) in one kernel launch.
 
-    Creating a plan synchronizes `stream`; launch() does not."""
+    Creating a plan synchronizes `stream`; launch() does not. A plan cannot
+    be copied or pickled."""
 
     def __init__(self, file, indices, image, outputs, stream=None):
         import torch
         if len(indices) != len(outputs):
             raise UsageError("df11: a plan needs one output per tensor", "Usage")
+        file._check_open()
         self.file = file  # keeps the mapping (and the df11_file) alive
-        self.indices = list(indices)
+        self.indices = [file._checked_index(i) for i in indices]
         self.image = image
         self.outputs = list(outputs)
         self.device_index = image.device.index

@@ -1,14 +1,17 @@
 """ctypes binding of libdf11.so (formats/df11_c.h).
 
-The shared library is found, in this order, at $DF11_LIBRARY, then next to
-this file (the copy that `pip install ./python` bundles). ctypes needs no
-build against a particular Python or torch, so one wheel serves them all.
+The shared library is $DF11_LIBRARY when that is set, else the copy next to
+this file that `pip install ./python` bundles. $DF11_LIBRARY overrides: a
+library it names that fails to load is an error, never a silent fall back to
+the bundled copy. ctypes needs no build against a particular Python or
+torch, so one wheel serves them all.
 """
 import ctypes
+import operator
 import os
 import threading
 
-from ._errors import raise_for_status
+from ._errors import UsageError, raise_for_status
 
 C_API_VERSION = 1  # DF11_C_API_VERSION this binding was written for
 
@@ -76,8 +79,34 @@ def library_path():
     """Where the shared library is loaded from: $DF11_LIBRARY, else the bundled copy."""
     env = os.environ.get("DF11_LIBRARY")
     if env:
-        return env
+        # Absolute: dlopen never searches the working directory, and a bare
+        # name would find whatever libdf11.so the system's search path holds.
+        return os.path.abspath(env)
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libdf11.so")
+
+
+def _load(path):
+    """The library at `path` with every prototype declared. Every way it can
+    fail (missing, not a shared library, a symbol missing, another C API
+    version) raises ImportError naming the path and the cause."""
+    origin = "$DF11_LIBRARY" if os.environ.get("DF11_LIBRARY") else "the copy bundled with the package"
+    if not os.path.isfile(path):
+        raise ImportError(
+            f"df11: {path} ({origin}): shared library not found (install the package with "
+            f"`pip install ./python`, or set DF11_LIBRARY=/path/to/libdf11.so)", path=path)
+    try:
+        handle = ctypes.CDLL(path)
+        for name, restype, argtypes in _PROTOTYPES:
+            fn = getattr(handle, name)  # AttributeError: undefined symbol
+            fn.restype = restype
+            fn.argtypes = argtypes
+    except (OSError, AttributeError) as e:
+        raise ImportError(f"df11: {path} ({origin}): not a usable libdf11: {e}", path=path) from e
+    got = handle.df11_c_api_version()
+    if got != C_API_VERSION:
+        raise ImportError(f"df11: {path} ({origin}): C API version {got}, this binding needs {C_API_VERSION}",
+                          path=path)
+    return handle
 
 
 def lib():
@@ -89,20 +118,7 @@ def lib():
         return _lib
     with _lock:
         if _lib is None:
-            path = library_path()
-            if not os.path.exists(path):
-                raise ImportError(
-                    f"df11: {path}: shared library not found (install the package with "
-                    f"`pip install ./python`, or set DF11_LIBRARY=/path/to/libdf11.so)")
-            handle = ctypes.CDLL(path)
-            for name, restype, argtypes in _PROTOTYPES:
-                fn = getattr(handle, name)
-                fn.restype = restype
-                fn.argtypes = argtypes
-            got = handle.df11_c_api_version()
-            if got != C_API_VERSION:
-                raise ImportError(f"df11: {path}: C API version {got}, this binding needs {C_API_VERSION}")
-            _lib = handle
+            _lib = _load(library_path())
         return _lib
 
 
@@ -121,6 +137,38 @@ def raise_status(status, suffix=""):
     raise_for_status(status, name, L.df11_status_exit_code(status), message + suffix)
 
 
+# ---- arguments -----------------------------------------------------------------
+UINT64_MAX = 2**64 - 1
+UINT_MAX = 2**(8 * ctypes.sizeof(ctypes.c_uint)) - 1
+INT_MAX = 2**(8 * ctypes.sizeof(ctypes.c_int) - 1) - 1
+
+
+def checked_int(value, what, where, high=UINT64_MAX):
+    """value as an int in [0, high], else UsageError. Integers bound for C
+    are checked here (tensor indices by File._checked_index): ctypes converts
+    modulo 2**bits without a word (-1 becomes UINT64_MAX and passes the
+    library's size checks; 2**40 threads become 0)."""
+    try:
+        v = operator.index(value)  # ints and numpy integers, not floats
+    except TypeError:
+        raise UsageError(f"{where}: {what} must be an integer, not {type(value).__name__}", "Usage") from None
+    if not 0 <= v <= high:
+        raise UsageError(f"{where}: {what} {v} is out of range (0 to {high})", "Usage")
+    return v
+
+
 def u64_array(values):
     values = list(values)
     return (c_u64 * len(values))(*values)
+
+
+class OwnsHandle:
+    """Base of the classes that own a libdf11 handle. A copy (copy.copy,
+    copy.deepcopy, pickle) would share the handle and free it twice, a
+    crash: they refuse with TypeError, as open file objects do."""
+
+    _copy_hint = ""
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"cannot pickle or copy '{type(self).__module__}.{type(self).__qualname__}' object: "
+                        f"it owns a libdf11 handle that a copy would free twice{self._copy_hint}")

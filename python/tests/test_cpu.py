@@ -1,6 +1,11 @@
 """CPU path with numpy only: open, names, info, read (bytes identical to the
-original), errors with names, the uint16 fallback without ml_dtypes."""
+original), errors with names, the uint16 fallback without ml_dtypes; paths,
+devices and integer arguments checked before they reach C; errors that
+pickle; objects owning a C handle that refuse to be copied; library loading."""
+import copy
 import os
+import pickle
+import shutil
 import sys
 
 import numpy as np
@@ -196,7 +201,7 @@ def test_context_manager_closes(df11mod, sample_file):
 def test_cuda_read_without_torch_or_gpu_is_an_error(df11mod, sample_file):
     _, packed = sample_file
     with df11mod.open(packed) as f:
-        with pytest.raises(Exception):
+        with pytest.raises(df11mod.UsageError):
             f.read("f32.bias", device="npu")
 
 
@@ -207,3 +212,240 @@ def test_real_gpt2_weights(df11mod, cli, tmp_path):
     packed = compress(cli, src, str(tmp_path / "gpt2.df11"))
     with df11mod.open(packed) as f:
         check_all_tensors(f, st_io.read(src))
+
+
+# ---- objects owning a C handle: no copies ---------------------------------------
+def refusal(fn, obj):
+    """The TypeError's message when fn(obj) refuses; fails the test otherwise.
+    A File copy that was made shares the handle: it is disarmed so that the
+    double close does not crash the test run."""
+    try:
+        dup = fn(obj)
+    except TypeError as e:
+        return str(e)
+    if getattr(dup, "_handle", None) is not None:
+        dup._handle = None
+    pytest.fail(f"{fn.__module__}.{fn.__name__} of {type(obj).__name__} did not raise TypeError")
+
+
+@pytest.mark.parametrize("fn", [copy.copy, copy.deepcopy, pickle.dumps], ids=["copy", "deepcopy", "pickle"])
+def test_file_refuses_copy_and_pickle(df11mod, sample_file, fn):
+    src, packed = sample_file
+    with df11mod.open(packed) as f:
+        message = refusal(fn, f)
+        assert "cannot pickle or copy" in message and "handle" in message
+        assert f.read("f32.bias").tobytes() == st_io.read(src)["f32.bias"][2]  # still open, still usable
+
+
+@pytest.mark.parametrize("fn", [copy.copy, copy.deepcopy, pickle.dumps], ids=["copy", "deepcopy", "pickle"])
+def test_gpu_objects_refuse_copy_and_pickle(df11mod, fn):
+    # Built without __init__ (no torch, no GPU needed): the refusal is the class's.
+    from df11._gpu import GpuContext, Plan
+    for cls in (Plan, GpuContext):
+        assert "handle" in refusal(fn, cls.__new__(cls))
+
+
+# ---- errors pickle (multiprocessing) and copy -----------------------------------------
+COPIES = [copy.copy, copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e))]
+
+
+def same_error(got, e):
+    assert type(got) is type(e)
+    assert (got.message, got.name, got.code) == (e.message, e.name, e.code)
+    assert str(got) == str(e) and got.args == e.args
+
+
+@pytest.mark.parametrize("fn", COPIES, ids=["copy", "deepcopy", "pickle"])
+def test_errors_pickle_and_copy(df11mod, tmp_path, fn):
+    errors = [cls("f.df11: something broke (Rule)", "Rule", 7)
+              for cls in (df11mod.Df11Error, df11mod.CorruptDataError, df11mod.UsageError, df11mod.InputError)]
+    errors.append(df11mod.UsageError("df11: raised by Python", "Usage"))  # code None
+    try:
+        df11mod.open(str(tmp_path / "nope.df11"))
+    except df11mod.Df11Error as e:
+        errors.append(e)  # one the library raised
+    for e in errors:
+        e.note = "kept"  # attributes set after construction travel too
+        got = fn(e)
+        same_error(got, e)
+        assert got.note == "kept"
+
+
+# ---- status -> class ------------------------------------------------------------------
+def status_code(name):
+    from df11 import _lib
+    L = _lib.lib()
+    for code in range(1, 256):
+        if L.df11_status_name(code).decode() == name:
+            return code
+    pytest.fail(f"the library has no status {name}")
+
+
+def test_out_of_memory_and_internal_have_their_classes(df11mod):
+    """Their exit code is 3, as for bad input: the class comes from the name."""
+    from df11 import _lib
+    for name, cls, builtin in (("OutOfMemory", df11mod.OutOfMemoryError, MemoryError),
+                               ("Internal", df11mod.InternalError, RuntimeError)):
+        code = status_code(name)
+        with pytest.raises(cls) as e:
+            _lib.raise_status(code)
+        assert isinstance(e.value, df11mod.Df11Error) and isinstance(e.value, builtin)
+        assert not isinstance(e.value, df11mod.InputError)
+        assert (e.value.name, e.value.code) == (name, code)
+        for fn in COPIES:
+            same_error(fn(e.value), e.value)
+    with pytest.raises(df11mod.InputError):  # the others still by exit code
+        _lib.raise_status(status_code("Io"))
+
+
+# ---- devices ---------------------------------------------------------------------------
+def test_cpu_devices(df11mod, sample_file):
+    _, packed = sample_file
+    with df11mod.open(packed) as f:
+        want = f.read("f32.bias").tobytes()
+        for device in ("cpu", "cpu:0", "cpu:3"):
+            got = f.read("f32.bias", device=device)
+            assert isinstance(got, np.ndarray) and got.tobytes() == want, device
+
+
+def test_cpu_torch_device(df11mod, sample_file):
+    torch = pytest.importorskip("torch", reason="skipped: torch not installed")
+    _, packed = sample_file
+    with df11mod.open(packed) as f:
+        for device in (torch.device("cpu"), torch.device("cpu", 0)):
+            assert isinstance(f.read("f32.bias", device=device), np.ndarray)
+
+
+def test_bad_devices_are_usage_errors(df11mod, sample_file, monkeypatch):
+    _, packed = sample_file
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with df11mod.open(packed) as f:
+        for device in ("cuda", "cuda:0", 0):
+            with pytest.raises(df11mod.UsageError) as e:
+                f.read("f32.bias", device=device)
+            assert "needs torch" in e.value.message, device
+        for device in ("tpu", "cpu:x", "cuda:-1", " cpu", "", b"cpu", -1, 2**40, True, 1.5):
+            with pytest.raises(df11mod.UsageError) as e:
+                f.read("f32.bias", device=device)
+            assert e.value.name == "Usage"
+        with pytest.raises(df11mod.UsageError) as e:
+            f.read("f32.bias", device="tpu")
+        assert "'tpu'" in e.value.message
+
+
+# ---- paths -------------------------------------------------------------------------------
+def test_paths_str_bytes_pathlike_and_not_utf8(df11mod, sample_file, tmp_path):
+    import pathlib
+    _, packed = sample_file
+    with df11mod.open(packed) as f:
+        names = f.names()
+    for path in (os.fsencode(packed), pathlib.Path(packed)):
+        with df11mod.open(path) as f:
+            assert f.names() == names
+            assert f.path == packed
+    # A file name that is not UTF-8 comes from os.listdir as a str with surrogates.
+    odd = os.path.join(os.fsencode(str(tmp_path)), b"\xff-latin1-\xe9.df11")
+    shutil.copyfile(packed, odd)
+    for path in (os.fsdecode(odd), odd):
+        with df11mod.open(path) as f:
+            assert f.names() == names
+    with pytest.raises(df11mod.InputError) as e:  # the library's message survives the odd name
+        df11mod.open(os.fsdecode(odd) + ".missing")
+    assert e.value.name == "Io"
+
+
+def test_nul_in_path_is_a_value_error(df11mod, sample_file):
+    _, packed = sample_file
+    for path in (packed + "\0junk", os.fsencode(packed) + b"\0junk"):
+        with pytest.raises(ValueError, match="null byte"):  # as builtins.open; c_char_p would open `packed`
+            df11mod.open(path)
+
+
+def test_nul_in_tensor_name_is_an_unknown_name(df11mod, sample_file):
+    _, packed = sample_file
+    with df11mod.open(packed) as f:
+        name = "f32.bias\0junk"
+        assert name not in f
+        with pytest.raises(df11mod.UsageError) as e:
+            f.read(name)
+        assert e.value.name == "Usage" and "no tensor named" in e.value.message
+        with pytest.raises(df11mod.UsageError):
+            f.info(name)
+        with pytest.raises(df11mod.UsageError):  # not a str: absent, as `in` says
+            f.read(0)
+        assert 0 not in f and [] not in f
+
+
+# ---- integers bound for C ------------------------------------------------------------------
+def test_integer_arguments_are_checked(df11mod, sample_file):
+    """ctypes wraps integers silently: each of these reached C as another
+    value (nbytes -1 as UINT64_MAX passes the size check; threads 2**40 as 0)."""
+    _, packed = sample_file
+    with df11mod.open(packed) as f:
+        i = f.index("f32.bias")
+        n = f.info("f32.bias")["original_bytes"]
+        buf = np.empty(n, np.uint8)  # large enough: the call fails only if checked
+        bad_calls = [
+            lambda: f.decode_into(i, buf.ctypes.data, -1),
+            lambda: f.decode_into(i, buf.ctypes.data, 2**64 + n),
+            lambda: f.decode_into(i, -buf.ctypes.data, n),
+            lambda: f.decode_into(i, buf.ctypes.data, n, threads=-1),
+            lambda: f.decode_into(-1, buf.ctypes.data, n),
+            lambda: f.decode_into(i, buf.ctypes.data, 1.0 * n),
+            lambda: f.read("f32.bias", threads=-1),
+            lambda: f.read("f32.bias", threads=2**40),
+            lambda: f.read("f32.bias", threads=1.5),
+            lambda: f.read("f32.bias", threads="2"),
+            lambda: f.read_numpy(-1),
+            lambda: f.read_numpy(len(f)),
+            lambda: f.read_numpy(2**64 + i),
+            lambda: f.read_numpy("0"),
+            lambda: f.image_size([-1]),
+            lambda: f.image_size([2**64]),
+            lambda: f.pack_into([-1], buf.ctypes.data, n),
+            lambda: f.pack_into([i], buf.ctypes.data, -1),
+        ]
+        for k, call in enumerate(bad_calls):
+            with pytest.raises(df11mod.UsageError) as e:
+                call()
+            assert e.value.name == "Usage", k
+        with pytest.raises(df11mod.UsageError) as e:
+            f.read_numpy(-1)
+        assert "tensor index -1 out of range" in e.value.message
+        # In range, numpy integers included, the same calls work.
+        f.decode_into(np.int64(i), buf.ctypes.data, np.uint64(n), threads=np.int32(1))
+        assert buf.tobytes() == f.read("f32.bias").tobytes() == f.read_numpy(np.int64(i)).tobytes()
+
+
+# ---- loading the library ---------------------------------------------------------------------
+@pytest.fixture
+def unloaded(df11mod, monkeypatch):
+    """The binding with no library loaded yet; the loaded one comes back after the test."""
+    from df11 import _lib
+    monkeypatch.setattr(_lib, "_lib", None)
+    return _lib
+
+
+def test_relative_library_path(unloaded, monkeypatch):
+    """dlopen does not search the working directory: a relative
+    $DF11_LIBRARY is made absolute."""
+    real = unloaded.library_path()
+    monkeypatch.chdir(os.path.dirname(real))
+    monkeypatch.setenv("DF11_LIBRARY", os.path.basename(real))
+    assert unloaded.lib().df11_c_api_version() == unloaded.C_API_VERSION
+    assert unloaded.library_path() == real
+
+
+def test_library_load_errors_are_import_errors(unloaded, monkeypatch, tmp_path):
+    import _ctypes  # a shared library that lacks the df11 symbols
+    junk = tmp_path / "libjunk.so"
+    junk.write_bytes(b"not an ELF file")
+    cases = {str(tmp_path / "missing.so"): "not found", str(junk): "not a usable libdf11",
+             _ctypes.__file__: "df11_"}
+    for path, cause in cases.items():
+        # $DF11_LIBRARY overrides: a bad one is an error, never a fall back to the bundled copy.
+        monkeypatch.setenv("DF11_LIBRARY", path)
+        with pytest.raises(ImportError) as e:
+            unloaded.lib()
+        assert path in str(e.value) and cause in str(e.value) and "DF11_LIBRARY" in str(e.value)
+        assert unloaded._lib is None
