@@ -1,5 +1,6 @@
 #include "export_command.h"
 #include "human_bytes.h"
+#include "stdio_spool.h"
 
 #include <cstdio>
 
@@ -64,6 +65,11 @@ ordered_json to_json(const df11::ExportReport& r) {
 
 df11::Status run_export(const ExportArgs& a, const df11::ExportOptions& opt_in, int verbosity, bool json,
                         ordered_json* body) {
+  // Directories cannot go through a pipe (and df11 never creates a file
+  // named "-"), as for compress and decompress.
+  if (is_stdio(a.input) || is_stdio(a.output))
+    return {df11::Error::Usage, std::string(is_stdio(a.input) ? "<stdin>" : "<stdout>") +
+                                    ": export reads and writes directories, which cannot go through a pipe (Usage)"};
   df11::ExportOptions opt = opt_in;
   opt.format = a.format;
   df11::ExportReport r;

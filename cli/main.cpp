@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -47,6 +48,16 @@ struct Common {
   bool force = false;
 };
 
+// Whether a progress bar is on stderr's current line (cleared before any
+// message, so that no message is appended to a bar).
+bool g_bar_shown = false;
+
+void clear_progress_bar() {
+  if (!g_bar_shown) return;
+  std::fprintf(stderr, "\r%*s\r", 38, "");
+  g_bar_shown = false;
+}
+
 // A progress bar on stderr, only when stderr is a terminal and not -q.
 std::function<void(uint64_t, uint64_t)> progress_bar(const Common& c) {
   if (c.verbosity < 1 || !isatty(STDERR_FILENO)) return nullptr;
@@ -56,12 +67,14 @@ std::function<void(uint64_t, uint64_t)> progress_bar(const Common& c) {
     last = pct;
     const int width = 30, fill = pct * width / 100;
     std::fprintf(stderr, "\r[%.*s%*s] %3d%%", fill, "##############################", width - fill, "", pct);
-    if (pct >= 100) std::fprintf(stderr, "\r%*s\r", width + 8, "");
+    g_bar_shown = true;
+    if (pct >= 100) clear_progress_bar();
     std::fflush(stderr);
   };
 }
 
 int finish(const df11::Status& s, const Common& c, const nlohmann::ordered_json* body) {
+  clear_progress_bar();
   if (c.json) {
     nlohmann::ordered_json j = df11cli::status_json(s);
     if (body) j.update(*body);
@@ -83,6 +96,7 @@ df11::Options options_of(const Common& c) {
 
 // compress: original -> stored; decompress: stored -> original.
 void print_sizes(const df11::Report& r, const Common& c, bool compressing) {
+  clear_progress_bar();
   if (c.verbosity < 1 || c.json) return;
   auto from = [&](const auto& x) { return compressing ? x.original_bytes : x.stored_bytes; };
   auto to = [&](const auto& x) { return compressing ? x.stored_bytes : x.original_bytes; };
@@ -278,8 +292,11 @@ static int run(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
+    // One line with the rule's name, as for every other error, and a --json
+    // report when --json was given (CLI11's own text is two lines, unnamed).
+    Common pc;
+    pc.json = std::any_of(argv + 1, argv + argc, [](const char* a) { return std::strcmp(a, "--json") == 0; });
+    return finish(usage(std::string(e.what()) + "; see df11 --help"), pc, nullptr);
   }
 
   df11::Options opt = options_of(c);
@@ -304,9 +321,10 @@ static int run(int argc, char** argv) {
     if (!c.json && c.verbosity >= 0)
       for (const auto& f : r.failures) std::fprintf(stderr, "FAILED %s\n", f.c_str());
     if (s.ok() && c.verbosity >= 1 && !c.json) {
-      std::fprintf(stderr, "%s: OK (%" PRIu64 " file(s), %" PRIu64 " tensors%s, device %s",
-                   df11cli::is_stdio(in) ? "<stdin>" : in.c_str(), r.files_checked,
-                   r.tensors_checked, against.empty() ? "" : ", identical to the original", r.device.c_str());
+      std::fprintf(stderr, "%s: OK (%" PRIu64 " file(s), %" PRIu64 " tensors%s%s%s",
+                   df11cli::is_stdio(in) ? "<stdin>" : in.c_str(), r.files_checked, r.tensors_checked,
+                   against.empty() ? "" : ", identical to the original", r.device.empty() ? "" : ", device ",
+                   r.device.c_str());
       if (r.decode_seconds > 0)
         std::fprintf(stderr, ", BF16 decode %.1f GB/s", static_cast<double>(r.decoded_bytes) / r.decode_seconds / 1e9);
       std::fprintf(stderr, ")\n");
@@ -325,7 +343,7 @@ static int run(int argc, char** argv) {
     names.apply(s);
     names.apply(r);
     if (s.ok() && !c.json) print_info(r);
-    const auto body = df11cli::to_json(r);
+    const auto body = df11cli::to_json(r, true);
     return finish(s, c, s.ok() ? &body : nullptr);
   }
   if (exp->parsed()) {

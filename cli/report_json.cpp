@@ -13,7 +13,7 @@ ordered_json status_json(const df11::Status& s) {
   return j;
 }
 
-ordered_json to_json(const df11::Report& r) {
+ordered_json to_json(const df11::Report& r, bool with_tensors) {
   ordered_json j;
   j["original_bytes"] = r.original_bytes;
   j["stored_bytes"] = r.stored_bytes;
@@ -26,7 +26,7 @@ ordered_json to_json(const df11::Report& r) {
     jf["kind"] = f.is_safetensors ? "safetensors" : "copied";
     jf["original_bytes"] = f.original_bytes;
     jf["stored_bytes"] = f.stored_bytes;
-    if (!f.tensors.empty()) {
+    if (!f.tensors.empty() || (with_tensors && f.is_safetensors)) {
       jf["tensors"] = ordered_json::array();
       for (const auto& t : f.tensors) {
         ordered_json jt;

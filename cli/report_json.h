@@ -6,7 +6,9 @@
 
 namespace df11cli {
 
-nlohmann::ordered_json to_json(const df11::Report& r);
+// with_tensors (info): every safetensors file gets a "tensors" array, empty
+// for a file without tensors, so that the schema does not depend on the data.
+nlohmann::ordered_json to_json(const df11::Report& r, bool with_tensors = false);
 nlohmann::ordered_json to_json(const df11::VerifyReport& r);
 nlohmann::ordered_json status_json(const df11::Status& s);
 

@@ -167,7 +167,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     tr.bits_per_weight = elems ? 8.0 * static_cast<double>(r.payload_size) / static_cast<double>(elems) : 0.0;
     if (report) report->tensors.push_back(std::move(tr));
     done += size;
-    if (opt.progress) opt.progress(done, file.size());
+    if (opt.progress) opt.progress(done, file.size() - 8 - h.json_size);  // tensor bytes: done reaches it
   }
   // Meta block: one zstd frame of the verbatim JSON followed by the index.
   std::vector<uint8_t> meta(h.json_size + index.size());

@@ -61,6 +61,20 @@ TEST_CASE("cli: usage errors exit 2", "[cli]") {
   CHECK(df11("compress", t.path).code == 2);
   CHECK(df11("compress x -T 0", t.path).code == 2);
   CHECK(df11("verify x --device tpu", t.path).code == 2);
+  // Parse errors too: one line with the rule's name, and a report with --json.
+  for (const char* args : {"frobnicate x", "compress", "compress --json", "compress x --no-such-flag"}) {
+    const Run r = df11(args, t.path);
+    INFO(args << ": " << r.err);
+    CHECK(r.code == 2);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.rfind("df11: ", 0) == 0);
+    CHECK(r.err.find("(Usage)") != std::string::npos);
+  }
+  const Run j = df11("compress --json", t.path);
+  CHECK(nlohmann::json::parse(j.out)["ok"] == false);
+  const Run e = df11("export -o - --format dfloat11 x", t.path);
+  CHECK(e.code == 2);
+  CHECK_FALSE(fs::exists(t.path + "/-"));
   const Run h = df11("--help", t.path);
   CHECK(h.code == 0);
   CHECK(h.out.find("Exit codes") != std::string::npos);
@@ -138,4 +152,16 @@ TEST_CASE("cli: output directories get mkdir's mode (0777 less the umask), not m
   REQUIRE(df11("decompress model.df11 -o back -f", t.path).code == 0);
   CHECK(mode(t.path + "/back") == (0777 & ~mask));
   umask(caller);
+}
+
+TEST_CASE("cli: info --json has a tensors array for every safetensors file, empty when it holds none", "[cli]") {
+  df11test::TempDir t;
+  df11test::write_safetensors(t.path + "/empty.safetensors", {});
+  REQUIRE(df11("compress empty.safetensors", t.path).code == 0);
+  const Run r = df11("info --json empty.df11", t.path);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["files"][0].contains("tensors"));
+  CHECK(j["files"][0]["tensors"].empty());
 }
