@@ -342,7 +342,7 @@ Status run_op(const std::string& in, const std::string& out_arg, bool compressin
   Status s = refuse_output_over_input(in, out);
   if (!s.ok()) return s;
   if (fs::is_directory(in, ec)) {
-    s = dir_op(in, out, opt, report);
+    s = AtomicOutputDir::named_for_output(dir_op(in, out, opt, report), out);
   } else {
     FileReport fr;
     fr.path = in;

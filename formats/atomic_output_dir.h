@@ -43,6 +43,22 @@ class AtomicOutputDir {
     return Status::Ok();
   }
   const std::string& temp() const { return temp_; }
+  // `s` with the temporary directory's path (which means nothing to a user
+  // and is gone once df11 exits) replaced by the output's path `out`, as
+  // open(out) would name it: errors of the files written inside it then name
+  // OUT/rel.
+  static Status named_for_output(Status s, const std::string& out) {
+    if (s.ok()) return s;
+    std::string p = out;
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+    std::error_code ec;
+    const std::filesystem::path a = std::filesystem::absolute(p, ec);
+    const std::string prefix = (a.parent_path() / ("." + a.filename().string() + ".df11tmp-")).string();
+    constexpr size_t kRandom = 6;  // mkdtemp's XXXXXX
+    for (size_t at = s.message.find(prefix); at != std::string::npos; at = s.message.find(prefix, at + p.size()))
+      s.message.replace(at, std::min(prefix.size() + kRandom, s.message.size() - at), p);
+    return s;
+  }
   // Makes temp()/rel and its parents; Io (naming the output) on failure.
   Status make_dir(const std::string& rel) const {
     std::error_code ec;

@@ -217,6 +217,10 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
   overwrite_ = overwrite;
   if (Status s = refuse_output_link(path); !s.ok()) return s;
   std::error_code ec;
+  // A directory is never replaced by a file, with -f or without: the rename
+  // would fail at the end anyway, after all the work.
+  if (std::filesystem::is_directory(std::filesystem::symlink_status(path, ec)))
+    return make_status(Error::Io, path, "output is a directory; give the output file's own path");
   if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path, ec)))
     return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
   const std::filesystem::path p(path);

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -72,10 +73,12 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
   if (j.contains("directories")) {
     if (!j["directories"].is_array()) return bad("\"directories\" is not an array");
     for (const auto& d : j["directories"]) {
-      if (!d.is_string() || !safe_relative_path(d.get<std::string>())) return bad("unsafe directory path");
+      if (!d.is_string()) return bad("a \"directories\" entry is not a string");
+      if (!safe_relative_path(d.get<std::string>())) return bad("unsafe directory path '" + d.get<std::string>() + "'");
       m.directories.push_back(d.get<std::string>());
     }
   }
+  std::set<std::string> paths, stored;
   for (const auto& f : j["files"]) {
     if (!f.is_object() || !f.contains("path") || !f["path"].is_string() || !f.contains("stored_as") ||
         !f["stored_as"].is_string() || !f.contains("size") || !f["size"].is_number_unsigned() ||
@@ -99,6 +102,10 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
       return bad("unsafe path '" + e.path + "' / '" + e.stored_as + "'");
     if (e.sha256.size() != 64 || e.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
       return bad("bad sha256 for '" + e.path + "'");
+    // Two entries with one path (or one stored file) would write, or read,
+    // the same file twice.
+    if (!paths.insert(e.path).second) return bad("lists the path '" + e.path + "' twice");
+    if (!stored.insert(e.stored_as).second) return bad("lists the stored file '" + e.stored_as + "' twice");
     m.files.push_back(std::move(e));
   }
   *out = std::move(m);

@@ -215,3 +215,17 @@ TEST_CASE("cli: a copied file's size is checked against the manifest by verify a
   CHECK(r.err.find("manifest says 999") != std::string::npos);
   CHECK_FALSE(fs::exists(t.path + "/back"));
 }
+
+TEST_CASE("cli: a file output that is an existing directory is refused up front, with -f too", "[cli][paths]") {
+  df11test::TempDir t;
+  small_model(t.path + "/m.safetensors");
+  fs::create_directories(t.path + "/outdir");
+  for (const char* args : {"compress m.safetensors -o outdir", "compress m.safetensors -o outdir -f"}) {
+    const Run r = df11(args, t.path);
+    INFO(args << ": " << r.err);
+    CHECK(r.code == 3);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.find("output is a directory") != std::string::npos);
+  }
+  CHECK(fs::is_empty(t.path + "/outdir"));
+}

@@ -226,6 +226,9 @@ TEST_CASE("faults: disk full during compress and decompress (RLIMIT_FSIZE)", "[f
   const Result r = run({"compress", "dir", "-o", "out"}, t.path, file_size_limit(uint64_t{256} << 10));
   CHECK(r.code == 3);
   one_line(r);
+  // It names the output (out/m.df11), not the temporary directory it was written in.
+  CHECK(r.err.find("df11tmp") == std::string::npos);
+  CHECK(r.err.find("out/m.df11") != std::string::npos);
   CHECK_FALSE(fs::exists(t.path + "/out"));
   no_temporaries(t.path);
   CHECK(snapshot(t.path + "/dir") == before);

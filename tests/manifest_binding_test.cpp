@@ -177,3 +177,29 @@ TEST_CASE("manifest binding: a malformed original_xxh64 is DirManifestInvalid", 
   VerifyReport vr;
   CHECK(verify(p.packed, "", opts(), &vr).code == Error::DirManifestInvalid);
 }
+
+TEST_CASE("manifest binding: a path or stored file listed twice is DirManifestInvalid", "[manifest]") {
+  Packed p;
+  auto j = p.read();
+  size_t copied = 0;
+  while (j["files"][copied]["stored_as"] != j["files"][copied]["path"]) ++copied;
+  std::string what;
+  SECTION("the same entry twice") {
+    j["files"].push_back(j["files"][copied]);
+    what = "twice";
+  }
+  SECTION("two paths stored as one file") {
+    auto e = j["files"][copied];
+    e["path"] = "other-name.json";
+    j["files"].push_back(e);
+    what = "stored file";
+  }
+  p.write(j);
+  const Status s = decompress(p.packed, p.tmp.path + "/back", opts(), nullptr);
+  INFO(s.message);
+  CHECK(s.code == Error::DirManifestInvalid);
+  CHECK(s.message.find(what) != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(p.tmp.path + "/back"));
+  VerifyReport vr;
+  CHECK(verify(p.packed, "", opts(), &vr).code == Error::DirManifestInvalid);
+}
