@@ -25,6 +25,7 @@ const char* error_name(Error e) noexcept {
     DF11_NAME(DirLinkDangling) DF11_NAME(DirLinkToDirectory) DF11_NAME(DirLinkNotRegular)
     DF11_NAME(OutputIsLink)
     DF11_NAME(ExportConfigInvalid) DF11_NAME(ExportAlreadyDf11) DF11_NAME(ExportDuplicateTensor)
+    DF11_NAME(TensorNameHasNul)
 #undef DF11_NAME
   }
   return "Unknown";
@@ -53,5 +54,8 @@ int exit_code(Error e) noexcept {
       return 3;
   }
 }
+
+ThreadStartError::ThreadStartError(const std::error_code& ec)
+    : ec_(ec), what_(std::make_shared<const std::string>("cannot start a thread: " + ec.message())) {}
 
 }  // namespace df11
