@@ -384,6 +384,11 @@ int main(int argc, char** argv) {
       return code ? code : df11::exit_code(df11::Error::Io);
     }
     return code;
+  } catch (const df11::ThreadStartError& e) {
+    // A thread the system refused: the threads started before it were
+    // stopped and joined on the way here (codec/parallel.h).
+    std::fprintf(stderr, "df11: %s (OutOfMemory)\n", e.what());
+    return df11::exit_code(df11::Error::OutOfMemory);
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "df11: out of memory (Io)\n");
     return df11::exit_code(df11::Error::Io);

@@ -26,6 +26,7 @@ const char* error_name(Error e) noexcept {
     DF11_NAME(OutputIsLink)
     DF11_NAME(ExportConfigInvalid) DF11_NAME(ExportAlreadyDf11) DF11_NAME(ExportDuplicateTensor)
     DF11_NAME(DirUnsupportedName)
+    DF11_NAME(TensorNameHasNul)
 #undef DF11_NAME
   }
   return "Unknown";
@@ -54,5 +55,8 @@ int exit_code(Error e) noexcept {
       return 3;
   }
 }
+
+ThreadStartError::ThreadStartError(const std::error_code& ec)
+    : ec_(ec), what_(std::make_shared<const std::string>("cannot start a thread: " + ec.message())) {}
 
 }  // namespace df11

@@ -2,6 +2,10 @@
 // Public header (part of the library API, included by df11.h).
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
+#include <system_error>
 
 namespace df11 {
 
@@ -77,6 +81,9 @@ enum class Error : int {
   ExportAlreadyDf11,      // IN is already a DFloat11 model (dfloat11_config or encoded_exponent tensors)
   ExportDuplicateTensor,  // one tensor name in two weight files of IN
   DirUnsupportedName,     // an entry's name is not UTF-8 or holds a backslash: a manifest could not record it
+  // C API (df11_open): df11_tensor_info.name is a C string, so a name with a
+  // NUL byte (valid JSON, "a\u0000x") would be cut short there and clash.
+  TensorNameHasNul,       // a tensor name holds a NUL byte, which the C API cannot carry
 };
 
 // The C ABI's values (formats/df11_c.h): a code once published keeps its number.
@@ -85,6 +92,7 @@ static_assert(static_cast<int>(Error::Internal) == 46, "C ABI: error values are 
 static_assert(static_cast<int>(Error::OutputIsLink) == 50, "C ABI: error values are append-only");
 static_assert(static_cast<int>(Error::ExportDuplicateTensor) == 53, "C ABI: error values are append-only");
 static_assert(static_cast<int>(Error::DirUnsupportedName) == 54, "C ABI: error values are append-only");
+static_assert(static_cast<int>(Error::TensorNameHasNul) == 55, "C ABI: error values are append-only");
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).
 const char* error_name(Error e) noexcept;
@@ -92,5 +100,25 @@ const char* error_name(Error e) noexcept;
 // Process exit code documented in the README:
 // 0 ok, 1 verification mismatch or corrupt data, 2 usage, 3 I/O / invalid input / unsupported.
 int exit_code(Error e) noexcept;
+
+// Thrown where the system refuses a new thread (std::thread's constructor
+// failed with std::system_error: EAGAIN, no memory for its stack, a thread
+// limit). It is a std::bad_alloc, a resource that ran out, so that it
+// travels the way an allocation failure does: the helper that starts threads
+// (codec/parallel.h) first stops and joins those it had started, unwinding
+// releases the rest, Reader::decode_tensor returns it as OutOfMemory, the C
+// API returns OutOfMemory and the CLI exits 3 with its message. Never
+// std::terminate, never a thread left running.
+class ThreadStartError : public std::bad_alloc {
+ public:
+  explicit ThreadStartError(const std::error_code& ec);
+  // "cannot start a thread: Resource temporarily unavailable"
+  const char* what() const noexcept override { return what_->c_str(); }
+  std::error_code code() const noexcept { return ec_; }
+
+ private:
+  std::error_code ec_;
+  std::shared_ptr<const std::string> what_;  // shared: copying an exception must not throw
+};
 
 }  // namespace df11

@@ -2,6 +2,7 @@
 // launch planning and status. Kernel: decode_loop.cuh (decode_loop_kernel<4, true>).
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,36 @@ const void* kernel_fn() {
 uint32_t kernel_smem_bytes(uint64_t max_block_elems) {
   const uint32_t buf = static_cast<uint32_t>(align_up(max_block_elems + 32, 16));
   return KernelLayout::kFixed + std::max(buf, KernelLayout::kPass1Bytes);
+}
+
+// Lets the kernel take `bytes` of dynamic shared memory on the current
+// device. The limit is the kernel's, not a plan's, and there is one per
+// device (function attributes belong to the device's context): it is only
+// ever raised, or a plan prepared earlier with a larger need would fail at
+// launch (cudaErrorInvalidValue) once a plan with a smaller one is prepared
+// (found by the Python package's one plan per transformer block; the same fix
+// as branch py's a192dfb). Read, compare and set run under one lock: two
+// threads planning at once (df11_plan_create on distinct plans) could
+// otherwise both read the old limit and the smaller need be set last. The
+// current value is read from the driver each time rather than remembered, so
+// a device reset (which restores the default) cannot leave a stale record.
+Error raise_kernel_smem_limit(uint32_t bytes) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  cudaFuncAttributes attrs{};
+  if (const Error e = check(cudaFuncGetAttributes(&attrs, kernel_fn()), "cudaFuncGetAttributes"); e != Error::Ok)
+    return e;
+  if (attrs.maxDynamicSharedSizeBytes < static_cast<int>(bytes))
+    if (const Error e = check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   static_cast<int>(bytes)),
+                              "cudaFuncSetAttribute");
+        e != Error::Ok)
+      return e;
+  // Occupancy is bounded by shared memory (table + exponent buffer per
+  // block): take the largest carveout (the same value every time).
+  return check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributePreferredSharedMemoryCarveout,
+                                    cudaSharedmemCarveoutMaxShared),
+               "cudaFuncSetAttribute");
 }
 
 }  // namespace
@@ -315,27 +346,7 @@ Error prepare(const DeviceTensor* const* tensors, uint16_t* const* outputs_dev, 
                      std::to_string(optin);
       return Error::CudaError;
     }
-    // The limit is the kernel's, not this plan's: raise it, never lower it,
-    // or a plan prepared earlier with a larger need fails at launch
-    // (cudaErrorInvalidValue) once a plan with a smaller one is prepared
-    // (found by the Python package's one plan per transformer block; the same
-    // fix as branch py's a192dfb).
-    cudaFuncAttributes attrs{};
-    if (const Error e = check(cudaFuncGetAttributes(&attrs, kernel_fn()), "cudaFuncGetAttributes"); e != Error::Ok)
-      return e;
-    if (attrs.maxDynamicSharedSizeBytes < static_cast<int>(w.smem_bytes))
-      if (const Error e = check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                     static_cast<int>(w.smem_bytes)),
-                                "cudaFuncSetAttribute");
-          e != Error::Ok)
-        return e;
-    // Occupancy is bounded by shared memory (table + exponent buffer per block): take the largest carveout.
-    if (const Error e = check(cudaFuncSetAttribute(kernel_fn(),
-                                                   cudaFuncAttributePreferredSharedMemoryCarveout,
-                                                   cudaSharedmemCarveoutMaxShared),
-                              "cudaFuncSetAttribute");
-        e != Error::Ok)
-      return e;
+    if (const Error e = raise_kernel_smem_limit(w.smem_bytes); e != Error::Ok) return e;
     // How many blocks run at once: a block prefetches the stream of the block
     // that many places on (prefetch_ahead, decode_loop.cuh).
     int per_sm = 0, sms = 0;

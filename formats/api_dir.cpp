@@ -243,6 +243,9 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     if (e.stored_as != e.path) {
       Sha256 sha;
       st = verify_one(src, orig, e.path, o, &r, &sha, &e, &grant);
+      // Resources running out (a decoding thread the system refused) say
+      // nothing of the file: the run ends with that error, not a failure.
+      if (st.code == Error::OutOfMemory) return hard[i] = st;
       if (!st.ok()) {
         r.failures.push_back(e.path + ": " + st.message);
         ++r.files_checked;
@@ -336,12 +339,12 @@ using DirOp = Status (*)(const std::string&, const std::string&, const Options&,
 Status run_op(const std::string& in, const std::string& out_arg, bool compressing, const Options& opt,
               Report* report, FileOp file_op, DirOp dir_op) {
   const auto t0 = std::chrono::steady_clock::now();
-  std::error_code ec;
-  if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
+  bool is_dir = false;
+  if (Status s = stat_input(in, &is_dir); !s.ok()) return s;
   const std::string out = out_arg.empty() ? default_output_path(in, compressing) : out_arg;
   Status s = refuse_output_over_input(in, out);
   if (!s.ok()) return s;
-  if (fs::is_directory(in, ec)) {
+  if (is_dir) {
     s = AtomicOutputDir::named_for_output(dir_op(in, out, opt, report), out);
   } else {
     FileReport fr;
@@ -380,12 +383,14 @@ Status decompress(const std::string& in, const std::string& out, const Options& 
 }
 
 Status verify(const std::string& in, const std::string& against, const Options& opt, VerifyReport* rep) {
-  std::error_code ec;
-  if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
-  if (!against.empty() && !fs::exists(against, ec)) return make_status(Error::Io, against, "no such file or directory");
-  if (!fs::is_directory(in, ec) && !against.empty() && fs::is_directory(against, ec))
+  bool is_dir = false;
+  if (Status s = stat_input(in, &is_dir); !s.ok()) return s;
+  bool against_dir = false;
+  if (!against.empty())
+    if (Status s = stat_input(against, &against_dir); !s.ok()) return s;
+  if (!is_dir && against_dir)
     return make_status(Error::Usage, against, "a .df11 file is checked --against a .safetensors file, not a directory");
-  Status s = fs::is_directory(in, ec) ? verify_dir(in, against, opt, rep) : verify_one(in, against, in, opt, rep, nullptr);
+  Status s = is_dir ? verify_dir(in, against, opt, rep) : verify_one(in, against, in, opt, rep, nullptr);
   if (!s.ok()) return s;
   if (!rep->failures.empty())
     return make_status(Error::VerifyMismatch, in, std::to_string(rep->failures.size()) + " check(s) failed");
@@ -393,9 +398,9 @@ Status verify(const std::string& in, const std::string& against, const Options& 
 }
 
 Status info(const std::string& in, const Options& opt, Report* report) {
-  std::error_code ec;
-  if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
-  if (!fs::is_directory(in, ec)) {
+  bool is_dir = false;
+  if (Status s = stat_input(in, &is_dir); !s.ok()) return s;
+  if (!is_dir) {
     FileReport fr;
     fr.path = in;
     Status s = info_one(in, opt, &fr);

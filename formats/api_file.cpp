@@ -71,11 +71,12 @@ namespace {
 // 0.60-0.65, at -T16 0.51-0.53 against 0.61-0.62, -T4 unchanged.
 constexpr unsigned kMappedWriters = 4;
 
-// SHA-256 of a whole file on a thread of its own (no thread when sha is null).
+// SHA-256 of a whole file on a thread of its own (no thread when sha is null;
+// ThreadStartError when the system refuses one).
 class BackgroundFileHash {
  public:
   BackgroundFileHash(const MappedFile& f, Sha256* sha) {
-    if (sha) thread_ = std::thread([this, &f, sha] { status_ = run(f, sha, cancelled_); });
+    if (sha) thread_ = start_thread([this, &f, sha] { status_ = run(f, sha, cancelled_); });
   }
   ~BackgroundFileHash() {
     cancel();
@@ -98,18 +99,24 @@ class BackgroundFileHash {
     constexpr uint64_t kPiece = uint64_t{4} << 20;
     const uint64_t pieces = div_ceil(f.size(), kPiece);
     if (pieces == 0) return Status::Ok();
-    std::vector<uint8_t> buf[2];
-    for (auto& b : buf) b.resize(std::min(kPiece, f.size()));
-    ReadAhead ahead(pieces, [&](uint64_t k, int slot) {
-      if (interrupted()) return interrupted_status(f.path());
-      if (cancelled) return Status{Error::Interrupted, "cancelled"};  // never reported: the coding's error is
-      return f.read(k * kPiece, std::min(kPiece, f.size() - k * kPiece), buf[slot].data());
-    });
-    for (uint64_t k = 0; k < pieces; ++k) {
-      Status s = ahead.get(k);
-      if (!s.ok()) return s;
-      sha->update(buf[k & 1].data(), std::min(kPiece, f.size() - k * kPiece));
-      ahead.release(k);
+    // On this thread nothing may throw (it would be std::terminate): what
+    // can fail, the buffers and the reader thread, becomes a status.
+    try {
+      std::vector<uint8_t> buf[2];
+      for (auto& b : buf) b.resize(std::min(kPiece, f.size()));
+      ReadAhead ahead(pieces, [&](uint64_t k, int slot) {
+        if (interrupted()) return interrupted_status(f.path());
+        if (cancelled) return Status{Error::Interrupted, "cancelled"};  // never reported: the coding's error is
+        return f.read(k * kPiece, std::min(kPiece, f.size() - k * kPiece), buf[slot].data());
+      });
+      for (uint64_t k = 0; k < pieces; ++k) {
+        Status s = ahead.get(k);
+        if (!s.ok()) return s;
+        sha->update(buf[k & 1].data(), std::min(kPiece, f.size() - k * kPiece));
+        ahead.release(k);
+      }
+    } catch (const std::bad_alloc& e) {  // ThreadStartError included
+      return make_status(Error::OutOfMemory, f.path(), std::string("SHA-256: ") + e.what());
     }
     return Status::Ok();
   }
@@ -308,8 +315,10 @@ Status verify_one(const std::string& in, const std::string& against, const std::
         rep->decoded_bytes += t.orig_size;
       }
     }
-    // Reading or resources failing is not a verdict on the data: stop there.
-    if (ts_status.code == Error::Io || ts_status.code == Error::Interrupted) return ts_status;
+    // Reading or resources failing is not a verdict on the data: stop there
+    // (OutOfMemory: a decoding thread the system refused).
+    if (ts_status.code == Error::Io || ts_status.code == Error::Interrupted || ts_status.code == Error::OutOfMemory)
+      return ts_status;
     ++rep->tensors_checked;
     if (!ts_status.ok()) rep->failures.push_back(label + ": tensor '" + t.name + "': " + error_name(ts_status.code));
     // A failed tensor contributes a hash that cannot match, so the file check
@@ -335,7 +344,8 @@ Status info_one(const std::string& in, const Options& opt, FileReport* rep) {
   const unsigned threads = resolve_threads(opt.threads);
   rep->original_bytes = reader->original_size();
   rep->stored_bytes = fs::file_size(in);
-  for (const ReaderTensor& t : reader->tensors()) {
+  for (size_t i = 0; i < reader->tensors().size(); ++i) {
+    const ReaderTensor& t = reader->tensors()[i];
     TensorReport tr;
     tr.name = t.name;
     tr.dtype = t.dtype;
@@ -347,6 +357,8 @@ Status info_one(const std::string& in, const Options& opt, FileReport* rep) {
     for (uint64_t d : t.shape) elems *= d;
     tr.bits_per_weight = elems ? 8.0 * static_cast<double>(t.payload_size) / static_cast<double>(elems) : 0.0;
     if (t.encoding == kBf16Huffman) {
+      // The histogram decodes the stream through the mapping.
+      if (s = reader->check_mapped(i); !s.ok()) return s;
       Histogram hist;
       const Error e = decode_exponent_histogram(t.bf16, hist, threads);
       if (e != Error::Ok) return make_status(e, in, "tensor '" + t.name + "': exponent stream does not decode");

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "df11.h"
+#include "parallel.h"
 
 namespace df11 {
 
@@ -25,7 +26,7 @@ class BehindQueue {
 
   explicit BehindQueue(Consumer consumer, int buffers = 4) : consumer_(std::move(consumer)), pool_(buffers) {
     for (int i = buffers - 1; i >= 0; --i) free_.push_back(i);
-    thread_ = std::thread([this] { run(); });
+    thread_ = start_thread([this] { run(); });  // ThreadStartError if refused
   }
   ~BehindQueue() { finish(); }
   BehindQueue(const BehindQueue&) = delete;

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <memory>
-#include <thread>
 #include <cstring>
 #include <mutex>
 
@@ -82,6 +81,9 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         turn.done();
         if (ahead) ahead->release(k);
       }
+    }, [&] {
+      first.stop();
+      turn.abort();
     });
   }
   if (!first.s.ok()) return first.s;
@@ -169,7 +171,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
           return;
         }
       }
-    });
+    }, [&] { first.stop(); });
   }
   if (!first.s.ok()) return first.s;
   // Edge words: OR the pieces of each shared word, in index order.

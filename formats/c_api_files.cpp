@@ -1,20 +1,29 @@
 // C API (df11_c.h): library information, errors, files and CPU decoding,
 // over the C++ Reader (df11.h) and the directory manifest (manifest.h).
-#include <filesystem>
+#include <cstring>
 
 #include "c_api_internal.h"
 #include "parallel.h"
 #include "file_io.h"
 #include "manifest.h"
+#include "safetensors_header.h"  // quote_name
 
 namespace df11::capi {
 
 namespace {
 thread_local std::string g_last_error;
+// Set instead of g_last_error where that could not be written (fail_static).
+thread_local const char* g_static_error = nullptr;
 }
 
 df11_status fail(Error e, const std::string& message) {
   g_last_error = message;
+  g_static_error = nullptr;
+  return static_cast<df11_status>(e);
+}
+
+df11_status fail_static(Error e, const char* message) noexcept {
+  g_static_error = message;
   return static_cast<df11_status>(e);
 }
 
@@ -38,8 +47,6 @@ df11_status check_index(const df11_file* f, uint64_t i) {
 }
 
 namespace {
-
-namespace fs = std::filesystem;
 
 // Reads the manifest and opens every .df11 shard it lists, in its order.
 df11_status open_directory(const std::string& dir, df11_file* f) {
@@ -75,11 +82,12 @@ const char* df11_status_name(df11_status s) {
 }
 
 int df11_status_exit_code(df11_status s) {
-  if (s < 0 || std::string(df11_status_name(s)) == "Unknown") return 3;
+  // No std::string here: this function has no exception guard.
+  if (s < 0 || std::strcmp(df11_status_name(s), "Unknown") == 0) return 3;
   return exit_code(static_cast<Error>(s));
 }
 
-const char* df11_last_error(void) { return g_last_error.c_str(); }
+const char* df11_last_error(void) { return g_static_error ? g_static_error : g_last_error.c_str(); }
 
 df11_status df11_open(const char* path, df11_file** out) {
   return guard("df11_open", [&]() -> df11_status {
@@ -88,10 +96,9 @@ df11_status df11_open(const char* path, df11_file** out) {
     if (!path || !*path) return fail(Error::Usage, "df11_open", "empty path");
     auto f = std::make_unique<df11_file>();
     f->path = path;
-    std::error_code ec;
-    const fs::file_status st = fs::status(path, ec);
-    if (!fs::exists(st)) return fail(Error::Io, path, "no such file or directory");
-    if (fs::is_directory(st)) {
+    bool is_dir = false;
+    if (Status s = stat_input(path, &is_dir); !s.ok()) return fail(s);  // ELOOP, EACCES, ... named as they are
+    if (is_dir) {
       if (const df11_status s = open_directory(path, f.get()); s != DF11_OK) return s;
     } else {
       std::unique_ptr<Reader> r;
@@ -103,6 +110,15 @@ df11_status df11_open(const char* path, df11_file** out) {
     for (size_t k = 0; k < f->readers.size(); ++k) {
       const auto& ts = f->readers[k]->tensors();
       for (size_t i = 0; i < ts.size(); ++i) {
+        // JSON allows "a\u0000x"; df11_tensor_info.name (a C string) would
+        // end at the NUL, so that two such names read the same and neither
+        // can be found. Refused here only: the file itself is valid, and the
+        // df11 command (C++ strings throughout) restores it exactly.
+        if (ts[i].name.find('\0') != std::string::npos)
+          return fail(Error::TensorNameHasNul, f->readers[k]->path(),
+                      "tensor " + quote_name(ts[i].name) +
+                          " has a NUL byte in its name, which the C API's C strings cannot carry (the df11 "
+                          "command reads and restores the file)");
         const auto [it, fresh] = f->by_name.emplace(ts[i].name, f->tensors.size());
         if (!fresh) {
           const std::string& other = *f->tensors[it->second].shard;

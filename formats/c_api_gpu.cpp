@@ -112,6 +112,11 @@ df11_status pack(const df11_file* f, const uint64_t* indices, const ImagePlan& p
   std::memcpy(dst, &hd, sizeof hd);
   for (size_t k = 0; k < plan.offsets.size(); ++k) {
     const ReaderTensor& t = f->tensor(indices[k]);
+    // pack_image copies the sections from the mapping: a file cut short
+    // since df11_open is an error here, not SIGBUS (a cut between this
+    // check and the copy still is: docs/RELIABILITY.md).
+    const df11_file::Entry& en = f->tensors[indices[k]];
+    if (Status s = en.reader->check_mapped(en.index); !s.ok()) return fail(s);
     const uint64_t bytes = cuda::image_layout(t.bf16.geom).bytes;
     const Error e = cuda::pack_image(t.bf16, dst + plan.offsets[k], bytes);
     // The view was validated when the file was opened: a failure here is a bug.

@@ -41,18 +41,29 @@ std::string tensor_label(const df11_file& f, uint64_t i);
 // Usage error unless f is non-null and i < its tensor count.
 df11_status check_index(const df11_file* f, uint64_t i);
 
+// The code alone, with a fixed message that needs no memory: for when even
+// the message of an error could not be allocated.
+df11_status fail_static(Error e, const char* message) noexcept;
+
 // Runs body, turning every C++ exception into an error code: nothing may
-// unwind through the C ABI.
+// unwind through the C ABI, not even from a handler (recording a message
+// allocates, and memory may be what ran out).
 template <class F>
 df11_status guard(const char* function, F&& body) noexcept {
   try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return fail(Error::OutOfMemory, function, "out of host memory");
-  } catch (const std::exception& e) {
-    return fail(Error::Internal, function, std::string("unexpected exception: ") + e.what());
+    try {
+      return body();
+    } catch (const ThreadStartError& e) {  // a std::bad_alloc: the threads started before it are joined
+      return fail(Error::OutOfMemory, function, e.what());
+    } catch (const std::bad_alloc&) {
+      return fail(Error::OutOfMemory, function, "out of host memory");
+    } catch (const std::exception& e) {
+      return fail(Error::Internal, function, std::string("unexpected exception: ") + e.what());
+    } catch (...) {
+      return fail(Error::Internal, function, "unexpected exception");
+    }
   } catch (...) {
-    return fail(Error::Internal, function, "unexpected exception");
+    return fail_static(Error::OutOfMemory, "df11: out of host memory (OutOfMemory)");
   }
 }
 

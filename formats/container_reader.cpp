@@ -6,7 +6,6 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include "byte_planes.h"
 #include "container_layout.h"
@@ -37,6 +36,8 @@ struct Reader::Impl {
   };
   struct Scratch {
     std::vector<Slot> slots;
+    std::vector<uint64_t> block_out;  // a BF16 tensor's index arrays, read with pread
+    std::vector<uint8_t> gaps;
     std::vector<uint8_t> raw_buf;
     ZstdPayloadReader zstd;
   };
@@ -239,6 +240,12 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   return Status::Ok();
 }
 
+Status Reader::check_mapped(size_t i) const {
+  const ReaderTensor& t = impl_->tensors.at(i);
+  return impl_->file.check_size(static_cast<uint64_t>(t.payload - impl_->file.data()) + t.payload_size,
+                                tensor_label(t));
+}
+
 Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
   return decode(i, threads, nullptr, nullptr, out);
 }
@@ -310,12 +317,29 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       // worker's buffers, decoded and placed; an in-order stage on a thread
       // of its own then hashes them (and feeds `ordered`) while the workers
       // decode on, each alternating between two output buffers.
-      const Bf16View& v = t.bf16;
+      //
+      // The index arrays (block outputs, gaps) are read with pread as well,
+      // so that the decode never touches the mapping: a file cut short after
+      // open() is MappedFile::read's "file shrank while being read" (Io),
+      // where a load from the mapping would be SIGBUS. open() validated them
+      // through the mapping; a file rewritten in place since is out of scope
+      // (docs/RELIABILITY.md, "Files that change while open").
+      const Bf16View& mapped = t.bf16;
+      const uint64_t stream_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(mapped.stream) - file.data());
+      const uint64_t sm_at = static_cast<uint64_t>(mapped.sm - file.data());
+      const uint64_t block_out_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(mapped.block_out) - file.data());
+      const uint64_t gaps_at = static_cast<uint64_t>(mapped.gaps - file.data());
+      sc.block_out.resize(mapped.geom.block_out_entries());
+      sc.gaps.resize(mapped.geom.gap_bytes());
+      s = file.read(block_out_at, 8 * sc.block_out.size(), sc.block_out.data());
+      if (s.ok()) s = file.read(gaps_at, sc.gaps.size(), sc.gaps.data());
+      if (!s.ok()) break;
+      Bf16View v = mapped;
+      v.block_out = sc.block_out.data();
+      v.gaps = sc.gaps.data();
       const Bf16Decoder dec(v);
       constexpr uint64_t kGroupBlocks = 32;
       const uint64_t nb = v.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
-      const uint64_t stream_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(v.stream) - file.data());
-      const uint64_t sm_at = static_cast<uint64_t>(v.sm - file.data());
       const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, groups)));
       if (sc.slots.size() < workers) sc.slots.resize(workers);
       std::atomic<uint64_t> next{0};
@@ -335,92 +359,103 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
         aborted = true;
         cv.notify_all();
       };
-      std::thread stage([&] {
-        for (uint64_t g = 0; g < groups; ++g) {
-          Ready r;
-          {
-            std::unique_lock<std::mutex> lock(mu);
-            cv.wait(lock, [&] { return aborted || ready.count(g); });
+      // A thread the system refuses (ThreadStartError) is this tensor's
+      // OutOfMemory, once every thread started here has been stopped and
+      // joined (the ThreadGroups, and ReadAhead's destructor).
+      try {
+        ThreadGroup stage([&] { abort_all(); });
+        stage.start([&] {
+          for (uint64_t g = 0; g < groups; ++g) {
+            Ready r;
+            {
+              std::unique_lock<std::mutex> lock(mu);
+              cv.wait(lock, [&] { return aborted || ready.count(g); });
+              if (aborted) return;
+              r = ready[g];
+              ready.erase(g);
+            }
+            const Status st = in_order(r.bytes, r.size);
+            if (!st.ok()) {
+              first.set(g, st);
+              abort_all();
+              return;
+            }
+            std::lock_guard<std::mutex> lock(mu);
+            // After an abort the worker that owns *r.busy (a flag on its stack)
+            // may have returned already: touch nothing of it.
             if (aborted) return;
-            r = ready[g];
-            ready.erase(g);
+            if (r.busy) *r.busy = false;
+            cv.notify_all();
           }
-          const Status st = in_order(r.bytes, r.size);
-          if (!st.ok()) {
-            first.set(g, st);
-            abort_all();
-            return;
-          }
-          std::lock_guard<std::mutex> lock(mu);
-          // After an abort the worker that owns *r.busy (a flag on its stack)
-          // may have returned already: touch nothing of it.
-          if (aborted) return;
-          if (r.busy) *r.busy = false;
-          cv.notify_all();
-        }
-      });
-      // Reads group g's stream words and sign-mantissa bytes into input set k of slot sl.
-      auto load = [&](Impl::Slot& sl, uint64_t g, int k) -> Status {
-        const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
-        const uint64_t w0 = b0 * kBlockThreads * kChunkWords;
-        const uint64_t w1 = std::min(b1 * kBlockThreads * kChunkWords + 1, v.geom.stream_words());
-        const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
-        if (sl.stream[k].size() < w1 - w0) sl.stream[k].resize(w1 - w0);
-        if (sl.sm[k].size() < e1 - e0) sl.sm[k].resize(e1 - e0);
-        Status st = interrupted() ? interrupted_status(impl_->path) : Status::Ok();
-        if (st.ok()) st = file.read(stream_at + 4 * w0, 4 * (w1 - w0), sl.stream[k].data());
-        if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm[k].data());
-        return st;
-      };
-      // One worker: a reader thread loads group g + 1 while g decodes (the
-      // kernel's copy then runs beside the decoder). Several workers read
-      // their own groups, in parallel already.
-      std::unique_ptr<ReadAhead> ahead;
-      if (workers == 1 && groups > 1)
-        ahead = std::make_unique<ReadAhead>(groups, [&](uint64_t g, int k) { return load(sc.slots[0], g, k); });
-      run_workers(workers, [&](unsigned wk) {
-        Impl::Slot& sl = sc.slots[wk];
-        bool busy[2] = {false, false};
-        int bi = 0;
-        for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups; bi ^= 1) {
-          if (!direct) {  // the buffer must be hashed before it is reused
-            std::unique_lock<std::mutex> lock(mu);
-            cv.wait(lock, [&] { return aborted || !busy[bi]; });
-            if (aborted) break;
-          }
+        });
+        // Reads group g's stream words and sign-mantissa bytes into input set k of slot sl.
+        auto load = [&](Impl::Slot& sl, uint64_t g, int k) -> Status {
           const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
+          const uint64_t w0 = b0 * kBlockThreads * kChunkWords;
+          const uint64_t w1 = std::min(b1 * kBlockThreads * kChunkWords + 1, v.geom.stream_words());
           const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
-          std::vector<uint16_t>& out = sl.out[bi];
-          if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
-          uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
-          const int k = ahead ? static_cast<int>(g & 1) : 0;
-          Status st = ahead ? ahead->get(g) : load(sl, g, 0);
-          if (st.ok()) {
-            const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), to);
-            if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
+          if (sl.stream[k].size() < w1 - w0) sl.stream[k].resize(w1 - w0);
+          if (sl.sm[k].size() < e1 - e0) sl.sm[k].resize(e1 - e0);
+          Status st = interrupted() ? interrupted_status(impl_->path) : Status::Ok();
+          if (st.ok()) st = file.read(stream_at + 4 * w0, 4 * (w1 - w0), sl.stream[k].data());
+          if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm[k].data());
+          return st;
+        };
+        // One worker: a reader thread loads group g + 1 while g decodes (the
+        // kernel's copy then runs beside the decoder). Several workers read
+        // their own groups, in parallel already.
+        std::unique_ptr<ReadAhead> ahead;
+        if (workers == 1 && groups > 1)
+          ahead = std::make_unique<ReadAhead>(groups, [&](uint64_t g, int k) { return load(sc.slots[0], g, k); });
+        run_workers(workers, [&](unsigned wk) {
+          Impl::Slot& sl = sc.slots[wk];
+          bool busy[2] = {false, false};
+          int bi = 0;
+          for (uint64_t g; !first.failed && (g = next.fetch_add(1)) < groups; bi ^= 1) {
+            if (!direct) {  // the buffer must be hashed before it is reused
+              std::unique_lock<std::mutex> lock(mu);
+              cv.wait(lock, [&] { return aborted || !busy[bi]; });
+              if (aborted) break;
+            }
+            const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
+            const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
+            std::vector<uint16_t>& out = sl.out[bi];
+            if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
+            uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
+            const int k = ahead ? static_cast<int>(g & 1) : 0;
+            Status st = ahead ? ahead->get(g) : load(sl, g, 0);
+            if (st.ok()) {
+              const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), to);
+              if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
+            }
+            if (ahead) ahead->release(g);
+            const uint8_t* bytes = reinterpret_cast<const uint8_t*>(to);
+            if (st.ok() && !direct) st = place(2 * e0, bytes, 2 * (e1 - e0));
+            if (!st.ok()) {
+              first.set(g, st);
+              abort_all();
+              break;
+            }
+            std::lock_guard<std::mutex> lock(mu);
+            if (!direct) busy[bi] = true;
+            ready[g] = Ready{bytes, 2 * (e1 - e0), direct ? nullptr : &busy[bi]};
+            cv.notify_all();
           }
-          if (ahead) ahead->release(g);
-          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(to);
-          if (st.ok() && !direct) st = place(2 * e0, bytes, 2 * (e1 - e0));
-          if (!st.ok()) {
-            first.set(g, st);
-            abort_all();
-            break;
-          }
-          std::lock_guard<std::mutex> lock(mu);
-          if (!direct) busy[bi] = true;
-          ready[g] = Ready{bytes, 2 * (e1 - e0), direct ? nullptr : &busy[bi]};
-          cv.notify_all();
-        }
-        // The stage may still read this worker's buffers: wait until it is
-        // done with them (or gave up) before they can go out of scope.
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return aborted || (!busy[0] && !busy[1]); });
-      });
-      if (first.failed) abort_all();
-      stage.join();
-      ahead.reset();
-      s = first.s;
+          // The stage may still read this worker's buffers: wait until it is
+          // done with them (or gave up) before they can go out of scope.
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return aborted || (!busy[0] && !busy[1]); });
+        }, [&] {
+          first.stop();
+          abort_all();
+        });
+        if (first.failed) abort_all();
+        stage.join();
+        ahead.reset();
+        s = first.s;
+      } catch (const ThreadStartError& e) {
+        s = fail(Error::OutOfMemory, e.what());
+      }
       break;
     }
   }

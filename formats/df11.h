@@ -158,6 +158,14 @@ class Reader {
                               const PieceSink& ordered = nullptr) const;
   // The original file's first 8 + json_size bytes.
   std::vector<uint8_t> original_header() const;
+  // Io "file shrank while being read" when the file no longer holds tensor
+  // i's payload (it was cut short after open). One fstat: call it before
+  // reading a tensor's sections through the mapping (its Bf16View: GPU
+  // images and uploads, statistics), where a missing page would be SIGBUS.
+  // A file cut short between the check and the reads still is (a race
+  // documented in docs/RELIABILITY.md); the decodes above need no check,
+  // they read with pread.
+  Status check_mapped(size_t i) const;
 
  private:
   // Both decodes: into `dest` (decode_tensor) or through `place`.

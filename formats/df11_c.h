@@ -57,7 +57,9 @@ DF11_API const char* df11_last_error(void);
 /* ---- files ---------------------------------------------------------------- */
 /* A .df11 file or a df11 model directory (df11-manifest.json, every .df11 in
  * it), memory-mapped and fully validated (no decoding). Tensor names are
- * unique across a directory's shards. */
+ * unique across a directory's shards, and C strings: a file with a name that
+ * holds a NUL byte (valid safetensors JSON, "a\u0000x") is refused with
+ * TensorNameHasNul (the df11 command still compresses and restores it). */
 typedef struct df11_file df11_file;
 
 enum df11_encoding { DF11_ENC_RAW = 0, DF11_ENC_ZSTD = 1, DF11_ENC_BF16_HUFFMAN = 2 };

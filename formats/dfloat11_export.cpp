@@ -15,12 +15,10 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "dfloat11_encoder.h"
@@ -198,11 +196,8 @@ namespace {
 
 
 Status read_text(const std::string& path, std::string* text) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return make_status(Error::Io, path, std::string("cannot read: ") + std::strerror(errno));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  *text = ss.str();
+  std::string why;  // read_regular_file: a FIFO is refused, not waited on
+  if (!read_regular_file(path, text, &why)) return make_status(Error::Io, path, why);
   return Status::Ok();
 }
 
@@ -483,8 +478,9 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   std::error_code ec;
   if (opt.format != "dfloat11") return make_status(Error::Usage, out, "unknown export format '" + opt.format + "' (dfloat11)");
   if (out.empty()) return make_status(Error::Usage, in, "export needs an output directory (-o)");
-  if (!fs::exists(in, ec)) return make_status(Error::Io, in, "no such file or directory");
-  if (!fs::is_directory(in, ec)) return make_status(Error::Usage, in, "export takes a model directory (or a df11 directory)");
+  bool is_dir = false;
+  if (Status s = stat_input(in, &is_dir); !s.ok()) return s;
+  if (!is_dir) return make_status(Error::Usage, in, "export takes a model directory (or a df11 directory)");
   if (Status s = refuse_output_over_input(in, out); !s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
 

@@ -113,6 +113,19 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
   size_t workers_left = in_flight;
 
   auto worker = [&](size_t w) {
+    // Counted out however the loop ends, or the wait below would never end:
+    // an exception outside a task (an allocation) goes to the ThreadGroup,
+    // which rethrows it on the calling thread after that wait.
+    struct CountOut {
+      std::mutex& mu;
+      std::condition_variable& cv;
+      size_t& left;
+      ~CountOut() {
+        std::lock_guard<std::mutex> lock(mu);
+        --left;
+        cv.notify_all();
+      }
+    } count_out{mu, cv, workers_left};
     for (;;) {
       const size_t k = next.fetch_add(1);
       if (k >= n) break;
@@ -150,13 +163,13 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
       results[i] = std::move(s);
       cv.notify_all();
     }
-    std::lock_guard<std::mutex> lock(mu);
-    --workers_left;
-    cv.notify_all();
   };
-  std::vector<std::thread> pool;
+  // A worker the system refuses (ThreadStartError) ends the run: the workers
+  // already started take no further file (next past the end), finish the
+  // one they hold, and are joined as the exception leaves.
+  ThreadGroup pool([&] { next.store(n); });
   pool.reserve(in_flight);
-  for (size_t w = 0; w < in_flight; ++w) pool.emplace_back(worker, w);
+  for (size_t w = 0; w < in_flight; ++w) pool.start([&worker, w] { worker(w); });
   {
     // The caller's progress callback runs here, on the calling thread only.
     uint64_t reported = ~uint64_t{0};
@@ -176,7 +189,7 @@ Status run_pool(const std::vector<uint64_t>& sizes, const Options& opt, const Fi
     lock.unlock();
     if (opt.progress) report();  // the last files' ends
   }
-  for (auto& t : pool) t.join();
+  pool.join();
   if (ran)
     for (size_t i = 0; i < n; ++i) (*ran)[i] = started[i] != 0;
   for (size_t i = 0; i < n; ++i) {

@@ -23,6 +23,9 @@ struct EarliestStatus {
     }
     failed = true;
   }
+  // Stops the workers without a piece's error: run_workers' `stop`, only
+  // ever on the way to an exception, which is what the caller then sees.
+  void stop() { failed = true; }
 };
 
 }  // namespace df11

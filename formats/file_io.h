@@ -15,7 +15,23 @@ namespace df11 {
 
 class BehindQueue;
 
+// Opens `path` (links followed) read-only if it is a regular file, without
+// blocking on a FIFO: the descriptor (and the file's size in *size), or -1
+// and *why ("cannot open: ...", "not a regular file"). Every input file is
+// opened through it.
+int open_regular_file(const std::string& path, std::string* why, uint64_t* size = nullptr);
+// The whole of a small regular file (a manifest, a config.json) in *text;
+// false and *why (as open_regular_file's, or "read failed: ...") otherwise.
+bool read_regular_file(const std::string& path, std::string* text, std::string* why);
+
+// An input path (links followed) exists: Ok, and whether it is a directory
+// (is_dir may be null). Otherwise Io with the real cause: "no such file or
+// directory", or the error's own text (a link loop, a name too long, a
+// directory that cannot be searched), never a guess.
+Status stat_input(const std::string& path, bool* is_dir);
+
 // Read-only mapping of a whole file (empty files map to nullptr, size 0).
+// Anything but a regular file is refused at once (open_regular_file).
 class MappedFile {
  public:
   MappedFile() = default;
@@ -34,6 +50,10 @@ class MappedFile {
   // less than faulting the mapping's pages in and dropping them again, and
   // the process's memory stays at the buffer's size. Thread-safe.
   Status read(uint64_t offset, uint64_t len, void* dst) const;
+  // Io "file shrank while being read" unless the file still holds at least
+  // `end` bytes (fstat): loads from the mapping past the file's end are SIGBUS.
+  // `what` ("tensor 'x'") goes before the reason in the message.
+  Status check_size(uint64_t end, const std::string& what = "") const;
   const std::string& path() const { return path_; }
 
  private:

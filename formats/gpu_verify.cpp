@@ -115,6 +115,8 @@ Status GpuVerifier::decode(const Reader& reader, size_t i, uint8_t* out, VerifyR
   auto fail = [&](Error e, const std::string& what) {
     return make_status(e, reader.path(), "tensor '" + t.name + "': " + what);
   };
+  // The upload copies the sections from the mapping.
+  if (Status s = reader.check_mapped(i); !s.ok()) return s;
   cuda::DeviceTensor dt;
   Error e = cuda::upload(t.bf16, &dt, nullptr);
   if (e == Error::Ok) e = cuda::synchronize(nullptr);

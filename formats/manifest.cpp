@@ -119,11 +119,11 @@ Status read_manifest(const std::string& dir, Manifest* m) {
     Status s = check_input_file(dir, kManifestName);
     if (!s.ok()) return s;
   }
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return make_status(Error::Io, dir, std::string("not a df11 directory: cannot read ") + kManifestName);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return manifest_from_json(ss.str(), path, m);
+  // read_regular_file: a FIFO in its place is refused, not waited on.
+  std::string text, why;
+  if (!read_regular_file(path, &text, &why))
+    return make_status(Error::Io, dir, std::string("not a df11 directory: cannot read ") + kManifestName + " (" + why + ")");
+  return manifest_from_json(text, path, m);
 }
 
 }  // namespace df11

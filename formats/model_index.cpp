@@ -8,6 +8,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include <unistd.h>
+
+#include "file_io.h"  // open_regular_file
 #include "safetensors_header.h"  // is_valid_utf8, parse_json_events, quote_name
 
 namespace df11 {
@@ -145,8 +148,17 @@ Status check(const std::string& dir, const std::string& name, std::vector<std::s
   if (ec) return make_status(label, Error::DirIndexInvalid, "cannot be examined: " + ec.message());
   if (st.type() != fs::file_type::regular) return make_status(label, Error::DirIndexInvalid, "is not a regular file");
 
-  std::FILE* f = std::fopen(label.c_str(), "rb");
-  if (!f) return make_status(label, Error::DirIndexInvalid, std::string("cannot be opened: ") + std::strerror(errno));
+  // Opened as a regular file only (a FIFO swapped in since the check above
+  // is refused, not waited on).
+  std::string why;
+  const int fd = open_regular_file(label, &why);
+  if (fd < 0) return make_status(label, Error::DirIndexInvalid, why);
+  std::FILE* f = fdopen(fd, "rb");
+  if (!f) {
+    const int err = errno;
+    ::close(fd);
+    return make_status(label, Error::DirIndexInvalid, std::string("cannot be opened: ") + std::strerror(err));
+  }
   std::vector<uint8_t> bytes;
   bool too_large = false, read_error = false;
   uint8_t chunk[65536];

@@ -3,6 +3,7 @@
 // coder. Items are asked for in order 0, 1, 2, ...; slot k & 1 is refilled
 // only once item k has been released. A failed load is never counted as
 // loaded: get() returns its error (an interrupt, a read error) instead.
+// A thread the system refuses is ThreadStartError from the constructor.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "df11.h"
+#include "parallel.h"
 
 namespace df11 {
 
@@ -18,7 +20,7 @@ class ReadAhead {
  public:
   using Load = std::function<Status(uint64_t item, int slot)>;
   ReadAhead(uint64_t items, Load load) : items_(items), load_(std::move(load)) {
-    thread_ = std::thread([this] { run(); });
+    thread_ = start_thread([this] { run(); });
   }
   ~ReadAhead() {
     {

@@ -1,5 +1,6 @@
 /* C API test (formats/df11_c.h), compiled as C11 and linked against libdf11.so.
  *   c_api_test DF11_CLI [WORK_DIR]
+ *   c_api_test --decode FILE THREADS   (a helper mode of the test itself)
  * Writes safetensors files of known tensors, compresses them with the df11
  * command (a file and a sharded directory), then checks through the C API:
  * listing, CPU decoding against the original bytes, error codes and messages,
@@ -14,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "df11_c.h"
@@ -338,7 +343,177 @@ static void gpu_tests(df11_file* f, const Tensor* ts, int nts) {
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+/* Runs df11_open(path) in a child process and waits at most `seconds` for it:
+ * a call that blocks (a FIFO opened before it was checked) is killed and
+ * reported as -1. Otherwise 0 when the child saw error `want` with a message
+ * holding `needle`, 1 when not. */
+static int open_fails_within(const char* path, const char* want, const char* needle, int seconds) {
+  fflush(NULL);
+  const pid_t pid = fork();
+  if (pid < 0) return 1;
+  if (pid == 0) {
+    df11_file* f = NULL;
+    const df11_status s = df11_open(path, &f);
+    const int ok = strcmp(df11_status_name(s), want) == 0 && strstr(df11_last_error(), needle) != NULL;
+    if (!ok) fprintf(stderr, "child: df11_open(%s): %s: %s\n", path, df11_status_name(s), df11_last_error());
+    _exit(ok ? 0 : 1);
+  }
+  const struct timespec tick = {0, 10 * 1000 * 1000};
+  for (int i = 0; i < seconds * 100; ++i) {
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    nanosleep(&tick, NULL);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  return -1;
+}
+
+/* Input that the C API cannot or must not take, and files that change after
+ * df11_open. `model` is a valid .df11 file with BF16 tensors a.weight and
+ * b.weight, in that order. */
+static void input_file_tests(const char* cli, const char* dir, const char* model) {
+  char path[2048], path2[2048];
+  df11_file* bad = (df11_file*)1;
+
+  /* A tensor name with a NUL byte ("a\u0000x" in the JSON) is valid
+   * safetensors and the df11 command restores it exactly, but
+   * df11_tensor_info.name is a C string: df11_open refuses the file, naming
+   * it and the tensor. */
+  {
+    Tensor nul[3];
+    nul[0] = make_bf16("a\\u0000x", 64, 64, 0);
+    nul[1] = make_bf16("a\\u0000y", 64, 64, 0);
+    nul[2] = make_f32("b", 100);
+    snprintf(path, sizeof path, "%s/nul.safetensors", dir);
+    write_safetensors(path, nul, 3);
+    run("'%s' compress -q -f '%s' && '%s' decompress -q -f '%s/nul.df11' -o '%s/nul-back.safetensors' && "
+        "cmp -s '%s' '%s/nul-back.safetensors'",
+        cli, path, cli, dir, dir, path, dir);
+    snprintf(path, sizeof path, "%s/nul.df11", dir);
+    EXPECT_ERROR(df11_open(path, &bad), "TensorNameHasNul", path);
+    EXPECT_ERROR(df11_open(path, &bad), "TensorNameHasNul", "tensor 'a\\x00x'");
+    CHECK(bad == NULL);
+    CHECK(df11_status_exit_code(df11_open(path, &bad)) == 3);
+    for (int i = 0; i < 3; ++i) free(nul[i].bytes);
+  }
+
+  /* A path that cannot be examined is named with its real cause. */
+  snprintf(path, sizeof path, "%s/loop.df11", dir);
+  CHECK(symlink("loop.df11", path) == 0);
+  EXPECT_ERROR(df11_open(path, &bad), "Io", strerror(ELOOP));
+  EXPECT_ERROR(df11_open(path, &bad), "Io", path);
+  {
+    char longname[400];
+    memset(longname, 'x', 300);
+    longname[300] = 0;
+    snprintf(path, sizeof path, "%s/%s.df11", dir, longname);
+    EXPECT_ERROR(df11_open(path, &bad), "Io", strerror(ENAMETOOLONG));
+  }
+
+  /* A FIFO is refused at once, not waited on (no writer will come). */
+  snprintf(path, sizeof path, "%s/fifo.df11", dir);
+  CHECK(mkfifo(path, 0600) == 0);
+  {
+    const int r = open_fails_within(path, "Io", "not a regular file", 5);
+    if (r < 0) fprintf(stderr, "df11_open on a FIFO still blocked after 5 s\n");
+    CHECK(r == 0);
+  }
+  /* ... and a df11 directory whose manifest is a FIFO. */
+  snprintf(path, sizeof path, "%s/fifodir.df11", dir);
+  mkdir(path, 0755);
+  snprintf(path2, sizeof path2, "%s/fifodir.df11/df11-manifest.json", dir);
+  CHECK(mkfifo(path2, 0600) == 0);
+  CHECK(open_fails_within(path, "Io", "not a regular file", 5) == 0);
+
+  /* A file cut short after df11_open: decoding is an Io error, not SIGBUS
+   * (and so is packing a GPU image, which copies from the mapping).
+   * b.weight's sections lie pages past the fixed header, beyond the last page
+   * of the cut file (there a load reads zeros; past it, it is SIGBUS). */
+  snprintf(path, sizeof path, "%s/cut.df11", dir);
+  run("cp '%s' '%s'", model, path);
+  df11_file* f = NULL;
+  MUST(df11_open(path, &f));
+  uint64_t a = 0;
+  MUST(df11_find_tensor(f, "b.weight", &a));
+  df11_tensor_info info;
+  MUST(df11_tensor_info_at(f, a, &info));
+  uint8_t* out = (uint8_t*)xmalloc(info.original_bytes);
+  MUST(df11_decode_host(f, a, out, info.original_bytes, 2));
+  CHECK(truncate(path, 128) == 0);
+  EXPECT_ERROR(df11_decode_host(f, a, out, info.original_bytes, 1), "Io", "file shrank while being read");
+  EXPECT_ERROR(df11_decode_host(f, a, out, info.original_bytes, 3), "Io", path);
+  uint64_t bytes = 0;
+  if (df11_image_size(f, &a, 1, &bytes) == DF11_OK) {
+    uint8_t* img = (uint8_t*)xmalloc(bytes);
+    EXPECT_ERROR(df11_pack_host(f, &a, 1, img, bytes), "Io", "tensor 'b.weight': file shrank while being read");
+    free(img);
+  }
+  free(out);
+  df11_close(f);
+}
+
+/* c_api_test --decode FILE THREADS: decodes FILE's first tensor and prints
+ * the status's name and message (run under limits by thread_refusal_test). */
+static int decode_mode(const char* path, unsigned threads) {
+  df11_file* f = NULL;
+  df11_status s = df11_open(path, &f);
+  if (s == DF11_OK) {
+    df11_tensor_info info;
+    s = df11_tensor_info_at(f, 0, &info);
+    void* buf = s == DF11_OK ? malloc(info.original_bytes) : NULL;
+    if (buf) s = df11_decode_host(f, 0, buf, info.original_bytes, threads);
+    free(buf);
+  }
+  printf("%s: %s\n", df11_status_name(s), df11_last_error());
+  df11_close(f);
+  return 0;
+}
+
+/* The audit's reproduction: decoding a 16 MB BF16 tensor on 3 threads with
+ * thread stacks of 512 MB (glibc sizes them from RLIMIT_STACK, read when a
+ * process starts: hence a new process) in 1.3 GB of address space. A thread
+ * that cannot start was std::terminate inside df11_decode_host; it is
+ * OutOfMemory now, with the threads already started joined. */
+static void thread_refusal_test(const char* cli, const char* dir) {
+#if defined(__SANITIZE_ADDRESS__)
+  (void)cli, (void)dir;
+  printf("SKIPPED: thread refusal under ulimit -v (AddressSanitizer's shadow memory does not fit it)\n");
+#else
+  char self[1024], path[2048], out[2048];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    printf("SKIPPED: thread refusal (no /proc/self/exe)\n");
+    return;
+  }
+  self[n] = 0;
+  Tensor big = make_bf16("big", 2048, 4096, 0);
+  snprintf(path, sizeof path, "%s/big.safetensors", dir);
+  write_safetensors(path, &big, 1);
+  free(big.bytes);
+  run("'%s' compress -q -f '%s'", cli, path);
+  snprintf(path, sizeof path, "%s/big.df11", dir);
+  snprintf(out, sizeof out, "%s/big.out", dir);
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "(ulimit -v 1300000 && ulimit -s 512000 && exec '%s' --decode '%s' 3) >'%s' 2>&1", self,
+           path, out);
+  const int st = system(cmd);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* not SIGABRT */
+  char line[4096] = "";
+  FILE* o = fopen(out, "r");
+  if (o) {
+    if (!fgets(line, sizeof line, o)) line[0] = 0;
+    fclose(o);
+  }
+  CHECK(strncmp(line, "OutOfMemory: ", 13) == 0);
+  CHECK(strstr(line, "big.df11: tensor 'big': cannot start a thread: Resource temporarily unavailable (OutOfMemory)") !=
+        NULL);
+  if (strncmp(line, "OutOfMemory: ", 13) != 0) fprintf(stderr, "decode under limits: %s", line);
+#endif
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && strcmp(argv[1], "--decode") == 0) return decode_mode(argv[2], (unsigned)atoi(argv[3]));
   if (argc < 2) {
     fprintf(stderr, "usage: %s DF11_CLI [WORK_DIR]\n", argv[0]);
     return 2;
@@ -402,6 +577,9 @@ int main(int argc, char** argv) {
   EXPECT_ERROR(df11_find_tensor(f, "no.such.tensor", &index), "Usage", path);
   CHECK(df11_tensor_count(NULL) == 0);
   df11_close(NULL);
+
+  input_file_tests(cli, dir, path);
+  thread_refusal_test(cli, dir);
 
   /* A sharded model directory. */
   snprintf(path, sizeof path, "%s/model", dir);
