@@ -341,12 +341,20 @@ TEST_CASE("run_file_tasks: once every file has started, finished files' threads 
   o.threads = 8;
   unsigned started_with = 0, grew_to = 0;
   std::atomic<int> small_done{0};
+  std::atomic<bool> large_started{false};
   REQUIRE(run_file_tasks(sizes, o, [&](size_t i, const Options& fo, ThreadGrant& grant) -> Status {
     if (i != 0) {
+      // Held until the large file has started: on a loaded machine its
+      // worker may start last, after the small files are done, and would
+      // then start with all 8 threads, which is not what this test is about.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!large_started && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       ++small_done;
       return Status::Ok();
     }
     started_with = fo.threads;
+    large_started = true;
     // While the small files run, their threads are theirs.
     while (small_done < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
