@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Two df11 builds on the same machine, in the same run, alternating run by
+# run (A B A B ...), so that drift and noise hit both alike: the way to tell
+# whether a change made a path slower (PERFORMANCE.md compares only ratios
+# measured like this). Shapes are bench_cpu_cores.sh's: a Llama-3-8B-shaped
+# first shard (1.92 GB) and a SHARDS-shard directory of them, in WORK.
+# Prints the median wall time of each build for each command and -T.
+#
+# Usage: A=old/df11 B=new/df11 MAKE_BENCH=build/tests/make_bench_file \
+#        [SHARDS=4] [THREADS="1 16"] [REPS=5] bash scripts/ab_builds.sh [WORK]
+set -euo pipefail
+a=${A:?set A=path/to/df11 (baseline)}
+b=${B:?set B=path/to/df11 (candidate)}
+mk=${MAKE_BENCH:?set MAKE_BENCH=path/to/make_bench_file}
+work=${1:-/dev/shm/df11-ab}
+shards=${SHARDS:-4}
+threads=${THREADS:-1 16}
+reps=${REPS:-5}
+[ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time" >&2; exit 2; }
+mkdir -p "$work/model"
+for ((k = 0; k < shards; k++)); do
+  f="$work/model/model-$(printf %05d $((k + 1)))-of-$(printf %05d "$shards").safetensors"
+  [ -f "$f" ] || "$mk" "$f" --kind llama3-8b --first-layer $((2 * k)) --layers 2 \
+    --embed $((k == 0 ? 1 : 0)) --lm-head $((k == shards - 1 ? 1 : 0))
+done
+echo '{"model_type": "llama"}' > "$work/model/config.json"
+first="$work/model/model-00001-of-$(printf %05d "$shards").safetensors"
+# Inputs for decompress, made by the baseline (the format is the same).
+"$a" compress -q -f "$work/model" -o "$work/model.df11"
+"$a" compress -q -f "$first" -o "$work/first.df11"
+cat "$work/model"/* "$work/model.df11"/* "$work/first.df11" > /dev/null
+
+# one BIN ARGS...: wall seconds of one run (the output, $work/out, removed first).
+one() {
+  rm -rf "$work/out"
+  /usr/bin/time -f "%e" -o "$work/.time" "$@" >/dev/null
+  cat "$work/.time"
+}
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+echo "## A/B — $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "A=$a  B=$b  SHARDS=$shards REPS=$reps; median wall seconds, runs alternating A, B"
+echo
+echo "| command | -T | A | B | B / A |"
+echo "|---|---|---|---|---|"
+for t in $threads; do
+  for job in "compress $first" "decompress $work/first.df11" "compress $work/model" "decompress $work/model.df11"; do
+    set -- $job
+    ra=() rb=()
+    for _ in $(seq "$reps"); do
+      ra+=("$(one "$a" "$1" -q -T"$t" "$2" -o "$work/out")")
+      rb+=("$(one "$b" "$1" -q -T"$t" "$2" -o "$work/out")")
+    done
+    ma=$(printf '%s\n' "${ra[@]}" | median)
+    mb=$(printf '%s\n' "${rb[@]}" | median)
+    echo "| $1 $(basename "$2") | $t | $ma s | $mb s | $(awk "BEGIN {printf \"%.2f\", $mb / $ma}") |"
+  done
+done
+rm -rf "$work/out"
