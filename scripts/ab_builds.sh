@@ -17,13 +17,9 @@ shards=${SHARDS:-4}
 threads=${THREADS:-1 16}
 reps=${REPS:-5}
 [ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time" >&2; exit 2; }
-mkdir -p "$work/model"
-for ((k = 0; k < shards; k++)); do
-  f="$work/model/model-$(printf %05d $((k + 1)))-of-$(printf %05d "$shards").safetensors"
-  [ -f "$f" ] || "$mk" "$f" --kind llama3-8b --first-layer $((2 * k)) --layers 2 \
-    --embed $((k == 0 ? 1 : 0)) --lm-head $((k == shards - 1 ? 1 : 0))
-done
-echo '{"model_type": "llama"}' > "$work/model/config.json"
+# shellcheck source=lib/bench_model.sh
+. "$(dirname "$0")/lib/bench_model.sh"
+make_bench_model "$mk" "$work/model" "$shards"
 first="$work/model/model-00001-of-$(printf %05d "$shards").safetensors"
 # Inputs for decompress, made by the baseline (the format is the same).
 "$a" compress -q -f "$work/model" -o "$work/model.df11"

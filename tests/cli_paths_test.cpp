@@ -42,6 +42,14 @@ std::vector<std::pair<std::string, Bytes>> snapshot(const std::string& dir) {
   return out;
 }
 
+// DIR/md (a model and a config.json) and DIR/md.df11, its compressed copy.
+void compressed_model_dir(const std::string& dir) {
+  fs::create_directories(dir + "/md");
+  small_model(dir + "/md/model.safetensors");
+  df11test::write_file(dir + "/md/config.json", {'{', '}'});
+  REQUIRE(df11("compress md -o md.df11", dir).code == 0);
+}
+
 size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 void refused(const Run& r, const std::string& why) {
@@ -162,16 +170,14 @@ TEST_CASE("cli: DIR/ and DIR/. name DIR, for -o and for the default output", "[c
 
 TEST_CASE("cli: verify DIR --against ORIG reports what only ORIG holds; file against directory is a usage error", "[cli][paths]") {
   df11test::TempDir t;
-  fs::create_directories(t.path + "/md/sub");
-  small_model(t.path + "/md/model.safetensors");
-  df11test::write_file(t.path + "/md/config.json", {'{', '}'});
-  REQUIRE(df11("compress md -o md.df11", t.path).code == 0);
+  compressed_model_dir(t.path);
   REQUIRE(df11("compress md/model.safetensors -o one.df11", t.path).code == 0);
   Run r = df11("verify md.df11 --against md", t.path);
   INFO("stderr: " << r.err);
   CHECK(r.code == 0);
 
   small_model(t.path + "/md/model-extra.safetensors", 9);
+  fs::create_directories(t.path + "/md/sub");
   df11test::write_file(t.path + "/md/sub/extra.txt", {'x'});
   fs::create_directories(t.path + "/md/newdir");
   r = df11("verify md.df11 --against md", t.path);
@@ -190,10 +196,7 @@ TEST_CASE("cli: verify DIR --against ORIG reports what only ORIG holds; file aga
 
 TEST_CASE("cli: a copied file's size is checked against the manifest by verify and decompress", "[cli][paths]") {
   df11test::TempDir t;
-  fs::create_directories(t.path + "/md");
-  small_model(t.path + "/md/model.safetensors");
-  df11test::write_file(t.path + "/md/config.json", {'{', '}'});
-  REQUIRE(df11("compress md -o md.df11", t.path).code == 0);
+  compressed_model_dir(t.path);
   const std::string mpath = t.path + "/md.df11/df11-manifest.json";
   const auto text = df11test::read_file(mpath);
   auto j = nlohmann::ordered_json::parse(text.begin(), text.end());
