@@ -165,3 +165,38 @@ TEST_CASE("cli: info --json has a tensors array for every safetensors file, empt
   REQUIRE(j["files"][0].contains("tensors"));
   CHECK(j["files"][0]["tensors"].empty());
 }
+
+TEST_CASE("cli: on a terminal the progress bar reaches 100% and no message is appended to it", "[cli]") {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) {
+    WARN("util-linux `script` is absent: skipping (it gives df11 a terminal)");
+    return;
+  }
+  df11test::TempDir t;
+  const auto w = df11test::gaussian_bf16(2000000, 0.02, 5);
+  std::vector<uint8_t> b(w.size() * 2);
+  std::memcpy(b.data(), w.data(), b.size());
+  df11test::write_safetensors(t.path + "/m.safetensors", {{"a", "BF16", {1000, 1000}, std::vector<uint8_t>(b.begin(), b.begin() + 2000000)},
+                                                          {"b", "BF16", {1000, 1000}, std::vector<uint8_t>(b.begin() + 2000000, b.end())}});
+  const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
+  // `script` runs the command on a pseudo-terminal and copies what it printed.
+  auto on_tty = [&](const std::string& args) {
+    const std::string cmd = "cd '" + t.path + "' && script -qec \"'" + bin + "' " + args + "\" /dev/null > tty.out 2>&1";
+    (void)std::system(cmd.c_str());
+    const auto bytes = df11test::read_file(t.path + "/tty.out");
+    return std::string(bytes.begin(), bytes.end());
+  };
+  const std::string c = on_tty("compress m.safetensors -o m.df11");
+  INFO(c);
+  CHECK(c.find("100%") != std::string::npos);
+  CHECK(c.find("%compressed") == std::string::npos);
+  CHECK(c.find("compressed 1 file(s)") != std::string::npos);
+  // An error after some progress starts on a line of its own.
+  auto bytes = df11test::read_file(t.path + "/m.df11");
+  REQUIRE(bytes.size() > 4000);
+  bytes[bytes.size() - 2000] ^= 0x40;  // in the last tensor's payload
+  df11test::write_file(t.path + "/bad.df11", bytes);
+  const std::string d = on_tty("decompress bad.df11 -o back.safetensors");
+  INFO(d);
+  CHECK(d.find("df11: ") != std::string::npos);
+  CHECK(d.find("%df11: ") == std::string::npos);
+}
