@@ -181,12 +181,12 @@ int open_regular_file(const std::string& path, std::string* why, uint64_t* size)
   return fd;
 }
 
-bool read_regular_file(const std::string& path, std::string* text, std::string* why) {
+bool read_regular_file(const std::string& path, std::string* text, std::string* why, uint64_t max_bytes) {
   uint64_t size = 0;
   const int fd = open_regular_file(path, why, &size);
   if (fd < 0) return false;
   text->clear();
-  text->reserve(size);
+  text->reserve(std::min(size, max_bytes));
   char buf[65536];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
@@ -194,6 +194,11 @@ bool read_regular_file(const std::string& path, std::string* text, std::string* 
     if (n < 0) {
       if (errno == EINTR) continue;
       *why = std::string("read failed: ") + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (text->size() + static_cast<uint64_t>(n) > max_bytes) {
+      *why = "is larger than " + std::to_string(max_bytes) + " bytes";
       ::close(fd);
       return false;
     }

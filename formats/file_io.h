@@ -21,8 +21,10 @@ class BehindQueue;
 // opened through it.
 int open_regular_file(const std::string& path, std::string* why, uint64_t* size = nullptr);
 // The whole of a small regular file (a manifest, a config.json) in *text;
-// false and *why (as open_regular_file's, or "read failed: ...") otherwise.
-bool read_regular_file(const std::string& path, std::string* text, std::string* why);
+// false and *why (as open_regular_file's, "read failed: ...", or "is larger
+// than N bytes" past max_bytes) otherwise.
+bool read_regular_file(const std::string& path, std::string* text, std::string* why,
+                       uint64_t max_bytes = UINT64_MAX);
 
 // An input path (links followed) exists: Ok, and whether it is a directory
 // (is_dir may be null). Otherwise Io with the real cause: "no such file or

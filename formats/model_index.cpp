@@ -1,16 +1,11 @@
 // model.safetensors.index.json checks (docs/FORMAT.md section 7).
 #include "model_index.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <unordered_set>
 #include <vector>
 
-#include <unistd.h>
-
-#include "file_io.h"  // open_regular_file
+#include "file_io.h"  // read_regular_file
 #include "safetensors_header.h"  // is_valid_utf8, parse_json_events, quote_name
 
 namespace df11 {
@@ -148,49 +143,19 @@ Status check(const std::string& dir, const std::string& name, std::vector<std::s
   if (ec) return make_status(label, Error::DirIndexInvalid, "cannot be examined: " + ec.message());
   if (st.type() != fs::file_type::regular) return make_status(label, Error::DirIndexInvalid, "is not a regular file");
 
-  // Opened as a regular file only (a FIFO swapped in since the check above
-  // is refused, not waited on).
-  std::string why;
-  const int fd = open_regular_file(label, &why);
-  if (fd < 0) return make_status(label, Error::DirIndexInvalid, why);
-  std::FILE* f = fdopen(fd, "rb");
-  if (!f) {
-    const int err = errno;
-    ::close(fd);
-    return make_status(label, Error::DirIndexInvalid, std::string("cannot be opened: ") + std::strerror(err));
-  }
-  std::vector<uint8_t> bytes;
-  bool too_large = false, read_error = false;
-  uint8_t chunk[65536];
-  for (;;) {
-    const size_t got = std::fread(chunk, 1, sizeof chunk, f);
-    if (got > 0) {
-      if (bytes.size() + got > kMaxIndexSize) {
-        too_large = true;
-        break;
-      }
-      bytes.insert(bytes.end(), chunk, chunk + got);
-    }
-    if (got < sizeof chunk) {
-      read_error = std::ferror(f) != 0;
-      break;
-    }
-  }
-  const int read_errno = errno;
-  std::fclose(f);
-  if (read_error)
-    return make_status(label, Error::DirIndexInvalid, std::string("cannot be read: ") + std::strerror(read_errno));
-  if (too_large)
-    return make_status(label, Error::DirIndexInvalid,
-                       "is larger than " + std::to_string(kMaxIndexSize) + " bytes");
+  // Read as a regular file only (a FIFO swapped in since the check above
+  // is refused, not waited on), and at most kMaxIndexSize bytes.
+  std::string text, why;
+  if (!read_regular_file(label, &text, &why, kMaxIndexSize)) return make_status(label, Error::DirIndexInvalid, why);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
 
   uint64_t bad = 0;
-  if (!is_valid_utf8(bytes.data(), bytes.size(), &bad))
+  if (!is_valid_utf8(bytes, text.size(), &bad))
     return make_status(label, Error::DirIndexInvalid, "is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
   IndexHandler h;
   h.keep_tensors = tensors != nullptr;
   std::string err;
-  if (!parse_json_events(bytes.data(), bytes.size(), h, &err))
+  if (!parse_json_events(bytes, text.size(), h, &err))
     return make_status(label, Error::DirIndexInvalid, "is not valid JSON: " + err);
   if (h.failed) return make_status(label, Error::DirIndexInvalid, h.what);
   if (!h.seen_weight_map) return make_status(label, Error::DirIndexInvalid, "has no weight_map");

@@ -138,6 +138,17 @@ TEST_CASE("model index: DirIndexInvalid", "[index]") {
   };
   for (const std::string& index : bad) expect(index, Error::DirIndexInvalid);
 
+  {  // Over 100 MB (a sparse file): refused once the cap is passed, never parsed.
+    df11test::TempDir big;
+    const std::string idx = big.path + "/model.safetensors.index.json";
+    write_text(idx, "{");
+    fs::resize_file(idx, 100'000'001);
+    const Status s = check_model_index(big.path);
+    INFO(s.message);
+    REQUIRE(s.code == Error::DirIndexInvalid);
+    REQUIRE(s.message.find("is larger than 100000000 bytes") != std::string::npos);
+  }
+
   // Unreadable: the index is a directory.
   df11test::TempDir d;
   fs::create_directory(d.path + "/model.safetensors.index.json");
