@@ -175,14 +175,14 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
       if (tied) return Status::Ok();
       hex = to_hex(sha.digest());
     } else {
+      std::error_code ec;
+      const uint64_t size = fs::file_size(src, ec);
+      if (!ec && size != e.size)  // checked before any work; a failed stat is hash_file's to report
+        return make_status(Error::VerifyMismatch, src, "stored '" + e.path + "' has " + std::to_string(size) +
+                                                           " bytes, manifest says " + std::to_string(e.size));
       r = hash_file(src, &hex);
       if (r.ok()) r = copy_file_atomic(src, dst, false);
       if (!r.ok()) return r;
-      std::error_code ec;
-      const uint64_t size = fs::file_size(dst, ec);
-      if (size != e.size)
-        return make_status(Error::VerifyMismatch, src, "restored '" + e.path + "' has " + std::to_string(size) +
-                                                           " bytes, manifest says " + std::to_string(e.size));
       fr.is_safetensors = false;
       fr.original_bytes = fr.stored_bytes = e.size;
     }

@@ -1,6 +1,5 @@
 """df11.open(): a .df11 file or a df11 model directory, read tensor by tensor."""
 import ctypes
-import operator
 import os
 import re
 
@@ -104,7 +103,7 @@ class File(_lib.OwnsHandle):
         if device is None:
             return "cpu", None
         if isinstance(device, int) and not isinstance(device, bool):
-            return "cuda", _lib.checked_int(device, "CUDA device", f"df11: {self.path}", _lib.INT_MAX)
+            return "cuda", _lib.checked_int(device, "CUDA device", self._where, _lib.INT_MAX)
         m = _DEVICE.fullmatch(str(device))  # str(torch.device("cpu", 0)) is "cpu:0"
         if m is None:
             raise UsageError(f"df11: {self.path}: device {device!r} is neither cpu nor cuda (cuda:N)", "Usage")
@@ -112,23 +111,20 @@ class File(_lib.OwnsHandle):
             return "cpu", None
         ordinal = m.group(2)
         return "cuda", None if ordinal is None else _lib.checked_int(
-            int(ordinal), "CUDA device", f"df11: {self.path}", _lib.INT_MAX)
+            int(ordinal), "CUDA device", self._where, _lib.INT_MAX)
+
+    @property
+    def _where(self):
+        return f"df11: {self.path}"
 
     def _checked_index(self, i):
-        """Tensor index i as an int in range, else UsageError (the library's
-        message): a negative index would wrap to 2**64 - 1 in ctypes, and
-        Python's negative indexing is not the C API's."""
-        try:
-            v = operator.index(i)
-        except TypeError:
-            raise UsageError(f"{self.path}: tensor index must be an integer, not {type(i).__name__}",
-                             "Usage") from None
-        if not 0 <= v < len(self._infos):
-            raise UsageError(f"{self.path}: tensor index {v} out of range ({len(self._infos)} tensors)", "Usage")
-        return v
+        """Tensor index i as an int in range, else UsageError: a negative
+        index would wrap to 2**64 - 1 in ctypes, and Python's negative
+        indexing is not the C API's."""
+        return _lib.checked_int(i, "tensor index", self._where, len(self._infos) - 1)
 
     def _checked_threads(self, threads):
-        return _lib.checked_int(threads, "threads", f"df11: {self.path}", _lib.UINT_MAX)
+        return _lib.checked_int(threads, "threads", self._where, _lib.UINT_MAX)
 
     def read_numpy(self, i, threads=0):
         """Decodes tensor i (its position in names()) on the CPU: read(name)."""
@@ -146,10 +142,9 @@ class File(_lib.OwnsHandle):
         """Decodes tensor i on the CPU into host memory at `address` (nbytes
         >= its original_bytes) and checks its checksum."""
         self._check_open()
-        where = f"df11: {self.path}"
         _lib.call("df11_decode_host", self._handle, self._checked_index(i),
-                  ctypes.c_void_p(_lib.checked_int(address, "address", where)),
-                  _lib.checked_int(nbytes, "nbytes", where), self._checked_threads(threads))
+                  ctypes.c_void_p(_lib.checked_int(address, "address", self._where)),
+                  _lib.checked_int(nbytes, "nbytes", self._where), self._checked_threads(threads))
 
     def image_size(self, indices):
         """Bytes of the GPU image of BF16-Huffman tensors `indices`."""
@@ -163,10 +158,9 @@ class File(_lib.OwnsHandle):
         """Writes the image of tensors `indices` into host memory at `address`."""
         self._check_open()
         indices = [self._checked_index(i) for i in indices]
-        where = f"df11: {self.path}"
         _lib.call("df11_pack_host", self._handle, _lib.u64_array(indices), len(indices),
-                  ctypes.c_void_p(_lib.checked_int(address, "address", where)),
-                  _lib.checked_int(nbytes, "nbytes", where))
+                  ctypes.c_void_p(_lib.checked_int(address, "address", self._where)),
+                  _lib.checked_int(nbytes, "nbytes", self._where))
 
     def _read_cuda(self, i, ordinal, threads):
         try:

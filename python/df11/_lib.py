@@ -145,7 +145,7 @@ INT_MAX = 2**(8 * ctypes.sizeof(ctypes.c_int) - 1) - 1
 
 def checked_int(value, what, where, high=UINT64_MAX):
     """value as an int in [0, high], else UsageError. Integers bound for C
-    are checked here (tensor indices by File._checked_index): ctypes converts
+    are checked here (tensor indices through File._checked_index): ctypes converts
     modulo 2**bits without a word (-1 becomes UINT64_MAX and passes the
     library's size checks; 2**40 threads become 0)."""
     try:
