@@ -51,10 +51,11 @@ struct Common {
 // Whether a progress bar is on stderr's current line (cleared before any
 // message, so that no message is appended to a bar).
 bool g_bar_shown = false;
+constexpr int kBarWidth = 30;  // "[" + kBarWidth + "] 100%"
 
 void clear_progress_bar() {
   if (!g_bar_shown) return;
-  std::fprintf(stderr, "\r%*s\r", 38, "");
+  std::fprintf(stderr, "\r%*s\r", kBarWidth + 8, "");
   g_bar_shown = false;
 }
 
@@ -65,7 +66,7 @@ std::function<void(uint64_t, uint64_t)> progress_bar(const Common& c) {
     const int pct = total ? static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total)) : 100;
     if (pct == last) return;
     last = pct;
-    const int width = 30, fill = pct * width / 100;
+    const int width = kBarWidth, fill = pct * width / 100;
     std::fprintf(stderr, "\r[%.*s%*s] %3d%%", fill, "##############################", width - fill, "", pct);
     g_bar_shown = true;
     if (pct >= 100) clear_progress_bar();
