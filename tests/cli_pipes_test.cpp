@@ -314,7 +314,7 @@ TEST_CASE("pipes: SIGINT while stdin is being spooled removes the spool", "[cli]
   REQUIRE(write(in[1], chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size()));
   // Wait until the spool holds data, then interrupt while df11 waits for more.
   bool spooling = false;
-  for (int i = 0; i < 500 && !spooling; ++i) {
+  for (int i = 0; i < 2000 && !spooling; ++i) {  // up to 20 s: df11 under ASan on a loaded machine
     for (const auto& d : fs::directory_iterator(spool))
       for (const auto& f : fs::directory_iterator(d.path()))
         if (fs::file_size(f.path()) == chunk.size()) spooling = true;

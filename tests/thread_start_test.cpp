@@ -49,7 +49,8 @@ size_t thread_count() {
 }
 
 bool threads_back_to(size_t baseline) {
-  for (int i = 0; i < 200 && thread_count() != baseline; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Up to 10 s: a loaded CI machine may be slow to reap; the loop ends as soon as they are gone.
+  for (int i = 0; i < 2000 && thread_count() != baseline; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   return thread_count() == baseline;
 }
 
