@@ -48,6 +48,14 @@ struct Bf16EncodeTables {
   std::vector<uint32_t> pair;
 };
 
+namespace testing {
+// Test hook (tests and fuzzing): encode_bf16 splits a tensor between threads
+// from `elems` weights per segment instead of 2^20, so that small inputs
+// cross segment boundaries; 0 restores 2^20. Process-wide; returns the
+// previous setting. The output is the same bytes whatever the split.
+uint64_t set_encoder_min_segment_elems(uint64_t elems) noexcept;
+}  // namespace testing
+
 // Encodes the exponents exps[0, count) of weights first .. first + count - 1,
 // whose first code starts at stream bit bit_begin; prev_len is the code length
 // of weight first - 1 (0 when first == 0). out receives stream words from global

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "bf16_codec.h"
@@ -13,6 +14,12 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "df11 assumes a little-
 // Tensors below this many elements per thread are encoded by one thread:
 // the split's fixed costs would outweigh the gain.
 constexpr uint64_t kMinElemsPerSegment = uint64_t{1} << 20;
+std::atomic<uint64_t> g_min_segment_elems{0};  // testing hook; 0: kMinElemsPerSegment
+
+uint64_t min_segment_elems() {
+  const uint64_t e = g_min_segment_elems.load(std::memory_order_relaxed);
+  return e ? e : kMinElemsPerSegment;
+}
 
 struct Segment {
   uint64_t begin = 0, end = 0;      // element range
@@ -113,6 +120,10 @@ void encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uin
   if (nacc) out[wi] = static_cast<uint32_t>(acc << (32 - nacc));
 }
 
+namespace testing {
+uint64_t set_encoder_min_segment_elems(uint64_t elems) noexcept { return g_min_segment_elems.exchange(elems); }
+}  // namespace testing
+
 EncodedBf16 encode_bf16(const uint16_t* w, uint64_t n, unsigned threads) {
   EncodedBf16 r;
   encode_bf16_into(w, n, threads, &r);
@@ -132,7 +143,7 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
     r.sm.clear();
     return;
   }
-  const uint64_t nseg = std::max<uint64_t>(1, std::min<uint64_t>(threads, n / kMinElemsPerSegment));
+  const uint64_t nseg = std::max<uint64_t>(1, std::min<uint64_t>(threads, n / min_segment_elems()));
   std::vector<Segment> segs(nseg);
   for (uint64_t k = 0; k < nseg; ++k) {
     segs[k].begin = n * k / nseg;

@@ -18,6 +18,8 @@ namespace df11 {
 
 namespace {
 
+std::atomic<uint64_t> g_window_elems{0};  // testing hook; 0: kBf16WindowElems
+
 // One stream word shared by two windows (or the partial last word): OR-ed
 // together once every window is done.
 struct EdgeWord {
@@ -36,10 +38,15 @@ std::unique_ptr<ReadAhead> window_read_ahead(const MappedFile& in, uint64_t src,
 
 }  // namespace
 
+namespace testing {
+uint64_t set_bf16_window_elems(uint64_t elems) noexcept { return g_window_elems.exchange(elems); }
+}  // namespace testing
+
 Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint64_t n, AtomicOutputFile& out,
                                 uint64_t p0, unsigned threads, Bf16PayloadResult* r) {
   *r = Bf16PayloadResult{};
-  const uint64_t W = kBf16WindowElems;
+  const uint64_t hook = g_window_elems.load(std::memory_order_relaxed);
+  const uint64_t W = hook ? hook : kBf16WindowElems;
   const uint64_t nwin = div_ceil(n, W);
   const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, nwin)));
   if (slots_.size() < workers) slots_.resize(workers);

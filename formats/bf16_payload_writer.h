@@ -19,6 +19,15 @@ namespace df11 {
 // stream buffers about 5.5 MiB per worker.
 constexpr uint64_t kBf16WindowElems = uint64_t{1} << 20;
 
+namespace testing {
+// Test hook (tests and fuzzing): windows of `elems` weights instead of
+// kBf16WindowElems, so that small tensors cross many window boundaries (and
+// windows smaller than a stream word or a chunk occur); 0 restores the
+// default. Process-wide; returns the previous setting. The payload is the
+// same bytes whatever the window size.
+uint64_t set_bf16_window_elems(uint64_t elems) noexcept;
+}  // namespace testing
+
 struct Bf16PayloadResult {
   bool huffman = false;   // false: BF16_HUFFMAN is not smaller than the tensor; nothing written
   uint64_t orig_xxh64 = 0;

@@ -116,6 +116,53 @@ TEST_CASE("stream codec: windowed payloads equal the whole-tensor encoder and de
   }
 }
 
+TEST_CASE("stream codec: tiny windows and segments give the same bytes (testing hooks)", "[stream]") {
+  // Windows and encoder segments far below their production sizes put a
+  // boundary every few codes: inside a stream word, inside a chunk, on a
+  // chunk's first code, windows shorter than one word. Each must give the
+  // bytes of the unsplit encoder, and decode by the reference decoder.
+  struct Hooks {
+    ~Hooks() {
+      df11::testing::set_bf16_window_elems(0);
+      df11::testing::set_encoder_min_segment_elems(0);
+    }
+  } restore;
+  df11test::TempDir tmp;
+  for (int kind = 0; kind < 4; ++kind) {
+    for (uint64_t n : {uint64_t{7000}, uint64_t{70001}}) {
+      const std::vector<uint16_t> w = make_weights(n, kind, 77 * kind + n);
+      df11::testing::set_encoder_min_segment_elems(0);
+      const EncodedBf16 whole = encode_bf16(w.data(), n, 1);
+      for (uint64_t win : {uint64_t{1}, uint64_t{2}, uint64_t{3}, uint64_t{31}, uint64_t{32}, uint64_t{33},
+                           uint64_t{97}, uint64_t{1000}, uint64_t{4099}}) {
+        if (n / win > 20000) continue;  // a window's histogram is 1 KiB: keep memory small
+        INFO("kind " << kind << ", n " << n << ", window " << win);
+        df11::testing::set_encoder_min_segment_elems(win);
+        const EncodedBf16 split = encode_bf16(w.data(), n, 5);  // up to 5 segments of >= win weights
+        CHECK((split.stream == whole.stream && split.gaps == whole.gaps && split.block_out == whole.block_out));
+        df11::testing::set_bf16_window_elems(win);
+        const Packed one = pack(tmp, w, 1, "t1");
+        const Packed three = pack(tmp, w, 3, "t3");
+        REQUIRE(one.bytes == three.bytes);
+        std::unique_ptr<Reader> r;
+        REQUIRE(Reader::open(one.path, &r).message == "");
+        const ReaderTensor& t = r->tensors()[1];
+        REQUIRE(t.encoding == 2);
+        const Bf16View& v = t.bf16;
+        REQUIRE(v.geom.total_bits == whole.geom.total_bits);
+        CHECK(std::memcmp(v.block_out, whole.block_out.data(), 8 * whole.block_out.size()) == 0);
+        CHECK(std::memcmp(v.gaps, whole.gaps.data(), whole.gaps.size()) == 0);
+        CHECK(std::memcmp(v.stream, whole.stream.data(), 4 * whole.stream.size()) == 0);
+        CHECK(std::memcmp(v.sm, whole.sm.data(), n) == 0);
+        std::vector<uint16_t> ref(n);
+        REQUIRE(decode_bf16_reference(v, ref.data()) == Error::Ok);
+        CHECK(ref == w);
+      }
+      df11::testing::set_bf16_window_elems(0);
+    }
+  }
+}
+
 TEST_CASE("stream codec: a sink error stops the decode and is returned", "[stream]") {
   df11test::TempDir tmp;
   const std::vector<uint16_t> w = make_weights(3 * W, 0, 5);

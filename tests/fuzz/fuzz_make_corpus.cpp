@@ -194,6 +194,11 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i * 40503u + (i >> 13));
     put("roundtrip", "all_values", prefixed(0, bf16_bytes(all)));
     put("roundtrip", "one", Bytes{3, 0x80, 0x3F});
+    // flags & 8: tiny windows and encoder segments (the testing hooks); the
+    // high nibble picks the size: 0 -> 1 weight, 9 -> 33, 13 -> 97.
+    put("roundtrip", "gauss_window1", prefixed(0x0B, bf16_bytes(gaussian_bf16(1500, 0.02, 9))));
+    put("roundtrip", "gauss_window33", prefixed(0x9B, bf16_bytes(gaussian_bf16(3000, 0.5, 10))));
+    put("roundtrip", "all_values_window97", prefixed(0xDF, bf16_bytes(all)));
   }
   return 0;
 }

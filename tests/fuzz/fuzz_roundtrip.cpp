@@ -5,6 +5,10 @@
 //                   elements, so that the encoder really splits the work
 //                   between threads (it uses one segment below 2^20 elements
 //                   per thread);
+//   flags & 8 (not tiled): windows of the container writer and segments of
+//                   the encoder of a few weights (flags >> 4 picks 1 ... 4099,
+//                   the testing hooks), so that every input crosses many
+//                   boundaries; encode_bf16 also runs with 5 threads;
 //   flags & 3 == 3: also through the container: write a safetensors file
 //                   (the weights plus a small F32 tensor), df11::compress it
 //                   with 1 and with 2 threads (identical bytes required), open
@@ -17,6 +21,7 @@
 // the reused buffer to stay fast.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -24,6 +29,7 @@
 #include <vector>
 
 #include "bf16_codec.h"
+#include "bf16_payload_writer.h"
 #include "df11.h"
 #include "fuzz_targets.h"
 
@@ -136,10 +142,26 @@ extern "C" int df11_fuzz_roundtrip(const uint8_t* data, size_t size) {
     for (size_t k = base; k < target; ++k) w.push_back(static_cast<uint16_t>(w[k % base] ^ ((k / base) & 0x8003)));
   }
   const uint64_t n = w.size();
+  // The hooks are process-wide (the corpus replay runs inside the test
+  // binary): set for this input only.
+  static const uint64_t kSmall[16] = {1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 63, 64, 65, 97, 1000, 4099};
+  uint64_t small = (flags & 8) && !tiled ? kSmall[flags >> 4] : 0;
+  if (small) small = std::max<uint64_t>(small, n / 65536);  // at most 64 Ki windows: 1 KiB of histogram each
+  struct Hooks {
+    explicit Hooks(uint64_t elems) {
+      df11::testing::set_encoder_min_segment_elems(elems);
+      df11::testing::set_bf16_window_elems(elems);
+    }
+    ~Hooks() {
+      df11::testing::set_encoder_min_segment_elems(0);
+      df11::testing::set_bf16_window_elems(0);
+    }
+  } hooks(small);
 
   const EncodedBf16 e1 = encode_bf16(w.data(), n, 1);
   const EncodedBf16 e2 = encode_bf16(w.data(), n, 2);
   DF11_FUZZ_CHECK(same(e1, e2));
+  if (small) DF11_FUZZ_CHECK(same(e1, encode_bf16(w.data(), n, 5)));
   // Reusing a buffer that held a different (longer) tensor changes nothing.
   static EncodedBf16 reused;
   if (!tiled) {
