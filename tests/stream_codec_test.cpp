@@ -56,6 +56,22 @@ Packed pack(const df11test::TempDir& tmp, const std::vector<uint16_t>& w, unsign
   return {df11test::read_file(out), out};
 }
 
+// Oracle 1: the whole-tensor encoder's sections, byte for byte. Oracle 2:
+// the bit-by-bit reference decoder.
+void check_against_oracles(const Bf16View& v, const EncodedBf16& e, const std::vector<uint16_t>& w) {
+  const uint64_t n = w.size();
+  REQUIRE(v.geom.total_bits == e.geom.total_bits);
+  REQUIRE(v.geom.n_threads == e.geom.n_threads);
+  CHECK(v.lengths == e.lengths);
+  CHECK(std::memcmp(v.block_out, e.block_out.data(), 8 * e.block_out.size()) == 0);
+  CHECK(std::memcmp(v.gaps, e.gaps.data(), e.gaps.size()) == 0);
+  CHECK(std::memcmp(v.stream, e.stream.data(), 4 * e.stream.size()) == 0);
+  CHECK(std::memcmp(v.sm, e.sm.data(), n) == 0);
+  std::vector<uint16_t> ref(n);
+  REQUIRE(decode_bf16_reference(v, ref.data()) == Error::Ok);
+  CHECK(ref == w);
+}
+
 }  // namespace
 
 TEST_CASE("stream codec: windowed payloads equal the whole-tensor encoder and decode by the oracle", "[stream]") {
@@ -80,20 +96,9 @@ TEST_CASE("stream codec: windowed payloads equal the whole-tensor encoder and de
         CHECK(std::memcmp(out.data(), w.data(), 2 * n) == 0);
         continue;
       }
-      // Oracle 1: the whole-tensor encoder's sections, byte for byte.
+      // The oracles: the whole-tensor encoder and the reference decoder.
       const EncodedBf16 e = encode_bf16(w.data(), n, 1);
-      const Bf16View& v = t.bf16;
-      REQUIRE(v.geom.total_bits == e.geom.total_bits);
-      REQUIRE(v.geom.n_threads == e.geom.n_threads);
-      CHECK(v.lengths == e.lengths);
-      CHECK(std::memcmp(v.block_out, e.block_out.data(), 8 * e.block_out.size()) == 0);
-      CHECK(std::memcmp(v.gaps, e.gaps.data(), e.gaps.size()) == 0);
-      CHECK(std::memcmp(v.stream, e.stream.data(), 4 * e.stream.size()) == 0);
-      CHECK(std::memcmp(v.sm, e.sm.data(), n) == 0);
-      // Oracle 2: the bit-by-bit reference decoder.
-      std::vector<uint16_t> ref(n);
-      REQUIRE(decode_bf16_reference(v, ref.data()) == Error::Ok);
-      CHECK(ref == w);
+      check_against_oracles(t.bf16, e, w);
       // The streaming decoder, pieces placed out of order by 1..3 workers.
       for (unsigned threads : {1u, 3u}) {
         std::vector<uint8_t> out(2 * n, 0xAB);
@@ -148,15 +153,7 @@ TEST_CASE("stream codec: tiny windows and segments give the same bytes (testing 
         REQUIRE(Reader::open(one.path, &r).message == "");
         const ReaderTensor& t = r->tensors()[1];
         REQUIRE(t.encoding == 2);
-        const Bf16View& v = t.bf16;
-        REQUIRE(v.geom.total_bits == whole.geom.total_bits);
-        CHECK(std::memcmp(v.block_out, whole.block_out.data(), 8 * whole.block_out.size()) == 0);
-        CHECK(std::memcmp(v.gaps, whole.gaps.data(), whole.gaps.size()) == 0);
-        CHECK(std::memcmp(v.stream, whole.stream.data(), 4 * whole.stream.size()) == 0);
-        CHECK(std::memcmp(v.sm, whole.sm.data(), n) == 0);
-        std::vector<uint16_t> ref(n);
-        REQUIRE(decode_bf16_reference(v, ref.data()) == Error::Ok);
-        CHECK(ref == w);
+        check_against_oracles(t.bf16, whole, w);
       }
       df11::testing::set_bf16_window_elems(0);
     }
