@@ -414,7 +414,13 @@ TEST_CASE("faults: an input file that vanishes during a directory compress", "[f
   const bool started = wait_for_output_start(t.path, c.pid);
   fs::remove(t.path + "/model/vision/model.safetensors");
   const Result r = wait_for(c);
-  if (!started) {
+  if (started && r.code == 0) {
+    // A loaded machine can delay the removal until df11 has read the file:
+    // then its container is in the output. A success without it would be a
+    // file skipped in silence.
+    CHECK(fs::exists(t.path + "/out/vision/model.df11"));
+    WARN("compress read the file before it was removed");
+  } else if (!started) {
     WARN("compress finished before the file could be removed");
   } else {
     CHECK(r.code == 3);
