@@ -227,50 +227,39 @@ TEST_CASE("threads: compress, decompress and verify end cleanly when any thread 
     std::function<df11::Status(unsigned threads)> run;
     std::string output;  // must not exist after a failure
   };
+  auto opts = [](unsigned t) {
+    df11::Options o;
+    o.threads = t;
+    o.overwrite = true;
+    return o;
+  };
+  // Reference containers for decompress and verify.
+  REQUIRE(df11::compress(tmp.path + "/one.safetensors", tmp.path + "/one.df11", opts(2), nullptr).ok());
+  REQUIRE(df11::compress(model, tmp.path + "/model.df11", opts(2), nullptr).ok());
   const std::vector<Case> cases = {
       {"compress file", [&](unsigned t) {
-         df11::Options o;
-         o.threads = t;
-         o.overwrite = true;
+         df11::Options o = opts(t);
          o.verify_after = true;
          return df11::compress(tmp.path + "/one.safetensors", tmp.path + "/one-out.df11", o, nullptr);
        }, tmp.path + "/one-out.df11"},
       {"compress directory", [&](unsigned t) {
-         df11::Options o;
-         o.threads = t;
-         o.overwrite = true;
-         return df11::compress(model, tmp.path + "/model-out.df11", o, nullptr);
+         return df11::compress(model, tmp.path + "/model-out.df11", opts(t), nullptr);
        }, tmp.path + "/model-out.df11"},
+      {"decompress file", [&](unsigned t) {
+         return df11::decompress(tmp.path + "/one.df11", tmp.path + "/one-back.safetensors", opts(t), nullptr);
+       }, tmp.path + "/one-back.safetensors"},
+      {"decompress directory", [&](unsigned t) {
+         return df11::decompress(tmp.path + "/model.df11", tmp.path + "/model-back", opts(t), nullptr);
+       }, tmp.path + "/model-back"},
+      {"verify directory", [&](unsigned t) {
+         df11::Options o = opts(t);
+         o.device = "cpu";
+         df11::VerifyReport rep;
+         return df11::verify(tmp.path + "/model.df11", model, o, &rep);
+       }, ""},
   };
-  // Reference containers for decompress and verify.
-  {
-    df11::Options o;
-    o.threads = 2;
-    REQUIRE(df11::compress(tmp.path + "/one.safetensors", tmp.path + "/one.df11", o, nullptr).ok());
-    REQUIRE(df11::compress(model, tmp.path + "/model.df11", o, nullptr).ok());
-  }
-  std::vector<Case> all = cases;
-  all.push_back({"decompress file", [&](unsigned t) {
-                   df11::Options o;
-                   o.threads = t;
-                   o.overwrite = true;
-                   return df11::decompress(tmp.path + "/one.df11", tmp.path + "/one-back.safetensors", o, nullptr);
-                 }, tmp.path + "/one-back.safetensors"});
-  all.push_back({"decompress directory", [&](unsigned t) {
-                   df11::Options o;
-                   o.threads = t;
-                   o.overwrite = true;
-                   return df11::decompress(tmp.path + "/model.df11", tmp.path + "/model-back", o, nullptr);
-                 }, tmp.path + "/model-back"});
-  all.push_back({"verify directory", [&](unsigned t) {
-                   df11::Options o;
-                   o.threads = t;
-                   o.device = "cpu";
-                   df11::VerifyReport rep;
-                   return df11::verify(tmp.path + "/model.df11", model, o, &rep);
-                 }, ""});
 
-  for (const Case& c : all) {
+  for (const Case& c : cases) {
     for (unsigned threads : {1u, 4u}) {
       bool ok = false;
       int refusals = 0;
