@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 #include <vector>
 
 // glibc defines it from 2.35; the kernel has it from 5.14 (older ones refuse
@@ -151,81 +152,89 @@ Status stat_input(const std::string& path, bool* is_dir) {
   return Status::Ok();
 }
 
+namespace {
+
+// A descriptor closed on every way out, unless handed on with release().
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd) : fd_(fd) {}
+  ~OwnedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
 int open_regular_file(const std::string& path, std::string* why, uint64_t* size) {
   // O_NONBLOCK: open(2) of a FIFO waits for a writer otherwise, so that the
   // S_ISREG check below would come too late (`df11 compress fifo` hung). On
   // the regular file it lets through it means nothing; it is cleared anyway.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
+  OwnedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) {
     *why = std::string("cannot open: ") + std::strerror(errno);
     return -1;
   }
   struct stat st {};
-  if (fstat(fd, &st) != 0) {
+  if (fstat(fd.get(), &st) != 0) {
     *why = std::string("cannot stat: ") + std::strerror(errno);
-    ::close(fd);
     return -1;
   }
   if (!S_ISREG(st.st_mode)) {
     *why = "not a regular file";
-    ::close(fd);
     return -1;
   }
   if (size) *size = static_cast<uint64_t>(st.st_size);
-  const int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+  const int flags = fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
     *why = std::string("cannot open: ") + std::strerror(errno);
-    ::close(fd);
     return -1;
   }
-  return fd;
+  return fd.release();
 }
 
 bool read_regular_file(const std::string& path, std::string* text, std::string* why, uint64_t max_bytes) {
   uint64_t size = 0;
-  const int fd = open_regular_file(path, why, &size);
-  if (fd < 0) return false;
+  const OwnedFd fd(open_regular_file(path, why, &size));
+  if (fd.get() < 0) return false;
   text->clear();
   text->reserve(std::min(size, max_bytes));
   char buf[65536];
   for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n == 0) return true;
     if (n < 0) {
       if (errno == EINTR) continue;
       *why = std::string("read failed: ") + std::strerror(errno);
-      ::close(fd);
       return false;
     }
     if (text->size() + static_cast<uint64_t>(n) > max_bytes) {
       *why = "is larger than " + std::to_string(max_bytes) + " bytes";
-      ::close(fd);
       return false;
     }
     text->append(buf, static_cast<size_t>(n));
   }
-  ::close(fd);
-  return true;
 }
 
 Status MappedFile::open(const std::string& path) {
   std::string why;
   uint64_t size = 0;
-  const int fd = open_regular_file(path, &why, &size);
-  if (fd < 0) return make_status(Error::Io, path, why);
-  size_ = size;
-  if (size_ > 0) {
-    void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      const int err = errno;
-      ::close(fd);
-      size_ = 0;
-      return make_status(Error::Io, path, std::string("cannot map: ") + std::strerror(err));
-    }
+  OwnedFd fd(open_regular_file(path, &why, &size));
+  if (fd.get() < 0) return make_status(Error::Io, path, why);
+  if (size > 0) {
+    void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) return make_status(Error::Io, path, std::string("cannot map: ") + std::strerror(errno));
     data_ = static_cast<const uint8_t*>(p);
-    madvise(p, size_, MADV_SEQUENTIAL);
+    madvise(p, size, MADV_SEQUENTIAL);
   }
-  fd_ = fd;  // kept for read()
+  size_ = size;
+  fd_ = fd.release();  // kept for read()
   path_ = path;
   return Status::Ok();
 }
