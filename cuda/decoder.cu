@@ -59,9 +59,10 @@ uint32_t kernel_smem_bytes(uint64_t max_block_elems) {
 // otherwise both read the old limit and the smaller need be set last. The
 // current value is read from the driver each time rather than remembered, so
 // a device reset (which restores the default) cannot leave a stale record.
+std::mutex g_smem_limit_mu;  // raise_kernel_smem_limit and its test hook
+
 Error raise_kernel_smem_limit(uint32_t bytes) {
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(g_smem_limit_mu);
   cudaFuncAttributes attrs{};
   if (const Error e = check(cudaFuncGetAttributes(&attrs, kernel_fn()), "cudaFuncGetAttributes"); e != Error::Ok)
     return e;
@@ -79,6 +80,16 @@ Error raise_kernel_smem_limit(uint32_t bytes) {
 }
 
 }  // namespace
+
+namespace testing {
+
+Error set_kernel_smem_limit(uint32_t bytes) {
+  std::lock_guard<std::mutex> lock(g_smem_limit_mu);
+  return check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+               "cudaFuncSetAttribute");
+}
+
+}  // namespace testing
 
 namespace detail {
 

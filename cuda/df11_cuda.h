@@ -182,4 +182,11 @@ Error decode_one(const DeviceTensor& t, uint16_t* out_dev, Stream stream = nullp
 // validate + upload + decode + copy the n BF16 values back to out_host.
 Error decode_to_host(const Bf16View& v, uint16_t* out_host, Stream stream = nullptr);
 
+namespace testing {
+// Test hook: sets the decode kernel's dynamic shared-memory limit on the
+// current device to `bytes`, lowering it too (prepare() only ever raises it),
+// so that a test can make plans race to raise it again.
+Error set_kernel_smem_limit(uint32_t bytes);
+}  // namespace testing
+
 }  // namespace df11::cuda

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -273,6 +274,67 @@ TEST_CASE("gpu: decode() reuses its plan, decode_one and decode_to_host", "[gpu]
   std::vector<uint16_t> h(w2.size(), 0);
   REQUIRE(cuda::decode_to_host(view_of(e2), h.data()) == Error::Ok);
   REQUIRE(h == w2);
+}
+
+// The kernel's shared-memory limit is one per device, and prepare() raises it
+// to the plan's need. With an unlocked read, compare and set, a thread with a
+// smaller need could write its value after a thread with a larger need had
+// written its own, and the larger plan's launch then failed with
+// cudaErrorInvalidValue (found by the C API audit; fixed by the lock in
+// raise_kernel_smem_limit). Each round lowers the limit first (test hook),
+// then 8 threads released at once prepare plans of two needs.
+TEST_CASE("gpu: plans prepared on several threads at once all launch (shared-memory limit)", "[gpu]") {
+  if (!have_gpu()) return;
+  const std::vector<uint16_t> small_w = df11test::gaussian_bf16(20000, 0.02, 21);  // blocks of a few k weights
+  const std::vector<uint16_t> large_w = one_symbol(uint64_t{1} << 18, 22);           // blocks of 65536 weights
+  const EncodedBf16 es = encode_bf16(small_w.data(), small_w.size());
+  const EncodedBf16 el = encode_bf16(large_w.data(), large_w.size());
+  REQUIRE(es.block_out[1] < 8192);
+  REQUIRE(el.block_out[1] == 65536);
+  cuda::DeviceTensor ts, tl;
+  REQUIRE(cuda::upload(view_of(es), &ts) == Error::Ok);
+  REQUIRE(cuda::upload(view_of(el), &tl) == Error::Ok);
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 300;
+  const cuda::DeviceTensor* tensor[kThreads];
+  const std::vector<uint16_t>* want[kThreads];
+  cuda::DeviceBuffer out[kThreads];
+  for (int i = 0; i < kThreads; ++i) {
+    tensor[i] = i % 2 ? &tl : &ts;
+    want[i] = i % 2 ? &large_w : &small_w;
+    REQUIRE(out[i].allocate(want[i]->size() * 2) == Error::Ok);
+  }
+  for (int round = 0; round < kRounds; ++round) {
+    INFO("round " << round);
+    REQUIRE(cuda::testing::set_kernel_smem_limit(0) == Error::Ok);
+    std::vector<cuda::Workspace> ws(kThreads);
+    Error prepared[kThreads];
+    std::atomic<int> waiting{kThreads};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i)
+      threads.emplace_back([&, i] {
+        uint16_t* o = out[i].as<uint16_t>();
+        waiting.fetch_sub(1);
+        while (waiting.load() > 0) {
+        }
+        prepared[i] = cuda::prepare(&tensor[i], &o, 1, &ws[i]);
+      });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kThreads; ++i) {
+      INFO("thread " << i << (i % 2 ? " (65536 weights per block)" : " (small blocks)"));
+      REQUIRE(prepared[i] == Error::Ok);
+      REQUIRE(cuda::fill_device(out[i].data(), round & 0xFF, out[i].size()) == Error::Ok);
+      const Error launched = cuda::launch(ws[i]);
+      if (launched != Error::Ok) FAIL("launch: " << cuda::last_cuda_error());
+      REQUIRE(cuda::read_status(ws[i]) == Error::Ok);
+    }
+  }
+  for (int i = 0; i < kThreads; ++i) {
+    std::vector<uint16_t> got(want[i]->size());
+    REQUIRE(cuda::copy_to_host(got.data(), out[i].data(), out[i].size()) == Error::Ok);
+    REQUIRE(cuda::synchronize() == Error::Ok);
+    REQUIRE((got == *want[i]));
+  }
 }
 
 TEST_CASE("gpu: upload refuses what validate_bf16 refuses", "[gpu]") {
