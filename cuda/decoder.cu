@@ -48,6 +48,8 @@ uint32_t kernel_smem_bytes(uint64_t max_block_elems) {
   return KernelLayout::kFixed + std::max(buf, KernelLayout::kPass1Bytes);
 }
 
+std::mutex g_smem_limit_mu;  // raise_kernel_smem_limit and its test hook
+
 // Lets the kernel take `bytes` of dynamic shared memory on the current
 // device. The limit is the kernel's, not a plan's, and there is one per
 // device (function attributes belong to the device's context): it is only
@@ -59,8 +61,6 @@ uint32_t kernel_smem_bytes(uint64_t max_block_elems) {
 // otherwise both read the old limit and the smaller need be set last. The
 // current value is read from the driver each time rather than remembered, so
 // a device reset (which restores the default) cannot leave a stale record.
-std::mutex g_smem_limit_mu;  // raise_kernel_smem_limit and its test hook
-
 Error raise_kernel_smem_limit(uint32_t bytes) {
   std::lock_guard<std::mutex> lock(g_smem_limit_mu);
   cudaFuncAttributes attrs{};
