@@ -50,6 +50,11 @@ uint32_t kernel_smem_bytes(uint64_t max_block_elems) {
 
 std::mutex g_smem_limit_mu;  // raise_kernel_smem_limit and its test hook
 
+Error set_smem_limit(uint32_t bytes) {  // callers hold g_smem_limit_mu
+  return check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+               "cudaFuncSetAttribute");
+}
+
 // Lets the kernel take `bytes` of dynamic shared memory on the current
 // device. The limit is the kernel's, not a plan's, and there is one per
 // device (function attributes belong to the device's context): it is only
@@ -67,11 +72,7 @@ Error raise_kernel_smem_limit(uint32_t bytes) {
   if (const Error e = check(cudaFuncGetAttributes(&attrs, kernel_fn()), "cudaFuncGetAttributes"); e != Error::Ok)
     return e;
   if (attrs.maxDynamicSharedSizeBytes < static_cast<int>(bytes))
-    if (const Error e = check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   static_cast<int>(bytes)),
-                              "cudaFuncSetAttribute");
-        e != Error::Ok)
-      return e;
+    if (const Error e = set_smem_limit(bytes); e != Error::Ok) return e;
   // Occupancy is bounded by shared memory (table + exponent buffer per
   // block): take the largest carveout (the same value every time).
   return check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -85,8 +86,7 @@ namespace testing {
 
 Error set_kernel_smem_limit(uint32_t bytes) {
   std::lock_guard<std::mutex> lock(g_smem_limit_mu);
-  return check(cudaFuncSetAttribute(kernel_fn(), cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-               "cudaFuncSetAttribute");
+  return set_smem_limit(bytes);
 }
 
 }  // namespace testing
