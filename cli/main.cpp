@@ -142,11 +142,15 @@ df11::Status usage(const std::string& what) { return {df11::Error::Usage, what +
 // The names the user sees for the paths the library got in place of "-".
 struct StdioNames {
   std::string in_path, out_path;  // "" when not a pipe
-  void apply(std::string& s) const {
+  std::string out_copy = "<stdout>";  // an I/O error while the library writes the spool's copy
+  void apply(std::string& s, const std::string& out_name = "<stdout>") const {
     if (!in_path.empty()) df11cli::replace_all(s, in_path, "<stdin>");
-    if (!out_path.empty()) df11cli::replace_all(s, out_path, "<stdout>");
+    if (!out_path.empty()) df11cli::replace_all(s, out_path, out_name);
   }
   void apply(df11::Status& st) const { apply(st.message); }
+  // A status of the library writing the output: an I/O error there is one of
+  // the copy in $TMPDIR (a pipe can be neither full nor too large).
+  void apply_writing(df11::Status& st) const { apply(st.message, st.code == df11::Error::Io ? out_copy : "<stdout>"); }
   void apply(df11::Report& r) const {
     for (auto& f : r.files) apply(f.path);
   }
@@ -185,11 +189,12 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
     if (!s.ok()) return finish(s, c, nullptr);
     lib_out = spool.file(compressing ? "stdout.df11" : "stdout.safetensors");
     names.out_path = lib_out;
+    names.out_copy = spool.label("<stdout>");
     opt.overwrite = false;  // -f meant "to a terminal"; the spool is fresh
   }
   df11::Report r;
   s = compressing ? df11::compress(lib_in, lib_out, opt, &r) : df11::decompress(lib_in, lib_out, opt, &r);
-  names.apply(s);
+  names.apply_writing(s);
   names.apply(r);
   if (s.ok() && out_stdout) {
     df11cli::CopyEnd end;
@@ -297,7 +302,16 @@ static int run(int argc, char** argv) {
     // report when --json was given (CLI11's own text is two lines, unnamed).
     Common pc;
     pc.json = std::any_of(argv + 1, argv + argc, [](const char* a) { return std::strcmp(a, "--json") == 0; });
-    return finish(usage(std::string(e.what()) + "; see df11 --help"), pc, nullptr);
+    // CLI11 says "A subcommand is required" for a misspelt one too.
+    std::string what = e.what();
+    std::string known;
+    bool is_known = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      is_known = is_known || (argc > 1 && sub->get_name() == argv[1]);
+    }
+    if (argc > 1 && argv[1][0] != '-' && !is_known) what = std::string("unknown command '") + argv[1] + "' (" + known + ")";
+    return finish(usage(what + "; see df11 --help"), pc, nullptr);
   }
 
   df11::Options opt = options_of(c);

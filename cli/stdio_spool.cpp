@@ -77,6 +77,7 @@ df11::Status SpoolDir::create() {
   if (!dir_.empty()) return df11::Status::Ok();
   const char* env = std::getenv("TMPDIR");
   const std::string base = env && *env ? env : "/tmp";
+  base_ = base;
   std::string tmpl = base + "/df11-spool-XXXXXX";
   if (!mkdtemp(tmpl.data()))
     return fail(df11::Error::Io, base, std::string("cannot create a temporary directory for a pipe ($TMPDIR): ") +
@@ -99,7 +100,8 @@ df11::Status stdin_as_path(SpoolDir& spool, const std::string& name, std::string
   if (!s.ok()) return s;
   *path = spool.file(name);
   Fd out(::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (out.fd < 0) return fail(df11::Error::Io, *path, std::string("cannot create: ") + std::strerror(errno));
+  const std::string copy = spool.label("<stdin>");
+  if (out.fd < 0) return fail(df11::Error::Io, copy, std::string("cannot create: ") + std::strerror(errno));
   std::vector<uint8_t> buf(size_t{1} << 20);
   for (;;) {
     if (df11::interrupted()) return interrupted("<stdin>");
@@ -109,12 +111,12 @@ df11::Status stdin_as_path(SpoolDir& spool, const std::string& name, std::string
       if (errno == EINTR) continue;  // the loop head looks at the flag
       return fail(df11::Error::Io, "<stdin>", std::string("read failed: ") + std::strerror(errno));
     }
-    s = write_all(out.fd, buf.data(), static_cast<size_t>(n), *path, nullptr);
+    s = write_all(out.fd, buf.data(), static_cast<size_t>(n), copy, nullptr);
     if (!s.ok()) return s;
   }
   if (::close(out.fd) != 0) {
     out.fd = -1;
-    return fail(df11::Error::Io, *path, std::string("write failed: ") + std::strerror(errno));
+    return fail(df11::Error::Io, copy, std::string("write failed: ") + std::strerror(errno));
   }
   out.fd = -1;
   return df11::Status::Ok();

@@ -25,9 +25,13 @@ class SpoolDir {
   SpoolDir& operator=(const SpoolDir&) = delete;
   df11::Status create();  // idempotent
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  // How messages name the spool's copy of a stream: a failure to write it
+  // (disk full, ulimit -f) is about $TMPDIR, not the pipe, e.g.
+  // "<stdout> (its copy in $TMPDIR=/tmp)".
+  std::string label(const char* stream) const { return std::string(stream) + " (its copy in $TMPDIR=" + base_ + ")"; }
 
  private:
-  std::string dir_;
+  std::string dir_, base_;
 };
 
 // A path the library can open for the data on standard input. A regular file

@@ -27,6 +27,7 @@ const char* error_name(Error e) noexcept {
     DF11_NAME(ExportConfigInvalid) DF11_NAME(ExportAlreadyDf11) DF11_NAME(ExportDuplicateTensor)
     DF11_NAME(DirUnsupportedName)
     DF11_NAME(TensorNameHasNul)
+    DF11_NAME(OutputNotRegular)
 #undef DF11_NAME
   }
   return "Unknown";

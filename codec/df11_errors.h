@@ -84,6 +84,7 @@ enum class Error : int {
   // C API (df11_open): df11_tensor_info.name is a C string, so a name with a
   // NUL byte (valid JSON, "a\u0000x") would be cut short there and clash.
   TensorNameHasNul,       // a tensor name holds a NUL byte, which the C API cannot carry
+  OutputNotRegular,       // the output path is a device, FIFO or socket: never written through or replaced
 };
 
 // The C ABI's values (formats/df11_c.h): a code once published keeps its number.
@@ -93,6 +94,7 @@ static_assert(static_cast<int>(Error::OutputIsLink) == 50, "C ABI: error values 
 static_assert(static_cast<int>(Error::ExportDuplicateTensor) == 53, "C ABI: error values are append-only");
 static_assert(static_cast<int>(Error::DirUnsupportedName) == 54, "C ABI: error values are append-only");
 static_assert(static_cast<int>(Error::TensorNameHasNul) == 55, "C ABI: error values are append-only");
+static_assert(static_cast<int>(Error::OutputNotRegular) == 56, "C ABI: error values are append-only");
 
 // Stable identifier, e.g. "StOffsetsOverlap" (used in messages and --json).
 const char* error_name(Error e) noexcept;

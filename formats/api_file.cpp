@@ -46,7 +46,9 @@ std::string default_output_path(const std::string& in, bool compressing) {
     if (!ec && c.has_filename()) base = c.string();
   }
   if (compressing) {
-    if (ends_with(base, ".safetensors")) return base.substr(0, base.size() - 12) + ".df11";
+    // A directory is DIR.df11 whatever its name, so that decompress restores
+    // DIR (a directory "x.safetensors" went to x.df11, and came back as x).
+    if (ends_with(base, ".safetensors") && !fs::is_directory(in)) return base.substr(0, base.size() - 12) + ".df11";
     return base + ".df11";
   }
   if (ends_with(base, ".df11")) {

@@ -32,12 +32,12 @@ class AtomicOutputDir {
     path_ = path;
     while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
     overwrite_ = overwrite;
-    if (Status s = refuse_output_link(path_); !s.ok()) return s;
+    if (Status s = refuse_special_output(path_); !s.ok()) return s;
     std::error_code ec;
     if (std::filesystem::exists(std::filesystem::symlink_status(path_, ec)) && !overwrite)
       return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
     const std::filesystem::path p = std::filesystem::absolute(path_, ec);
-    std::string tmpl = (p.parent_path() / ("." + p.filename().string() + ".df11tmp-XXXXXX")).string();
+    std::string tmpl = (p.parent_path() / (temp_name_prefix(p.filename().string()) + "XXXXXX")).string();
     if (!mkdtemp(tmpl.data())) return make_status(Error::Io, path_, std::string("cannot create output directory: ") + std::strerror(errno));
     temp_ = tmpl;
     return Status::Ok();
@@ -53,7 +53,7 @@ class AtomicOutputDir {
     while (p.size() > 1 && p.back() == '/') p.pop_back();
     std::error_code ec;
     const std::filesystem::path a = std::filesystem::absolute(p, ec);
-    const std::string prefix = (a.parent_path() / ("." + a.filename().string() + ".df11tmp-")).string();
+    const std::string prefix = (a.parent_path() / temp_name_prefix(a.filename().string())).string();
     constexpr size_t kRandom = 6;  // mkdtemp's XXXXXX
     for (size_t at = s.message.find(prefix); at != std::string::npos; at = s.message.find(prefix, at + p.size()))
       s.message.replace(at, std::min(prefix.size() + kRandom, s.message.size() - at), p);
@@ -68,7 +68,7 @@ class AtomicOutputDir {
   }
   Status commit() {
     if (interrupted()) return interrupted_status(path_);
-    if (Status s = refuse_output_link(path_); !s.ok()) return s;
+    if (Status s = refuse_special_output(path_); !s.ok()) return s;
     std::error_code ec;
     const bool exists = std::filesystem::exists(std::filesystem::symlink_status(path_, ec));
     if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");

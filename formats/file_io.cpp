@@ -67,11 +67,24 @@ Status make_status(Error e, const std::string& label, const std::string& what) {
   return {e, label + ": " + what + " (" + error_name(e) + ")"};
 }
 
-Status refuse_output_link(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec)))
+Status refuse_special_output(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return Status::Ok();  // absent (or unreachable: open() reports it)
+  if (S_ISLNK(st.st_mode))
     return make_status(Error::OutputIsLink, path, "output is a symbolic link; df11 never writes through or replaces one (remove it first)");
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    const char* what = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : "a device";
+    return make_status(Error::OutputNotRegular, path,
+                       std::string("output is ") + what +
+                           "; df11 writes regular files and never replaces another kind (use -o - for a pipe, "
+                           "verify to check without writing)");
+  }
   return Status::Ok();
+}
+
+std::string temp_name_prefix(const std::string& filename) {
+  constexpr size_t kNameMax = 255, kFixed = 1 + 9 + 6;  // ".", ".df11tmp-", XXXXXX
+  return "." + filename.substr(0, kNameMax - kFixed) + ".df11tmp-";
 }
 
 namespace {
@@ -292,7 +305,7 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
   discard();
   path_ = path;
   overwrite_ = overwrite;
-  if (Status s = refuse_output_link(path); !s.ok()) return s;
+  if (Status s = refuse_special_output(path); !s.ok()) return s;
   std::error_code ec;
   // A directory is never replaced by a file, with -f or without: the rename
   // would fail at the end anyway, after all the work.
@@ -302,7 +315,7 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
     return make_status(Error::OutputExists, path, "output exists (use -f to overwrite)");
   const std::filesystem::path p(path);
   const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
-  std::string tmpl = dir + "/." + p.filename().string() + ".df11tmp-XXXXXX";
+  std::string tmpl = dir + "/" + temp_name_prefix(p.filename().string()) + "XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   fd_ = mkostemp(buf.data(), O_CLOEXEC);
@@ -462,8 +475,8 @@ Status AtomicOutputFile::commit() {
   }
   fd_ = -1;
   if (overwrite_) {
-    // A link may have appeared since open(): rename() would replace it.
-    if (Status s = refuse_output_link(path_); !s.ok()) return s;
+    // A link or a device may have appeared since open(): rename() would replace it.
+    if (Status s = refuse_special_output(path_); !s.ok()) return s;
     if (std::rename(temp_.c_str(), path_.c_str()) != 0) return io_error("cannot rename into place", errno);
   } else {
     // link() fails if the target appeared meanwhile: never clobber without -f.

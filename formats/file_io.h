@@ -156,14 +156,25 @@ mode_t process_umask();
 
 // Writing never follows a link: a symlink at `path` (an output file, or an
 // output directory itself) fails with OutputIsLink, with or without -f, so
-// that df11 neither writes through it nor silently replaces it.
-Status refuse_output_link(const std::string& path);
+// that df11 neither writes through it nor silently replaces it. A device,
+// FIFO or socket there fails with OutputNotRegular, with or without -f: the
+// atomic rename would replace the node itself (as root, `-o /dev/null -f`
+// would put a file in place of /dev/null), and a reader of a FIFO would wait
+// forever. Pipes are written through `-o -`.
+Status refuse_special_output(const std::string& path);
+
+// The fixed part of the hidden temporary name that an output named
+// `filename` is written under, beside it: "." + filename + ".df11tmp-",
+// with filename cut so that the whole name, with the six characters
+// mkstemp/mkdtemp add, fits in 255 bytes (NAME_MAX): a valid output name of
+// up to 255 bytes still gets a valid temporary.
+std::string temp_name_prefix(const std::string& filename);
 
 // The input is never modified, even with -f (zstd refuses the same): fails
 // with Usage, naming `out`, when `out` is `in` (also through another hard
 // link or a path that resolves to it), when replacing `out` would remove `in`
 // (`out` is a directory above it), or when `out` lies inside the input
-// directory. A symlink at `out` is left to refuse_output_link.
+// directory. A symlink at `out` is left to refuse_special_output.
 Status refuse_output_over_input(const std::string& in, const std::string& out);
 
 // Copies a file byte for byte into a new file at `to` that appears atomically.

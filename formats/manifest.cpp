@@ -106,6 +106,19 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
     if (!stored.insert(e.stored_as).second) return bad("lists the stored file '" + e.stored_as + "' twice");
     m.files.push_back(std::move(e));
   }
+  // The restored tree must be possible: no path both a file and a directory,
+  // none inside a file (decompress would fail half-way, a directory where a
+  // file goes).
+  const std::set<std::string> as_dir(m.directories.begin(), m.directories.end());
+  for (const auto& e : m.files)
+    if (as_dir.count(e.path)) return bad("lists '" + e.path + "' as a file and as a directory");
+  std::vector<const std::string*> all;
+  for (const auto& e : m.files) all.push_back(&e.path);
+  for (const auto& d : m.directories) all.push_back(&d);
+  for (const std::string* p : all)
+    for (size_t k = p->find('/'); k != std::string::npos; k = p->find('/', k + 1))
+      if (paths.count(p->substr(0, k)))
+        return bad("lists '" + *p + "' inside '" + p->substr(0, k) + "', which it lists as a file");
   *out = std::move(m);
   return Status::Ok();
 }

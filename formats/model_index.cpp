@@ -127,7 +127,8 @@ Status shards_present(const std::string& dir, const std::string& label, const st
 
 // check_model_index, and read_model_index without `shards_on_disk`: the
 // index DIR/NAME, its shards in DIR.
-Status check(const std::string& dir, const std::string& name, std::vector<std::string>* tensors, bool shards_on_disk) {
+Status check(const std::string& dir, const std::string& name, std::vector<std::string>* tensors, bool shards_on_disk,
+             std::vector<std::string>* shards) {
   const fs::path path = fs::path(dir) / name;
   const std::string label = path.string();
   std::error_code ec;
@@ -171,14 +172,15 @@ Status check(const std::string& dir, const std::string& name, std::vector<std::s
     if (!present.ok()) return present;
   }
   if (tensors) *tensors = std::move(h.tensors);
+  if (shards) *shards = std::move(h.shards);
   return Status::Ok();
 }
 
 // `check` without exceptions.
 Status guarded_check(const std::string& dir, const std::string& name, std::vector<std::string>* tensors,
-                     bool shards_on_disk) {
+                     bool shards_on_disk, std::vector<std::string>* shards = nullptr) {
   try {
-    return check(dir, name, tensors, shards_on_disk);
+    return check(dir, name, tensors, shards_on_disk, shards);
   } catch (...) {  // std::bad_alloc, or a filesystem::path allocation failing
     Status s;
     s.code = Error::DirIndexInvalid;
@@ -202,6 +204,10 @@ Status check_shard_index(const std::string& dir, const std::string& name) {
 
 Status read_model_index(const std::string& dir, const std::string& name, std::vector<std::string>* tensors) {
   return guarded_check(dir, name, tensors, false);
+}
+
+Status read_index_shards(const std::string& dir, const std::string& name, std::vector<std::string>* shards) {
+  return guarded_check(dir, name, nullptr, false, shards);
 }
 
 }  // namespace df11

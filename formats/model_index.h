@@ -31,4 +31,10 @@ Status check_shard_index(const std::string& dir, const std::string& name);
 // presence, as the shards are stored as .df11 files.
 Status read_model_index(const std::string& dir, const std::string& name, std::vector<std::string>* tensors);
 
+// The same checks for any index stored in a df11 directory, DIR/NAME, but for
+// the shards' presence: gives the shard names its weight_map names, each
+// once, in the order first named (decompress and verify check them against
+// the manifest).
+Status read_index_shards(const std::string& dir, const std::string& name, std::vector<std::string>* shards);
+
 }  // namespace df11

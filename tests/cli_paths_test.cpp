@@ -168,6 +168,23 @@ TEST_CASE("cli: DIR/ and DIR/. name DIR, for -o and for the default output", "[c
   CHECK(df11test::temporaries_in(t.path).empty());
 }
 
+TEST_CASE("cli: a directory named X.safetensors compresses to X.safetensors.df11 and comes back under its name",
+          "[cli][paths]") {
+  df11test::TempDir t;
+  fs::create_directories(t.path + "/x.safetensors");
+  small_model(t.path + "/x.safetensors/model.safetensors");
+  const auto before = snapshot(t.path + "/x.safetensors");
+  Run r = df11("compress x.safetensors", t.path);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(fs::is_regular_file(t.path + "/x.safetensors.df11/df11-manifest.json"));
+  CHECK_FALSE(fs::exists(t.path + "/x.df11"));
+  fs::rename(t.path + "/x.safetensors", t.path + "/original");
+  r = df11("decompress x.safetensors.df11", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(snapshot(t.path + "/x.safetensors") == before);
+}
+
 TEST_CASE("cli: verify DIR --against ORIG reports what only ORIG holds; file against directory is a usage error", "[cli][paths]") {
   df11test::TempDir t;
   compressed_model_dir(t.path);

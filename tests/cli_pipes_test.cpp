@@ -158,6 +158,26 @@ TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves n
   CHECK_FALSE(fs::exists(w.dir + "/-"));
 }
 
+TEST_CASE("pipes: a copy in $TMPDIR that cannot be written is named as such, not as the pipe", "[cli][pipes]") {
+  Work w;
+  model(w.dir + "/m.safetensors", 300000);  // 600 KB of weights
+  REQUIRE(w.run("\"$D\" compress m.safetensors -o m.df11").code == 0);
+  // ulimit -f 100: files of at most 100 KiB. The pipes themselves have no
+  // such limit; df11's copies of them in $TMPDIR do (df11 ignores SIGXFSZ).
+  const std::string copy_of = " (its copy in $TMPDIR=" + w.spool + "): ";
+  Sh r = w.run("(set -o pipefail; ulimit -f 100; \"$D\" decompress m.df11 -o - | cat >/dev/null)");
+  INFO(r.err);
+  CHECK(r.code == 3);
+  CHECK(r.err.find("df11: <stdout>" + copy_of) == 0);
+  CHECK(r.err.find("File too large (Io)\n") != std::string::npos);
+  r = w.run("(ulimit -f 100; cat m.safetensors | \"$D\" compress - -o x.df11)");
+  INFO(r.err);
+  CHECK(r.code == 3);
+  CHECK(r.err == "df11: <stdin>" + copy_of + "write failed: File too large (Io)\n");
+  CHECK_FALSE(fs::exists(w.dir + "/x.df11"));
+  CHECK(w.spool_empty());
+}
+
 TEST_CASE("pipes: a reader that closes early ends df11 quietly (exit 0 or SIGPIPE, empty stderr)", "[cli][pipes]") {
   Work w;
   model(w.dir + "/m.safetensors", 2000000);  // 4 MB: far more than a pipe holds

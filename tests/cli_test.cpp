@@ -70,6 +70,10 @@ TEST_CASE("cli: usage errors exit 2", "[cli]") {
     CHECK(r.err.rfind("df11: ", 0) == 0);
     CHECK(r.err.find("(Usage)") != std::string::npos);
   }
+  // A misspelt command is named as such (CLI11 alone says "A subcommand is required").
+  const Run u = df11("compres x", t.path);
+  CHECK(u.err == "df11: unknown command 'compres' (compress, decompress, verify, info, bench, export); "
+                 "see df11 --help (Usage)\n");
   const Run j = df11("compress --json", t.path);
   CHECK(nlohmann::json::parse(j.out)["ok"] == false);
   const Run e = df11("export -o - --format dfloat11 x", t.path);
