@@ -51,52 +51,6 @@ Status hash_file(const std::string& path, std::string* hex) {
 }
 
 
-// A df11 directory holds what decompress will restore (docs/FORMAT.md
-// section 7): every .df11 file in it is an entry's stored file (one that is
-// not, after an edit that dropped its entry, would be left out of the
-// restored model without a word), and every shard that a stored index names
-// is an entry beside that index (else the restored model's index names a
-// missing file). Other files that the manifest does not list, such as a
-// model card or a .gitattributes added by a model hub, are not df11's and
-// are left alone. Each problem found is one status naming the file; the
-// return value is an error that stops the check (a folder that cannot be
-// listed).
-Status check_coverage(const std::string& in, const Manifest& m, std::vector<Status>* problems) {
-  std::set<std::string> stored, paths;
-  for (const auto& e : m.files) {
-    stored.insert(e.stored_as);
-    paths.insert(e.path);
-  }
-  std::error_code ec;
-  for (fs::recursive_directory_iterator it(in, fs::directory_options::none, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    if (!ends_with(it->path().filename().string(), ".df11")) continue;
-    std::error_code tec;
-    if (it->symlink_status(tec).type() == fs::file_type::directory) continue;
-    const std::string rel = it->path().lexically_relative(in).generic_string();
-    if (!stored.count(rel))
-      problems->push_back(make_status(Error::VerifyMismatch, in + "/" + rel,
-                                      "a container that the manifest does not list; it would not be restored"));
-  }
-  if (ec) return make_status(Error::Io, in, "cannot list the directory: " + ec.message());
-  for (const auto& e : m.files) {
-    if (e.stored_as != e.path || !ends_with(e.path, ".safetensors.index.json")) continue;
-    const fs::path rel(e.path);
-    const std::string folder = rel.has_parent_path() ? rel.parent_path().generic_string() + "/" : "";
-    std::vector<std::string> shards;
-    const Status s = read_index_shards(in + "/" + folder, rel.filename().string(), &shards);
-    if (!s.ok()) {
-      problems->push_back(s);
-      continue;
-    }
-    for (const auto& shard : shards)
-      if (!paths.count(folder + shard))
-        problems->push_back(make_status(Error::DirIndexMissingShard, in + "/" + e.path,
-                                        "weight_map names shard '" + shard + "', which the manifest does not list"));
-  }
-  return Status::Ok();
-}
-
 std::string stored_name(const std::string& rel) {
   return ends_with(rel, ".safetensors") ? rel.substr(0, rel.size() - 12) + ".df11" : rel;
 }
@@ -184,7 +138,7 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   Status s = read_manifest(in, &m);
   if (!s.ok()) return s;
   std::vector<Status> problems;
-  if (s = check_coverage(in, m, &problems); !s.ok()) return s;
+  if (s = check_manifest_coverage(in, m, &problems); !s.ok()) return s;
   if (!problems.empty()) return problems.front();
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
@@ -273,7 +227,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   DeviceChoice device;
   if (s = parse_device(opt.device, &device); !s.ok()) return s;
   std::vector<Status> problems;
-  if (s = check_coverage(in, m, &problems); !s.ok()) return s;
+  if (s = check_manifest_coverage(in, m, &problems); !s.ok()) return s;
   for (const Status& p : problems) rep->failures.push_back(p.message);
   // Each file checks into a report of its own; they are merged in manifest
   // order. A returned error (interrupted, a refused link) ends the run as it

@@ -9,8 +9,12 @@
 #include "file_digest.h"
 #include "file_io.h"
 #include "input_entry.h"
+#include "model_index.h"
+#include "ops.h"
 
 namespace df11 {
+
+namespace fs = std::filesystem;
 
 bool safe_relative_path(const std::string& p) {
   if (p.empty() || p.front() == '/' || p.find('\\') != std::string::npos || p.find('\0') != std::string::npos)
@@ -120,6 +124,42 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
       if (paths.count(p->substr(0, k)))
         return bad("lists '" + *p + "' inside '" + p->substr(0, k) + "', which it lists as a file");
   *out = std::move(m);
+  return Status::Ok();
+}
+
+Status check_manifest_coverage(const std::string& in, const Manifest& m, std::vector<Status>* problems) {
+  std::set<std::string> stored, paths;
+  for (const auto& e : m.files) {
+    stored.insert(e.stored_as);
+    paths.insert(e.path);
+  }
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(in, fs::directory_options::none, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (!ends_with(it->path().filename().string(), ".df11")) continue;
+    std::error_code tec;
+    if (it->symlink_status(tec).type() == fs::file_type::directory) continue;
+    const std::string rel = it->path().lexically_relative(in).generic_string();
+    if (!stored.count(rel))
+      problems->push_back(make_status(Error::VerifyMismatch, in + "/" + rel,
+                                      "a container that the manifest does not list; it would not be restored"));
+  }
+  if (ec) return make_status(Error::Io, in, "cannot list the directory: " + ec.message());
+  for (const auto& e : m.files) {
+    if (e.stored_as != e.path || !ends_with(e.path, ".safetensors.index.json")) continue;
+    const fs::path rel(e.path);
+    const std::string folder = rel.has_parent_path() ? rel.parent_path().generic_string() + "/" : "";
+    std::vector<std::string> shards;
+    const Status s = read_index_shards(in + "/" + folder, rel.filename().string(), &shards);
+    if (!s.ok()) {
+      problems->push_back(s);
+      continue;
+    }
+    for (const auto& shard : shards)
+      if (!paths.count(folder + shard))
+        problems->push_back(make_status(Error::DirIndexMissingShard, in + "/" + e.path,
+                                        "weight_map names shard '" + shard + "', which the manifest does not list"));
+  }
   return Status::Ok();
 }
 

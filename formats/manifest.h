@@ -47,4 +47,17 @@ std::string manifest_to_json(const Manifest& m);
 Status read_manifest(const std::string& dir, Manifest* m);
 Status manifest_from_json(const std::string& text, const std::string& label, Manifest* out);
 
+// A df11 directory holds what its manifest says it restores (FORMAT.md §7):
+// every .df11 file in `dir` is an entry's stored file (one that is not, after
+// an edit that dropped its entry, would be left out of the restored model
+// without a word: VerifyMismatch), and every shard that a stored index names
+// is an entry beside that index (else the restored index names a missing
+// file: DirIndexMissingShard). Other files the manifest does not list, such
+// as a model card or a .gitattributes that a model hub adds, are not df11's
+// and are left alone. Each problem is one status naming the file in
+// *problems (decompress, export and the C API refuse the first; verify
+// reports each); the return value is an error that stops the check (a
+// folder that cannot be listed).
+Status check_manifest_coverage(const std::string& dir, const Manifest& m, std::vector<Status>* problems);
+
 }  // namespace df11

@@ -612,6 +612,14 @@ int main(int argc, char** argv) {
   EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "model-00001-of-00002.df11");
   EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "not the manifest's file");
 
+  /* A container that the manifest does not list (its entry lost): refused,
+   * not left out of the tensors without a word (FORMAT.md section 7). */
+  run("cp -r '%s/model.df11' '%s/stray.df11' && cp '%s/stray.df11/model-00001-of-00002.df11' '%s/stray.df11/extra.df11'",
+      dir, dir, dir, dir);
+  snprintf(path, sizeof path, "%s/stray.df11", dir);
+  EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "extra.df11");
+  EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "the manifest does not list");
+
   /* Two shards holding the same tensor name. */
   snprintf(path, sizeof path, "%s/dup", dir);
   mkdir(path, 0755);

@@ -340,6 +340,13 @@ TEST_CASE("export dfloat11: a df11 container that is not its manifest entry's is
   };
   SECTION("a weight shard (read by the exporter)") { refused("model-00002-of-00002.df11", "model-00001-of-00002.df11"); }
   SECTION("a container restored as a side file") { refused("model-00001-of-00002.df11", "vision/model.df11"); }
+  SECTION("a container that the manifest does not list") {
+    fs::copy_file(packed + "/model-00002-of-00002.df11", packed + "/stray.df11");
+    const df11::Status s = df11::export_dfloat11(packed, out, opt, &r);
+    INFO(s.message);
+    CHECK(s.code == df11::Error::VerifyMismatch);
+    CHECK(s.message.find("stray.df11: a container that the manifest does not list") != std::string::npos);
+  }
   CHECK_FALSE(fs::exists(out));
 }
 
