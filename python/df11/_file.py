@@ -1,7 +1,9 @@
 """df11.open(): a .df11 file or a df11 model directory, read tensor by tensor."""
+import contextlib
 import ctypes
 import os
 import re
+import threading
 
 import numpy as np
 
@@ -9,21 +11,30 @@ from . import _lib
 from ._dtypes import numpy_dtype, torch_dtype
 from ._errors import InputError, UsageError
 
-_DEVICE = re.compile(r"(cpu|cuda)(?::([0-9]+))?")
+# N is a plain decimal index, as the CLI takes it (cuda:01 is refused there too).
+_DEVICE = re.compile(r"(cpu|cuda)(?::(0|[1-9][0-9]*))?")
 
 
 class File(_lib.OwnsHandle):
     """An open .df11 file or df11 directory (memory-mapped, validated on open).
 
     Use as a context manager or call close(). Not thread-safe as an object,
-    except that several threads may call read() on the CPU at once. Cannot
-    be copied or pickled (open it again from its path)."""
+    except that several threads may call read() on the CPU at once, and that
+    close() waits for the calls into the library in progress (a prefetch
+    thread still reading when a `with` block ends) and refuses those that
+    start after it. Cannot be copied or pickled (open it again from its
+    path)."""
 
     _copy_hint = " (df11.open(path) opens the file again, in this process or another)"
 
     def __init__(self, path):
         # str, bytes or os.PathLike, as builtins.open takes them; the file
         # system's encoding (surrogateescape) carries names that are not UTF-8.
+        # Calls into the library hold the handle as users; close() waits for
+        # them (ctypes releases the GIL while the library decodes).
+        self._users = 0
+        self._closing = False
+        self._lock = threading.Condition()
         raw = os.fsencode(path)
         self.path = os.fsdecode(raw)
         if b"\0" in raw:  # c_char_p would end the path there and open another file
@@ -68,7 +79,7 @@ class File(_lib.OwnsHandle):
             # Said here rather than by df11_find_tensor: c_char_p would end a
             # name at a NUL and find 'a' for 'a\0b', which `in` says is absent.
             # The message is the library's.
-            raise UsageError(f"{self.path}: no tensor named {name!r}", "Usage")
+            raise UsageError(f"df11: {self.path}: no tensor named {name!r}", "Usage")
         return i
 
     def __contains__(self, name):
@@ -102,7 +113,7 @@ class File(_lib.OwnsHandle):
         Parsed from the string, so that a CPU read needs no torch."""
         if device is None:
             return "cpu", None
-        if isinstance(device, int) and not isinstance(device, bool):
+        if hasattr(device, "__index__") and not isinstance(device, (bool, np.bool_)):  # int, numpy integer
             return "cuda", _lib.checked_int(device, "CUDA device", self._where, _lib.INT_MAX)
         m = _DEVICE.fullmatch(str(device))  # str(torch.device("cpu", 0)) is "cpu:0"
         if m is None:
@@ -121,6 +132,8 @@ class File(_lib.OwnsHandle):
         """Tensor index i as an int in range, else UsageError: a negative
         index would wrap to 2**64 - 1 in ctypes, and Python's negative
         indexing is not the C API's."""
+        if not self._infos:
+            raise UsageError(f"{self._where}: tensor index {i!r}: the file has no tensors", "Usage")
         return _lib.checked_int(i, "tensor index", self._where, len(self._infos) - 1)
 
     def _checked_threads(self, threads):
@@ -136,31 +149,35 @@ class File(_lib.OwnsHandle):
         self.decode_into(i, buf.ctypes.data, buf.nbytes, threads)
         if dt is None:  # a dtype without a numpy type: the raw bytes
             return buf
-        return buf.view(dt).reshape(e["shape"])
+        try:
+            return buf.view(dt).reshape(e["shape"])
+        except ValueError as err:  # a 0-byte tensor whose shape numpy cannot hold ([0, 2**64 - 1])
+            raise UsageError(f"{self._where}: tensor {e['name']!r} of shape {list(e['shape'])} has no numpy "
+                             f"form ({err}); decode_into() gives its bytes", "Usage") from None
 
     def decode_into(self, i, address, nbytes, threads=0):
         """Decodes tensor i on the CPU into host memory at `address` (nbytes
         >= its original_bytes) and checks its checksum."""
-        self._check_open()
-        _lib.call("df11_decode_host", self._handle, self._checked_index(i),
-                  ctypes.c_void_p(_lib.checked_int(address, "address", self._where)),
-                  _lib.checked_int(nbytes, "nbytes", self._where), self._checked_threads(threads))
+        args = (self._checked_index(i), ctypes.c_void_p(_lib.checked_int(address, "address", self._where)),
+                _lib.checked_int(nbytes, "nbytes", self._where), self._checked_threads(threads))
+        with self._use() as handle:
+            _lib.call("df11_decode_host", handle, *args)
 
     def image_size(self, indices):
         """Bytes of the GPU image of BF16-Huffman tensors `indices`."""
-        self._check_open()
         indices = [self._checked_index(i) for i in indices]
         out = ctypes.c_uint64(0)
-        _lib.call("df11_image_size", self._handle, _lib.u64_array(indices), len(indices), ctypes.byref(out))
+        with self._use() as handle:
+            _lib.call("df11_image_size", handle, _lib.u64_array(indices), len(indices), ctypes.byref(out))
         return out.value
 
     def pack_into(self, indices, address, nbytes):
         """Writes the image of tensors `indices` into host memory at `address`."""
-        self._check_open()
         indices = [self._checked_index(i) for i in indices]
-        _lib.call("df11_pack_host", self._handle, _lib.u64_array(indices), len(indices),
-                  ctypes.c_void_p(_lib.checked_int(address, "address", self._where)),
-                  _lib.checked_int(nbytes, "nbytes", self._where))
+        args = (_lib.u64_array(indices), len(indices), ctypes.c_void_p(_lib.checked_int(address, "address", self._where)),
+                _lib.checked_int(nbytes, "nbytes", self._where))
+        with self._use() as handle:
+            _lib.call("df11_pack_host", handle, *args)
 
     def _read_cuda(self, i, ordinal, threads):
         try:
@@ -205,13 +222,36 @@ class File(_lib.OwnsHandle):
 
     # ---- lifetime --------------------------------------------------------------
     def _check_open(self):
-        if not self._handle:
+        if not self._handle or self._closing:
             raise UsageError(f"df11: {self.path}: file is closed", "Usage")
 
+    @contextlib.contextmanager
+    def _use(self):
+        """The handle, for one call into the library; close() waits until
+        every such call has returned. UsageError once the file is closed or
+        closing."""
+        with self._lock:
+            self._check_open()
+            self._users += 1
+        try:
+            yield self._handle
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._lock.notify_all()
+
     def close(self):
-        if getattr(self, "_handle", None):
-            _lib.lib().df11_close(self._handle)
-            self._handle = None
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ failed before the lock existed: nothing is open
+            return
+        with lock:
+            self._closing = True
+            while self._users:
+                lock.wait()
+            if getattr(self, "_handle", None):
+                _lib.lib().df11_close(self._handle)
+                self._handle = None
 
     def __enter__(self):
         return self
@@ -226,7 +266,7 @@ class File(_lib.OwnsHandle):
             pass
 
     def __repr__(self):
-        state = "open" if self._handle else "closed"
+        state = "open" if self._handle and not self._closing else "closed"
         return f"<df11.File {self.path!r} {len(self._infos)} tensors, {state}>"
 
 

@@ -86,14 +86,15 @@ class Plan(_lib.OwnsHandle):
     def __init__(self, file, indices, image, outputs, stream=None):
         import torch
         if len(indices) != len(outputs):
-            raise UsageError("df11: a plan needs one output per tensor", "Usage")
+            raise UsageError(f"df11: {file.path}: a plan needs one output per tensor "
+                             f"({len(indices)} tensors, {len(outputs)} outputs)", "Usage")
         file._check_open()
         self.file = file  # keeps the mapping (and the df11_file) alive
         self.indices = [file._checked_index(i) for i in indices]
         self.image = image
         self.outputs = list(outputs)
         self.device_index = image.device.index
-        _aligned(image, 256, "image")
+        _aligned(image, 256, f"{file.path}: image")
         for i, out in zip(self.indices, self.outputs):
             need = file._infos[i]["original_bytes"]
             got = out.numel() * out.element_size()
@@ -105,8 +106,8 @@ class Plan(_lib.OwnsHandle):
         idx = _lib.u64_array(self.indices)
         outs = (ctypes.c_void_p * len(self.outputs))(*[o.data_ptr() for o in self.outputs])
         self._handle = _lib.Plan_p()
-        with torch.cuda.device(self.device_index):
-            _lib.call("df11_plan_create", self.ctx.handle, file._handle, idx, len(self.indices),
+        with torch.cuda.device(self.device_index), file._use() as file_handle:
+            _lib.call("df11_plan_create", self.ctx.handle, file_handle, idx, len(self.indices),
                       ctypes.c_void_p(image.data_ptr()), outs, stream_handle(stream, self.device_index),
                       ctypes.byref(self._handle))
 

@@ -11,6 +11,8 @@ import operator
 import os
 import threading
 
+import numpy as np
+
 from ._errors import UsageError, raise_for_status
 
 C_API_VERSION = 1  # DF11_C_API_VERSION this binding was written for
@@ -148,6 +150,10 @@ def checked_int(value, what, where, high=UINT64_MAX):
     are checked here (tensor indices through File._checked_index): ctypes converts
     modulo 2**bits without a word (-1 becomes UINT64_MAX and passes the
     library's size checks; 2**40 threads become 0)."""
+    # bool is an int to operator.index; True as a tensor index or a thread
+    # count is a mistake, not tensor 1.
+    if isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{where}: {what} must be an integer, not {type(value).__name__}", "Usage")
     try:
         v = operator.index(value)  # ints and numpy integers, not floats
     except TypeError:

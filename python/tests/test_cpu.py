@@ -181,6 +181,7 @@ def test_error_unknown_tensor_and_closed_file(df11mod, sample_file):
     with pytest.raises(df11mod.UsageError) as e:
         f.read("no.such.tensor")
     assert e.value.name == "Usage" and "no.such.tensor" in e.value.message
+    assert e.value.message.startswith(f"df11: {packed}: no tensor named 'no.such.tensor'")
     with pytest.raises(df11mod.UsageError):
         f.info("no.such.tensor")
     f.close()
@@ -324,7 +325,11 @@ def test_bad_devices_are_usage_errors(df11mod, sample_file, monkeypatch):
             with pytest.raises(df11mod.UsageError) as e:
                 f.read("f32.bias", device=device)
             assert "needs torch" in e.value.message, device
-        for device in ("tpu", "cpu:x", "cuda:-1", " cpu", "", b"cpu", -1, 2**40, True, 1.5):
+        with pytest.raises(df11mod.UsageError) as e:  # a numpy integer is a CUDA ordinal, as an int is
+            f.read("f32.bias", device=np.int64(0))
+        assert "needs torch" in e.value.message
+        for device in ("tpu", "cpu:x", "cuda:-1", " cpu", "", b"cpu", -1, 2**40, True, np.bool_(True), 1.5,
+                       "cuda:01", "cpu:00"):  # N is a plain decimal index, as for the CLI
             with pytest.raises(df11mod.UsageError) as e:
                 f.read("f32.bias", device=device)
             assert e.value.name == "Usage"
@@ -400,6 +405,9 @@ def test_integer_arguments_are_checked(df11mod, sample_file):
             lambda: f.read_numpy(len(f)),
             lambda: f.read_numpy(2**64 + i),
             lambda: f.read_numpy("0"),
+            lambda: f.read_numpy(True),  # bool is an int to operator.index: it read tensor 1
+            lambda: f.read("f32.bias", threads=True),
+            lambda: f.decode_into(np.bool_(False), buf.ctypes.data, n),
             lambda: f.image_size([-1]),
             lambda: f.image_size([2**64]),
             lambda: f.pack_into([-1], buf.ctypes.data, n),
@@ -449,3 +457,55 @@ def test_library_load_errors_are_import_errors(unloaded, monkeypatch, tmp_path):
             unloaded.lib()
         assert path in str(e.value) and cause in str(e.value) and "DF11_LIBRARY" in str(e.value)
         assert unloaded._lib is None
+
+
+# ---- close() against reads in flight ---------------------------------------------------------
+def test_close_waits_for_reads_in_progress(df11mod, cli, tmp_path):
+    """ctypes releases the GIL while the library decodes: close() from another
+    thread freed the handle under a running read (a crash, or a read through a
+    closed descriptor). It now waits for reads in progress, and refuses those
+    that start after it, with UsageError."""
+    import threading
+    rng = np.random.default_rng(3)
+    src = str(tmp_path / "big.safetensors")
+    st_io.write(src, [("w", "BF16", (2048, 1024), st_io.bf16_bits(rng, (2048, 1024)).tobytes())])
+    packed = compress(cli, src, str(tmp_path / "big.df11"))
+    want = df11mod.open(packed).read_numpy(0).tobytes()
+    for _ in range(10):
+        f = df11mod.open(packed)
+        results, started = [], threading.Event()
+
+        def reader():
+            try:
+                while True:
+                    started.set()
+                    results.append(f.read_numpy(0, threads=1).tobytes() == want)
+            except df11mod.UsageError as e:
+                results.append(e.message)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        started.wait()
+        f.close()
+        t.join(timeout=60)
+        assert not t.is_alive()
+        # Every read that ran returned the right bytes; the one after close() was refused.
+        assert all(r is True for r in results[:-1]), results
+        assert results[-1] == f"df11: {packed}: file is closed", results[-1]
+        assert "closed" in repr(f)
+
+
+def test_read_of_a_file_without_tensors_and_of_a_shape_numpy_cannot_hold(df11mod, cli, tmp_path):
+    empty = str(tmp_path / "empty.safetensors")
+    st_io.write(empty, [])
+    with df11mod.open(compress(cli, empty, str(tmp_path / "empty.df11"))) as f:
+        with pytest.raises(df11mod.UsageError) as e:
+            f.read_numpy(0)
+        assert e.value.message.endswith("tensor index 0: the file has no tensors")
+    huge = str(tmp_path / "huge.safetensors")
+    st_io.write(huge, [("e", "BF16", (0, 2**64 - 1), b"")])
+    with df11mod.open(compress(cli, huge, str(tmp_path / "huge.df11"))) as f:
+        assert f.info("e")["shape"] == (0, 2**64 - 1)
+        with pytest.raises(df11mod.UsageError) as e:
+            f.read("e")
+        assert "tensor 'e' of shape [0, 18446744073709551615] has no numpy form" in e.value.message
