@@ -98,8 +98,9 @@ class File(_lib.OwnsHandle):
         bit patterns. device "cuda"/"cuda:N"/torch.device: a torch tensor
         decoded on that GPU (BF16-Huffman tensors; the others are decoded on
         the CPU and copied), on torch's current stream, synchronized before
-        return; it needs torch (UsageError without it). Any other device is
-        a UsageError."""
+        return; it needs torch (UsageError without it). A dtype without a
+        numpy (or, on a GPU, torch) type comes as its raw bytes, a flat uint8
+        array (tensor). Any other device is a UsageError."""
         i = self.index(name)
         kind, ordinal = self._parse_device(device)
         if kind == "cuda":

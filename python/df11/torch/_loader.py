@@ -294,6 +294,9 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
         else:
             host = f.read_numpy(info["index"], threads)
             tdt = torch_dtype(info["dtype"])
+            if tdt is None:  # U16/U32/U64 before torch 2.3, F8 without float8: no tensor of that type
+                raise UsageError(f"df11: {path}: tensor {info['name']!r} is {info['dtype']}, which this torch "
+                                 f"({torch.__version__}) has no dtype for", "Usage")
             t = torch.from_numpy(np.ascontiguousarray(host).view(np.uint8)).view(tdt).reshape(info["shape"])
             t = t.to(device=d, dtype=p.dtype)
             set_param(pid, t)
