@@ -31,8 +31,11 @@ namespace {
 
 
 
+// An entry refused by its kind (a link that does not resolve to a regular
+// file, a special file): an error of the run, not a failure of one file.
 bool is_link_error(Error e) {
-  return e == Error::DirLinkDangling || e == Error::DirLinkToDirectory || e == Error::DirLinkNotRegular;
+  return e == Error::DirLinkDangling || e == Error::DirLinkToDirectory || e == Error::DirLinkNotRegular ||
+         e == Error::DirUnsupportedEntry;
 }
 
 Status hash_file(const std::string& path, std::string* hex) {
@@ -60,7 +63,9 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   std::set<std::string> links;
   Status s = scan_dir(in, &files, &dirs, &links);
   if (!s.ok()) return s;
-  std::set<std::string> outputs;
+  // A stored name may not be taken twice, by two files (a.safetensors and
+  // a.df11) or by a file and a directory (a.safetensors and a folder a.df11).
+  std::set<std::string> outputs(dirs.begin(), dirs.end());
   for (const auto& rel : files) {
     if (rel == kManifestName) return make_status(Error::DirUnsupportedEntry, in, std::string("input already contains ") + kManifestName);
     if (ends_with(rel, ".safetensors.index.json")) {
@@ -71,7 +76,8 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
       if (!s.ok()) return s;
     }
     if (!outputs.insert(stored_name(rel)).second)
-      return make_status(Error::DirUnsupportedEntry, in, "two inputs map to '" + stored_name(rel) + "'");
+      return make_status(Error::DirUnsupportedEntry, in + "/" + rel,
+                         "stored as '" + stored_name(rel) + "', which another input entry already is");
   }
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);

@@ -5,6 +5,7 @@
 #include "c_api_internal.h"
 #include "parallel.h"
 #include "file_io.h"
+#include "input_entry.h"
 #include "manifest.h"
 #include "safetensors_header.h"  // quote_name
 
@@ -58,6 +59,9 @@ df11_status open_directory(const std::string& dir, df11_file* f) {
   for (const ManifestEntry& e : m.files) {
     // Compressed safetensors files are stored under another name; the rest verbatim.
     if (e.stored_as == e.path) continue;
+    // The rules of decompress: a stored file may be a link to a regular
+    // file, but no folder on its way may be a link (FORMAT.md section 7).
+    if (Status s = check_input_file(dir, e.stored_as); !s.ok()) return fail(s);
     std::unique_ptr<Reader> r;
     if (Status s = Reader::open(dir + "/" + e.stored_as, &r); !s.ok()) return fail(s);
     if (Status s = check_container(*r, e, dir + "/" + e.stored_as); !s.ok()) return fail(s);

@@ -59,6 +59,9 @@ Status check_input_file(const std::string& root, const std::string& rel) {
     return make_status(Error::Io, (fs::path(root) / rel).string(), "no such file");
   Status s = classify_input_entry(root, rel, &e);
   if (!s.ok()) return s;
+  if (e.kind == EntryKind::Other)  // a FIFO, device or socket, as when compressing
+    return make_status(Error::DirUnsupportedEntry, (fs::path(root) / rel).string(),
+                       "is a special file (FIFO, device or socket), not a regular file");
   if (e.kind != EntryKind::RegularFile)
     return make_status(Error::Io, (fs::path(root) / rel).string(), "not a regular file");
   return Status::Ok();

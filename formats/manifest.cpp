@@ -30,10 +30,12 @@ bool safe_relative_path(const std::string& p) {
 }
 
 std::string container_mismatch(const Reader& r, const ManifestEntry& e) {
-  if (!e.original_xxh64) return "";
+  // The size is tied in every manifest; original_xxh64 only where written
+  // (manifests from before the key lack it).
   if (r.original_size() != e.size)
     return "not the manifest's file: restores " + std::to_string(r.original_size()) + " bytes, manifest says " +
            std::to_string(e.size);
+  if (!e.original_xxh64) return "";
   if (r.original_xxh64() != *e.original_xxh64)
     return "not the manifest's file: original_xxh64 is " + digest_hex(r.original_xxh64()) + ", manifest says " +
            digest_hex(*e.original_xxh64);
@@ -67,7 +69,8 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
   auto bad = [&](const std::string& what) { return make_status(Error::DirManifestInvalid, label, what); };
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
-  if (j.value("format", "") != "df11-manifest") return bad("format is not \"df11-manifest\"");
+  if (!j.contains("format") || !j["format"].is_string() || j["format"].get<std::string>() != "df11-manifest")
+    return bad("format is not \"df11-manifest\"");
   if (!j.contains("version") || !j["version"].is_number_unsigned() || j["version"].get<uint64_t>() != 1)
     return make_status(Error::Df11UnsupportedVersion, label, "unsupported manifest version");
   if (!j.contains("files") || !j["files"].is_array()) return bad("missing \"files\" array");

@@ -137,9 +137,19 @@ Status ZstdPayloadReader::read(const MappedFile& file, uint64_t offset, uint64_t
       ZSTD_outBuffer ob{room ? out_.data() + filled : &probe, room ? room : 1, 0};
       left = ZSTD_decompressStream(dctx, &ob, &ib);
       if (ZSTD_isError(left) && ZSTD_getErrorCode(left) == ZSTD_error_frameParameter_windowTooLarge) {
-        // A valid frame, but one whose window (e.g. a single-segment frame of
-        // gigabytes) would take more memory than streaming allows; df11's
-        // writer never makes one (its windows are at most a few MiB).
+        // Either a damaged window byte or a valid frame whose window (e.g. a
+        // single-segment frame of gigabytes) would take more memory than
+        // streaming allows; df11's writer never makes one (its windows are
+        // at most a few MiB). The stored frame's XXH64 tells them apart
+        // (FORMAT.md section 5: payload_xxh64 first): damage is corrupt data.
+        for (uint64_t r = read; r < frame_size;) {
+          const uint64_t m = std::min(kReadPiece, frame_size - r);
+          s = file.read(offset + r, m, in_.data());
+          if (!s.ok()) return s;
+          frame.add(in_.data(), m);
+          r += m;
+        }
+        if (frame.digest() != frame_xxh64) return corrupt("XXH64 of the stored zstd frame differs");
         *what = "zstd frame needs a window over zstd's default limit of 128 MiB (out of memory)";
         return Status{Error::Io, *what};
       }

@@ -620,6 +620,17 @@ int main(int argc, char** argv) {
   EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "extra.df11");
   EXPECT_ERROR(df11_open(path, &bad), "VerifyMismatch", "the manifest does not list");
 
+  /* A stored file reached through a folder that is a link (here to a folder
+   * outside the df11 directory): refused, as decompress refuses it
+   * (FORMAT.md section 7; was: followed). */
+  run("cp -r '%s/model.df11' '%s/sublink.df11' && mkdir -p '%s/realdir' && "
+      "mv '%s/sublink.df11/model-00001-of-00002.df11' '%s/realdir/' && ln -s ../realdir '%s/sublink.df11/sub' && "
+      "sed -i 's#\"stored_as\": \"model-00001-of-00002.df11\"#\"stored_as\": \"sub/model-00001-of-00002.df11\"#' "
+      "'%s/sublink.df11/df11-manifest.json'",
+      dir, dir, dir, dir, dir, dir, dir);
+  snprintf(path, sizeof path, "%s/sublink.df11", dir);
+  EXPECT_ERROR(df11_open(path, &bad), "DirLinkToDirectory", "'sub'");
+
   /* Two shards holding the same tensor name. */
   snprintf(path, sizeof path, "%s/dup", dir);
   mkdir(path, 0755);

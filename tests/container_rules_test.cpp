@@ -71,6 +71,8 @@ const Reference& reference() {
 // A container under edit.
 struct Box {
   Bytes b = reference().container;
+  Box() = default;
+  explicit Box(Bytes container) : b(std::move(container)) {}
 
   FixedHeader fh() const {
     FixedHeader h;
@@ -427,6 +429,13 @@ TEST_CASE("container rules: Df11BadIndex", "[container]") {
   with(big, [](Record& r) { r.orig_offset += 2; });
   with(big, [](Record& r) { r.orig_size -= 2; });
   with(cst, [](Record& r) { r.payload_offset += 64; });
+  // The first payload starts at 128, right after the fixed header.
+  size_t first = base.find("big");
+  for (size_t i = 0; i < 5; ++i)
+    if (base.rec(i).payload_offset < base.rec(first).payload_offset) first = i;
+  REQUIRE(base.rec(first).payload_offset == 128);
+  with(first, [](Record& r) { r.payload_offset = 192; });
+  with(first, [](Record& r) { r.payload_offset = 64; });
   with(rnd, [](Record& r) { r.total_bits = 8; });
   with(norm, [](Record& r) { r.n_threads = 1; });
   with(emp, [](Record& r) { r.encoding = kZstd; });
@@ -599,18 +608,43 @@ TEST_CASE("container rules: Df11BadBlockOffsets", "[container]") {
   set(down, 1, g.n);  // block 0 takes everything... then block 1 decreases? no: equal is allowed
   set(down, 1, entry(down, 2) + 1);
   expect_open(down, Error::Df11BadBlockOffsets);
-  Box huge;  // a block holding more weights than 64 chunks of shortest codes allow
+}
+
+TEST_CASE("container rules: Df11BadBlockOffsets: at most ceil(65536 / shortest code length) weights in a block",
+          "[container]") {
+  // A tensor longer than the cap: 60000 weights of 8 equally common
+  // exponents, so every code is 3 bits and a block may hold at most
+  // ceil(65536 / 3) = 21846 weights. (The reference tensor "big" is shorter
+  // than its own cap, so the rule needs a container of its own.)
+  std::vector<uint16_t> w(60000);
+  uint32_t x = 7;
+  for (size_t i = 0; i < w.size(); ++i) {
+    x = x * 1103515245u + 12345u;
+    w[i] = static_cast<uint16_t>(((x >> 16) & 0x8000u) | ((120u + i % 8) << 7) | ((x >> 8) & 0x7Fu));
+  }
+  df11test::TempDir t;
+  df11test::write_safetensors(t.path + "/w.safetensors", {{"w", "BF16", {w.size()}, bf16_bytes(w)}});
+  Options o;
+  o.threads = 1;
+  REQUIRE(compress(t.path + "/w.safetensors", t.path + "/w.df11", o, nullptr).ok());
+  const Box base(df11test::read_file(t.path + "/w.df11"));
+  const size_t i = base.find("w");
+  const uint64_t bo = base.sections(i).block_out, cl = base.sections(i).code_lengths;
   int min_len = static_cast<int>(kMaxCodeLength);
-  const uint64_t cl = base.sections(big).code_lengths;
   for (int s = 0; s < 256; ++s) {
     const int l = (base.b[cl + s / 2] >> (4 * (s % 2))) & 0xF;
     if (l) min_len = std::min(min_len, l);
   }
+  REQUIRE(min_len == 3);
   const uint64_t cap = div_ceil(uint64_t{kBlockThreads} * kChunkBits, static_cast<uint64_t>(min_len));
-  if (cap + 1 <= g.n) {
-    set(huge, 1, cap + 1);
-    expect_open(huge, Error::Df11BadBlockOffsets);
-  }
+  REQUIRE(cap == 21846);
+  REQUIRE(get_u64(base.b.data() + bo + 16) > cap + 1);  // block 1 ends past it: only the cap is broken
+  Box at_cap(base.b), over(base.b);
+  put_u64(at_cap.b.data() + bo + 8, cap);
+  std::unique_ptr<Reader> r;
+  CHECK(at_cap.open(&r).ok());  // the bound itself is allowed (decoding would fail: not the rule here)
+  put_u64(over.b.data() + bo + 8, cap + 1);
+  expect_open(over, Error::Df11BadBlockOffsets);
 }
 
 TEST_CASE("container rules: Df11StreamCorrupt", "[container]") {

@@ -3,6 +3,7 @@
 // the directory, or a manifest that is not one, is refused before anything
 // is written. (Its tie to each container: manifest_binding_test.cpp.)
 #include <catch2/catch.hpp>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cctype>
@@ -105,6 +106,8 @@ TEST_CASE("manifest rules: a manifest that is not one is DirManifestInvalid; ano
   SECTION("an array") { text = "[]"; }
   SECTION("no format") { j.erase("format"); }
   SECTION("another format") { j["format"] = "df11-manifest-2"; }
+  SECTION("a format that is a number") { j["format"] = 5; }  // was: an exception through the library (Internal)
+  SECTION("a format that is null") { j["format"] = nullptr; }
   SECTION("no files") { j.erase("files"); }
   SECTION("files not an array") { j["files"] = nlohmann::json::object(); }
   SECTION("an entry not an object") { j["files"].push_back("model.safetensors"); }
@@ -249,4 +252,22 @@ TEST_CASE("manifest rules: a path listed as a file and a directory, or inside a 
   }
   p.write(j);
   p.expect_refused(Error::DirManifestInvalid, "config.json");
+}
+
+TEST_CASE("manifest rules: a special file in place of a stored file is DirUnsupportedEntry, as when compressing",
+          "[manifest]") {
+  Packed p;
+  const auto j = p.read();
+  const std::string copied = j["files"][p.first(true)]["stored_as"];
+  REQUIRE(fs::remove(p.packed + "/" + copied));
+  REQUIRE(::mkfifo((p.packed + "/" + copied).c_str(), 0600) == 0);
+  const Status s = decompress(p.packed, p.back, df11test::cpu_options(2), nullptr);
+  INFO(s.message);
+  CHECK(s.code == Error::DirUnsupportedEntry);
+  CHECK(s.message.find(p.packed + "/" + copied + ": is a special file") == 0);
+  CHECK_FALSE(fs::exists(p.back));
+  VerifyReport vr;
+  CHECK(verify(p.packed, "", df11test::cpu_options(2), &vr).code == Error::DirUnsupportedEntry);
+  Report ir;
+  CHECK(info(p.packed, df11test::cpu_options(2), &ir).code == Error::DirUnsupportedEntry);  // was: exit 0
 }

@@ -141,3 +141,20 @@ TEST_CASE("output path: names of up to 255 bytes work, for files and inside dire
   }
   CHECK(df11test::temporaries_in(t.path).empty());
 }
+
+TEST_CASE("output path: a file and a folder that a directory compress would store under one name are refused first",
+          "[output]") {
+  // a.safetensors is stored as a.df11, which the folder a.df11 already is:
+  // refused before anything is written, naming the input entry (was: a late
+  // "output is a directory" naming the output).
+  df11test::TempDir t;
+  const std::string in = t.path + "/in";
+  df11test::make_sample_model(in, df11test::tiny_sample());
+  fs::create_directories(in + "/model-00001-of-00002.df11");
+  const Status s = compress(in, t.path + "/out", df11test::cpu_options(2), nullptr);
+  INFO(s.message);
+  CHECK(s.code == Error::DirUnsupportedEntry);
+  CHECK(s.message.find(in + "/model-00001-of-00002.safetensors: stored as 'model-00001-of-00002.df11'") == 0);
+  CHECK_FALSE(fs::exists(t.path + "/out"));
+  CHECK(df11test::temporaries_in(t.path).empty());
+}

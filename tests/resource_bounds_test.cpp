@@ -274,3 +274,40 @@ TEST_CASE("resource bounds: a real 3 GiB zstd tensor under a 2 GB limit fails cl
   expect_clean(limited("verify m.df11 --device cpu", t.path), 3, "Io");
 }
 #endif
+
+TEST_CASE("resource bounds: a damaged window byte of a large zstd frame is corrupt data, not out of memory",
+          "[resources]") {
+  // A ZSTD tensor large enough to be decoded as a stream (12 MB of F32),
+  // whose frame header's window descriptor is raised to 256 MiB: zstd then
+  // refuses the frame for its window, which a genuine frame (the test above)
+  // also gets. The stored frame's XXH64 tells them apart: this is damage,
+  // Df11ZstdCorrupt, exit 1 (was: Io, exit 3, "out of memory").
+  df11test::TempDir t;
+  const uint64_t n = 3'000'000;
+  std::vector<float> v(n);
+  for (uint64_t i = 0; i < n; ++i) v[i] = static_cast<float>(i % 1000) * 0.001f;
+  df11test::StEntry e{"w", "F32", {n}, Bytes(n * 4)};
+  std::memcpy(e.bytes.data(), v.data(), n * 4);
+  df11test::write_safetensors(t.path + "/m.safetensors", {e});
+  REQUIRE(compress(t.path + "/m.safetensors", t.path + "/m.df11", Options(), nullptr).ok());
+  Bytes b = df11test::read_file(t.path + "/m.df11");
+  // The one tensor's payload starts at 128: the zstd magic, the frame header
+  // descriptor, then (not single-segment) the window descriptor.
+  REQUIRE(b.size() > 140);
+  REQUIRE(b[128] == 0x28);
+  REQUIRE(b[131] == 0xFD);
+  REQUIRE((b[132] & 0x20) == 0);
+  b[133] = 0x90;  // window 2^(10 + 18) = 256 MiB
+  df11test::write_file(t.path + "/m.df11", b);
+  expect_clean(limited("decompress m.df11 -o out.safetensors", t.path), 1, "Df11ZstdCorrupt");
+  no_output(t.path, "out.safetensors");
+  const Run vr = limited("verify m.df11 --device cpu", t.path);  // a FAILED line, then the summary
+  INFO(vr.err);
+  CHECK(vr.code == 1);
+  CHECK(vr.err.find("Df11ZstdCorrupt") != std::string::npos);
+  CHECK(vr.err.find("(VerifyMismatch)") != std::string::npos);
+  std::unique_ptr<Reader> rd;
+  REQUIRE(Reader::open(t.path + "/m.df11", &rd).ok());
+  std::vector<uint8_t> out(n * 4);
+  CHECK(rd->decode_tensor(0, out.data(), 1).code == Error::Df11ZstdCorrupt);
+}
