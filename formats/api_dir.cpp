@@ -33,7 +33,7 @@ namespace {
 
 // An entry refused by its kind (a link that does not resolve to a regular
 // file, a special file): an error of the run, not a failure of one file.
-bool is_link_error(Error e) {
+bool is_refused_entry(Error e) {
   return e == Error::DirLinkDangling || e == Error::DirLinkToDirectory || e == Error::DirLinkNotRegular ||
          e == Error::DirUnsupportedEntry;
 }
@@ -143,9 +143,7 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   Manifest m;
   Status s = read_manifest(in, &m);
   if (!s.ok()) return s;
-  std::vector<Status> problems;
-  if (s = check_manifest_coverage(in, m, &problems); !s.ok()) return s;
-  if (!problems.empty()) return problems.front();
+  if (s = check_manifest_coverage(in, m, nullptr); !s.ok()) return s;
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
@@ -250,7 +248,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
     const std::string src = in + "/" + e.stored_as;
     const std::string orig = against.empty() ? "" : against + "/" + e.path;
     Status st = check_input_file(in, e.stored_as);
-    if (!st.ok() && is_link_error(st.code)) return hard[i] = st;  // refused input; a missing file is a failure below
+    if (!st.ok() && is_refused_entry(st.code)) return hard[i] = st;  // refused input; a missing file is a failure below
     std::string hex;
     if (e.stored_as != e.path) {
       Sha256 sha;
@@ -429,7 +427,7 @@ Status info(const std::string& in, const Options& opt, Report* report) {
     FileReport fr;
     fr.path = e.path;
     s = check_input_file(in, e.stored_as);
-    if (!s.ok() && is_link_error(s.code)) return s;
+    if (!s.ok() && is_refused_entry(s.code)) return s;
     if (e.stored_as != e.path) {
       s = info_one(in + "/" + e.stored_as, opt, &fr);
       if (!s.ok()) return s;

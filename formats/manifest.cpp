@@ -131,6 +131,11 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
 }
 
 Status check_manifest_coverage(const std::string& in, const Manifest& m, std::vector<Status>* problems) {
+  if (!problems) {
+    std::vector<Status> found;
+    const Status s = check_manifest_coverage(in, m, &found);
+    return !s.ok() || found.empty() ? s : found.front();
+  }
   std::set<std::string> stored, paths;
   for (const auto& e : m.files) {
     stored.insert(e.stored_as);

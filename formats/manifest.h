@@ -55,9 +55,9 @@ Status manifest_from_json(const std::string& text, const std::string& label, Man
 // file: DirIndexMissingShard). Other files the manifest does not list, such
 // as a model card or a .gitattributes that a model hub adds, are not df11's
 // and are left alone. Each problem is one status naming the file in
-// *problems (decompress, export and the C API refuse the first; verify
-// reports each); the return value is an error that stops the check (a
-// folder that cannot be listed).
+// *problems (verify reports each); with problems null (decompress, export,
+// the C API) the first problem is the return value. Otherwise the return
+// value is an error that stops the check (a folder that cannot be listed).
 Status check_manifest_coverage(const std::string& dir, const Manifest& m, std::vector<Status>* problems);
 
 }  // namespace df11
