@@ -13,6 +13,7 @@
 #include <iostream>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "bench_command.h"
 #include "df11.h"
@@ -34,12 +35,14 @@ const char* kExitCodes =
 
 const char* kPipes =
     "Pipes, as in zstd: '-' as IN reads standard input; '-o -' or -c writes\n"
-    "standard output (the default when IN is '-'). The library needs files, so\n"
-    "a pipe is spooled to a private directory in $TMPDIR (default /tmp), which\n"
-    "is removed on exit, error, SIGINT or SIGTERM; a .safetensors file restored\n"
-    "to stdout is written only once it has been checked. Binary data is not\n"
-    "written to or read from a terminal unless -f is given. Directories cannot\n"
-    "go through a pipe. A reader that stops early (| head) ends df11 quietly.\n";
+    "standard output (the default when IN is '-'). A named pipe as IN, such\n"
+    "as <(curl ...), is read as stdin is, and needs -o or -c. The library\n"
+    "needs files, so a pipe is spooled to a private directory in $TMPDIR\n"
+    "(default /tmp), which is removed on exit, error, SIGINT or SIGTERM; a\n"
+    ".safetensors file restored to stdout is written only once it has been\n"
+    "checked. Binary data is not written to or read from a terminal unless -f\n"
+    "is given. Directories cannot go through a pipe. A reader that stops early\n"
+    "(| head) ends df11 quietly.\n";
 
 struct Common {
   int verbosity = 1;  // 0 quiet, 1 normal, 2+ verbose
@@ -74,6 +77,32 @@ std::function<void(uint64_t, uint64_t)> progress_bar(const Common& c) {
   };
 }
 
+// A message is one line, whatever bytes a file name holds: a newline or other
+// control character in a path is printed as an escape (\n, \x1b), so that a
+// log reader that takes a line per error gets one, and a terminal is not
+// driven by a name's escape sequences.
+std::string one_line(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char ch : s) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u >= 0x20 && u != 0x7f) {
+      out += ch;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (ch == '\r') {
+      out += "\\r";
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", u);
+      out += hex;
+    }
+  }
+  return out;
+}
+
 int finish(const df11::Status& s, const Common& c, const nlohmann::ordered_json* body) {
   clear_progress_bar();
   if (c.json) {
@@ -83,7 +112,7 @@ int finish(const df11::Status& s, const Common& c, const nlohmann::ordered_json*
     // as U+FFFD rather than making the report impossible (dump would throw).
     std::cout << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << std::endl;
   }
-  if (!s.ok() && c.verbosity >= 0) std::fprintf(stderr, "df11: %s\n", s.message.c_str());
+  if (!s.ok() && c.verbosity >= 0) std::fprintf(stderr, "df11: %s\n", one_line(s.message).c_str());
   return df11::exit_code(s.code);
 }
 
@@ -139,12 +168,17 @@ void print_info(const df11::Report& r) {
 
 df11::Status usage(const std::string& what) { return {df11::Error::Usage, what + " (Usage)"}; }
 
-// The names the user sees for the paths the library got in place of "-".
+// The names the user sees for the paths the library got in place of "-" or
+// of a FIFO.
 struct StdioNames {
-  std::string in_path, out_path;  // "" when not a pipe
+  struct Input {
+    std::string path, label;  // the spool's copy; "<stdin>" or the FIFO's path
+  };
+  std::vector<Input> ins;  // verify --against may have two
+  std::string out_path;    // "" when not a pipe
   std::string out_copy = "<stdout>";  // an I/O error while the library writes the spool's copy
   void apply(std::string& s, const std::string& out_name = "<stdout>") const {
-    if (!in_path.empty()) df11cli::replace_all(s, in_path, "<stdin>");
+    for (const auto& in : ins) df11cli::replace_all(s, in.path, in.label);
     if (!out_path.empty()) df11cli::replace_all(s, out_path, out_name);
   }
   void apply(df11::Status& st) const { apply(st.message); }
@@ -162,7 +196,12 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   using df11cli::is_stdio;
   if (to_stdout && !out.empty() && !is_stdio(out)) return finish(usage("-c and -o FILE both name the output"), c, nullptr);
   const bool in_stdin = is_stdio(in);
+  const bool in_fifo = df11cli::is_fifo(in);
   const bool out_stdout = to_stdout || is_stdio(out) || (in_stdin && out.empty());
+  // The default output name comes from IN's, which for a pipe is /dev/fd/63
+  // or the like: a place no one means.
+  if (in_fifo && out.empty() && !out_stdout)
+    return finish(usage(in + ": is a pipe; name the output with -o OUT, or -c for standard output"), c, nullptr);
   if (out_stdout) {
     std::error_code ec;
     if (!in_stdin && std::filesystem::is_directory(in, ec))
@@ -179,10 +218,10 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   StdioNames names;
   std::string lib_in = in, lib_out = out;
   df11::Status s;
-  if (in_stdin) {
-    s = df11cli::stdin_as_path(spool, compressing ? "stdin.safetensors" : "stdin.df11", &lib_in);
+  if (in_stdin || in_fifo) {
+    s = df11cli::stream_as_path(spool, in, compressing ? "stdin.safetensors" : "stdin.df11", &lib_in);
     if (!s.ok()) return finish(s, c, nullptr);
-    names.in_path = lib_in;
+    names.ins.push_back({lib_in, df11cli::stream_label(in)});
   }
   if (out_stdout) {
     s = spool.create();
@@ -207,16 +246,16 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   return finish(s, c, s.ok() ? &body : nullptr);
 }
 
-// verify / info input: "-" is spooled (or mapped in place when a file was
-// redirected to stdin).
+// verify / info input: "-" or a FIFO is spooled (or mapped in place when a
+// file was redirected to stdin).
 df11::Status stdin_input(df11cli::SpoolDir& spool, const std::string& arg, const char* name, std::string* lib,
                          StdioNames* names) {
   *lib = arg;
-  if (!df11cli::is_stdio(arg)) return df11::Status::Ok();
-  if (isatty(STDIN_FILENO))
+  if (!df11cli::is_stdio(arg) && !df11cli::is_fifo(arg)) return df11::Status::Ok();
+  if (df11cli::is_stdio(arg) && isatty(STDIN_FILENO))
     return {df11::Error::Usage, "<stdin>: is a terminal; refusing to read binary data from it (redirect it) (Usage)"};
-  df11::Status s = df11cli::stdin_as_path(spool, name, lib);
-  if (s.ok()) names->in_path = *lib;
+  df11::Status s = df11cli::stream_as_path(spool, arg, name, lib);
+  if (s.ok()) names->ins.push_back({*lib, df11cli::stream_label(arg)});
   return s;
 }
 
@@ -334,7 +373,7 @@ static int run(int argc, char** argv) {
     names.apply(s);
     for (auto& f : r.failures) names.apply(f);
     if (!c.json && c.verbosity >= 0)
-      for (const auto& f : r.failures) std::fprintf(stderr, "FAILED %s\n", f.c_str());
+      for (const auto& f : r.failures) std::fprintf(stderr, "FAILED %s\n", one_line(f).c_str());
     if (s.ok() && c.verbosity >= 1 && !c.json) {
       std::fprintf(stderr, "%s: OK (%" PRIu64 " file(s), %" PRIu64 " tensors%s%s%s",
                    df11cli::is_stdio(in) ? "<stdin>" : in.c_str(), r.files_checked, r.tensors_checked,

@@ -86,30 +86,46 @@ df11::Status SpoolDir::create() {
   return df11::Status::Ok();
 }
 
-df11::Status stdin_as_path(SpoolDir& spool, const std::string& name, std::string* path) {
+bool is_fifo(const std::string& arg) {
   struct stat st {};
-  if (fstat(STDIN_FILENO, &st) != 0) return fail(df11::Error::Io, "<stdin>", std::string("cannot stat: ") + std::strerror(errno));
-  // A redirected regular file can be mapped where it is: no copy. (At another
-  // offset, as after `{ head -c 8; df11 compress -; } < F`, only the rest is
-  // the input, so it is copied like a pipe.)
-  if (S_ISREG(st.st_mode) && lseek(STDIN_FILENO, 0, SEEK_CUR) == 0 && ::access("/dev/stdin", R_OK) == 0) {
-    *path = "/dev/stdin";
-    return df11::Status::Ok();
+  return !is_stdio(arg) && ::stat(arg.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+df11::Status stream_as_path(SpoolDir& spool, const std::string& arg, const std::string& name, std::string* path) {
+  const std::string label = stream_label(arg);
+  int in_fd = STDIN_FILENO;
+  Fd opened(-1);
+  if (!is_stdio(arg)) {
+    // Blocking open: a FIFO's writer may not have started yet (it is the
+    // other side of `<(...)`), and waiting for it is what the user asked for.
+    opened.fd = ::open(arg.c_str(), O_RDONLY | O_CLOEXEC);
+    if (opened.fd < 0) return fail(df11::Error::Io, label, std::string("cannot open: ") + std::strerror(errno));
+    in_fd = opened.fd;
+  } else {
+    struct stat st {};
+    if (fstat(STDIN_FILENO, &st) != 0) return fail(df11::Error::Io, label, std::string("cannot stat: ") + std::strerror(errno));
+    // A redirected regular file can be mapped where it is: no copy. (At
+    // another offset, as after `{ head -c 8; df11 compress -; } < F`, only the
+    // rest is the input, so it is copied like a pipe.)
+    if (S_ISREG(st.st_mode) && lseek(STDIN_FILENO, 0, SEEK_CUR) == 0 && ::access("/dev/stdin", R_OK) == 0) {
+      *path = "/dev/stdin";
+      return df11::Status::Ok();
+    }
   }
   df11::Status s = spool.create();
   if (!s.ok()) return s;
   *path = spool.file(name);
   Fd out(::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  const std::string copy = spool.label("<stdin>");
+  const std::string copy = spool.label(label);
   if (out.fd < 0) return fail(df11::Error::Io, copy, std::string("cannot create: ") + std::strerror(errno));
   std::vector<uint8_t> buf(size_t{1} << 20);
   for (;;) {
-    if (df11::interrupted()) return interrupted("<stdin>");
-    const ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
+    if (df11::interrupted()) return interrupted(label);
+    const ssize_t n = ::read(in_fd, buf.data(), buf.size());
     if (n == 0) break;
     if (n < 0) {
       if (errno == EINTR) continue;  // the loop head looks at the flag
-      return fail(df11::Error::Io, "<stdin>", std::string("read failed: ") + std::strerror(errno));
+      return fail(df11::Error::Io, label, std::string("read failed: ") + std::strerror(errno));
     }
     s = write_all(out.fd, buf.data(), static_cast<size_t>(n), copy, nullptr);
     if (!s.ok()) return s;

@@ -11,6 +11,14 @@ namespace df11cli {
 
 inline bool is_stdio(const std::string& arg) { return arg == "-"; }
 
+// A named pipe given as IN: process substitution (`df11 compress <(curl ...)`
+// names /dev/fd/63), /dev/stdin on a pipe, or a mkfifo. It is read once, into
+// the spool, as "-" is. (Devices and sockets stay refused by the library.)
+bool is_fifo(const std::string& arg);
+
+// How messages name an input stream: "<stdin>" for "-", else the path.
+inline std::string stream_label(const std::string& arg) { return is_stdio(arg) ? "<stdin>" : arg; }
+
 // zstd's rule: binary data is never written to (or read from) a terminal
 // unless forced. Returns "" when allowed, else the message for a usage error.
 std::string terminal_refusal(bool binary_out_to_stdout, bool stdout_is_terminal, bool binary_in_from_stdin,
@@ -28,16 +36,17 @@ class SpoolDir {
   // How messages name the spool's copy of a stream: a failure to write it
   // (disk full, ulimit -f) is about $TMPDIR, not the pipe, e.g.
   // "<stdout> (its copy in $TMPDIR=/tmp)".
-  std::string label(const char* stream) const { return std::string(stream) + " (its copy in $TMPDIR=" + base_ + ")"; }
+  std::string label(const std::string& stream) const { return stream + " (its copy in $TMPDIR=" + base_ + ")"; }
 
  private:
   std::string dir_, base_;
 };
 
-// A path the library can open for the data on standard input. A regular file
-// redirected to stdin (`< FILE`, at offset 0) is used in place; anything else
-// (a pipe, a socket) is copied into spool/name first.
-df11::Status stdin_as_path(SpoolDir& spool, const std::string& name, std::string* path);
+// A path the library can open for the data of the stream `arg` ("-" for
+// standard input, or a FIFO's path). A regular file redirected to stdin
+// (`< FILE`, at offset 0) is used in place; anything else (a pipe, a socket)
+// is copied into spool/name first.
+df11::Status stream_as_path(SpoolDir& spool, const std::string& arg, const std::string& name, std::string* path);
 
 enum class CopyEnd { Done, ReaderGone };
 // Copies a finished file to standard output. A reader that closed the pipe

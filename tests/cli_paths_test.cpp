@@ -141,6 +141,16 @@ TEST_CASE("cli: --json reports stay valid JSON when a file name is not UTF-8", "
   CHECK(nlohmann::json::parse(r.out)["ok"] == false);
 }
 
+TEST_CASE("cli: a control character in a file name is escaped, so that every message stays one line",
+          "[cli][paths]") {
+  df11test::TempDir t;
+  df11test::write_file(t.path + "/bad\nname\x1b[31m.safetensors", {'a', 'b', 'c'});
+  const Run r = df11("compress \"$(printf 'bad\\nname\\033[31m.safetensors')\" -o x.df11", t.path);
+  CHECK(r.code == 3);
+  CHECK(r.err == "df11: bad\\nname\\x1b[31m.safetensors: file is 3 bytes, shorter than the 8-byte header length "
+                 "(StTruncated)\n");
+}
+
 TEST_CASE("cli: DIR/ and DIR/. name DIR, for -o and for the default output", "[cli][paths]") {
   df11test::TempDir t;
   fs::create_directories(t.path + "/md");

@@ -134,6 +134,44 @@ TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are
   CHECK(df11test::temporaries_in(w.dir).empty());
 }
 
+TEST_CASE("pipes: a named pipe as IN (<(...), mkfifo) is read once, as stdin is, and named in messages",
+          "[cli][pipes]") {
+  Work w;
+  model(w.dir + "/m.safetensors", 300000);
+  REQUIRE(w.run("\"$D\" compress m.safetensors -o ref.df11").code == 0);
+  const Bytes orig = df11test::read_file(w.dir + "/m.safetensors"), ref = df11test::read_file(w.dir + "/ref.df11");
+  Sh r = w.run("\"$D\" compress <(cat m.safetensors) -o a.df11");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(df11test::read_file(w.dir + "/a.df11") == ref);
+  r = w.run("\"$D\" decompress <(cat ref.df11) -c >a.safetensors");
+  REQUIRE(r.code == 0);
+  CHECK(df11test::read_file(w.dir + "/a.safetensors") == orig);
+  r = w.run("\"$D\" verify <(cat ref.df11) --against <(cat m.safetensors) --device cpu");
+  CHECK(r.code == 0);
+  CHECK(r.err.find("/dev/fd/") == 0);  // "/dev/fd/N: OK (...)"
+  r = w.run("\"$D\" info <(cat ref.df11) >info.txt");
+  CHECK(r.code == 0);
+  CHECK(df11test::read_text(w.dir + "/info.txt").find("bf16-huffman") != std::string::npos);
+  // A named FIFO made with mkfifo, written by another process.
+  r = w.run("mkfifo p.safetensors && (cat m.safetensors >p.safetensors &) && \"$D\" compress p.safetensors -o p.df11");
+  REQUIRE(r.code == 0);
+  CHECK(df11test::read_file(w.dir + "/p.df11") == ref);
+
+  // Its own name in messages, not the spool's.
+  r = w.run("\"$D\" compress <(printf abc) -o x.df11");
+  CHECK(r.code == 3);
+  CHECK(r.err.find("df11: /dev/fd/") == 0);
+  CHECK(r.err.find(": file is 3 bytes, shorter than the 8-byte header length (StTruncated)\n") != std::string::npos);
+  CHECK_FALSE(fs::exists(w.dir + "/x.df11"));
+  // No -o: the default name would come from /dev/fd/N, so it is asked for.
+  r = w.run("\"$D\" compress <(cat m.safetensors)");
+  CHECK(r.code == 2);
+  CHECK(r.err.find(": is a pipe; name the output with -o OUT, or -c for standard output (Usage)\n") != std::string::npos);
+  CHECK(w.spool_empty());
+  CHECK(df11test::temporaries_in(w.dir).empty());
+}
+
 TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves nothing in TMPDIR", "[cli][pipes]") {
   Work w;
   model(w.dir + "/m.safetensors", 20000);
