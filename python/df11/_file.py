@@ -62,8 +62,12 @@ class File(_lib.OwnsHandle):
             self._index[entry["name"]] = i
 
     # ---- listing -----------------------------------------------------------
+    # After close() every question is an error, as for safetensors' safe_open
+    # and Python's files: a closed File answering names() but not read() would
+    # hide the bug until the first read.
     def names(self):
         """Tensor names in the model's order (shard order, then data order)."""
+        self._check_open()
         return [e["name"] for e in self._infos]
 
     def info(self, name):
@@ -83,10 +87,15 @@ class File(_lib.OwnsHandle):
         return i
 
     def __contains__(self, name):
+        self._check_open()
         return isinstance(name, str) and name in self._index
 
     def __len__(self):
+        self._check_open()
         return len(self._infos)
+
+    def __bool__(self):  # not len(): `if f:` on a closed or empty File is no error
+        return True
 
     # ---- decoding ------------------------------------------------------------
     def read(self, name, device=None, threads=0):

@@ -194,9 +194,14 @@ def test_error_unknown_tensor_and_closed_file(df11mod, sample_file):
 def test_context_manager_closes(df11mod, sample_file):
     _, packed = sample_file
     with df11mod.open(packed) as f:
-        pass
-    with pytest.raises(df11mod.UsageError):
-        f.names() and f.read("f32.bias")
+        assert len(f) > 0 and "f32.bias" in f
+    # Every question after close is an error, the listing ones too.
+    for ask in (f.names, lambda: len(f), lambda: "f32.bias" in f, lambda: f.info("f32.bias"),
+                lambda: f.read("f32.bias"), lambda: f.read_numpy(0)):
+        with pytest.raises(df11mod.UsageError) as e:
+            ask()
+        assert e.value.message == f"df11: {packed}: file is closed"
+    assert f  # truthiness is not a question
 
 
 def test_cuda_read_without_torch_or_gpu_is_an_error(df11mod, sample_file):
