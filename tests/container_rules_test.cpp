@@ -345,19 +345,38 @@ TEST_CASE("container rules: Df11BadHeaderField", "[container]") {
     }
   }
   SECTION("json_size above 100,000,000, tensor_count above json_size") {
+    // The meta block's declared size then disagrees too, which is the same
+    // error: the message says that the cap itself refused it, before the
+    // meta block was looked at.
+    auto expect_range = [](const Box& box) {
+      std::unique_ptr<Reader> r;
+      const Status s = box.open(&r);
+      check_message(s, Error::Df11BadHeaderField);
+      CHECK(s.message.find("json_size or tensor_count out of range") != std::string::npos);
+    };
     Box a;
     FixedHeader h = a.fh();
     h.json_size = 100'000'001;
     h.original_size += 100'000'001;
     a.set_fh(h);
     a.fix_checksum();
-    expect_open(a, Error::Df11BadHeaderField);
+    expect_range(a);
+    Box at_cap;  // the cap itself passes that rule, and fails the meta block's size
+    h = at_cap.fh();
+    h.json_size = 100'000'000;
+    h.original_size += 100'000'000;
+    at_cap.set_fh(h);
+    at_cap.fix_checksum();
+    std::unique_ptr<Reader> r;
+    const Status s = at_cap.open(&r);
+    check_message(s, Error::Df11BadHeaderField);
+    CHECK(s.message.find("meta block does not declare JSON + index size") != std::string::npos);
     Box c;
     h = c.fh();
     h.tensor_count = h.json_size + 1;
     c.set_fh(h);
     c.fix_checksum();
-    expect_open(c, Error::Df11BadHeaderField);
+    expect_range(c);
   }
   SECTION("original_size smaller than its header") {
     Box box;
@@ -583,6 +602,40 @@ TEST_CASE("container rules: Df11BadGaps", "[container]") {
     set_nibble(box.b, gaps, 4, static_cast<uint8_t>(old == 11 ? 0 : old + 1));
     expect_decode(box, big, Error::Df11BadGaps);
   }
+}
+
+TEST_CASE("container rules: Df11BadGaps: a chunk's first code starts before total_bits", "[container]") {
+  // 1025 weights of 8 equally common exponents: every code is 3 bits, so
+  // total_bits = 3075 and chunk 3 holds bits 3072-3074, with its first code
+  // at gap 0. A gap of 2 still starts inside the stream (the decoder then
+  // finds the chunks disagree); a gap of 3 starts at total_bits, which the
+  // reader refuses at open. (The reference tensors' last chunks hold more
+  // bits than any gap can reach, so the rule needs a container of its own.)
+  std::vector<uint16_t> w(1025);
+  uint32_t x = 11;
+  for (size_t i = 0; i < w.size(); ++i) {
+    x = x * 1103515245u + 12345u;
+    w[i] = static_cast<uint16_t>(((x >> 16) & 0x8000u) | ((120u + i % 8) << 7) | ((x >> 8) & 0x7Fu));
+  }
+  df11test::TempDir t;
+  df11test::write_safetensors(t.path + "/w.safetensors", {{"w", "BF16", {w.size()}, bf16_bytes(w)}});
+  Options o;
+  o.threads = 1;
+  REQUIRE(compress(t.path + "/w.safetensors", t.path + "/w.df11", o, nullptr).ok());
+  const Box base(df11test::read_file(t.path + "/w.df11"));
+  const size_t i = base.find("w");
+  const Record rec = base.rec(i);
+  REQUIRE(rec.total_bits == 3075);
+  REQUIRE(rec.n_threads == 4);
+  const uint64_t gaps = base.sections(i).gaps;
+  REQUIRE(((base.b[gaps + 1] >> 4) & 0xF) == 0);
+  Box inside(base.b), at_end(base.b);
+  set_nibble(inside.b, gaps, 3, 2);
+  std::unique_ptr<Reader> r;
+  CHECK(inside.open(&r).ok());
+  expect_decode(inside, i, Error::Df11BadGaps);
+  set_nibble(at_end.b, gaps, 3, 3);
+  expect_open(at_end, Error::Df11BadGaps);
 }
 
 TEST_CASE("container rules: Df11BadBlockOffsets", "[container]") {
