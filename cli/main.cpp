@@ -21,10 +21,12 @@
 #include "export_command.h"
 #include "report_json.h"
 #include "stdio_spool.h"
+#include "terminal_text.h"
 
 namespace {
 
 using df11cli::human_bytes;
+using df11cli::one_line;
 
 const char* kExitCodes =
     "Exit codes:\n"
@@ -38,7 +40,7 @@ const char* kPipes =
     "standard output (the default when IN is '-'). A named pipe as IN, such\n"
     "as <(curl ...), is read as stdin is, and needs -o or -c. The library\n"
     "needs files, so a pipe is spooled to a private directory in $TMPDIR\n"
-    "(default /tmp), which is removed on exit, error, SIGINT or SIGTERM; a\n"
+    "(default /tmp), which is removed on exit, error, SIGINT, SIGTERM, SIGHUP; a\n"
     ".safetensors file restored to stdout is written only once it has been\n"
     "checked. Binary data is not written to or read from a terminal unless -f\n"
     "is given. Directories cannot go through a pipe. A reader that stops early\n"
@@ -77,32 +79,6 @@ std::function<void(uint64_t, uint64_t)> progress_bar(const Common& c) {
   };
 }
 
-// A message is one line, whatever bytes a file name holds: a newline or other
-// control character in a path is printed as an escape (\n, \x1b), so that a
-// log reader that takes a line per error gets one, and a terminal is not
-// driven by a name's escape sequences.
-std::string one_line(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (const char ch : s) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (u >= 0x20 && u != 0x7f) {
-      out += ch;
-    } else if (ch == '\n') {
-      out += "\\n";
-    } else if (ch == '\t') {
-      out += "\\t";
-    } else if (ch == '\r') {
-      out += "\\r";
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", u);
-      out += hex;
-    }
-  }
-  return out;
-}
-
 int finish(const df11::Status& s, const Common& c, const nlohmann::ordered_json* body) {
   clear_progress_bar();
   if (c.json) {
@@ -132,7 +108,7 @@ void print_sizes(const df11::Report& r, const Common& c, bool compressing) {
   auto to = [&](const auto& x) { return compressing ? x.stored_bytes : x.original_bytes; };
   if (c.verbosity >= 2)
     for (const auto& f : r.files)
-      std::fprintf(stderr, "  %s: %s -> %s\n", f.path.c_str(), human_bytes(from(f)).c_str(), human_bytes(to(f)).c_str());
+      std::fprintf(stderr, "  %s: %s -> %s\n", one_line(f.path).c_str(), human_bytes(from(f)).c_str(), human_bytes(to(f)).c_str());
   const double pct = r.original_bytes ? 100.0 * static_cast<double>(r.stored_bytes) / static_cast<double>(r.original_bytes) : 0;
   std::fprintf(stderr, "%s %zu file(s): %s -> %s (%.2f%% of the original) in %.2f s\n",
                compressing ? "compressed" : "restored", r.files.size(), human_bytes(from(r)).c_str(),
@@ -141,7 +117,7 @@ void print_sizes(const df11::Report& r, const Common& c, bool compressing) {
 
 void print_info(const df11::Report& r) {
   for (const auto& f : r.files) {
-    std::printf("%s\n", f.path.c_str());
+    std::printf("%s\n", one_line(f.path).c_str());
     if (!f.is_safetensors) {
       std::printf("  (stored verbatim, %s)\n", human_bytes(f.original_bytes).c_str());
       continue;
@@ -152,10 +128,10 @@ void print_info(const df11::Report& r) {
       for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? "," : "") + std::to_string(t.shape[i]);
       shape += "]";
       if (t.encoding == "bf16-huffman")
-        std::printf("  %-48s %-5s %-18s %-12s %9.3f %8.3f %6u\n", t.name.c_str(), t.dtype.c_str(), shape.c_str(),
+        std::printf("  %-48s %-5s %-18s %-12s %9.3f %8.3f %6u\n", one_line(t.name).c_str(), t.dtype.c_str(), shape.c_str(),
                     t.encoding.c_str(), t.bits_per_weight, t.exponent_entropy, t.longest_code);
       else
-        std::printf("  %-48s %-5s %-18s %-12s %9.3f %8s %6s\n", t.name.c_str(), t.dtype.c_str(), shape.c_str(),
+        std::printf("  %-48s %-5s %-18s %-12s %9.3f %8s %6s\n", one_line(t.name).c_str(), t.dtype.c_str(), shape.c_str(),
                     t.encoding.c_str(), t.bits_per_weight, "-", "-");
     }
     std::printf("  total: %s -> %s (%.2f%%)\n", human_bytes(f.original_bytes).c_str(), human_bytes(f.stored_bytes).c_str(),
@@ -198,10 +174,11 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   const bool in_stdin = is_stdio(in);
   const bool in_fifo = df11cli::is_fifo(in);
   const bool out_stdout = to_stdout || is_stdio(out) || (in_stdin && out.empty());
-  // The default output name comes from IN's, which for a pipe is /dev/fd/63
-  // or the like: a place no one means.
-  if (in_fifo && out.empty() && !out_stdout)
-    return finish(usage(in + ": is a pipe; name the output with -o OUT, or -c for standard output"), c, nullptr);
+  // The default output name comes from IN's, which for a pipe, or for
+  // /dev/stdin on a file, is /dev/fd/63 or the like: a place no one means.
+  if ((in_fifo || df11cli::is_stream_path(in)) && out.empty() && !out_stdout)
+    return finish(usage(in + ": is a pipe or stream; name the output with -o OUT, or -c for standard output"), c,
+                  nullptr);
   if (out_stdout) {
     std::error_code ec;
     if (!in_stdin && std::filesystem::is_directory(in, ec))
@@ -218,6 +195,12 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   StdioNames names;
   std::string lib_in = in, lib_out = out;
   df11::Status s;
+  if ((in_stdin || in_fifo) && !out_stdout) {
+    // Before the stream is read: `curl ... | df11 compress - -o existing.df11`
+    // must not first copy the whole download into $TMPDIR.
+    s = df11::check_file_output(out, c.force);
+    if (!s.ok()) return finish(s, c, nullptr);
+  }
   if (in_stdin || in_fifo) {
     s = df11cli::stream_as_path(spool, in, compressing ? "stdin.safetensors" : "stdin.df11", &lib_in);
     if (!s.ok()) return finish(s, c, nullptr);
@@ -360,8 +343,9 @@ static int run(int argc, char** argv) {
   }
   if (ver->parsed()) {
     opt.device = device;
-    if (df11cli::is_stdio(in) && df11cli::is_stdio(against))
-      return finish(usage("the container and --against cannot both be standard input"), c, nullptr);
+    if (!against.empty() && df11cli::same_stream(in, against))
+      return finish(usage("the container and --against cannot both be standard input (or the same pipe)"), c,
+                    nullptr);
     df11cli::SpoolDir spool;
     StdioNames names;
     std::string lib_in, lib_against;
@@ -376,7 +360,7 @@ static int run(int argc, char** argv) {
       for (const auto& f : r.failures) std::fprintf(stderr, "FAILED %s\n", one_line(f).c_str());
     if (s.ok() && c.verbosity >= 1 && !c.json) {
       std::fprintf(stderr, "%s: OK (%" PRIu64 " file(s), %" PRIu64 " tensors%s%s%s",
-                   df11cli::is_stdio(in) ? "<stdin>" : in.c_str(), r.files_checked, r.tensors_checked,
+                   one_line(df11cli::stream_label(in)).c_str(), r.files_checked, r.tensors_checked,
                    against.empty() ? "" : ", identical to the original", r.device.empty() ? "" : ", device ",
                    r.device.c_str());
       if (r.decode_seconds > 0)

@@ -91,6 +91,23 @@ bool is_fifo(const std::string& arg) {
   return !is_stdio(arg) && ::stat(arg.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
+bool is_stream_path(const std::string& arg) {
+  // Not all of /dev: /dev/shm holds ordinary files (and benchmarks' models).
+  return arg == "/dev/stdin" || arg.rfind("/dev/fd/", 0) == 0 || arg.rfind("/proc/", 0) == 0;
+}
+
+bool same_stream(const std::string& a, const std::string& b) {
+  auto id = [](const std::string& arg, struct stat* st) {
+    return is_stdio(arg) ? ::fstat(STDIN_FILENO, st) == 0 : ::stat(arg.c_str(), st) == 0;
+  };
+  if (is_stdio(a) && is_stdio(b)) return true;
+  struct stat sa {}, sb {};
+  if (!id(a, &sa) || !id(b, &sb) || sa.st_dev != sb.st_dev || sa.st_ino != sb.st_ino) return false;
+  // Both reach one object: a stream when it is a pipe or stdin (a file
+  // redirected to stdin is read once, in place, by the first of them).
+  return S_ISFIFO(sa.st_mode) || S_ISSOCK(sa.st_mode) || S_ISCHR(sa.st_mode) || is_stdio(a) || is_stdio(b);
+}
+
 df11::Status stream_as_path(SpoolDir& spool, const std::string& arg, const std::string& name, std::string* path) {
   const std::string label = stream_label(arg);
   int in_fd = STDIN_FILENO;
@@ -98,7 +115,8 @@ df11::Status stream_as_path(SpoolDir& spool, const std::string& arg, const std::
   if (!is_stdio(arg)) {
     // Blocking open: a FIFO's writer may not have started yet (it is the
     // other side of `<(...)`), and waiting for it is what the user asked for.
-    opened.fd = ::open(arg.c_str(), O_RDONLY | O_CLOEXEC);
+    while ((opened.fd = ::open(arg.c_str(), O_RDONLY | O_CLOEXEC)) < 0 && errno == EINTR)
+      if (df11::interrupted()) return interrupted(label);  // Ctrl-C while no writer had come
     if (opened.fd < 0) return fail(df11::Error::Io, label, std::string("cannot open: ") + std::strerror(errno));
     in_fd = opened.fd;
   } else {
@@ -130,6 +148,9 @@ df11::Status stream_as_path(SpoolDir& spool, const std::string& arg, const std::
     s = write_all(out.fd, buf.data(), static_cast<size_t>(n), copy, nullptr);
     if (!s.ok()) return s;
   }
+  // A signal that came with the end of the stream (the pipe's writer closed
+  // as the signal arrived): read() saw the end first.
+  if (df11::interrupted()) return interrupted(label);
   if (::close(out.fd) != 0) {
     out.fd = -1;
     return fail(df11::Error::Io, copy, std::string("write failed: ") + std::strerror(errno));

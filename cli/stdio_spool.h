@@ -1,7 +1,7 @@
 // "-" on the command line: standard input or output, as in zstd. The library
 // works on paths (it maps inputs, and renames outputs into place), so a pipe
 // is spooled through a private temporary directory in $TMPDIR (default /tmp)
-// that is removed on every exit path: success, error, SIGINT or SIGTERM.
+// that is removed on every exit path: success, error, SIGINT, SIGTERM or SIGHUP.
 #pragma once
 #include <string>
 
@@ -15,6 +15,14 @@ inline bool is_stdio(const std::string& arg) { return arg == "-"; }
 // names /dev/fd/63), /dev/stdin on a pipe, or a mkfifo. It is read once, into
 // the spool, as "-" is. (Devices and sockets stay refused by the library.)
 bool is_fifo(const std::string& arg);
+
+// A path that names a stream rather than a file: /dev/stdin, /dev/fd/N,
+// /proc/self/fd/N (anything under /proc). No output name can be made from it.
+bool is_stream_path(const std::string& arg);
+
+// Whether two input arguments would read one stream: "-" and /dev/stdin, or
+// one pipe named twice. (A regular file named twice is fine.)
+bool same_stream(const std::string& a, const std::string& b);
 
 // How messages name an input stream: "<stdin>" for "-", else the path.
 inline std::string stream_label(const std::string& arg) { return is_stdio(arg) ? "<stdin>" : arg; }

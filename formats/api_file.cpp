@@ -34,6 +34,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+Status check_file_output(const std::string& out, bool overwrite) {
+  AtomicOutputFile probe;  // its destructor removes the temporary
+  return probe.open(out, overwrite);
+}
+
 std::string default_output_path(const std::string& in, bool compressing) {
   std::string base = in;
   while (base.size() > 1 && base.back() == '/') base.pop_back();

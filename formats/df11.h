@@ -105,15 +105,23 @@ Status verify(const std::string& in, const std::string& against, const Options& 
 // Per-tensor statistics of a .df11 file or df11 directory.
 Status info(const std::string& in, const Options& opt, Report* report);
 
-// Installs SIGINT/SIGTERM handlers: running operations then stop at the next
-// tensor, remove their temporary output and return Error::Interrupted.
+// Installs SIGINT/SIGTERM/SIGHUP handlers: running operations then stop at the
+// next tensor, remove their temporary output and return Error::Interrupted.
 void install_interrupt_handlers();
-// True once SIGINT or SIGTERM has arrived (after install_interrupt_handlers),
+// True once SIGINT, SIGTERM or SIGHUP has arrived (after install_interrupt_handlers),
 // so that a caller's own loops (the CLI's pipe copies) stop and clean up too.
 bool interrupted() noexcept;
 
 // Default output path for a single file: "x.safetensors" -> "x.df11".
 std::string default_output_path(const std::string& in, bool compressing);
+
+// The checks that compress and decompress make on a file output before any
+// work (a link, a device, FIFO or socket, a directory, an existing file
+// without overwrite, a folder that cannot take the output's temporary file),
+// with the same errors. For a caller that must read a stream before calling
+// them (the CLI spools a pipe), so that a run bound to fail fails before the
+// stream is read. Creates and removes a temporary file beside `out`.
+Status check_file_output(const std::string& out, bool overwrite);
 
 // ---- Reader: a mapped, fully validated container ---------------------------
 // Sections are 64-byte aligned views into the mapping, ready for upload.

@@ -59,8 +59,15 @@ void install_interrupt_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  // SIGHUP (a closed terminal, a dropped ssh session) stops as cleanly, so
+  // that no temporary output or spooled pipe is left behind. A signal the
+  // caller ignores stays ignored: `nohup df11 ...`, and the SIGINT that a
+  // shell ignores for `df11 ... &`, must not start stopping it.
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    sigaction(sig, &sa, nullptr);
+  }
 }
 
 Status make_status(Error e, const std::string& label, const std::string& what) {

@@ -143,7 +143,7 @@ class AtomicOutputFile {
   uint64_t offset_ = 0;
 };
 
-// Set by SIGINT/SIGTERM (see install_interrupt_handlers); long loops poll it
+// Set by SIGINT/SIGTERM/SIGHUP (see install_interrupt_handlers); long loops poll it
 // and unwind with Error::Interrupted so that RAII removes temporaries.
 bool interrupted() noexcept;
 Status interrupted_status(const std::string& label);

@@ -149,6 +149,29 @@ TEST_CASE("cli: a control character in a file name is escaped, so that every mes
   CHECK(r.code == 3);
   CHECK(r.err == "df11: bad\\nname\\x1b[31m.safetensors: file is 3 bytes, shorter than the 8-byte header length "
                  "(StTruncated)\n");
+  // A C1 control (U+009B, the one-character CSI) as well; other UTF-8 passes.
+  df11test::write_file(t.path + "/c1\xc2\x9b-\xc3\xa9.safetensors", {'a', 'b', 'c'});
+  const Run c1 = df11("compress \"$(printf 'c1\\302\\233-\\303\\251.safetensors')\" -o y.df11", t.path);
+  CHECK(c1.code == 3);
+  CHECK(c1.err.find("df11: c1\\xc2\\x9b-\xc3\xa9.safetensors: file is 3 bytes") == 0);
+  // Tensor names in `info`, and file names in the lines of verify and -v.
+  const std::string odd = "w\nx\x1b";
+  const auto w16 = df11test::gaussian_bf16(4096, 0.02, 3);
+  Bytes wb(w16.size() * 2);
+  std::memcpy(wb.data(), w16.data(), wb.size());
+  df11test::write_safetensors(t.path + "/n\x1b.safetensors", {{odd, "BF16", {4096}, wb}});
+  Run v = df11("compress -v \"$(printf 'n\\033.safetensors')\" -o odd.df11", t.path);
+  REQUIRE(v.code == 0);
+  CHECK(v.err.find("n\\x1b.safetensors: ") != std::string::npos);
+  CHECK(v.err.find('\x1b') == std::string::npos);
+  v = df11("info odd.df11", t.path);
+  REQUIRE(v.code == 0);
+  CHECK(v.out.find("w\\nx\\x1b ") != std::string::npos);
+  CHECK(v.out.find('\x1b') == std::string::npos);
+  fs::rename(t.path + "/odd.df11", t.path + "/o\nd.df11");
+  v = df11("verify --device cpu \"$(printf 'o\\nd.df11')\"", t.path);
+  REQUIRE(v.code == 0);
+  CHECK(v.err.find("o\\nd.df11: OK (") == 0);
 }
 
 TEST_CASE("cli: DIR/ and DIR/. name DIR, for -o and for the default output", "[cli][paths]") {

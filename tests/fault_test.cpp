@@ -95,6 +95,9 @@ Child spawn(const std::vector<std::string>& args, const std::string& dir, const 
     if (o.as_nobody && geteuid() == 0) {
       if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(122);
     }
+    // What a user's shell gives: a test runner may ignore SIGINT, and df11
+    // (like sort or zstd) leaves an ignored signal ignored.
+    for (const int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
     execv(bin.c_str(), argv.data());
     _exit(127);
   }
