@@ -1,7 +1,6 @@
 #include "export_command.h"
 #include "human_bytes.h"
 #include "stdio_spool.h"
-#include "terminal_text.h"
 
 #include <cstdio>
 
@@ -87,17 +86,17 @@ df11::Status run_export(const ExportArgs& a, const df11::ExportOptions& opt_in, 
       cw += u.stored_bytes;
     }
     if (!u.compressed)
-      std::fprintf(stderr, "  %s: stored uncompressed (%s: %s)\n", one_line(u.module).c_str(), u.limit.c_str(),
-                   one_line(u.detail).c_str());
+      std::fprintf(stderr, "  %s: stored uncompressed (%s: %s)\n", df11::one_line(u.module).c_str(), u.limit.c_str(),
+                   df11::one_line(u.detail).c_str());
     for (const auto& adj : u.adjustments)
-      std::fprintf(stderr, "  %s: %s\n", one_line(u.module).c_str(), one_line(adj).c_str());
+      std::fprintf(stderr, "  %s: %s\n", df11::one_line(u.module).c_str(), df11::one_line(adj).c_str());
     if (verbosity >= 2 && u.compressed && u.adjustments.empty())
       std::fprintf(stderr, "  %s: %s -> %s (%.2f%%), %u tables, codes <= %u bits, %llu bytes of shared memory\n",
-                   one_line(u.module).c_str(), human_bytes(u.original_bytes).c_str(), human_bytes(u.stored_bytes).c_str(),
+                   df11::one_line(u.module).c_str(), human_bytes(u.original_bytes).c_str(), human_bytes(u.stored_bytes).c_str(),
                    100.0 * static_cast<double>(u.stored_bytes) / static_cast<double>(u.original_bytes), u.n_luts,
                    u.max_code_length, static_cast<unsigned long long>(u.shared_mem_bytes));
   }
-  for (const auto& f : r.files_skipped) std::fprintf(stderr, "  not copied: %s\n", one_line(f).c_str());
+  for (const auto& f : r.files_skipped) std::fprintf(stderr, "  not copied: %s\n", df11::one_line(f).c_str());
   std::fprintf(stderr,
                "exported %zu DFloat11 unit(s) (%zu stored uncompressed): weights %s -> %s (%.2f%%); "
                "model files %s -> %s in %.2f s\n",

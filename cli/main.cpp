@@ -21,12 +21,11 @@
 #include "export_command.h"
 #include "report_json.h"
 #include "stdio_spool.h"
-#include "terminal_text.h"
 
 namespace {
 
 using df11cli::human_bytes;
-using df11cli::one_line;
+using df11::one_line;
 
 const char* kExitCodes =
     "Exit codes:\n"

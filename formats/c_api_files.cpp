@@ -18,7 +18,7 @@ thread_local const char* g_static_error = nullptr;
 }
 
 df11_status fail(Error e, const std::string& message) {
-  g_last_error = message;
+  g_last_error = one_line(message);  // the header promises one line; names may hold anything
   g_static_error = nullptr;
   return static_cast<df11_status>(e);
 }

@@ -112,6 +112,15 @@ void install_interrupt_handlers();
 // so that a caller's own loops (the CLI's pipe copies) stop and clean up too.
 bool interrupted() noexcept;
 
+// s with every control character escaped: C0 and DEL as \n, \t, \r or \xNN,
+// and the C1 controls (U+0080-U+009F, UTF-8 C2 80-C2 9F) as \xc2\xNN; other
+// bytes, UTF-8 or not, unchanged. The command prints every message and name
+// through it, and the C API's df11_last_error holds messages passed through
+// it, so that a file or tensor name cannot break a message's one line, nor
+// drive a terminal with its escape sequences. (Status::message itself holds
+// the names as they are, for callers that compare them.)
+std::string one_line(const std::string& s);
+
 // Default output path for a single file: "x.safetensors" -> "x.df11".
 std::string default_output_path(const std::string& in, bool compressing);
 

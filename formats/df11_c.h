@@ -5,7 +5,7 @@
  *  - Every function that can fail returns a df11_status: 0 (DF11_OK) or the
  *    numeric value of a df11 error (codec/df11_errors.h order; values are
  *    stable, new codes are only ever appended). df11_status_name() gives its
- *    stable name ("Df11BadMagic"), df11_last_error() a one-line message on
+ *    stable name ("Df11BadMagic"), df11_last_error() a one-line message (control characters in names escaped: \\n, \\xNN) on
  *    the calling thread naming the file, the tensor and the rule broken.
  *  - Sizes and counts are 64-bit. Strings are UTF-8, NUL-terminated, and
  *    owned by the object they came from.

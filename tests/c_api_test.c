@@ -398,6 +398,29 @@ static void input_file_tests(const char* cli, const char* dir, const char* model
     for (int i = 0; i < 3; ++i) free(nul[i].bytes);
   }
 
+  /* A name with control characters ("a\nb" + ESC) is a C string: the file
+   * opens, and a message naming the tensor stays one line, the characters
+   * escaped as the command prints them. */
+  {
+    Tensor odd[1];
+    odd[0] = make_bf16("a\\nb\\u001b", 64, 64, 0);
+    snprintf(path, sizeof path, "%s/odd.safetensors", dir);
+    write_safetensors(path, odd, 1);
+    run("'%s' compress -q -f '%s'", cli, path);
+    snprintf(path, sizeof path, "%s/odd.df11", dir);
+    df11_file* f = NULL;
+    CHECK(df11_open(path, &f) == DF11_OK);
+    if (f) {
+      uint64_t index = 99;
+      CHECK(df11_find_tensor(f, "a\nb\x1b", &index) == DF11_OK && index == 0);
+      uint16_t small[4];
+      EXPECT_ERROR(df11_decode_host(f, 0, small, sizeof small, 1), "Usage", "tensor 'a\\nb\\x1b'");
+      CHECK(strchr(df11_last_error(), '\n') == NULL && strchr(df11_last_error(), 0x1b) == NULL);
+      df11_close(f);
+    }
+    free(odd[0].bytes);
+  }
+
   /* A path that cannot be examined is named with its real cause. */
   snprintf(path, sizeof path, "%s/loop.df11", dir);
   CHECK(symlink("loop.df11", path) == 0);

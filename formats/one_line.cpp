@@ -1,8 +1,9 @@
-#include "terminal_text.h"
+// df11::one_line: how df11 puts a name into a one-line message.
+#include "df11.h"
 
 #include <cstdio>
 
-namespace df11cli {
+namespace df11 {
 
 namespace {
 void append_hex(std::string& out, unsigned char u) {
@@ -36,4 +37,4 @@ std::string one_line(const std::string& s) {
   return out;
 }
 
-}  // namespace df11cli
+}  // namespace df11
