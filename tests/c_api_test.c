@@ -677,9 +677,13 @@ int main(int argc, char** argv) {
     CHECK(bytes % 256 == 0);
     uint8_t* img = (uint8_t*)xmalloc(bytes);
     uint8_t* img2 = (uint8_t*)xmalloc(bytes);
+    /* Different garbage in the two buffers: every byte of an image, padding
+     * included, must be written by the pack, from the file alone. */
+    memset(img, 0xA5, bytes);
+    memset(img2, 0x5A, bytes);
     MUST(df11_pack_host(d, idx, 3, img, bytes));
     MUST(df11_pack_host(d, idx, 3, img2, bytes));
-    CHECK(memcmp(img, img2, bytes) == 0); /* from the file alone */
+    CHECK(memcmp(img, img2, bytes) == 0);
     CHECK(memcmp(img, "DF11IMG", 8) == 0);
     /* Position independence: tensor b's part equals b's image alone. */
     df11_image_entry e, e1;
@@ -691,6 +695,7 @@ int main(int argc, char** argv) {
     MUST(df11_image_size(d, idx + 1, 1, &one));
     MUST(df11_image_entry_at(d, idx + 1, 1, 0, &e1));
     CHECK(e1.bytes == e.bytes && e1.offset + e1.bytes == one);
+    memset(img2, 0xC3, bytes);
     MUST(df11_pack_host(d, idx + 1, 1, img2, one));
     CHECK(memcmp(img + e.offset, img2 + e1.offset, e.bytes) == 0);
     /* The sign-mantissa section holds the low bytes' sign and mantissa. */
@@ -710,6 +715,7 @@ int main(int argc, char** argv) {
     uint64_t fbytes = 0;
     MUST(df11_image_size(f, fidx, 3, &fbytes));
     CHECK(fbytes == bytes);
+    memset(img2, 0x3C, bytes);
     MUST(df11_pack_host(f, fidx, 3, img2, bytes));
     CHECK(memcmp(img, img2, bytes) == 0);
     /* Errors. */
