@@ -322,7 +322,8 @@ TEST_CASE("run_file_tasks: the large files in flight share the threads by size",
 
 TEST_CASE("run_file_tasks: a file that starts later takes the threads left idle", "[dir][parallel]") {
   // -T4, 2000 + 3 x 1000 MB: the first two run with 3 and 1 threads. The
-  // first ends at once; the second runs until the third has started, so the
+  // first ends once the second has started, and the second once the third
+  // has started, so the
   // third starts while it runs, with the 3 threads the first left (an even
   // share would have run the first at 2 and left the later ones 2; the
   // smallest share would have given them 1). Ordered by the test, not by
@@ -338,6 +339,10 @@ TEST_CASE("run_file_tasks: a file that starts later takes the threads left idle"
     std::unique_lock<std::mutex> lock(mu);
     got[i] = fo.threads;
     cv.notify_all();
+    // The first ends once the second has read its count (a first that ended
+    // at once handed the second all 4: seen on a loaded 2-core machine); the
+    // second once the third has started.
+    if (i == 0) cv.wait_for(lock, std::chrono::seconds(10), [&] { return got[1] != 0; });
     if (i == 1) cv.wait_for(lock, std::chrono::seconds(10), [&] { return got[2] != 0; });
     return Status::Ok();
   }).ok());
