@@ -323,11 +323,11 @@ TEST_CASE("run_file_tasks: the large files in flight share the threads by size",
 TEST_CASE("run_file_tasks: a file that starts later takes the threads left idle", "[dir][parallel]") {
   // -T4, 2000 + 3 x 1000 MB: the first two run with 3 and 1 threads. The
   // first ends once the second has started, and the second once the third
-  // has started, so the
-  // third starts while it runs, with the 3 threads the first left (an even
-  // share would have run the first at 2 and left the later ones 2; the
-  // smallest share would have given them 1). Ordered by the test, not by
-  // sleeps, so a loaded machine cannot change the answer.
+  // has started, so the third starts while the second runs, with the 3
+  // threads the first left (an even share would have run the first at 2 and
+  // left the later ones 2; the smallest share would have given them 1).
+  // Ordered by the test, not by sleeps, so a loaded machine cannot change the
+  // answer.
   constexpr uint64_t MB = uint64_t{1} << 20;
   const std::vector<uint64_t> sizes = {2000 * MB, 1000 * MB, 1000 * MB, 1000 * MB};
   std::vector<unsigned> got(sizes.size(), 0);
