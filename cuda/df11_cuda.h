@@ -35,6 +35,14 @@ int current_device();                  // cudaGetDevice; -1 when it fails
 std::string device_name(int device);   // "" when unknown
 Error synchronize(Stream stream = nullptr);
 const char* last_cuda_error();         // message of the last failing CUDA call on this thread
+// The context current on the calling thread (nullptr: none), and setting it
+// back (cuCtxGetCurrent / cuCtxSetCurrent): a call that works on a device of
+// its own leaves the caller's context exactly as it was, whether the primary
+// context of another device, one the caller created, or none at all (a
+// restored device number would create a primary context on a thread that had
+// none). false when the driver cannot say.
+bool current_context(void** ctx);
+bool set_current_context(void* ctx);
 
 // ---- device memory --------------------------------------------------------------
 // Where device memory comes from when not from cudaMalloc/cudaFree, e.g. an
@@ -72,6 +80,24 @@ class DeviceBuffer {
   size_t bytes_ = 0;
   Allocator alloc_;         // !custom(): cudaMalloc'ed
   Stream stream_ = nullptr;  // the allocation's stream, handed to alloc_.free
+};
+
+// A point in a stream that the host waits for later (cudaEventRecord, then
+// cudaEventSynchronize), without keeping the stream, which its owner may
+// destroy meanwhile. Created on the first record(), on the current device.
+class Event {
+ public:
+  Event() = default;
+  ~Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  Error record(Stream stream);
+  Error wait();  // Ok at once when nothing was recorded since the last wait
+  bool pending() const { return recorded_; }
+
+ private:
+  void* ev_ = nullptr;  // cudaEvent_t
+  bool recorded_ = false;
 };
 
 // cudaMemcpyAsync / cudaMemsetAsync on `stream` (host memory may be pageable).

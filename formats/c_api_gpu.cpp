@@ -75,24 +75,39 @@ df11_status plan_image(const df11_file* f, const uint64_t* indices, uint64_t cou
 }
 
 // Makes g's device current for the calling thread while a call needs it,
-// then restores the caller's (an engine may be working on another device).
+// then gives the caller back its context exactly (an engine may be working on
+// another device, in a context of its own, or a thread may have none yet:
+// restoring the device number instead created a primary context on GPU 0 for
+// every launch from a fresh thread of a model on cuda:1).
 class DeviceScope {
  public:
   // cudaSetDevice also when `device` is current already: it makes the
   // device's context, so that a broken device fails where it is entered.
   Error enter(int device) {
-    prev_ = cuda::current_device();
+    saved_ = cuda::current_context(&ctx_);
+    if (!saved_) prev_ = cuda::current_device();
+    entered_ = true;
     const Error e = cuda::set_device(device);
-    if (e == Error::Ok) switched_ = prev_ != device;
+    device_ = device;
     return e;
   }
   ~DeviceScope() {
-    if (switched_ && prev_ >= 0) (void)cuda::set_device(prev_);
+    if (!entered_) return;
+    if (saved_) {
+      void* now = nullptr;
+      if (!cuda::current_context(&now) || now != ctx_) (void)cuda::set_current_context(ctx_);
+    } else if (prev_ >= 0 && prev_ != device_) {
+      (void)cuda::set_device(prev_);  // no driver entry points: the device number at least
+    }
   }
+  DeviceScope() = default;
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
 
  private:
-  int prev_ = -1;
-  bool switched_ = false;
+  void* ctx_ = nullptr;
+  bool saved_ = false, entered_ = false;
+  int prev_ = -1, device_ = -1;
 };
 
 df11_status cuda_fail(Error e, const std::string& label, const std::string& what) {
@@ -145,11 +160,10 @@ struct df11_gpu {
   int device = 0;
   cuda::Allocator alloc;
   std::vector<cuda::DeviceBuffer> images;  // from df11_gpu_upload
-  // The last upload's host copy and its stream (released at the next upload,
-  // after that stream has finished with it).
+  // The last upload's host copy, reused by the next upload once the copy
+  // has read it (an event, not the caller's stream, which may be gone).
   std::vector<uint8_t> staging;
-  void* staging_stream = nullptr;
-  bool staging_busy = false;
+  cuda::Event staging_read;
 };
 
 struct df11_plan {
@@ -236,9 +250,12 @@ df11_status df11_gpu_create(int device, const df11_allocator* alloc, df11_gpu** 
 #ifdef DF11_HAVE_CUDA
     const std::string label = "cuda:" + std::to_string(device);
     const int n = cuda::device_count();
+    if (n == 0) return fail(Error::CudaUnavailable, label, "no CUDA device is available");
+    // A device that is not there is the caller's mistake, as every other
+    // argument out of range (CudaUnavailable says the machine has no GPU).
     if (device < 0 || device >= n)
-      return fail(Error::CudaUnavailable, label,
-                  n == 0 ? std::string("no CUDA device is available") : std::to_string(n) + " CUDA device(s) present");
+      return fail(Error::Usage, label, "no such device: " + std::to_string(n) + " CUDA device(s) present (0.." +
+                                           std::to_string(n - 1) + ")");
     if (alloc && (!alloc->alloc || !alloc->free))
       return fail(Error::Usage, label, "df11_allocator needs both alloc and free");
     // The caller's device is restored on return, as every other call of this
@@ -260,9 +277,13 @@ df11_status df11_gpu_create(int device, const df11_allocator* alloc, df11_gpu** 
 void df11_gpu_destroy(df11_gpu* g) {
 #ifdef DF11_HAVE_CUDA
   if (!g) return;
-  // An upload may still be reading the staging buffer.
-  if (g->staging_busy) (void)cuda::synchronize(g->staging_stream);
-  delete g;  // frees the images through their allocator
+  try {  // nothing unwinds into C
+    DeviceScope scope;  // frees and the event belong to g's device
+    (void)scope.enter(g->device);
+    (void)g->staging_read.wait();  // an upload may still be reading the staging buffer
+    delete g;  // frees the images through their allocator
+  } catch (...) {
+  }
 #else
   (void)g;
 #endif
@@ -278,11 +299,8 @@ df11_status df11_gpu_upload(df11_gpu* g, const df11_file* f, const uint64_t* ind
     if (const df11_status s = plan_image(f, indices, count, &plan, "df11_gpu_upload"); s != DF11_OK) return s;
     DeviceScope scope;
     if (const Error e = scope.enter(g->device); e != Error::Ok) return cuda_fail(e, f->path, "cudaSetDevice");
-    if (g->staging_busy) {
-      if (const Error e = cuda::synchronize(g->staging_stream); e != Error::Ok)
-        return cuda_fail(e, f->path, "waiting for the previous upload");
-      g->staging_busy = false;
-    }
+    if (const Error e = g->staging_read.wait(); e != Error::Ok)
+      return cuda_fail(e, f->path, "waiting for the previous upload");
     g->staging.resize(plan.bytes);
     if (const df11_status s = pack(f, indices, plan, g->staging.data()); s != DF11_OK) return s;
     cuda::DeviceBuffer buf;
@@ -290,10 +308,13 @@ df11_status df11_gpu_upload(df11_gpu* g, const df11_file* f, const uint64_t* ind
       return cuda_fail(e, f->path, "cannot allocate a " + std::to_string(plan.bytes) + "-byte image");
     if (const Error e = cuda::copy_to_device(buf.data(), g->staging.data(), plan.bytes, stream); e != Error::Ok)
       return cuda_fail(e, f->path, "image upload");
-    g->staging_busy = true;
-    g->staging_stream = stream;
-    *image_dev = buf.data();
+    if (const Error e = g->staging_read.record(stream); e != Error::Ok) {
+      (void)cuda::synchronize(stream);  // the copy is enqueued: it must not outlive buf or the staging
+      return cuda_fail(e, f->path, "image upload");
+    }
+    const void* const address = buf.data();
     g->images.push_back(std::move(buf));
+    *image_dev = address;  // only once g owns it: a failed push_back leaves no address to freed memory
     return DF11_OK;
 #else
     (void)g, (void)f, (void)indices, (void)count, (void)stream, (void)image_dev;
@@ -396,7 +417,13 @@ df11_status df11_plan_status(df11_plan* p, void* stream, uint64_t* failed_index)
 
 void df11_plan_destroy(df11_plan* p) {
 #ifdef DF11_HAVE_CUDA
-  delete p;
+  if (!p) return;
+  try {  // nothing unwinds into C
+    DeviceScope scope;  // the workspace is freed on p's device
+    (void)scope.enter(p->device);
+    delete p;
+  } catch (...) {
+  }
 #else
   (void)p;
 #endif

@@ -111,7 +111,12 @@ DF11_API df11_status df11_image_entry_at(const df11_file* f, const uint64_t* ind
 /* ---- GPU context ---------------------------------------------------------------- */
 /* Device memory that df11 itself needs (images from df11_gpu_upload, plan
  * workspaces) comes from this allocator when given, else from cudaMalloc.
- * alloc returns 0 on success; pointers must be 256-byte aligned. */
+ * alloc returns 0 on success; pointers must be 256-byte aligned. free gets
+ * the stream the memory was allocated on (the upload's, or df11_plan_create's
+ * for a workspace), which must still exist when g or the plan is destroyed.
+ * df11 does not wait for kernels before it frees: as for cudaFree of memory a
+ * kernel may still read, synchronize the streams that launched a plan before
+ * df11_plan_destroy, and those that used g's images before df11_gpu_destroy. */
 typedef struct df11_allocator {
   void* ctx;
   int (*alloc)(void* ctx, uint64_t bytes, void* stream, void** ptr_dev);
@@ -120,9 +125,12 @@ typedef struct df11_allocator {
 
 typedef struct df11_gpu df11_gpu;
 DF11_API int df11_gpu_device_count(void); /* 0 without a driver, a device, or CUDA support */
-/* A handle on CUDA device `device`. This call, df11_gpu_upload and
- * df11_plan_create make that device current for their duration and restore
- * the caller's (an engine may be working on another device);
+/* A handle on CUDA device `device` (CudaUnavailable when the machine has no
+ * device, Usage when `device` is not one of them). Every call on g and its
+ * plans makes that device current for its duration and then gives the calling
+ * thread back exactly the context it had (another device's, one of the
+ * caller's own, or none: no context is created on another GPU; a thread that
+ * had none is left with none, and cudaGetDevice then names g's device);
  * df11_plan_launch/status use the stream given, which must belong to that
  * device. */
 DF11_API df11_status df11_gpu_create(int device, const df11_allocator* alloc /* NULL: cudaMalloc */,
@@ -130,8 +138,12 @@ DF11_API df11_status df11_gpu_create(int device, const df11_allocator* alloc /* 
 DF11_API void df11_gpu_destroy(df11_gpu* g); /* frees what it allocated; plans must be destroyed first */
 
 /* Packs and uploads `count` tensors into one image in device memory owned by
- * g, enqueued on `stream` (the host staging buffer is kept until g is
- * destroyed or the next synchronizing call). *image_dev receives its address. */
+ * g, enqueued on `stream`; *image_dev receives its address. Images live until
+ * df11_gpu_destroy(g): none is freed before (an engine that refills slots
+ * packs images itself, df11_pack_host, into memory it owns). The packed copy
+ * in host memory (as large as the largest image so far) is kept for g's life
+ * and reused once the previous upload's copy has read it, which this call may
+ * wait for; CUDA may also make the copy of pageable memory wait for `stream`. */
 DF11_API df11_status df11_gpu_upload(df11_gpu* g, const df11_file* f, const uint64_t* indices, uint64_t count,
                                      void* stream, const void** image_dev);
 

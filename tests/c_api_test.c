@@ -9,6 +9,7 @@
  * corrupted stream. Prints "SKIPPED: ..." for the parts it cannot run. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -262,18 +263,28 @@ static df11_status decode_group(df11_gpu* g, df11_file* f, const uint64_t* idx, 
   df11_plan* p = NULL;
   MUST(df11_plan_create(g, f, idx, count, image_dev, outs, stream, &p));
   MUST(df11_plan_launch(p, stream));
-  MUST(df11_plan_launch(p, stream)); /* twice: the plan is reusable */
+  const df11_status first = df11_plan_status(p, stream, failed);
+  /* The plan is reusable: the outputs are filled again, and the second
+   * launch must write them all over. */
+  CUDA_MUST(cudaMemsetAsync(out_dev, 0x5A, total, stream));
+  MUST(df11_plan_launch(p, stream));
   const df11_status st = df11_plan_status(p, stream, failed);
+  CHECK(st == first);
   uint8_t* host = (uint8_t*)xmalloc(total);
   CUDA_MUST(cudaMemcpy(host, out_dev, total, cudaMemcpyDeviceToHost));
   for (uint64_t k = 0; k < count; ++k) {
-    if ((int)k == check_ok_only_except) continue;
     df11_tensor_info info;
     MUST(df11_tensor_info_at(f, idx[k], &info));
+    /* Every byte after each output, up to the next one, is untouched: the
+     * corrupted tensor's too (its blocks stop at their own range). */
+    const uint64_t end = k + 1 < count ? offs[k + 1] : total;
+    int guard_ok = 1;
+    for (uint64_t b = offs[k] + info.original_bytes; b < end; ++b)
+      if (host[b] != 0x5A) guard_ok = 0;
+    CHECK(guard_ok);
+    if ((int)k == check_ok_only_except) continue;
     const Tensor* t = find(ts, nts, info.name);
     CHECK(t && memcmp(host + offs[k], t->bytes, t->size) == 0);
-    /* The bytes after each output are untouched. */
-    CHECK(host[offs[k] + info.original_bytes] == 0x5A);
   }
   /* A second status read after the reset reports nothing new. */
   if (st != DF11_OK) {
@@ -285,6 +296,87 @@ static df11_status decode_group(df11_gpu* g, df11_file* f, const uint64_t* idx, 
   df11_plan_destroy(p);
   CUDA_MUST(cudaFree(out_dev));
   return st;
+}
+
+/* The calling thread's CUDA context before and after calls on a df11_gpu:
+ * the same (none, on a thread that never used CUDA). Restoring the device
+ * number instead left a primary context current, and with several GPUs made
+ * one on GPU 0 for a model on another. */
+typedef int (*ctx_get_fn)(void**);
+static ctx_get_fn ctx_get(void) {
+  void* fn = NULL;
+  enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+  if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &fn, 4000, cudaEnableDefault, &q) != cudaSuccess ||
+      q != cudaDriverEntryPointSuccess)
+    return NULL;
+  return (ctx_get_fn)fn;
+}
+
+typedef struct {
+  df11_file* f;
+  const uint64_t* idx;
+  void* outs[2];  /* allocated by the main thread: cudaMalloc here would bind a context */
+  int bind_first; /* make the primary context current before, as an engine's thread has */
+  int same;       /* out: every call left the context as it was */
+  int ran;
+} CtxJob;
+
+static void* ctx_job(void* arg) {
+  CtxJob* j = (CtxJob*)arg;
+  const ctx_get_fn get = ctx_get();
+  if (!get) return NULL;
+  if (j->bind_first) CUDA_MUST(cudaFree(NULL));
+  void* before = (void*)1;
+  void* now = (void*)2;
+  if (get(&before) != 0) return NULL;
+  int same = 1;
+#define SAME_CTX() (get(&now) == 0 && now == before)
+  df11_gpu* g = NULL;
+  MUST(df11_gpu_create(0, NULL, &g));
+  same &= SAME_CTX();
+  cudaStream_t stream = NULL; /* the legacy default stream: no call of the test's own binds a context */
+  const void* image_dev = NULL;
+  MUST(df11_gpu_upload(g, j->f, j->idx, 2, stream, &image_dev));
+  same &= SAME_CTX();
+  df11_plan* p = NULL;
+  MUST(df11_plan_create(g, j->f, j->idx, 2, image_dev, j->outs, stream, &p));
+  same &= SAME_CTX();
+  MUST(df11_plan_launch(p, stream));
+  same &= SAME_CTX();
+  uint64_t failed = 0;
+  MUST(df11_plan_status(p, stream, &failed));
+  same &= SAME_CTX();
+  df11_plan_destroy(p);
+  same &= SAME_CTX();
+  df11_gpu_destroy(g);
+  same &= SAME_CTX();
+#undef SAME_CTX
+  j->same = same;
+  j->ran = 1;
+  return NULL;
+}
+
+static void context_tests(df11_file* f, const uint64_t* idx) {
+  df11_tensor_info info[2];
+  MUST(df11_tensor_info_at(f, idx[0], &info[0]));
+  MUST(df11_tensor_info_at(f, idx[1], &info[1]));
+  void* outs[2];
+  CUDA_MUST(cudaMalloc(&outs[0], info[0].original_bytes));
+  CUDA_MUST(cudaMalloc(&outs[1], info[1].original_bytes));
+  for (int bind = 0; bind < 2; ++bind) {
+    CtxJob j = {f, idx, {outs[0], outs[1]}, bind, 0, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, ctx_job, &j) == 0);
+    pthread_join(t, NULL);
+    if (!j.ran) {
+      printf("SKIPPED: the caller's context (cuCtxGetCurrent not available)\n");
+      return;
+    }
+    CHECK(j.same);
+  }
+  CUDA_MUST(cudaFree(outs[0]));
+  CUDA_MUST(cudaFree(outs[1]));
+  printf("GPU: the calling thread's context is left as it was (none, or the primary one)\n");
 }
 
 static void gpu_tests(df11_file* f, const Tensor* ts, int nts) {
@@ -338,6 +430,7 @@ static void gpu_tests(df11_file* f, const Tensor* ts, int nts) {
   CUDA_MUST(cudaStreamDestroy(stream));
   printf("GPU: grouped decode from df11's and the caller's images, allocator %d allocs / %d frees\n", c.allocs,
          c.frees);
+  context_tests(f, idx);
 }
 #endif
 
