@@ -389,6 +389,11 @@ static void gpu_tests(df11_file* f, const Tensor* ts, int nts) {
   Counter c = {0, 0, 0};
   df11_allocator a = {&c, counting_alloc, counting_free};
   df11_gpu* g = NULL;
+  /* A device that is not there is a usage error; no device at all is
+   * CudaUnavailable (the test's CPU-only branch). */
+  EXPECT_ERROR(df11_gpu_create(df11_gpu_device_count(), NULL, &g), "Usage", "no such device");
+  EXPECT_ERROR(df11_gpu_create(-1, NULL, &g), "Usage", "cuda:-1");
+  CHECK(g == NULL);
   MUST(df11_gpu_create(0, &a, &g));
 
   /* 1. df11 uploads the image (through the allocator). */
