@@ -2,6 +2,7 @@
 // entry points that cudart itself loads: libdf11.so does not link libcuda, so
 // that it still loads (and decodes on the CPU) where there is no driver.
 #include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
 
 #include "df11_cuda.h"
@@ -10,8 +11,8 @@ namespace df11::cuda {
 namespace {
 
 struct CtxEntryPoints {
-  CUresult (*get)(CUcontext*) = nullptr;
-  CUresult (*set)(CUcontext) = nullptr;
+  PFN_cuCtxGetCurrent_v4000 get = nullptr;
+  PFN_cuCtxSetCurrent_v4000 set = nullptr;
 };
 
 const CtxEntryPoints& ctx_entry_points() {
@@ -24,8 +25,8 @@ const CtxEntryPoints& ctx_entry_points() {
     if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &get, 4000, cudaEnableDefault, &q1) == cudaSuccess &&
         cudaGetDriverEntryPointByVersion("cuCtxSetCurrent", &set, 4000, cudaEnableDefault, &q2) == cudaSuccess &&
         q1 == cudaDriverEntryPointSuccess && q2 == cudaDriverEntryPointSuccess && get && set) {
-      e.get = reinterpret_cast<CUresult (*)(CUcontext*)>(get);
-      e.set = reinterpret_cast<CUresult (*)(CUcontext)>(set);
+      e.get = reinterpret_cast<PFN_cuCtxGetCurrent_v4000>(get);
+      e.set = reinterpret_cast<PFN_cuCtxSetCurrent_v4000>(set);
     } else {
       (void)cudaGetLastError();  // no driver: nothing to save or restore
     }

@@ -12,6 +12,7 @@ Event::~Event() {
 }
 
 Error Event::record(Stream stream) {
+  recorded_ = false;  // a failed record leaves nothing to wait for
   if (!ev_) {
     cudaEvent_t e = nullptr;
     if (const cudaError_t rc = cudaEventCreateWithFlags(&e, cudaEventDisableTiming); rc != cudaSuccess)
@@ -20,7 +21,7 @@ Error Event::record(Stream stream) {
   }
   if (const cudaError_t rc = cudaEventRecord(static_cast<cudaEvent_t>(ev_), static_cast<cudaStream_t>(stream));
       rc != cudaSuccess)
-    return detail::cuda_fail(static_cast<int>(rc), "cudaEventRecord");
+    return detail::cuda_fail(static_cast<int>(rc), "cudaEventRecord");  // e.g. a stream of another context
   recorded_ = true;
   return Error::Ok;
 }

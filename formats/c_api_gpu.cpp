@@ -258,8 +258,8 @@ df11_status df11_gpu_create(int device, const df11_allocator* alloc, df11_gpu** 
                                            std::to_string(n - 1) + ")");
     if (alloc && (!alloc->alloc || !alloc->free))
       return fail(Error::Usage, label, "df11_allocator needs both alloc and free");
-    // The caller's device is restored on return, as every other call of this
-    // API does.
+    // The caller's context is given back on return, as every other call of
+    // this API does.
     DeviceScope scope;
     if (const Error e = scope.enter(device); e != Error::Ok) return cuda_fail(e, label, "cudaSetDevice");
     auto g = std::make_unique<df11_gpu>();
@@ -303,17 +303,20 @@ df11_status df11_gpu_upload(df11_gpu* g, const df11_file* f, const uint64_t* ind
       return cuda_fail(e, f->path, "waiting for the previous upload");
     g->staging.resize(plan.bytes);
     if (const df11_status s = pack(f, indices, plan, g->staging.data()); s != DF11_OK) return s;
+    g->images.reserve(g->images.size() + 1);  // before the copy is enqueued into buf
     cuda::DeviceBuffer buf;
     if (const Error e = buf.allocate(plan.bytes, g->alloc, stream); e != Error::Ok)
       return cuda_fail(e, f->path, "cannot allocate a " + std::to_string(plan.bytes) + "-byte image");
     if (const Error e = cuda::copy_to_device(buf.data(), g->staging.data(), plan.bytes, stream); e != Error::Ok)
       return cuda_fail(e, f->path, "image upload");
-    if (const Error e = g->staging_read.record(stream); e != Error::Ok) {
-      (void)cuda::synchronize(stream);  // the copy is enqueued: it must not outlive buf or the staging
-      return cuda_fail(e, f->path, "image upload");
+    // An event of g's device cannot be recorded on a stream of another
+    // context (one the caller created, a green context): then the copy is
+    // waited for here, and the staging is free again at once.
+    if (g->staging_read.record(stream) != Error::Ok) {
+      if (const Error e = cuda::synchronize(stream); e != Error::Ok) return cuda_fail(e, f->path, "image upload");
     }
     const void* const address = buf.data();
-    g->images.push_back(std::move(buf));
+    g->images.push_back(std::move(buf));  // cannot throw: reserved above
     *image_dev = address;  // only once g owns it: a failed push_back leaves no address to freed memory
     return DF11_OK;
 #else
@@ -335,6 +338,9 @@ df11_status df11_plan_create(df11_gpu* g, const df11_file* f, const uint64_t* in
     if (!image_dev || reinterpret_cast<uintptr_t>(image_dev) % 256)
       return fail(Error::Usage, f->path, "df11_plan_create: the image's device address must be 256-byte aligned");
     if (count && !outputs_dev) return fail(Error::Usage, f->path, "df11_plan_create: null output list");
+    // Before p: on a failure after the workspace was allocated, p frees it
+    // while g's device is still current, then the scope restores the caller's.
+    DeviceScope scope;
     auto p = std::make_unique<df11_plan>();
     p->tensors.resize(count);
     p->labels.reserve(count);
@@ -357,7 +363,6 @@ df11_status df11_plan_create(df11_gpu* g, const df11_file* f, const uint64_t* in
     for (size_t k = 1; k < spans.size(); ++k)
       if (spans[k].first < spans[k - 1].first + spans[k - 1].second)
         return fail(Error::Usage, f->path, "df11_plan_create: two outputs overlap");
-    DeviceScope scope;
     if (const Error e = scope.enter(g->device); e != Error::Ok) return cuda_fail(e, f->path, "cudaSetDevice");
     p->device = g->device;
     cuda::set_allocator(p->ws, g->alloc);

@@ -129,8 +129,8 @@ DF11_API int df11_gpu_device_count(void); /* 0 without a driver, a device, or CU
  * device, Usage when `device` is not one of them). Every call on g and its
  * plans makes that device current for its duration and then gives the calling
  * thread back exactly the context it had (another device's, one of the
- * caller's own, or none: no context is created on another GPU; a thread that
- * had none is left with none, and cudaGetDevice then names g's device);
+ * caller's own, or none: no context is created on another GPU, and the
+ * caller's CUDA runtime keeps its current device);
  * df11_plan_launch/status use the stream given, which must belong to that
  * device. */
 DF11_API df11_status df11_gpu_create(int device, const df11_allocator* alloc /* NULL: cudaMalloc */,

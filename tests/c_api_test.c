@@ -26,6 +26,8 @@
 #include "df11_c.h"
 
 #ifdef DF11_TEST_CUDA
+#include <cuda.h> /* types only: the driver is reached through cudart's entry points */
+#include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -299,42 +301,57 @@ static df11_status decode_group(df11_gpu* g, df11_file* f, const uint64_t* idx, 
 }
 
 /* The calling thread's CUDA context before and after calls on a df11_gpu:
- * the same (none, on a thread that never used CUDA). Restoring the device
- * number instead left a primary context current, and with several GPUs made
- * one on GPU 0 for a model on another. */
-typedef int (*ctx_get_fn)(void**);
-static ctx_get_fn ctx_get(void) {
+ * the same, whether none (a thread that never used CUDA), the primary one, or
+ * one the caller created. Restoring the device number instead left a primary
+ * context current, and with several GPUs made one on GPU 0 for a model on
+ * another. */
+static void* driver_fn(const char* name, unsigned version) {
   void* fn = NULL;
   enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-  if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &fn, 4000, cudaEnableDefault, &q) != cudaSuccess ||
+  if (cudaGetDriverEntryPointByVersion(name, &fn, version, cudaEnableDefault, &q) != cudaSuccess ||
       q != cudaDriverEntryPointSuccess)
     return NULL;
-  return (ctx_get_fn)fn;
+  return fn;
 }
+
+enum { CTX_NONE = 0, CTX_PRIMARY = 1, CTX_OWN = 2 };
 
 typedef struct {
   df11_file* f;
   const uint64_t* idx;
-  void* outs[2];  /* allocated by the main thread: cudaMalloc here would bind a context */
-  int bind_first; /* make the primary context current before, as an engine's thread has */
-  int same;       /* out: every call left the context as it was */
+  void* outs[2]; /* allocated by the main thread: cudaMalloc here would bind a context */
+  int mode;      /* CTX_*: what the thread holds before the calls */
+  int start_ok;  /* out: the thread held what mode says */
+  int same;      /* out: every call left the context as it was */
   int ran;
 } CtxJob;
 
 static void* ctx_job(void* arg) {
   CtxJob* j = (CtxJob*)arg;
-  const ctx_get_fn get = ctx_get();
-  if (!get) return NULL;
-  if (j->bind_first) CUDA_MUST(cudaFree(NULL));
-  void* before = (void*)1;
-  void* now = (void*)2;
-  if (get(&before) != 0) return NULL;
+  PFN_cuCtxGetCurrent_v4000 get = (PFN_cuCtxGetCurrent_v4000)driver_fn("cuCtxGetCurrent", 4000);
+  PFN_cuCtxSetCurrent_v4000 set = (PFN_cuCtxSetCurrent_v4000)driver_fn("cuCtxSetCurrent", 4000);
+  PFN_cuCtxCreate_v12050 create = (PFN_cuCtxCreate_v12050)driver_fn("cuCtxCreate", 12050);
+  PFN_cuCtxDestroy_v4000 destroy = (PFN_cuCtxDestroy_v4000)driver_fn("cuCtxDestroy", 4000);
+  PFN_cuDeviceGet_v2000 device_get = (PFN_cuDeviceGet_v2000)driver_fn("cuDeviceGet", 2000);
+  if (!get || !set || !create || !destroy || !device_get) return NULL;
+  CUcontext own = NULL;
+  if (j->mode == CTX_PRIMARY) CUDA_MUST(cudaSetDevice(0)); /* binds device 0's primary context */
+  if (j->mode == CTX_OWN) {
+    CUdevice dev;
+    if (device_get(&dev, 0) != CUDA_SUCCESS || create(&own, NULL, 0, dev) != CUDA_SUCCESS) return NULL;
+    if (set(own) != CUDA_SUCCESS) return NULL; /* cuCtxCreate pushed it; make it the one current */
+  }
+  CUcontext before = (CUcontext)1, now = (CUcontext)2;
+  if (get(&before) != CUDA_SUCCESS) return NULL;
+  j->start_ok = j->mode == CTX_NONE ? before == NULL : j->mode == CTX_OWN ? before == own : before != NULL;
   int same = 1;
-#define SAME_CTX() (get(&now) == 0 && now == before)
+#define SAME_CTX() (get(&now) == CUDA_SUCCESS && now == before)
   df11_gpu* g = NULL;
   MUST(df11_gpu_create(0, NULL, &g));
   same &= SAME_CTX();
-  cudaStream_t stream = NULL; /* the legacy default stream: no call of the test's own binds a context */
+  /* The legacy default stream of g's device (df11 enters it for every
+   * call): no call of the test's own binds a context. */
+  void* stream = NULL;
   const void* image_dev = NULL;
   MUST(df11_gpu_upload(g, j->f, j->idx, 2, stream, &image_dev));
   same &= SAME_CTX();
@@ -351,6 +368,10 @@ static void* ctx_job(void* arg) {
   df11_gpu_destroy(g);
   same &= SAME_CTX();
 #undef SAME_CTX
+  if (own) {
+    set(NULL);
+    destroy(own);
+  }
   j->same = same;
   j->ran = 1;
   return NULL;
@@ -363,20 +384,27 @@ static void context_tests(df11_file* f, const uint64_t* idx) {
   void* outs[2];
   CUDA_MUST(cudaMalloc(&outs[0], info[0].original_bytes));
   CUDA_MUST(cudaMalloc(&outs[1], info[1].original_bytes));
-  for (int bind = 0; bind < 2; ++bind) {
-    CtxJob j = {f, idx, {outs[0], outs[1]}, bind, 0, 0};
+  const char* names[3] = {"no context", "the primary context", "a context of its own"};
+  for (int mode = CTX_NONE; mode <= CTX_OWN; ++mode) {
+    CtxJob j = {f, idx, {outs[0], outs[1]}, mode, 0, 0, 0};
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, ctx_job, &j) == 0);
+    if (pthread_create(&t, NULL, ctx_job, &j) != 0) {
+      CHECK(!"pthread_create");
+      break;
+    }
     pthread_join(t, NULL);
     if (!j.ran) {
-      printf("SKIPPED: the caller's context (cuCtxGetCurrent not available)\n");
-      return;
+      printf("SKIPPED: the caller's context, with %s (a driver entry point is missing)\n", names[mode]);
+      continue;
     }
+    if (!j.start_ok) fprintf(stderr, "context test: the thread did not start with %s\n", names[mode]);
+    CHECK(j.start_ok);
+    if (!j.same) fprintf(stderr, "context test: a call changed the thread's context (it had %s)\n", names[mode]);
     CHECK(j.same);
   }
   CUDA_MUST(cudaFree(outs[0]));
   CUDA_MUST(cudaFree(outs[1]));
-  printf("GPU: the calling thread's context is left as it was (none, or the primary one)\n");
+  printf("GPU: the calling thread's context is left as it was (none, the primary one, one of its own)\n");
 }
 
 static void gpu_tests(df11_file* f, const Tensor* ts, int nts) {
@@ -405,6 +433,27 @@ static void gpu_tests(df11_file* f, const Tensor* ts, int nts) {
   MUST(decode_group(g, f, idx, 3, image_dev, ts, nts, stream, &failed, -1));
   CHECK(failed == UINT64_MAX);
   CHECK(c.allocs == 2 && c.frees == 1); /* + the plan's workspace, freed with it */
+
+  /* 1b. A second upload on a df11_gpu after the first upload's stream was destroyed:
+   * df11 waits for the first copy through an event of its own, not through
+   * that stream. Both images decode. (A g of cudaMalloc: an allocator's
+   * free would get that stream, which the header says must outlive g.) */
+  {
+    df11_gpu* g2 = NULL;
+    MUST(df11_gpu_create(0, NULL, &g2));
+    cudaStream_t gone;
+    CUDA_MUST(cudaStreamCreate(&gone));
+    const void* first = NULL;
+    const void* second = NULL;
+    MUST(df11_gpu_upload(g2, f, idx, 3, gone, &first));
+    CUDA_MUST(cudaStreamSynchronize(gone));
+    CUDA_MUST(cudaStreamDestroy(gone));
+    MUST(df11_gpu_upload(g2, f, idx, 3, stream, &second));
+    CHECK(first != NULL && second != NULL && first != second);
+    MUST(decode_group(g2, f, idx, 3, first, ts, nts, stream, &failed, -1));
+    MUST(decode_group(g2, f, idx, 3, second, ts, nts, stream, &failed, -1));
+    df11_gpu_destroy(g2);
+  }
 
   /* 2. The caller places a packed image in memory of its own. */
   uint64_t bytes = 0;
