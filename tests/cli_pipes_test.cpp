@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "safetensors_writer.h"
 #include "test_util.h"
@@ -66,13 +67,19 @@ void model(const std::string& path, uint64_t n) {
   df11test::write_safetensors(path, {{"w", "BF16", {n}, b}, {"n", "F32", {2}, Bytes(8, 0)}}, "{\"format\":\"pt\"}");
 }
 
+// m.safetensors (300,000 weights) and ref.df11, its compression by file
+// paths: what every pipe round trip must reproduce. Returns their bytes.
+std::pair<Bytes, Bytes> reference_pair(const Work& w) {
+  model(w.dir + "/m.safetensors", 300000);
+  REQUIRE(w.run("\"$D\" compress m.safetensors -o ref.df11").code == 0);
+  return {df11test::read_file(w.dir + "/m.safetensors"), df11test::read_file(w.dir + "/ref.df11")};
+}
+
 }  // namespace
 
 TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are byte-identical", "[cli][pipes]") {
   Work w;
-  model(w.dir + "/m.safetensors", 300000);
-  REQUIRE(w.run("\"$D\" compress m.safetensors -o ref.df11").code == 0);
-  const Bytes orig = df11test::read_file(w.dir + "/m.safetensors"), ref = df11test::read_file(w.dir + "/ref.df11");
+  const auto [orig, ref] = reference_pair(w);
 
   SECTION("stdin (a pipe) to a file") {
     Sh r = w.run("cat m.safetensors | \"$D\" compress - -o a.df11");
@@ -137,9 +144,7 @@ TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are
 TEST_CASE("pipes: a named pipe as IN (<(...), mkfifo) is read once, as stdin is, and named in messages",
           "[cli][pipes]") {
   Work w;
-  model(w.dir + "/m.safetensors", 300000);
-  REQUIRE(w.run("\"$D\" compress m.safetensors -o ref.df11").code == 0);
-  const Bytes orig = df11test::read_file(w.dir + "/m.safetensors"), ref = df11test::read_file(w.dir + "/ref.df11");
+  const auto [orig, ref] = reference_pair(w);
   Sh r = w.run("\"$D\" compress <(cat m.safetensors) -o a.df11");
   INFO(r.err);
   REQUIRE(r.code == 0);

@@ -231,6 +231,24 @@ void set_nibble(Bytes& b, uint64_t base, uint64_t idx, uint8_t v) {
   else byte = static_cast<uint8_t>((byte & 0xF0) | v);
 }
 
+// A container of one BF16 tensor "w" of n weights whose exponents are 8
+// equally common values (120-127): every code is 3 bits, so its geometry is
+// known in advance (total_bits = 3 n). Signs and mantissas from `seed`.
+Box three_bit_container(size_t n, uint32_t seed) {
+  std::vector<uint16_t> w(n);
+  uint32_t x = seed;
+  for (size_t i = 0; i < w.size(); ++i) {
+    x = x * 1103515245u + 12345u;
+    w[i] = static_cast<uint16_t>(((x >> 16) & 0x8000u) | ((120u + i % 8) << 7) | ((x >> 8) & 0x7Fu));
+  }
+  df11test::TempDir t;
+  df11test::write_safetensors(t.path + "/w.safetensors", {{"w", "BF16", {w.size()}, bf16_bytes(w)}});
+  Options o;
+  o.threads = 1;
+  REQUIRE(compress(t.path + "/w.safetensors", t.path + "/w.df11", o, nullptr).ok());
+  return Box(df11test::read_file(t.path + "/w.df11"));
+}
+
 }  // namespace
 
 TEST_CASE("container rules: the reference container is valid", "[container]") {
@@ -611,18 +629,7 @@ TEST_CASE("container rules: Df11BadGaps: a chunk's first code starts before tota
   // finds the chunks disagree); a gap of 3 starts at total_bits, which the
   // reader refuses at open. (The reference tensors' last chunks hold more
   // bits than any gap can reach, so the rule needs a container of its own.)
-  std::vector<uint16_t> w(1025);
-  uint32_t x = 11;
-  for (size_t i = 0; i < w.size(); ++i) {
-    x = x * 1103515245u + 12345u;
-    w[i] = static_cast<uint16_t>(((x >> 16) & 0x8000u) | ((120u + i % 8) << 7) | ((x >> 8) & 0x7Fu));
-  }
-  df11test::TempDir t;
-  df11test::write_safetensors(t.path + "/w.safetensors", {{"w", "BF16", {w.size()}, bf16_bytes(w)}});
-  Options o;
-  o.threads = 1;
-  REQUIRE(compress(t.path + "/w.safetensors", t.path + "/w.df11", o, nullptr).ok());
-  const Box base(df11test::read_file(t.path + "/w.df11"));
+  const Box base = three_bit_container(1025, 11);
   const size_t i = base.find("w");
   const Record rec = base.rec(i);
   REQUIRE(rec.total_bits == 3075);
@@ -669,18 +676,7 @@ TEST_CASE("container rules: Df11BadBlockOffsets: at most ceil(65536 / shortest c
   // exponents, so every code is 3 bits and a block may hold at most
   // ceil(65536 / 3) = 21846 weights. (The reference tensor "big" is shorter
   // than its own cap, so the rule needs a container of its own.)
-  std::vector<uint16_t> w(60000);
-  uint32_t x = 7;
-  for (size_t i = 0; i < w.size(); ++i) {
-    x = x * 1103515245u + 12345u;
-    w[i] = static_cast<uint16_t>(((x >> 16) & 0x8000u) | ((120u + i % 8) << 7) | ((x >> 8) & 0x7Fu));
-  }
-  df11test::TempDir t;
-  df11test::write_safetensors(t.path + "/w.safetensors", {{"w", "BF16", {w.size()}, bf16_bytes(w)}});
-  Options o;
-  o.threads = 1;
-  REQUIRE(compress(t.path + "/w.safetensors", t.path + "/w.df11", o, nullptr).ok());
-  const Box base(df11test::read_file(t.path + "/w.df11"));
+  const Box base = three_bit_container(60000, 7);
   const size_t i = base.find("w");
   const uint64_t bo = base.sections(i).block_out, cl = base.sections(i).code_lengths;
   int min_len = static_cast<int>(kMaxCodeLength);
