@@ -75,6 +75,20 @@ std::pair<Bytes, Bytes> reference_pair(const Work& w) {
   return {df11test::read_file(w.dir + "/m.safetensors"), df11test::read_file(w.dir + "/ref.df11")};
 }
 
+// `compress_cmd` must write a.df11 equal to ref, and `decompress_cmd`
+// a.safetensors equal to orig.
+void expect_round_trip(const Work& w, const std::string& compress_cmd, const std::string& decompress_cmd,
+                       const Bytes& orig, const Bytes& ref) {
+  Sh r = w.run(compress_cmd);
+  INFO(compress_cmd << ": " << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(df11test::read_file(w.dir + "/a.df11") == ref);
+  r = w.run(decompress_cmd);
+  INFO(decompress_cmd << ": " << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(df11test::read_file(w.dir + "/a.safetensors") == orig);
+}
+
 }  // namespace
 
 TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are byte-identical", "[cli][pipes]") {
@@ -82,13 +96,8 @@ TEST_CASE("pipes: stdin to file, file to stdout, stdin to stdout round trips are
   const auto [orig, ref] = reference_pair(w);
 
   SECTION("stdin (a pipe) to a file") {
-    Sh r = w.run("cat m.safetensors | \"$D\" compress - -o a.df11");
-    INFO(r.err);
-    REQUIRE(r.code == 0);
-    CHECK(df11test::read_file(w.dir + "/a.df11") == ref);
-    r = w.run("cat ref.df11 | \"$D\" decompress - -o a.safetensors");
-    REQUIRE(r.code == 0);
-    CHECK(df11test::read_file(w.dir + "/a.safetensors") == orig);
+    expect_round_trip(w, "cat m.safetensors | \"$D\" compress - -o a.df11",
+                      "cat ref.df11 | \"$D\" decompress - -o a.safetensors", orig, ref);
   }
   SECTION("stdin (a redirected file) to a file") {
     Sh r = w.run("\"$D\" compress - -o a.df11 <m.safetensors");
@@ -145,14 +154,9 @@ TEST_CASE("pipes: a named pipe as IN (<(...), mkfifo) is read once, as stdin is,
           "[cli][pipes]") {
   Work w;
   const auto [orig, ref] = reference_pair(w);
-  Sh r = w.run("\"$D\" compress <(cat m.safetensors) -o a.df11");
-  INFO(r.err);
-  REQUIRE(r.code == 0);
-  CHECK(df11test::read_file(w.dir + "/a.df11") == ref);
-  r = w.run("\"$D\" decompress <(cat ref.df11) -c >a.safetensors");
-  REQUIRE(r.code == 0);
-  CHECK(df11test::read_file(w.dir + "/a.safetensors") == orig);
-  r = w.run("\"$D\" verify <(cat ref.df11) --against <(cat m.safetensors) --device cpu");
+  expect_round_trip(w, "\"$D\" compress <(cat m.safetensors) -o a.df11",
+                    "\"$D\" decompress <(cat ref.df11) -c >a.safetensors", orig, ref);
+  Sh r = w.run("\"$D\" verify <(cat ref.df11) --against <(cat m.safetensors) --device cpu");
   CHECK(r.code == 0);
   CHECK(r.err.find("/dev/fd/") == 0);  // "/dev/fd/N: OK (...)"
   r = w.run("\"$D\" info <(cat ref.df11) >info.txt");
