@@ -345,6 +345,15 @@ static int run(int argc, char** argv) {
     if (!against.empty() && df11cli::same_stream(in, against))
       return finish(usage("the container and --against cannot both be standard input (or the same pipe)"), c,
                     nullptr);
+    // Before a pipe given as --against is read: it holds one file, and a
+    // directory is checked against a directory (the library's rule, said
+    // here so that the pipe is not first copied into $TMPDIR).
+    std::error_code dir_ec;
+    if ((df11cli::is_stdio(against) || df11cli::is_fifo(against)) && std::filesystem::is_directory(in, dir_ec))
+      return finish({df11::Error::Usage, df11cli::stream_label(against) +
+                                             ": a df11 directory is checked --against a model directory, not a file "
+                                             "(Usage)"},
+                    c, nullptr);
     df11cli::SpoolDir spool;
     StdioNames names;
     std::string lib_in, lib_against;

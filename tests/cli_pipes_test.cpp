@@ -203,6 +203,12 @@ TEST_CASE("pipes: a named pipe as IN (<(...), mkfifo) is read once, as stdin is,
     CHECK(r.code == 2);
     CHECK(r.err.find("cannot both be standard input (or the same pipe) (Usage)") != std::string::npos);
   }
+  // A directory against a pipe: refused before the pipe is read (a writer
+  // that never ends would otherwise be waited on).
+  r = w.run("mkdir -p d && \"$D\" compress m.safetensors -o d/m.df11 >/dev/null 2>&1 && "
+            "mkfifo nobody2 && timeout 60 \"$D\" verify d --against nobody2 --device cpu");
+  CHECK(r.code == 2);
+  CHECK(r.err == "df11: nobody2: a df11 directory is checked --against a model directory, not a file (Usage)\n");
   // A regular file named twice is no stream: verify says what it finds.
   r = w.run("\"$D\" verify ref.df11 --against ref.df11 --device cpu");
   CHECK(r.code == 1);
