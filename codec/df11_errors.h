@@ -16,7 +16,7 @@ enum class Error : int {
   Usage,                  // bad command-line arguments or API misuse
   Io,                     // open/read/write/rename failed (errno in detail)
   OutputExists,           // output path exists and overwrite was not allowed
-  Interrupted,            // SIGINT / SIGTERM arrived; partial output removed
+  Interrupted,            // SIGINT / SIGTERM / SIGHUP arrived; partial output removed
   CudaUnavailable,        // GPU requested but no CUDA device / not built with CUDA
   CudaError,              // a CUDA runtime call failed
 
