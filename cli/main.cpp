@@ -349,7 +349,8 @@ static int run(int argc, char** argv) {
     // directory is checked against a directory (the library's rule, said
     // here so that the pipe is not first copied into $TMPDIR).
     std::error_code dir_ec;
-    if ((df11cli::is_stdio(against) || df11cli::is_fifo(against)) && std::filesystem::is_directory(in, dir_ec))
+    if ((df11cli::is_stdio(against) || df11cli::is_fifo(against)) && !df11cli::is_stdio(in) &&
+        std::filesystem::is_directory(in, dir_ec))
       return finish({df11::Error::Usage, df11cli::stream_label(against) +
                                              ": a df11 directory is checked --against a model directory, not a file "
                                              "(Usage)"},

@@ -92,8 +92,17 @@ bool is_fifo(const std::string& arg) {
 }
 
 bool is_stream_path(const std::string& arg) {
-  // Not all of /dev: /dev/shm holds ordinary files (and benchmarks' models).
-  return arg == "/dev/stdin" || arg.rfind("/dev/fd/", 0) == 0 || arg.rfind("/proc/", 0) == 0;
+  // The descriptor names themselves only: /dev/shm holds ordinary files, and
+  // /dev/fd/4/m.safetensors or /proc/self/cwd/m.safetensors are ordinary paths.
+  auto is_fd_name = [&](const std::string& prefix) {
+    if (arg.rfind(prefix, 0) != 0 || arg.size() == prefix.size()) return false;
+    return arg.find_first_not_of("0123456789", prefix.size()) == std::string::npos;
+  };
+  if (arg == "/dev/stdin" || is_fd_name("/dev/fd/")) return true;
+  // /proc/PID/fd/N and /proc/self/fd/N
+  if (arg.rfind("/proc/", 0) != 0) return false;
+  const size_t fd = arg.find("/fd/", 6);
+  return fd != std::string::npos && arg.find('/', 6) == fd && is_fd_name(arg.substr(0, fd + 4));
 }
 
 bool same_stream(const std::string& a, const std::string& b) {

@@ -16,8 +16,8 @@ inline bool is_stdio(const std::string& arg) { return arg == "-"; }
 // the spool, as "-" is. (Devices and sockets stay refused by the library.)
 bool is_fifo(const std::string& arg);
 
-// A path that names a stream rather than a file: /dev/stdin, /dev/fd/N,
-// /proc/self/fd/N (anything under /proc). No output name can be made from it.
+// A path that names a descriptor rather than a file: /dev/stdin, /dev/fd/N,
+// /proc/PID/fd/N (/proc/self/fd/N). No output name can be made from it.
 bool is_stream_path(const std::string& arg);
 
 // Whether two input arguments would read one stream: "-" and /dev/stdin, or

@@ -209,6 +209,15 @@ TEST_CASE("pipes: a named pipe as IN (<(...), mkfifo) is read once, as stdin is,
             "mkfifo nobody2 && timeout 60 \"$D\" verify d --against nobody2 --device cpu");
   CHECK(r.code == 2);
   CHECK(r.err == "df11: nobody2: a df11 directory is checked --against a model directory, not a file (Usage)\n");
+  // "-" is stdin, even beside a directory named "-".
+  r = w.run("mkdir -p ./- && { cat ref.df11 || :; } | \"$D\" verify - --against <(cat m.safetensors) --device cpu");
+  CHECK(r.code == 0);
+  // Paths through /dev/fd/N/ or /proc/self/cwd/ are ordinary paths: the
+  // default output name is made from them.
+  r = w.run("cp m.safetensors q.safetensors && \"$D\" compress /proc/self/cwd/q.safetensors && "
+            "exec 4<. && \"$D\" decompress /dev/fd/4/q.df11 -o q2.safetensors && cmp q.safetensors q2.safetensors");
+  CHECK(r.code == 0);
+  CHECK(fs::exists(w.dir + "/q.df11"));
   // A regular file named twice is no stream: verify says what it finds.
   r = w.run("\"$D\" verify ref.df11 --against ref.df11 --device cpu");
   CHECK(r.code == 1);
