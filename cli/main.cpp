@@ -228,16 +228,32 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   return finish(s, c, s.ok() ? &body : nullptr);
 }
 
-// verify / info input: "-" or a FIFO is spooled (or mapped in place when a
-// file was redirected to stdin).
-df11::Status stdin_input(df11cli::SpoolDir& spool, const std::string& arg, const char* name, std::string* lib,
-                         StdioNames* names) {
-  *lib = arg;
-  if (!df11cli::is_stdio(arg) && !df11cli::is_fifo(arg)) return df11::Status::Ok();
-  if (df11cli::is_stdio(arg) && isatty(STDIN_FILENO))
-    return {df11::Error::Usage, "<stdin>: is a terminal; refusing to read binary data from it (redirect it) (Usage)"};
-  df11::Status s = df11cli::stream_as_path(spool, arg, name, lib);
-  if (s.ok()) names->ins.push_back({*lib, df11cli::stream_label(arg)});
+// verify / info inputs: "-" or a FIFO is spooled (or mapped in place when a
+// file was redirected to stdin). verify's two are read together, as their
+// data comes.
+struct InputArg {
+  const std::string& arg;
+  const char* spool_name;
+  std::string* lib;  // out: the path the library gets
+};
+df11::Status stdin_inputs(df11cli::SpoolDir& spool, std::initializer_list<InputArg> args, StdioNames* names) {
+  std::vector<df11cli::StreamSource> streams;
+  std::vector<std::string*> libs;
+  for (const InputArg& a : args) {
+    *a.lib = a.arg;
+    if (!df11cli::is_stdio(a.arg) && !df11cli::is_fifo(a.arg)) continue;
+    if (df11cli::is_stdio(a.arg) && isatty(STDIN_FILENO))
+      return {df11::Error::Usage, "<stdin>: is a terminal; refusing to read binary data from it (redirect it) (Usage)"};
+    streams.push_back({a.arg, a.spool_name, ""});
+    libs.push_back(a.lib);
+  }
+  if (streams.empty()) return df11::Status::Ok();
+  df11::Status s = df11cli::streams_as_paths(spool, streams);
+  if (!s.ok()) return s;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    *libs[i] = streams[i].path;
+    names->ins.push_back({streams[i].path, df11cli::stream_label(streams[i].arg)});
+  }
   return s;
 }
 
@@ -358,8 +374,10 @@ static int run(int argc, char** argv) {
     df11cli::SpoolDir spool;
     StdioNames names;
     std::string lib_in, lib_against;
-    df11::Status s = stdin_input(spool, in, "stdin.df11", &lib_in, &names);
-    if (s.ok()) s = stdin_input(spool, against, "stdin.safetensors", &lib_against, &names);
+    df11::Status s = against.empty()
+                         ? stdin_inputs(spool, {{in, "stdin.df11", &lib_in}}, &names)
+                         : stdin_inputs(spool, {{in, "stdin.df11", &lib_in}, {against, "stdin.safetensors", &lib_against}},
+                                        &names);
     if (!s.ok()) return finish(s, c, nullptr);
     df11::VerifyReport r;
     s = df11::verify(lib_in, lib_against, opt, &r);
@@ -383,7 +401,7 @@ static int run(int argc, char** argv) {
     df11cli::SpoolDir spool;
     StdioNames names;
     std::string lib_in;
-    df11::Status s = stdin_input(spool, in, "stdin.df11", &lib_in, &names);
+    df11::Status s = stdin_inputs(spool, {{in, "stdin.df11", &lib_in}}, &names);
     if (!s.ok()) return finish(s, c, nullptr);
     df11::Report r;
     s = df11::info(lib_in, opt, &r);

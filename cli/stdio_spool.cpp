@@ -31,8 +31,10 @@ struct Fd {
   ~Fd() {
     if (fd >= 0) ::close(fd);
   }
+  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd& operator=(Fd&&) = delete;
 };
 
 // Writes all of [p, p+n) to fd; EPIPE comes back as *gone = true.
@@ -118,53 +120,95 @@ bool same_stream(const std::string& a, const std::string& b) {
 }
 
 df11::Status stream_as_path(SpoolDir& spool, const std::string& arg, const std::string& name, std::string* path) {
-  const std::string label = stream_label(arg);
-  int in_fd = STDIN_FILENO;
-  Fd opened(-1);
-  if (!is_stdio(arg)) {
-    // Blocking open: a FIFO's writer may not have started yet (it is the
-    // other side of `<(...)`), and waiting for it is what the user asked for.
-    while ((opened.fd = ::open(arg.c_str(), O_RDONLY | O_CLOEXEC)) < 0 && errno == EINTR)
-      if (df11::interrupted()) return interrupted(label);  // Ctrl-C while no writer had come
-    if (opened.fd < 0) return fail(df11::Error::Io, label, std::string("cannot open: ") + std::strerror(errno));
-    in_fd = opened.fd;
-  } else {
-    struct stat st {};
-    if (fstat(STDIN_FILENO, &st) != 0) return fail(df11::Error::Io, label, std::string("cannot stat: ") + std::strerror(errno));
-    // A redirected regular file can be mapped where it is: no copy. (At
-    // another offset, as after `{ head -c 8; df11 compress -; } < F`, only the
-    // rest is the input, so it is copied like a pipe.)
-    if (S_ISREG(st.st_mode) && lseek(STDIN_FILENO, 0, SEEK_CUR) == 0 && ::access("/dev/stdin", R_OK) == 0) {
-      *path = "/dev/stdin";
-      return df11::Status::Ok();
+  std::vector<StreamSource> one{{arg, name, ""}};
+  df11::Status s = streams_as_paths(spool, one);
+  *path = one[0].path;
+  return s;
+}
+
+df11::Status streams_as_paths(SpoolDir& spool, std::vector<StreamSource>& streams) {
+  if (streams.empty()) return df11::Status::Ok();
+  struct Copy {
+    std::string label, copy;  // the stream's name in messages; its spool copy's
+    Fd in{-1}, out{-1};
+    int in_fd = -1;
+  };
+  std::vector<Copy> copies;
+  for (auto& src : streams) {
+    const std::string label = stream_label(src.arg);
+    Copy c;
+    c.label = label;
+    if (!is_stdio(src.arg)) {
+      // Non-blocking, so that opening does not wait for this FIFO's writer
+      // (the other side of `<(...)`, or a script that feeds another stream
+      // first); poll() below waits for data from whichever writer comes.
+      c.in.fd = ::open(src.arg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      if (c.in.fd < 0) return fail(df11::Error::Io, label, std::string("cannot open: ") + std::strerror(errno));
+      c.in_fd = c.in.fd;
+    } else {
+      struct stat st {};
+      if (fstat(STDIN_FILENO, &st) != 0)
+        return fail(df11::Error::Io, label, std::string("cannot stat: ") + std::strerror(errno));
+      // A redirected regular file can be mapped where it is: no copy. (At
+      // another offset, as after `{ head -c 8; df11 compress -; } < F`, only
+      // the rest is the input, so it is copied like a pipe.)
+      if (S_ISREG(st.st_mode) && lseek(STDIN_FILENO, 0, SEEK_CUR) == 0 && ::access("/dev/stdin", R_OK) == 0) {
+        src.path = "/dev/stdin";
+        continue;
+      }
+      c.in_fd = STDIN_FILENO;  // its flags are shared with other processes: left blocking
     }
-  }
-  df11::Status s = spool.create();
-  if (!s.ok()) return s;
-  *path = spool.file(name);
-  Fd out(::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  const std::string copy = spool.label(label);
-  if (out.fd < 0) return fail(df11::Error::Io, copy, std::string("cannot create: ") + std::strerror(errno));
-  std::vector<uint8_t> buf(size_t{1} << 20);
-  for (;;) {
-    if (df11::interrupted()) return interrupted(label);
-    const ssize_t n = ::read(in_fd, buf.data(), buf.size());
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;  // the loop head looks at the flag
-      return fail(df11::Error::Io, label, std::string("read failed: ") + std::strerror(errno));
-    }
-    s = write_all(out.fd, buf.data(), static_cast<size_t>(n), copy, nullptr);
+    df11::Status s = spool.create();
     if (!s.ok()) return s;
+    src.path = spool.file(src.name);
+    c.out.fd = ::open(src.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    c.copy = spool.label(label);
+    if (c.out.fd < 0) return fail(df11::Error::Io, c.copy, std::string("cannot create: ") + std::strerror(errno));
+    copies.push_back(std::move(c));
+  }
+  std::vector<uint8_t> buf(size_t{1} << 20);
+  std::vector<pollfd> fds;
+  std::vector<Copy*> active;
+  for (;;) {
+    fds.clear();
+    active.clear();
+    for (auto& c : copies)
+      if (c.in_fd >= 0) {
+        fds.push_back({c.in_fd, POLLIN, 0});
+        active.push_back(&c);
+      }
+    if (active.empty()) break;
+    // Ctrl-C while waiting for a writer, or between reads. The timeout
+    // covers a signal that lands between this check and poll().
+    if (df11::interrupted()) return interrupted(active[0]->label);
+    if (::poll(fds.data(), fds.size(), 200) < 0) {
+      if (errno == EINTR) continue;
+      return fail(df11::Error::Io, active[0]->label, std::string("poll failed: ") + std::strerror(errno));
+    }
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      Copy& c = *active[i];
+      // Only after poll() said so: a blocking stdin does not block here, and
+      // a FIFO whose writer has not come yet is not taken for an empty one.
+      const ssize_t n = ::read(c.in_fd, buf.data(), buf.size());
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;  // the loop head looks at the flag
+        return fail(df11::Error::Io, c.label, std::string("read failed: ") + std::strerror(errno));
+      }
+      if (n == 0) {
+        c.in_fd = -1;
+        const int fd = c.out.fd;
+        c.out.fd = -1;
+        if (::close(fd) != 0) return fail(df11::Error::Io, c.copy, std::string("write failed: ") + std::strerror(errno));
+        continue;
+      }
+      df11::Status s = write_all(c.out.fd, buf.data(), static_cast<size_t>(n), c.copy, nullptr);
+      if (!s.ok()) return s;
+    }
   }
   // A signal that came with the end of the stream (the pipe's writer closed
   // as the signal arrived): read() saw the end first.
-  if (df11::interrupted()) return interrupted(label);
-  if (::close(out.fd) != 0) {
-    out.fd = -1;
-    return fail(df11::Error::Io, copy, std::string("write failed: ") + std::strerror(errno));
-  }
-  out.fd = -1;
+  if (df11::interrupted()) return interrupted(stream_label(streams.front().arg));
   return df11::Status::Ok();
 }
 

@@ -4,6 +4,7 @@
 // that is removed on every exit path: success, error, SIGINT, SIGTERM or SIGHUP.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "df11.h"
 
@@ -55,6 +56,17 @@ class SpoolDir {
 // (`< FILE`, at offset 0) is used in place; anything else (a pipe, a socket)
 // is copied into spool/name first.
 df11::Status stream_as_path(SpoolDir& spool, const std::string& arg, const std::string& name, std::string* path);
+
+// The same for several streams at once (verify's container and --against),
+// read as their data comes, whichever is ready: two pipes fed by one writer
+// (`tee`), or by one script in either order, would deadlock if one were read
+// to its end before the other was opened.
+struct StreamSource {
+  std::string arg;   // "-" or a FIFO's path
+  std::string name;  // the spool file's name
+  std::string path;  // out: what the library opens
+};
+df11::Status streams_as_paths(SpoolDir& spool, std::vector<StreamSource>& streams);
 
 enum class CopyEnd { Done, ReaderGone };
 // Copies a finished file to standard output. A reader that closed the pipe

@@ -232,6 +232,35 @@ TEST_CASE("pipes: a named pipe as IN (<(...), mkfifo) is read once, as stdin is,
   CHECK(df11test::temporaries_in(w.dir).empty());
 }
 
+TEST_CASE("pipes: verify reads its two streams as their data comes, whichever writer comes first", "[cli][pipes]") {
+  Work w;
+  const auto [orig, ref] = reference_pair(w);
+  REQUIRE(orig.size() > (size_t{256} << 10));  // far more than a pipe's buffer (64 KiB)
+  // One pass over a download, compressed and checked against the same bytes:
+  // tee fills B while compress, which writes A only once its input has
+  // ended, is still reading. Reading A to its end first (or even waiting in
+  // open(A)) would stop tee on a full B, and so compress, for ever. The
+  // writers have their own timeout, so that a failure leaves no process behind.
+  Sh r = w.run("export D && mkfifo A B && { timeout 60 sh -c 'cat m.safetensors | tee B | \"$D\" compress - -o - >A' "
+               "2>/dev/null & } && timeout 60 \"$D\" verify A --against B --device cpu");
+  CHECK(r.code == 0);
+  CHECK(r.err.find("A: OK (1 file(s), ") == 0);
+  // One writer that feeds --against first, then the container.
+  r = w.run("mkfifo C E && { timeout 60 sh -c 'cat m.safetensors >E; cat ref.df11 >C' 2>/dev/null & } && "
+            "timeout 60 \"$D\" verify C --against E --device cpu");
+  CHECK(r.code == 0);
+  // The container on stdin, --against a FIFO written only after stdin ended.
+  r = w.run("mkfifo G && { timeout 60 sh -c 'sleep 0.3; cat m.safetensors >G' 2>/dev/null & } && "
+            "timeout 60 \"$D\" verify - --against G --device cpu <ref.df11");
+  CHECK(r.code == 0);
+  // And the streams are still each checked: a wrong original is a mismatch.
+  r = w.run("mkfifo H K && { timeout 60 sh -c 'head -c 1000 m.safetensors >K; cat ref.df11 >H' 2>/dev/null & } && "
+            "timeout 60 \"$D\" verify H --against K --device cpu");
+  CHECK(r.code != 0);
+  CHECK(r.code != 124);
+  CHECK(w.spool_empty());
+}
+
 TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves nothing in TMPDIR", "[cli][pipes]") {
   Work w;
   model(w.dir + "/m.safetensors", 20000);
