@@ -4,6 +4,8 @@ have classes of their own), carrying the code's stable name (e.g.
 "Df11BadMagic") and the library's one-line message, which names the file,
 the tensor and the rule broken."""
 
+import os
+
 
 class Df11Error(Exception):
     """Base class. Attributes: code (numeric df11 status, None for errors
@@ -60,3 +62,26 @@ _BY_EXIT_CODE = {1: CorruptDataError, 2: UsageError, 3: InputError}
 def raise_for_status(code, name, exit_code, message):
     cls = _BY_NAME.get(name) or _BY_EXIT_CODE.get(exit_code, Df11Error)
     raise cls(message or name, name, code)
+
+
+def one_line(name):
+    """How df11 puts a name (a path) into a one-line message, as the library
+    does (df11::one_line, formats/one_line.cpp): control bytes, and the C1
+    controls of UTF-8, are escaped, so that a name holding a newline or an
+    escape sequence can neither split a message nor forge another."""
+    raw = os.fsencode(name)
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        u = raw[i]
+        if u == 0xC2 and i + 1 < len(raw) and 0x80 <= raw[i + 1] <= 0x9F:
+            out += b"\\x%02x\\x%02x" % (u, raw[i + 1])
+            i += 2
+            continue
+        if u >= 0x20 and u != 0x7F:
+            out.append(u)
+        else:
+            out += {0x0A: b"\\n", 0x09: b"\\t", 0x0D: b"\\r"}.get(u, b"\\x%02x" % u)
+        i += 1
+    # As the library's messages are read (_lib.raise_status).
+    return out.decode("utf-8", "replace")

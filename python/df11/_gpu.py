@@ -10,7 +10,7 @@ import ctypes
 import threading
 
 from . import _lib
-from ._errors import UsageError
+from ._errors import UsageError, one_line
 
 _contexts = {}
 _contexts_lock = threading.Lock()
@@ -86,7 +86,7 @@ class Plan(_lib.OwnsHandle):
     def __init__(self, file, indices, image, outputs, stream=None):
         import torch
         if len(indices) != len(outputs):
-            raise UsageError(f"df11: {file.path}: a plan needs one output per tensor "
+            raise UsageError(f"df11: {file._shown}: a plan needs one output per tensor "
                              f"({len(indices)} tensors, {len(outputs)} outputs)", "Usage")
         file._check_open()
         self.file = file  # keeps the mapping (and the df11_file) alive
@@ -94,13 +94,13 @@ class Plan(_lib.OwnsHandle):
         self.image = image
         self.outputs = list(outputs)
         self.device_index = image.device.index
-        _aligned(image, 256, f"{file.path}: image")
+        _aligned(image, 256, f"{file._shown}: image")
         for i, out in zip(self.indices, self.outputs):
             need = file._infos[i]["original_bytes"]
             got = out.numel() * out.element_size()
             if got != need or not out.is_contiguous() or out.device != image.device:
                 raise UsageError(
-                    f"df11: {file.path}: output for '{file._infos[i]['name']}' must be a contiguous "
+                    f"df11: {file._shown}: output for '{one_line(file._infos[i]['name'])}' must be a contiguous "
                     f"{need}-byte tensor on {image.device} (got {got} bytes on {out.device})", "Usage")
         self.ctx = context(self.device_index)
         idx = _lib.u64_array(self.indices)

@@ -364,6 +364,33 @@ def test_paths_str_bytes_pathlike_and_not_utf8(df11mod, sample_file, tmp_path):
     assert e.value.name == "Io"
 
 
+def test_messages_show_control_characters_in_paths_escaped(df11mod, sample_file, tmp_path):
+    """A path holding a newline, an ESC or a C1 control (U+009B) must not
+    split or forge a message line: this layer's messages escape it as the
+    library's own do (df11::one_line)."""
+    _, packed = sample_file
+    odd = str(tmp_path / "a\nb\x1b[31m\u009b.df11")
+    shown = str(tmp_path) + "/a\\nb\\x1b[31m\\xc2\\x9b.df11"
+    shutil.copyfile(packed, odd)
+    with pytest.raises(df11mod.InputError) as e:  # the library's message
+        df11mod.open(odd + ".missing")
+    assert str(e.value).startswith(f"{shown}.missing: ")
+    f = df11mod.open(odd)
+    assert f.path == odd  # the path itself is kept as given
+    raised = []
+    for ask in (lambda: f.read("no such tensor"), lambda: f.read(f.names()[0], device="tpu")):
+        with pytest.raises(df11mod.UsageError) as e:
+            ask()
+        raised.append(str(e.value))
+    f.close()
+    with pytest.raises(df11mod.UsageError) as e:
+        f.names()
+    raised.append(str(e.value))
+    for message in raised:
+        assert message.startswith(f"df11: {shown}: "), message
+        assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in message), message
+
+
 def test_nul_in_path_is_a_value_error(df11mod, sample_file):
     _, packed = sample_file
     for path in (packed + "\0junk", os.fsencode(packed) + b"\0junk"):
