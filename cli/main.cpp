@@ -1,5 +1,6 @@
 // df11: lossless BF16 checkpoint compression. Human messages go to stderr;
 // --json prints one machine-readable object to stdout.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -143,6 +144,10 @@ void print_info(const df11::Report& r) {
 
 df11::Status usage(const std::string& what) { return {df11::Error::Usage, what + " (Usage)"}; }
 
+// Standard input was closed when df11 started (fd 0 is now /dev/null).
+bool g_stdin_closed = false;
+df11::Status stdin_closed_error() { return {df11::Error::Io, "<stdin>: not open (standard input was closed) (Io)"}; }
+
 // The names the user sees for the paths the library got in place of "-" or
 // of a FIFO.
 struct StdioNames {
@@ -200,6 +205,7 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
     s = df11::check_file_output(out, c.force);
     if (!s.ok()) return finish(s, c, nullptr);
   }
+  if (in_stdin && g_stdin_closed) return finish(stdin_closed_error(), c, nullptr);
   if (in_stdin || in_fifo) {
     s = df11cli::stream_as_path(spool, in, compressing ? "stdin.safetensors" : "stdin.df11", &lib_in);
     if (!s.ok()) return finish(s, c, nullptr);
@@ -242,6 +248,7 @@ df11::Status stdin_inputs(df11cli::SpoolDir& spool, std::initializer_list<InputA
   for (const InputArg& a : args) {
     *a.lib = a.arg;
     if (!df11cli::is_stdio(a.arg) && !df11cli::is_fifo(a.arg)) continue;
+    if (df11cli::is_stdio(a.arg) && g_stdin_closed) return stdin_closed_error();
     if (df11cli::is_stdio(a.arg) && isatty(STDIN_FILENO))
       return {df11::Error::Usage, "<stdin>: is a terminal; refusing to read binary data from it (redirect it) (Usage)"};
     streams.push_back({a.arg, a.spool_name, ""});
@@ -260,6 +267,17 @@ df11::Status stdin_inputs(df11cli::SpoolDir& spool, std::initializer_list<InputA
 }  // namespace
 
 static int run(int argc, char** argv) {
+  // Descriptors 0-2 that the caller closed (`2>&-`, `<&-`) are opened on
+  // /dev/null first: otherwise the next file df11 opens takes the number, and
+  // a message for stderr would be written into an output, or an input FIFO
+  // read again as stdin. A closed stdin is still refused where `-` is used.
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    if (fd == STDIN_FILENO) g_stdin_closed = true;
+    // The lowest free number: fd itself, as the lower ones are open by now.
+    const int null_fd = ::open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY);
+    if (null_fd >= 0 && null_fd != fd) ::close(null_fd);
+  }
   df11::install_interrupt_handlers();
   // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which
   // df11 reports with the file's name and cleans up after, instead of the

@@ -156,6 +156,10 @@ df11::Status streams_as_paths(SpoolDir& spool, std::vector<StreamSource>& stream
         src.path = "/dev/stdin";
         continue;
       }
+      // poll() would wait for ever on a descriptor open for writing only.
+      const int mode = fcntl(STDIN_FILENO, F_GETFL);
+      if (mode != -1 && (mode & O_ACCMODE) == O_WRONLY)
+        return fail(df11::Error::Io, label, "read failed: not open for reading");
       c.in_fd = STDIN_FILENO;  // its flags are shared with other processes: left blocking
     }
     df11::Status s = spool.create();

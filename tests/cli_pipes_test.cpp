@@ -261,6 +261,31 @@ TEST_CASE("pipes: verify reads its two streams as their data comes, whichever wr
   CHECK(w.spool_empty());
 }
 
+TEST_CASE("pipes: a closed or write-only stdin is an error, never another stream's data or a wait", "[cli][pipes]") {
+  Work w;
+  const auto [orig, ref] = reference_pair(w);
+  // Closed (<&-): the FIFO opened next must not take descriptor 0 and be read
+  // as stdin too (it was: half of its data in each copy, a false Df11Truncated).
+  Sh r = w.run("mkfifo F && { timeout 60 sh -c 'cat ref.df11 >F' 2>/dev/null & } && "
+               "timeout 60 \"$D\" verify F --against - --device cpu <&-");
+  CHECK(r.code == 3);
+  CHECK(r.err == "df11: <stdin>: not open (standard input was closed) (Io)\n");
+  r = w.run("timeout 60 \"$D\" compress - -o c.df11 <&-");
+  CHECK(r.code == 3);
+  CHECK(r.err == "df11: <stdin>: not open (standard input was closed) (Io)\n");
+  CHECK_FALSE(fs::exists(w.dir + "/c.df11"));
+  // A file to a file with stdin and stderr closed: descriptors 0-2 stay taken,
+  // so no message or input lands in an output.
+  r = w.run("{ \"$D\" compress m.safetensors -o d.df11 -v <&- 2>&-; }");
+  CHECK(r.code == 0);
+  CHECK(df11test::read_file(w.dir + "/d.df11") == ref);
+  // The write end of a pipe as stdin: an error at once (poll() would wait).
+  r = w.run("timeout 60 \"$D\" info - 0> >(cat >/dev/null)");
+  CHECK(r.code == 3);
+  CHECK(r.err == "df11: <stdin>: read failed: not open for reading (Io)\n");
+  CHECK(w.spool_empty());
+}
+
 TEST_CASE("pipes: bad data on stdin is named <stdin>, exits 3 or 1, and leaves nothing in TMPDIR", "[cli][pipes]") {
   Work w;
   model(w.dir + "/m.safetensors", 20000);

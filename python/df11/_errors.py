@@ -4,7 +4,6 @@ have classes of their own), carrying the code's stable name (e.g.
 "Df11BadMagic") and the library's one-line message, which names the file,
 the tensor and the rule broken."""
 
-import os
 
 
 class Df11Error(Exception):
@@ -68,8 +67,10 @@ def one_line(name):
     """How df11 puts a name (a path) into a one-line message, as the library
     does (df11::one_line, formats/one_line.cpp): control bytes, and the C1
     controls of UTF-8, are escaped, so that a name holding a newline or an
-    escape sequence can neither split a message nor forge another."""
-    raw = os.fsencode(name)
+    escape sequence can neither split a message nor forge another. A path
+    comes as the bytes given to the library; a str (a tensor name, which is
+    UTF-8 in the file) is encoded as UTF-8, whatever the locale."""
+    raw = name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
     out = bytearray()
     i = 0
     while i < len(raw):

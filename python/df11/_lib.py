@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from ._errors import UsageError, raise_for_status
+from ._errors import UsageError, one_line, raise_for_status
 
 C_API_VERSION = 1  # DF11_C_API_VERSION this binding was written for
 
@@ -92,9 +92,10 @@ def _load(path):
     fail (missing, not a shared library, a symbol missing, another C API
     version) raises ImportError naming the path and the cause."""
     origin = "$DF11_LIBRARY" if os.environ.get("DF11_LIBRARY") else "the copy bundled with the package"
+    shown = one_line(os.fsencode(path))
     if not os.path.isfile(path):
         raise ImportError(
-            f"df11: {path} ({origin}): shared library not found (install the package with "
+            f"df11: {shown} ({origin}): shared library not found (install the package with "
             f"`pip install ./python`, or set DF11_LIBRARY=/path/to/libdf11.so)", path=path)
     try:
         handle = ctypes.CDLL(path)
@@ -103,10 +104,10 @@ def _load(path):
             fn.restype = restype
             fn.argtypes = argtypes
     except (OSError, AttributeError) as e:
-        raise ImportError(f"df11: {path} ({origin}): not a usable libdf11: {e}", path=path) from e
+        raise ImportError(f"df11: {shown} ({origin}): not a usable libdf11: {one_line(str(e))}", path=path) from e
     got = handle.df11_c_api_version()
     if got != C_API_VERSION:
-        raise ImportError(f"df11: {path} ({origin}): C API version {got}, this binding needs {C_API_VERSION}",
+        raise ImportError(f"df11: {shown} ({origin}): C API version {got}, this binding needs {C_API_VERSION}",
                           path=path)
     return handle
 

@@ -480,14 +480,18 @@ def test_library_load_errors_are_import_errors(unloaded, monkeypatch, tmp_path):
     import _ctypes  # a shared library that lacks the df11 symbols
     junk = tmp_path / "libjunk.so"
     junk.write_bytes(b"not an ELF file")
+    odd = tmp_path / "lib\njunk.so"  # a newline in the path: escaped, the message stays one line
+    odd.write_bytes(b"not an ELF file")
     cases = {str(tmp_path / "missing.so"): "not found", str(junk): "not a usable libdf11",
-             _ctypes.__file__: "df11_"}
+             _ctypes.__file__: "df11_", str(odd): "not a usable libdf11"}
     for path, cause in cases.items():
         # $DF11_LIBRARY overrides: a bad one is an error, never a fall back to the bundled copy.
         monkeypatch.setenv("DF11_LIBRARY", path)
         with pytest.raises(ImportError) as e:
             unloaded.lib()
-        assert path in str(e.value) and cause in str(e.value) and "DF11_LIBRARY" in str(e.value)
+        shown = path.replace("\n", "\\n")
+        assert shown in str(e.value) and cause in str(e.value) and "DF11_LIBRARY" in str(e.value)
+        assert "\n" not in str(e.value)
         assert unloaded._lib is None
 
 
