@@ -165,7 +165,9 @@ df11::Status streams_as_paths(SpoolDir& spool, std::vector<StreamSource>& stream
     df11::Status s = spool.create();
     if (!s.ok()) return s;
     src.path = spool.file(src.name);
-    c.out.fd = ::open(src.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    // 0666 less the umask, in a private (0700) folder: the output takes
+    // its mode from this copy, as from a file given by name.
+    c.out.fd = ::open(src.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     c.copy = spool.label(label);
     if (c.out.fd < 0) return fail(df11::Error::Io, c.copy, std::string("cannot create: ") + std::strerror(errno));
     copies.push_back(std::move(c));

@@ -82,6 +82,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
+  od.keep_modes_from(in);
   Manifest m;
   m.directories = dirs;
   for (const auto& d : dirs)
@@ -147,6 +148,7 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
+  od.keep_modes_from(in);
   for (const auto& d : m.directories)
     if (s = od.make_dir(d); !s.ok()) return s;
   // Parents are made here, before any file runs (the tasks may run at once).

@@ -159,6 +159,7 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
+  of.keep_mode_of(in);
   // From four workers, as in decompress, pass 2's windows that would wait for
   // another's pwrite(2) go into a shared mapping of the output. Its size is
   // known only at the end: the input's size is the estimate (a file worth
@@ -201,6 +202,7 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
+  of.keep_mode_of(in);
   // From four workers on one file, windows that would wait for another's
   // pwrite(2) go into a shared mapping of the file instead, where the page
   // cache fills in parallel. (A directory's file that gets more threads

@@ -10,10 +10,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "df11.h"
 #include "file_io.h"
+#include "manifest.h"
 #include "ops.h"
 
 namespace df11 {
@@ -60,25 +62,41 @@ class AtomicOutputDir {
     return s;
   }
   // Makes temp()/rel and its parents; Io (naming the output) on failure.
-  Status make_dir(const std::string& rel) const {
+  Status make_dir(const std::string& rel) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(temp_) / rel, ec);
     if (ec) return make_status(Error::Io, path_, "cannot create '" + rel + "': " + ec.message());
+    for (std::filesystem::path q(rel); !q.empty() && q != "."; q = q.parent_path()) made_.insert(q.generic_string());
     return Status::Ok();
   }
+  // The output's directories get the modes of their namesakes under `src`
+  // (the input directory) at commit, less the umask, as cp(1) gives them: a
+  // private folder stays private. Without it, or where `src` has no such
+  // folder, they get mkdir(1)'s mode.
+  void keep_modes_from(const std::string& src) { src_ = src; }
   Status commit() {
     if (interrupted()) return interrupted_status(path_);
     if (Status s = refuse_special_output(path_); !s.ok()) return s;
     std::error_code ec;
     const bool exists = std::filesystem::exists(std::filesystem::symlink_status(path_, ec));
     if (exists && !overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+    if (exists && std::filesystem::is_directory(std::filesystem::symlink_status(path_, ec))) {
+      if (Status s = check_replaceable(); !s.ok()) return s;
+    }
     // mkdtemp made it 0700, private while it was built; in place it gets
-    // the mode mkdir(1) would give it (and keeps a set-group-ID bit inherited
-    // from its parent), so that other users (a serving process, a CI cache)
-    // can read the model as they could its files.
+    // its input's mode, or the mode mkdir(1) would give it (and keeps a
+    // set-group-ID bit inherited from its parent), so that other users (a
+    // serving process, a CI cache) can read the model as they could its
+    // files. Folders inside get theirs last, deepest first: a read-only one
+    // could not have been written into.
+    for (auto it = made_.rbegin(); it != made_.rend(); ++it) {
+      mode_t mode = 0;
+      if (source_mode(*it, &mode)) ::chmod((temp_ + "/" + *it).c_str(), mode);
+    }
     struct stat st {};
-    if (::stat(temp_.c_str(), &st) != 0 ||
-        ::chmod(temp_.c_str(), (0777 & ~process_umask()) | (st.st_mode & S_ISGID)) != 0)
+    mode_t top = 0777 & ~process_umask();
+    source_mode("", &top);
+    if (::stat(temp_.c_str(), &st) != 0 || ::chmod(temp_.c_str(), top | (st.st_mode & S_ISGID)) != 0)
       return make_status(Error::Io, path_, std::string("cannot set the output directory's mode: ") + std::strerror(errno));
     std::string old;
     if (exists) {
@@ -94,7 +112,39 @@ class AtomicOutputDir {
   }
 
  private:
-  std::string path_, temp_;
+  // -f replaces an earlier output, never a user's folder: the existing
+  // directory must be a df11 directory (its manifest made by df11), or hold
+  // nothing that the new output does not hold too. `df11 decompress m.df11
+  // -o ~/models -f` would otherwise delete everything else in ~/models.
+  Status check_replaceable() const {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_regular_file(fs::symlink_status(fs::path(path_) / kManifestName, ec))) return Status::Ok();
+    fs::recursive_directory_iterator it(path_, fs::directory_options::none, ec), end;
+    if (ec) return make_status(Error::Io, path_, "cannot read the existing output: " + ec.message());
+    for (; it != end; it.increment(ec)) {
+      if (ec) return make_status(Error::Io, path_, "cannot read the existing output: " + ec.message());
+      const fs::path rel = it->path().lexically_relative(path_);
+      if (!fs::exists(fs::symlink_status(fs::path(temp_) / rel, ec)))
+        return make_status(Error::OutputExists, path_,
+                           "output exists and holds '" + rel.generic_string() +
+                               "', which this output would not replace; -f replaces only an earlier df11 output "
+                               "(remove the directory yourself)");
+    }
+    return Status::Ok();
+  }
+  // The mode for the output's folder `rel` ("" for the top): that of the
+  // input's, less the umask; false where there is no input folder.
+  bool source_mode(const std::string& rel, mode_t* mode) const {
+    if (src_.empty()) return false;
+    struct stat st {};
+    if (::stat((rel.empty() ? src_ : src_ + "/" + rel).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    *mode = st.st_mode & 0777 & ~process_umask();
+    return true;
+  }
+
+  std::string path_, temp_, src_;
+  std::set<std::string> made_;  // folders made inside, by relative path
   bool overwrite_ = false;
 };
 

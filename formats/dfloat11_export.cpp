@@ -555,6 +555,7 @@ Status run_export(const std::string& in, const std::string& out, const ExportOpt
   AtomicOutputDir od;
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
+  od.keep_modes_from(in);
   for (const auto& d : files.dirs)
     if (s = od.make_dir(d); !s.ok()) return s;
 

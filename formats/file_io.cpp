@@ -333,6 +333,12 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
   return Status::Ok();
 }
 
+void AtomicOutputFile::keep_mode_of(const std::string& src) {
+  struct stat st {};
+  if (fd_ >= 0 && ::stat(src.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+    fchmod(fd_, st.st_mode & 0777 & ~process_umask());
+}
+
 Status AtomicOutputFile::write(const void* data, uint64_t size) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
@@ -517,6 +523,7 @@ Status copy_file_atomic(const std::string& from, const std::string& to, bool ove
   if (!s.ok()) return s;
   AtomicOutputFile o;
   s = o.open(to, overwrite);
+  if (s.ok()) o.keep_mode_of(from);
   if (s.ok()) s = o.write(f.data(), f.size());
   if (s.ok()) s = o.commit();
   return s;

@@ -76,6 +76,10 @@ class AtomicOutputFile {
   // Fails with OutputIsLink if `path` is a symlink, OutputExists if it
   // exists and !overwrite.
   Status open(const std::string& path, bool overwrite);
+  // The output gets the permission bits of the file `src` (its input), less
+  // the umask, as cp(1) and zstd keep them: a private file stays private, a
+  // script keeps its execute bit. Without this call, 0644 less the umask.
+  void keep_mode_of(const std::string& src);
   // For several threads filling one file: pwrite()s into one file run one at
   // a time (the inode lock), so the page cache of a large output fills on one
   // thread. Stores into a shared mapping do not take that lock. Call it after

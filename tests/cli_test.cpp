@@ -138,24 +138,82 @@ TEST_CASE("cli: corrupt container exits 1 and names the tensor", "[cli]") {
   CHECK_FALSE(fs::exists(t.path + "/back.safetensors"));
 }
 
-TEST_CASE("cli: output directories get mkdir's mode (0777 less the umask), not mkdtemp's 0700", "[cli]") {
+TEST_CASE("cli: outputs keep their input's mode less the umask, as cp does: private stays private", "[cli]") {
   df11test::TempDir t;
   df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
-  // 022, whatever the caller's: under 077 the expected mode would be
-  // mkdtemp's 0700 and the test could not fail.
+  // 022, whatever the caller's: under 077 every expected mode below would be
+  // 0700 or 0600 and the test could not tell the rule from mkdtemp's.
   const mode_t mask = 022, caller = umask(mask);
   const auto mode = [](const std::string& p) {
     struct stat st {};
     REQUIRE(stat(p.c_str(), &st) == 0);
     return st.st_mode & 07777;
   };
+  const std::string m = t.path + "/model";
+  REQUIRE(chmod(m.c_str(), 0750) == 0);
+  REQUIRE(chmod((m + "/vision").c_str(), 0700) == 0);  // a private folder
+  REQUIRE(chmod((m + "/model-00001-of-00002.safetensors").c_str(), 0600) == 0);
+  REQUIRE(chmod((m + "/README.md").c_str(), 0755) == 0);      // a script's execute bit
+  REQUIRE(chmod((m + "/config.json").c_str(), 0666) == 0);    // less the umask: 0644
   REQUIRE(df11("compress model -o model.df11", t.path).code == 0);
-  CHECK(mode(t.path + "/model.df11") == (0777 & ~mask));
-  REQUIRE(df11("decompress model.df11 -o back", t.path).code == 0);
-  CHECK(mode(t.path + "/back") == (0777 & ~mask));
-  REQUIRE(df11("decompress model.df11 -o back -f", t.path).code == 0);
-  CHECK(mode(t.path + "/back") == (0777 & ~mask));
+  const std::string c = t.path + "/model.df11";
+  CHECK(mode(c) == 0750);
+  CHECK(mode(c + "/vision") == 0700);
+  CHECK(mode(c + "/model-00001-of-00002.df11") == 0600);
+  CHECK(mode(c + "/README.md") == 0755);
+  CHECK(mode(c + "/config.json") == 0644);
+  CHECK(mode(c + "/model-00002-of-00002.df11") == 0644);
+  for (const char* cmd : {"decompress model.df11 -o back", "decompress model.df11 -o back -f"}) {
+    INFO(cmd);
+    REQUIRE(df11(cmd, t.path).code == 0);
+    const std::string r = t.path + "/back";
+    CHECK(mode(r) == 0750);  // not mkdtemp's 0700
+    CHECK(mode(r + "/vision") == 0700);
+    CHECK(mode(r + "/model-00001-of-00002.safetensors") == 0600);
+    CHECK(mode(r + "/README.md") == 0755);
+    CHECK(mode(r + "/config.json") == 0644);
+  }
+  // A single file, and a folder with none of the input's.
+  REQUIRE(df11("compress model/model-00001-of-00002.safetensors -o one.df11", t.path).code == 0);
+  CHECK(mode(t.path + "/one.df11") == 0600);
+  REQUIRE(df11("decompress one.df11 -o one.safetensors", t.path).code == 0);
+  CHECK(mode(t.path + "/one.safetensors") == 0600);
   umask(caller);
+}
+
+TEST_CASE("cli: -f replaces an earlier output directory, never a folder holding anything else", "[cli]") {
+  df11test::TempDir t;
+  df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
+  REQUIRE(df11("compress model -o model.df11", t.path).code == 0);
+  // decompress into a folder of the user's: refused, and nothing in it touched.
+  fs::create_directories(t.path + "/models/notes");
+  df11test::write_file(t.path + "/models/notes/todo.txt", std::vector<uint8_t>{'x'});
+  Run r = df11("decompress model.df11 -o models -f", t.path);
+  CHECK(r.code == 3);
+  CHECK(r.err.find("models: output exists and holds 'notes', which this output would not replace; -f replaces "
+                   "only an earlier df11 output (remove the directory yourself) (OutputExists)") != std::string::npos);
+  CHECK(fs::exists(t.path + "/models/notes/todo.txt"));
+  CHECK(df11test::temporaries_in(t.path).empty());
+  // An earlier restore of the same model: replaced.
+  REQUIRE(df11("decompress model.df11 -o back", t.path).code == 0);
+  df11test::write_file(t.path + "/back/config.json", std::vector<uint8_t>{'{', '}'});
+  r = df11("decompress model.df11 -o back -f", t.path);
+  CHECK(r.code == 0);
+  CHECK(df11test::read_file(t.path + "/back/config.json") == df11test::read_file(t.path + "/model/config.json"));
+  // ... but not once the user has put a file of their own into it.
+  df11test::write_file(t.path + "/back/mine.txt", std::vector<uint8_t>{'y'});
+  CHECK(df11("decompress model.df11 -o back -f", t.path).code == 3);
+  CHECK(fs::exists(t.path + "/back/mine.txt"));
+  // An earlier df11 directory (its manifest) is replaced whole, even where the
+  // model lost a file since.
+  fs::remove(t.path + "/model/README.md");
+  r = df11("compress model -o model.df11 -f", t.path);
+  CHECK(r.code == 0);
+  CHECK_FALSE(fs::exists(t.path + "/model.df11/README.md"));
+  // A file is replaced by a directory, as by a file: -f means that for one file.
+  df11test::write_file(t.path + "/file.df11", std::vector<uint8_t>{'z'});
+  CHECK(df11("compress model -o file.df11 -f", t.path).code == 0);
+  CHECK(fs::is_directory(t.path + "/file.df11"));
 }
 
 TEST_CASE("cli: info --json has a tensors array for every safetensors file, empty when it holds none", "[cli]") {

@@ -516,15 +516,19 @@ TEST_CASE("export dfloat11: invalid input gets a named error and leaves nothing"
     CHECK(df11::export_dfloat11(in, out, df11::ExportOptions(), nullptr).code == df11::Error::DirIndexInvalid);
     no_output();
   }
-  SECTION("OutputExists without -f; replaced with it") {
+  SECTION("OutputExists without -f; with it, an earlier export is replaced, a folder holding more is not") {
     fs::create_directories(out);
     df11test::write_file(out + "/keep", {'x'});
     df11::ExportOptions o;
     CHECK(df11::export_dfloat11(in, out, o, nullptr).code == df11::Error::OutputExists);
     CHECK(fs::exists(out + "/keep"));
     o.overwrite = true;
-    CHECK(df11::export_dfloat11(in, out, o, nullptr).ok());
-    CHECK_FALSE(fs::exists(out + "/keep"));
+    CHECK(df11::export_dfloat11(in, out, o, nullptr).code == df11::Error::OutputExists);
+    CHECK(fs::exists(out + "/keep"));
+    fs::remove(out + "/keep");
+    CHECK(df11::export_dfloat11(in, out, o, nullptr).ok());  // into the empty folder
+    CHECK(df11::export_dfloat11(in, out, o, nullptr).ok());  // over the earlier export
+    CHECK(fs::exists(out + "/config.json"));
   }
   SECTION("Usage: the output may not replace the input, even with -f") {
     df11::ExportOptions o;
