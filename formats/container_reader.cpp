@@ -226,7 +226,7 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
       v.stream = reinterpret_cast<const uint32_t*>(p + sec.stream);
       v.sm = p + sec.sm;
       const Error e = validate_bf16(v, &t.max_block_elems);
-      if (e != Error::Ok) return bad(e, std::string("invalid BF16 sections (") + error_name(e) + ")");
+      if (e != Error::Ok) return bad(e, "invalid BF16 sections");  // fail() names the rule
     }
     prev_end = r.payload_offset + r.payload_size;
     expect_payload = align_up(prev_end, kAlignment);

@@ -204,7 +204,10 @@ void check_message(const Status& s, Error want) {
   INFO(s.message);
   CHECK(error_name(s.code) == std::string(error_name(want)));
   CHECK(s.message.find('\n') == std::string::npos);
-  CHECK(s.message.find(std::string("(") + error_name(want) + ")") != std::string::npos);
+  // The rule's name, once: "(Df11BadCodeLengths) (Df11BadCodeLengths)" was said.
+  const std::string named = std::string("(") + error_name(want) + ")";
+  CHECK(s.message.find(named) != std::string::npos);
+  CHECK(s.message.find(named) == s.message.rfind(named));
   const int ec = exit_code(s.code);
   CHECK((ec == 1 || ec == 3));
 }

@@ -84,11 +84,100 @@ def test_default_threshold_keeps_small_embeddings_resident(model_dirs):
     assert all(u.order[0] == 1 for u in model.df11.units)
 
 
-def test_missing_config_is_an_error(tmp_path, df11mod):
+def test_missing_config_is_an_error(model_dirs, tmp_path, df11mod, cli):
+    import glob
+    import os
+    import subprocess
     import df11.torch
+    # A path that is not there is named as such (it was "no config.json").
+    with pytest.raises(df11mod.InputError) as e:
+        df11.torch.load_model(str(tmp_path / "nope.df11"), device="cpu")
+    assert e.value.name == "Io"
+    # A df11 file (not a model directory) has no config.json.
+    src, _ = model_dirs["llama"]
+    one = str(tmp_path / "one.df11")
+    shard = sorted(glob.glob(os.path.join(src, "*.safetensors")))[0]
+    subprocess.run([cli, "compress", "-q", shard, "-o", one], check=True)
     with pytest.raises(df11mod.UsageError) as e:
-        df11.torch.load_model(str(tmp_path), device="cpu")
+        df11.torch.load_model(one, device="cpu")
     assert "config.json" in str(e.value)
+
+
+def test_devices_that_cannot_be_had_are_df11_errors(model_dirs, df11mod):
+    """Not torch's multi-line RuntimeError or TypeError: one line, a df11 name."""
+    import df11.torch
+    _, packed = model_dirs["llama"]
+    for device in ("gpu", None, "cuda:x"):
+        with pytest.raises(df11mod.UsageError) as e:
+            df11.torch.load_model(packed, device=device)
+        assert "\n" not in str(e.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(df11mod.InputError) as e:
+            df11.torch.load_model(packed)  # the default device is "cuda"
+        assert e.value.name == "CudaUnavailable"
+
+
+def test_forwards_from_several_threads_are_identical(model_dirs):
+    """Every block decodes into one scratch buffer: forwards from several
+    threads at once used to overwrite each other's weights (wrong logits, and
+    Df11TensorChecksum blaming a sound file). They now take turns."""
+    import threading
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    ref = reference(src)
+    model = df11.torch.load_model(packed, device="cpu", standalone_min_bytes=0)
+    inputs = [torch.tensor([[1 + k, 7, 42, 300 - k, 5]]) for k in range(4)]
+    with torch.no_grad():
+        expected = [ref(x).logits for x in inputs]
+    bad, errors = [], []
+
+    def work(k):
+        try:
+            for _ in range(6):
+                with torch.no_grad():
+                    if not torch.equal(model(inputs[k]).logits, expected[k]):
+                        bad.append(k)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert not bad, f"wrong logits in threads {sorted(set(bad))}"
+    model.df11_check()
+
+
+def test_casts_and_moves_are_refused(model_dirs, df11mod):
+    """.float() copied the scratch views as they stood: NaN logits, no error."""
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    model = df11.torch.load_model(packed, device="cpu", standalone_min_bytes=0)
+    for cast in (lambda m: m.float(), lambda m: m.half(), lambda m: m.to(torch.float16), lambda m: m.double(),
+                 lambda m: m.model.layers[0].float(), lambda m: m.to("meta")):
+        with pytest.raises(df11mod.UsageError) as e:
+            cast(model)
+        assert "cannot be moved or cast" in str(e.value)
+    # What changes nothing passes, and the model still computes as before.
+    model = model.to(torch.bfloat16).cpu().eval()
+    ids = torch.tensor([[1, 7, 42, 300, 5]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reference(src)(ids).logits)
+
+
+def test_forward_after_close_is_an_error(model_dirs, df11mod):
+    import df11.torch
+    _, packed = model_dirs["llama"]
+    model = df11.torch.load_model(packed, device="cpu")
+    model.df11.close()
+    ids = torch.tensor([[1, 7, 42]])
+    with pytest.raises(df11mod.UsageError) as e:
+        model(ids)
+    assert "closed" in str(e.value)
+    with pytest.raises(df11mod.UsageError):
+        model.generate(ids, max_new_tokens=2)
 
 
 def test_offload_needs_cuda(model_dirs, df11mod):

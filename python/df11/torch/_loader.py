@@ -2,13 +2,14 @@
 import contextlib
 import functools
 import os
+import threading
 
 import numpy as np
 import torch
 
 from .. import _file
 from .._dtypes import torch_dtype
-from .._errors import UsageError
+from .._errors import InputError, UsageError, one_line
 from . import _runtime
 from ._layout import DEFAULT_STANDALONE_MIN_BYTES, PlacementError, block_of, group_of, place_groups, plan_units
 
@@ -82,6 +83,11 @@ class Df11Model:
         self.resident_bytes = resident_bytes
         self.hooks = hooks
         self.placement = placement      # {group (block or module name): device}
+        # One forward at a time: every block decodes into the one scratch
+        # buffer, so two threads' forwards would overwrite each other's
+        # weights (wrong logits, and checksum failures that blame the file).
+        self.lock = threading.RLock()
+        self.closed = False
 
     @property
     def scratch_bytes(self):
@@ -97,11 +103,13 @@ class Df11Model:
             launcher.check()
 
     def close(self):
-        for h in self.hooks:
-            h.remove()
-        for launcher in self.launchers.values():
-            launcher.close()
-        self.file.close()
+        with self.lock:
+            self.closed = True
+            for h in self.hooks:
+                h.remove()
+            for launcher in self.launchers.values():
+                launcher.close()
+            self.file.close()
 
 
 def _parse_bytes(v):
@@ -116,10 +124,17 @@ def _parse_bytes(v):
     return int(t)
 
 
-def _as_device(d):
-    if isinstance(d, int):
+def _as_device(d, path=""):
+    if isinstance(d, int) and not isinstance(d, bool):
         return torch.device("cuda", d)
-    d = torch.device(d)
+    try:
+        d = torch.device(d)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"df11: {one_line(path)}: device {d!r} is neither cpu nor cuda (cuda:N)", "Usage") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        # As File.read(device="cuda") says it, rather than torch's "no NVIDIA driver".
+        raise InputError(f"df11: {one_line(path)}: no CUDA device (torch sees none); device='cpu' decodes on "
+                         f"the CPU", "CudaUnavailable")
     if d.type == "cuda" and d.index is None:
         d = torch.device("cuda", torch.cuda.current_device())
     return d
@@ -148,29 +163,31 @@ def load_model(path, device="cuda", offload=False, dtype=torch.bfloat16, config=
     `model.generate()` checks the decode status when it returns.
     """
     path = os.fspath(path)
+    shown = one_line(os.fsencode(path))
     if device_map == "auto":
         if not torch.cuda.is_available():
-            raise UsageError(f"df11: {path}: device_map='auto' needs CUDA devices", "Usage")
+            raise UsageError(f"df11: {shown}: device_map='auto' needs CUDA devices", "Usage")
         devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
     elif device_map is not None:
-        device_map = {k: _as_device(v) for k, v in dict(device_map).items()}
+        device_map = {k: _as_device(v, path) for k, v in dict(device_map).items()}
         devices = list(dict.fromkeys(device_map.values()))
     else:
-        devices = [_as_device(device)]
+        devices = [_as_device(device, path)]
     if any(d.type not in ("cuda", "cpu") for d in devices):
-        raise UsageError(f"df11: {path}: device {[str(d) for d in devices]} is neither cuda nor cpu", "Usage")
+        raise UsageError(f"df11: {shown}: device {[str(d) for d in devices]} is neither cuda nor cpu", "Usage")
     if offload and any(d.type != "cuda" for d in devices):
-        raise UsageError(f"df11: {path}: offload=True needs a CUDA device", "Usage")
-    limits = {_as_device(k): _parse_bytes(v) for k, v in (max_memory or {}).items()}
-    if config is None:
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise UsageError(f"df11: {path}: no config.json (load_model takes a df11 model directory, "
-                             f"or pass config=)", "Usage")
-        from transformers import AutoConfig
-        config = AutoConfig.from_pretrained(path)
+        raise UsageError(f"df11: {shown}: offload=True needs a CUDA device", "Usage")
+    limits = {_as_device(k, path): _parse_bytes(v) for k, v in (max_memory or {}).items()}
 
+    # The library first: a path that is not there, or not df11, is named as such.
     f = _file.open(path)
     try:
+        if config is None:
+            if not os.path.isfile(os.path.join(path, "config.json")):
+                raise UsageError(f"df11: {shown}: no config.json (load_model takes a df11 model directory, "
+                                 f"or pass config=)", "Usage")
+            from transformers import AutoConfig
+            config = AutoConfig.from_pretrained(path)
         model = _build_empty_model(config, dtype)
         return _bind(model, f, path, devices, device_map, limits, offload, standalone_min_bytes, threads)
     except BaseException:
@@ -191,6 +208,7 @@ def _move_to(obj, dev):
 
 
 def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_bytes, threads):
+    shown = one_line(os.fsencode(path))  # the path in messages, as the library shows it
     file_names = set(f.names())
     # Every holder of every parameter: tied weights (GPT-2's wte and lm_head)
     # are one Parameter held by two modules; both must be rebound.
@@ -206,7 +224,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
                 param_file[pid] = fname
                 break
         else:
-            raise UsageError(f"df11: {path}: the model's parameter '{hs[0][2]}' is not in the checkpoint "
+            raise UsageError(f"df11: {shown}: the model's parameter '{hs[0][2]}' is not in the checkpoint "
                              f"(ModelTensorMissing)", "ModelTensorMissing")
 
     # Only parameters whose model dtype is the file's BF16 can be views of
@@ -216,7 +234,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
         name = param_file[pid]
         info = f.info(name)
         if tuple(p.shape) != tuple(info["shape"]):
-            raise UsageError(f"df11: {path}: tensor '{name}' has shape {list(info['shape'])}, the model "
+            raise UsageError(f"df11: {shown}: tensor '{name}' has shape {list(info['shape'])}, the model "
                              f"expects {list(p.shape)} (ModelShapeMismatch)", "ModelShapeMismatch")
         if p.dtype == torch.bfloat16:
             wanted.add(name)
@@ -240,7 +258,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
             placed = place_groups([(g, group_bytes[g], group_need[g]) for g in group_bytes], devices, limits,
                                   device_map)
         except PlacementError as e:
-            raise UsageError(f"df11: {path}: {e} (ModelDoesNotFit)", "ModelDoesNotFit") from None
+            raise UsageError(f"df11: {shown}: {e} (ModelDoesNotFit)", "ModelDoesNotFit") from None
     unit_device = {}
     for pid, (p, _) in holders.items():
         unit = in_unit.get(param_file[pid])
@@ -295,7 +313,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
             host = f.read_numpy(info["index"], threads)
             tdt = torch_dtype(info["dtype"])
             if tdt is None:  # U16/U32/U64 before torch 2.3, F8 without float8: no tensor of that type
-                raise UsageError(f"df11: {path}: tensor {info['name']!r} is {info['dtype']}, which this torch "
+                raise UsageError(f"df11: {shown}: tensor {info['name']!r} is {info['dtype']}, which this torch "
                                  f"({torch.__version__}) has no dtype for", "Usage")
             t = torch.from_numpy(np.ascontiguousarray(host).view(np.uint8)).view(tdt).reshape(info["shape"])
             t = t.to(device=d, dtype=p.dtype)
@@ -344,14 +362,61 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
     state = Df11Model(f, launchers, units, resident_bytes, hooks, placed)
     model.df11 = state
     model.df11_check = state.check
+
+    def entered():
+        if state.closed:
+            raise UsageError(f"df11: {shown}: the model's df11 file is closed (model.df11.close())", "Usage")
+
+    original_forward = model.forward
+
+    @functools.wraps(original_forward)
+    def forward(*args, **kwargs):
+        with state.lock:
+            entered()
+            return original_forward(*args, **kwargs)
+
     original_generate = model.generate
 
     @functools.wraps(original_generate)
     def generate(*args, **kwargs):
-        out = original_generate(*args, **kwargs)
-        state.check()
-        return out
+        with state.lock:
+            entered()
+            out = original_generate(*args, **kwargs)
+            state.check()
+            return out
 
+    model.forward = forward
     model.generate = generate
+    if units:
+        _refuse_moves_and_casts(model, shown, list(launchers))
     model.eval()
     return model
+
+
+def _refuse_moves_and_casts(model, shown, devices):
+    """model.float(), .half(), .to(torch.float16), .cuda() on a CPU model...
+    would copy the parameters, which are views of the BF16 scratch that each
+    block's hook decodes into: the copies would keep whatever the scratch
+    held at that moment (NaN logits, or another block's weights), with no
+    error. Every module's _apply (what those methods call) first tries the
+    conversion on a probe of each device's BF16 and refuses one that changes
+    its dtype or device; .to(torch.bfloat16), .eval() and the like pass."""
+    probes = [torch.empty(1, dtype=torch.bfloat16, device=d) for d in devices]
+
+    def guard(module):
+        original = module._apply
+
+        def _apply(fn, *args, **kwargs):
+            for probe in probes:
+                out = fn(probe)
+                if isinstance(out, torch.Tensor) and (out.dtype != probe.dtype or out.device != probe.device):
+                    raise UsageError(
+                        f"df11: {shown}: a df11 model's compressed weights stay BF16 on {probe.device}: "
+                        f"it cannot be moved or cast (to {out.dtype} on {out.device}); load it with "
+                        f"load_model(..., device=, dtype=) instead", "Usage")
+            return original(fn, *args, **kwargs)
+
+        module._apply = _apply
+
+    for module in model.modules():
+        guard(module)
