@@ -93,3 +93,42 @@ def test_device_map_on_one_gpu(model_dirs, kind, gpu):
     with pytest.raises(gpu.UsageError) as e:
         df11.torch.load_model(packed, device_map="auto", max_memory={0: 1000})
     assert e.value.name == "ModelDoesNotFit"
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["resident", "offload"])
+def test_gpu_model_refuses_moves_and_casts_and_takes_turns(model_dirs, df11mod, offload):
+    """.cpu() or .float() would copy the scratch views as they stood; forwards
+    from several threads would decode into one scratch at once."""
+    import threading
+    import df11.torch
+    src, packed = model_dirs["llama"]
+    ref = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).to("cuda").eval()
+    model = df11.torch.load_model(packed, device="cuda", offload=offload, standalone_min_bytes=0)
+    for cast in (lambda m: m.cpu(), lambda m: m.float(), lambda m: m.to("cpu"), lambda m: m.half()):
+        with pytest.raises(df11mod.UsageError):
+            cast(model)
+    inputs = [torch.tensor([[1 + k, 7, 42, 300 - k, 5]], device="cuda") for k in range(4)]
+    with torch.no_grad():
+        expected = [ref(x).logits for x in inputs]
+    bad, errors = [], []
+
+    def work(k):
+        try:
+            for _ in range(5):
+                with torch.no_grad():
+                    got = model(inputs[k]).logits
+                    torch.cuda.current_stream().synchronize()
+                    if not torch.equal(got, expected[k]):
+                        bad.append(k)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert not bad, f"wrong logits in threads {sorted(set(bad))}"
+    model.df11_check()
+    model.df11.close()

@@ -160,11 +160,15 @@ def test_casts_and_moves_are_refused(model_dirs, df11mod):
         with pytest.raises(df11mod.UsageError) as e:
             cast(model)
         assert "cannot be moved or cast" in str(e.value)
-    # What changes nothing passes, and the model still computes as before.
-    model = model.to(torch.bfloat16).cpu().eval()
+    # What leaves the weights where they are passes, and the model computes as
+    # the reference does after the same call (.to(torch.bfloat16) also casts
+    # float32 buffers such as rotary tables, in both).
     ids = torch.tensor([[1, 7, 42, 300, 5]])
+    model = model.cpu().eval()
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reference(src)(ids).logits)
+        model = model.to(torch.bfloat16)
+        assert torch.equal(model(ids).logits, reference(src).to(torch.bfloat16)(ids).logits)
 
 
 def test_forward_after_close_is_an_error(model_dirs, df11mod):
