@@ -101,7 +101,8 @@ df11::Options options_of(const Common& c) {
 }
 
 // compress: original -> stored; decompress: stored -> original.
-void print_sizes(const df11::Report& r, const Common& c, bool compressing) {
+// `out`: where the output went, as the user would name it.
+void print_sizes(const df11::Report& r, const Common& c, bool compressing, const std::string& out) {
   clear_progress_bar();
   if (c.verbosity < 1 || c.json) return;
   auto from = [&](const auto& x) { return compressing ? x.original_bytes : x.stored_bytes; };
@@ -110,9 +111,9 @@ void print_sizes(const df11::Report& r, const Common& c, bool compressing) {
     for (const auto& f : r.files)
       std::fprintf(stderr, "  %s: %s -> %s\n", one_line(f.path).c_str(), human_bytes(from(f)).c_str(), human_bytes(to(f)).c_str());
   const double pct = r.original_bytes ? 100.0 * static_cast<double>(r.stored_bytes) / static_cast<double>(r.original_bytes) : 0;
-  std::fprintf(stderr, "%s %zu file(s): %s -> %s (%.2f%% of the original) in %.2f s\n",
-               compressing ? "compressed" : "restored", r.files.size(), human_bytes(from(r)).c_str(),
-               human_bytes(to(r)).c_str(), pct, r.seconds);
+  std::fprintf(stderr, "%s %zu file(s) to %s: %s -> %s (%.2f%% of the original) in %.2f s\n",
+               compressing ? "compressed" : "restored", r.files.size(), one_line(out).c_str(),
+               human_bytes(from(r)).c_str(), human_bytes(to(r)).c_str(), pct, r.seconds);
 }
 
 void print_info(const df11::Report& r) {
@@ -229,7 +230,9 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
     names.apply(s);
     if (s.ok() && end == df11cli::CopyEnd::ReaderGone) return 0;  // `| head`: quietly
   }
-  if (s.ok()) print_sizes(r, c, compressing);
+  if (s.ok())
+    print_sizes(r, c, compressing,
+                out_stdout ? "<stdout>" : (out.empty() ? df11::default_output_path(in, compressing) : out));
   const auto body = df11cli::to_json(r);
   return finish(s, c, s.ok() ? &body : nullptr);
 }

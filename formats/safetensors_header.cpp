@@ -743,6 +743,24 @@ Status parse_safetensors_json(const uint8_t* json, uint64_t json_size, uint64_t 
   }
 }
 
+namespace {
+// What a file that is not safetensors most likely is, from its first bytes,
+// for the message of a header length that cannot be: users meet these files
+// under a .safetensors name (an LFS pointer from a clone without git-lfs) or
+// give them by mistake. "" when nothing is recognised.
+std::string what_else(const uint8_t* file, uint64_t size) {
+  auto starts = [&](const char* magic, size_t n) { return size >= n && std::memcmp(file, magic, n) == 0; };
+  if (starts("version https://git-lfs", 23))
+    return "; the file is a Git LFS pointer, not the data (run `git lfs pull`, or download the file itself)";
+  if (starts("\x89" "DF11\r\n\x1a", 8)) return "; the file is a df11 container (decompress, verify or info it)";
+  if (starts("\x28\xb5\x2f\xfd", 4)) return "; the file is zstd-compressed (zstd -d it first)";
+  if (starts("PK\x03\x04", 4)) return "; the file is a zip archive (a PyTorch .bin/.pt checkpoint?), not safetensors";
+  if (starts("GGUF", 4)) return "; the file is GGUF, not safetensors";
+  if (starts("{", 1) || starts("[", 1)) return "; the file looks like JSON text, not safetensors";
+  return "";
+}
+}  // namespace
+
 Status parse_safetensors(const uint8_t* file, uint64_t file_size, const std::string& label, StHeader* out) {
   try {
     if (file_size < 8 || file == nullptr)
@@ -754,11 +772,11 @@ Status parse_safetensors(const uint8_t* file, uint64_t file_size, const std::str
     if (n > kMaxHeaderSize)
       return make_status(label, Error::StHeaderTooLarge,
                          "header length " + std::to_string(n) + " is above the limit of " +
-                             std::to_string(kMaxHeaderSize) + " bytes");
+                             std::to_string(kMaxHeaderSize) + " bytes" + what_else(file, file_size));
     if (n > file_size - 8)
       return make_status(label, Error::StHeaderPastEnd,
                          "header length " + std::to_string(n) + " runs past the end of the file (" +
-                             std::to_string(file_size) + " bytes)");
+                             std::to_string(file_size) + " bytes)" + what_else(file, file_size));
     return parse_safetensors_json(file + 8, n, file_size - 8 - n, label, out);
   } catch (...) {
     return out_of_memory(label);

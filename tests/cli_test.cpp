@@ -262,3 +262,24 @@ TEST_CASE("cli: on a terminal the progress bar reaches 100% and no message is ap
   CHECK(d.find("df11: ") != std::string::npos);
   CHECK(d.find("%df11: ") == std::string::npos);
 }
+
+TEST_CASE("cli: the summary line says where the output went, default names included", "[cli]") {
+  df11test::TempDir t;
+  df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
+  Run r = df11("compress model", t.path);
+  REQUIRE(r.code == 0);
+  INFO(r.err);
+  CHECK(r.err.rfind("compressed ", 0) == 0);
+  CHECK(r.err.find(" file(s) to model.df11: ") != std::string::npos);
+  fs::rename(t.path + "/model.df11", t.path + "/packed");
+  r = df11("decompress packed", t.path);  // a name without .df11: restored beside it
+  REQUIRE(r.code == 0);
+  CHECK(r.err.find(" file(s) to packed.restored: ") != std::string::npos);
+  CHECK(fs::is_directory(t.path + "/packed.restored"));
+  r = df11("compress model/vision/model.safetensors -o v.df11", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.find("compressed 1 file(s) to v.df11: ") == 0);
+  r = df11("decompress v.df11 -c -v", t.path);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.find("\nrestored 1 file(s) to <stdout>: ") != std::string::npos);  // after the -v line
+}

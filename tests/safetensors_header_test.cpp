@@ -144,6 +144,33 @@ TEST_CASE("safetensors: minimal valid files", "[safetensors]") {
   REQUIRE_FALSE(dtype_from_name("bf16", &d));
 }
 
+TEST_CASE("safetensors: a header length that cannot be says what the file is, where it knows", "[safetensors]") {
+  auto message_for = [](const std::string& bytes) {
+    const std::vector<uint8_t> f(bytes.begin(), bytes.end());
+    const Status s = parse_safetensors(f.data(), f.size(), kLabel, nullptr);
+    INFO(s.message);
+    CHECK((s.code == Error::StHeaderTooLarge || s.code == Error::StHeaderPastEnd));
+    CHECK(s.message.find('\n') == std::string::npos);
+    return s.message;
+  };
+  // What `git clone` without git-lfs leaves under the weights' name.
+  const std::string lfs = "version https://git-lfs.github.com/spec/v1\noid sha256:" + std::string(64, 'a') +
+                          "\nsize 4976698672\n";
+  CHECK(message_for(lfs).find("a Git LFS pointer, not the data (run `git lfs pull`") != std::string::npos);
+  CHECK(message_for(std::string("\x89" "DF11\r\n\x1a", 8) + std::string(200, '\0'))
+            .find("a df11 container (decompress, verify or info it)") != std::string::npos);
+  CHECK(message_for(std::string("\x28\xb5\x2f\xfd", 4) + std::string(60, 'z')).find("zstd-compressed") !=
+        std::string::npos);
+  CHECK(message_for("PK\x03\x04" + std::string(60, 'z')).find("zip archive") != std::string::npos);
+  CHECK(message_for("GGUF" + std::string(60, 'z')).find("GGUF") != std::string::npos);
+  CHECK(message_for("{\"model_type\": \"llama\", \"hidden_size\": 4096}\n").find("looks like JSON text") !=
+        std::string::npos);
+  // Nothing recognised: the plain message, ending with the rule's name.
+  const std::string plain = message_for(std::string(8, '\xff') + "abc");
+  CHECK(plain.find("; the file") == std::string::npos);
+  CHECK(plain.find("is above the limit of 100000000 bytes (StHeaderTooLarge)") != std::string::npos);
+}
+
 TEST_CASE("safetensors: StTruncated", "[safetensors]") {
   for (size_t n = 0; n < 8; ++n) {
     const std::vector<uint8_t> f(n, 0);
