@@ -265,6 +265,7 @@ class File(_lib.OwnsHandle):
                 self._handle = None
 
     def __enter__(self):
+        self._check_open()  # as builtins.open: `with` on a closed file is an error
         return self
 
     def __exit__(self, *exc):

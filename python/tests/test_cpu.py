@@ -197,7 +197,7 @@ def test_context_manager_closes(df11mod, sample_file):
         assert len(f) > 0 and "f32.bias" in f
     # Every question after close is an error, the listing ones too.
     for ask in (f.names, lambda: len(f), lambda: "f32.bias" in f, lambda: f.info("f32.bias"),
-                lambda: f.read("f32.bias"), lambda: f.read_numpy(0)):
+                lambda: f.read("f32.bias"), lambda: f.read_numpy(0), f.__enter__):  # `with f:` again
         with pytest.raises(df11mod.UsageError) as e:
             ask()
         assert e.value.message == f"df11: {packed}: file is closed"

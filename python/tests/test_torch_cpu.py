@@ -232,3 +232,25 @@ def test_model_shape_mismatch(model_dirs, df11mod):
         df11.torch.load_model(packed, device="cpu", config=cfg)
     assert e.value.name == "ModelShapeMismatch"
     assert "mlp" in str(e.value)
+
+
+def test_del_model_frees_it_at_once(model_dirs, df11mod):
+    """No reference cycle through the wrappers: `del model` closes its file
+    (and frees GPU images) then, not when the garbage collector runs."""
+    import gc
+    import weakref
+    import df11.torch
+    _, packed = model_dirs["llama"]
+    gc.collect()
+    gc.disable()
+    try:
+        model = df11.torch.load_model(packed, device="cpu", standalone_min_bytes=0)
+        ids = torch.tensor([[1, 7, 42]])
+        with torch.no_grad():
+            model(ids)
+            model.generate(ids, max_new_tokens=2, do_sample=False, pad_token_id=0)
+        alive = weakref.ref(model)
+        del model
+        assert alive() is None, [type(r).__name__ for r in gc.get_referrers(alive())]
+    finally:
+        gc.enable()

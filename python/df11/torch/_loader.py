@@ -1,8 +1,9 @@
 """df11.torch.load_model: a transformers model whose big weights stay compressed."""
 import contextlib
-import functools
+import inspect
 import os
 import threading
+import weakref
 
 import numpy as np
 import torch
@@ -367,30 +368,42 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
         if state.closed:
             raise UsageError(f"df11: {shown}: the model's df11 file is closed (model.df11.close())", "Usage")
 
-    original_forward = model.forward
-
-    @functools.wraps(original_forward)
-    def forward(*args, **kwargs):
-        with state.lock:
-            entered()
-            return original_forward(*args, **kwargs)
-
-    original_generate = model.generate
-
-    @functools.wraps(original_generate)
-    def generate(*args, **kwargs):
-        with state.lock:
-            entered()
-            out = original_generate(*args, **kwargs)
-            state.check()
-            return out
-
+    # The wrappers reach the model through a weak reference and the class's
+    # functions: a bound method kept in the model's own __dict__ would be a
+    # reference cycle, and `del model` would keep its file and its GPU images
+    # until the garbage collector ran.
+    model_ref = weakref.ref(model)
+    forward = _wrapped(model, "forward", model_ref, state, entered, check_after=False)
+    generate = _wrapped(model, "generate", model_ref, state, entered, check_after=True)
     model.forward = forward
     model.generate = generate
     if units:
         _refuse_moves_and_casts(model, shown, list(launchers))
     model.eval()
     return model
+
+
+def _wrapped(model, name, model_ref, state, entered, check_after):
+    """model.<name> taking the model's lock (one forward at a time), refusing
+    a closed model, and checking the decode status after `generate`. Its
+    signature is the bound method's (transformers inspects forward's)."""
+    bound = getattr(model, name)
+    own = model.__dict__.get(name)  # an instance attribute set before us: kept as it is
+    func = getattr(type(model), name)
+
+    def call(*args, **kwargs):
+        with state.lock:
+            entered()
+            out = own(*args, **kwargs) if own is not None else func(model_ref(), *args, **kwargs)
+            if check_after:
+                state.check()
+            return out
+
+    call.__name__ = getattr(bound, "__name__", name)
+    call.__qualname__ = getattr(bound, "__qualname__", name)
+    call.__doc__ = getattr(bound, "__doc__", None)
+    call.__signature__ = inspect.signature(bound)
+    return call
 
 
 def _refuse_moves_and_casts(model, shown, devices):
@@ -404,7 +417,8 @@ def _refuse_moves_and_casts(model, shown, devices):
     probes = [torch.empty(1, dtype=torch.bfloat16, device=d) for d in devices]
 
     def guard(module):
-        original = module._apply
+        # Through a weak reference, as the forward wrappers (no reference cycle).
+        module_ref, cls_apply = weakref.ref(module), type(module)._apply
 
         def _apply(fn, *args, **kwargs):
             for probe in probes:
@@ -414,7 +428,7 @@ def _refuse_moves_and_casts(model, shown, devices):
                         f"df11: {shown}: a df11 model's compressed weights stay BF16 on {probe.device}: "
                         f"it cannot be moved or cast (to {out.dtype} on {out.device}); load it with "
                         f"load_model(..., device=, dtype=) instead", "Usage")
-            return original(fn, *args, **kwargs)
+            return cls_apply(module_ref(), fn, *args, **kwargs)
 
         module._apply = _apply
 
