@@ -230,10 +230,12 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
     names.apply(s);
     if (s.ok() && end == df11cli::CopyEnd::ReaderGone) return 0;  // `| head`: quietly
   }
-  if (s.ok())
-    print_sizes(r, c, compressing,
-                out_stdout ? "<stdout>" : (out.empty() ? df11::default_output_path(in, compressing) : out));
-  const auto body = df11cli::to_json(r);
+  const std::string written_to =
+      out_stdout ? "<stdout>" : (out.empty() ? df11::default_output_path(in, compressing) : out);
+  if (s.ok()) print_sizes(r, c, compressing, written_to);
+  auto body = df11cli::to_json(r);
+  body["input"] = df11cli::stream_label(in);
+  body["output"] = written_to;
   return finish(s, c, s.ok() ? &body : nullptr);
 }
 

@@ -282,4 +282,10 @@ TEST_CASE("cli: the summary line says where the output went, default names inclu
   r = df11("decompress v.df11 -c -v", t.path);
   REQUIRE(r.code == 0);
   CHECK(r.err.find("\nrestored 1 file(s) to <stdout>: ") != std::string::npos);  // after the -v line
+  // --json says it too.
+  r = df11("decompress v.df11 -f --json", t.path);
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["input"] == "v.df11");
+  CHECK(j["output"] == "v.safetensors");
 }
