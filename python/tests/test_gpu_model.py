@@ -9,7 +9,7 @@ if not torch.cuda.is_available():
 
 
 transformers = pytest.importorskip("transformers", reason="skipped: transformers not installed")
-from tiny_models import KINDS, greedy, make_model_dirs  # noqa: E402
+from tiny_models import KINDS, forwards_in_threads, greedy, make_model_dirs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,6 @@ def test_device_map_on_one_gpu(model_dirs, kind, gpu):
 def test_gpu_model_refuses_moves_and_casts_and_takes_turns(model_dirs, df11mod, offload):
     """.cpu() or .float() would copy the scratch views as they stood; forwards
     from several threads would decode into one scratch at once."""
-    import threading
     import df11.torch
     src, packed = model_dirs["llama"]
     ref = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).to("cuda").eval()
@@ -110,25 +109,6 @@ def test_gpu_model_refuses_moves_and_casts_and_takes_turns(model_dirs, df11mod, 
     inputs = [torch.tensor([[1 + k, 7, 42, 300 - k, 5]], device="cuda") for k in range(4)]
     with torch.no_grad():
         expected = [ref(x).logits for x in inputs]
-    bad, errors = [], []
-
-    def work(k):
-        try:
-            for _ in range(5):
-                with torch.no_grad():
-                    got = model(inputs[k]).logits
-                    torch.cuda.current_stream().synchronize()
-                    if not torch.equal(got, expected[k]):
-                        bad.append(k)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    assert not bad, f"wrong logits in threads {sorted(set(bad))}"
+    forwards_in_threads(model, inputs, expected, rounds=5, sync=torch.cuda.current_stream().synchronize)
     model.df11_check()
     model.df11.close()

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="skipped: torch not installed")
 transformers = pytest.importorskip("transformers", reason="skipped: transformers not installed")
 
-from tiny_models import KINDS, greedy, make_model_dirs  # noqa: E402
+from tiny_models import KINDS, forwards_in_threads, greedy, make_model_dirs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,6 @@ def test_forwards_from_several_threads_are_identical(model_dirs):
     """Every block decodes into one scratch buffer: forwards from several
     threads at once used to overwrite each other's weights (wrong logits, and
     Df11TensorChecksum blaming a sound file). They now take turns."""
-    import threading
     import df11.torch
     src, packed = model_dirs["llama"]
     ref = reference(src)
@@ -129,24 +128,7 @@ def test_forwards_from_several_threads_are_identical(model_dirs):
     inputs = [torch.tensor([[1 + k, 7, 42, 300 - k, 5]]) for k in range(4)]
     with torch.no_grad():
         expected = [ref(x).logits for x in inputs]
-    bad, errors = [], []
-
-    def work(k):
-        try:
-            for _ in range(6):
-                with torch.no_grad():
-                    if not torch.equal(model(inputs[k]).logits, expected[k]):
-                        bad.append(k)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    assert not bad, f"wrong logits in threads {sorted(set(bad))}"
+    forwards_in_threads(model, inputs, expected, rounds=6)
     model.df11_check()
 
 

@@ -49,3 +49,34 @@ def greedy(model, ids, steps):
     out = model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
                          output_logits=True, return_dict_in_generate=True, pad_token_id=0)
     return out.sequences, out.logits
+
+
+def forwards_in_threads(model, inputs, expected, rounds, sync=None):
+    """Runs model(inputs[k]) `rounds` times on thread k, for every k, all at
+    once; raises AssertionError naming the threads whose logits differed from
+    expected[k], or the first exception a thread raised. `sync()` runs after
+    each forward (a GPU's stream), before the comparison."""
+    import threading
+    import torch
+    bad, errors = [], []
+
+    def work(k):
+        try:
+            for _ in range(rounds):
+                with torch.no_grad():
+                    got = model(inputs[k]).logits
+                    if sync is not None:
+                        sync()
+                    if not torch.equal(got, expected[k]):
+                        bad.append(k)
+        except Exception as e:  # noqa: BLE001 - raised below, in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    assert not bad, f"wrong logits in threads {sorted(set(bad))}"
