@@ -38,7 +38,8 @@ class AtomicOutputDir {
     std::error_code ec;
     if (std::filesystem::exists(std::filesystem::symlink_status(path_, ec)) && !overwrite)
       return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
-    const std::filesystem::path p = std::filesystem::absolute(path_, ec);
+    const std::filesystem::path p = resolved(path_);
+    dest_ = p.string();
     std::string tmpl = (p.parent_path() / (temp_name_prefix(p.filename().string()) + "XXXXXX")).string();
     if (!mkdtemp(tmpl.data())) return make_status(Error::Io, path_, std::string("cannot create output directory: ") + std::strerror(errno));
     temp_ = tmpl;
@@ -53,8 +54,7 @@ class AtomicOutputDir {
     if (s.ok()) return s;
     std::string p = out;
     while (p.size() > 1 && p.back() == '/') p.pop_back();
-    std::error_code ec;
-    const std::filesystem::path a = std::filesystem::absolute(p, ec);
+    const std::filesystem::path a = resolved(p);
     const std::string prefix = (a.parent_path() / temp_name_prefix(a.filename().string())).string();
     constexpr size_t kRandom = 6;  // mkdtemp's XXXXXX
     for (size_t at = s.message.find(prefix); at != std::string::npos; at = s.message.find(prefix, at + p.size()))
@@ -83,35 +83,68 @@ class AtomicOutputDir {
     if (exists && std::filesystem::is_directory(std::filesystem::symlink_status(path_, ec))) {
       if (Status s = check_replaceable(); !s.ok()) return s;
     }
-    // mkdtemp made it 0700, private while it was built; in place it gets
-    // its input's mode, or the mode mkdir(1) would give it (and keeps a
-    // set-group-ID bit inherited from its parent), so that other users (a
-    // serving process, a CI cache) can read the model as they could its
-    // files. Folders inside get theirs last, deepest first: a read-only one
-    // could not have been written into.
-    for (auto it = made_.rbegin(); it != made_.rend(); ++it) {
-      mode_t mode = 0;
-      if (source_mode(*it, &mode)) ::chmod((temp_ + "/" + *it).c_str(), mode);
-    }
-    struct stat st {};
-    mode_t top = 0777 & ~process_umask();
-    source_mode("", &top);
-    if (::stat(temp_.c_str(), &st) != 0 || ::chmod(temp_.c_str(), top | (st.st_mode & S_ISGID)) != 0)
-      return make_status(Error::Io, path_, std::string("cannot set the output directory's mode: ") + std::strerror(errno));
+    // The old output goes aside, the new one takes its place, the old one
+    // is deleted; if the second rename fails, the old one goes back.
     std::string old;
     if (exists) {
       old = temp_ + ".old";
-      std::filesystem::rename(path_, old, ec);
+      std::filesystem::rename(dest_, old, ec);
       if (ec) return make_status(Error::Io, path_, "cannot replace existing output: " + ec.message());
     }
-    std::filesystem::rename(temp_, path_, ec);
-    if (ec) return make_status(Error::Io, path_, "cannot move output into place: " + ec.message());
+    std::filesystem::rename(temp_, dest_, ec);
+    if (ec) {
+      std::error_code back;
+      if (!old.empty()) std::filesystem::rename(old, dest_, back);
+      return make_status(Error::Io, path_, "cannot move output into place: " + ec.message());
+    }
     temp_.clear();
-    if (!old.empty()) std::filesystem::remove_all(old, ec);
+    set_modes();
+    if (!old.empty()) remove_tree(old);
     return Status::Ok();
   }
 
  private:
+  // The output's absolute path, its folder resolved as the kernel would
+  // (`..` after a linked folder, or from inside the output: `-o ../out/` run
+  // in out); the last name itself is not followed (a link there is refused).
+  static std::filesystem::path resolved(const std::string& path) {
+    std::error_code ec;
+    const std::filesystem::path a = std::filesystem::absolute(path, ec);
+    const std::filesystem::path dir = std::filesystem::weakly_canonical(a.parent_path(), ec);
+    return ec ? a : dir / a.filename();
+  }
+  // mkdtemp made the output 0700, private while it was built; in place it
+  // gets its input's mode, or the mode mkdir(1) would give it, so that other
+  // users (a serving process, a CI cache) can read the model as they could
+  // its files. A set-group-ID bit inherited from the parent is kept. Set
+  // once in place, deepest first: a read-only folder could not have been
+  // written into, nor removed after a failure.
+  void set_modes() const {
+    auto set = [&](const std::string& path, mode_t mode) {
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0) ::chmod(path.c_str(), mode | (st.st_mode & S_ISGID));
+    };
+    for (auto it = made_.rbegin(); it != made_.rend(); ++it) {
+      mode_t mode = 0777 & ~process_umask();
+      source_mode(*it, &mode);
+      set(dest_ + "/" + *it, mode);
+    }
+    mode_t top = 0777 & ~process_umask();
+    source_mode("", &top);
+    set(dest_, top);
+  }
+  // remove_all, after giving the owner write access to every folder in the
+  // tree: an earlier output with a read-only folder (kept from its input)
+  // would otherwise stay behind, whole, under its hidden name.
+  static void remove_tree(const std::string& path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    ::chmod(path.c_str(), S_IRWXU);
+    for (fs::recursive_directory_iterator it(path, fs::directory_options::none, ec), end; !ec && it != end;
+         it.increment(ec))
+      if (it->is_directory(ec) && !it->is_symlink(ec)) ::chmod(it->path().c_str(), S_IRWXU);
+    fs::remove_all(path, ec);
+  }
   // -f replaces an earlier output, never a user's folder: the existing
   // directory must be a df11 directory (its manifest made by df11), or hold
   // nothing that the new output does not hold too. `df11 decompress m.df11
@@ -143,7 +176,7 @@ class AtomicOutputDir {
     return true;
   }
 
-  std::string path_, temp_, src_;
+  std::string path_, dest_, temp_, src_;
   std::set<std::string> made_;  // folders made inside, by relative path
   bool overwrite_ = false;
 };

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -288,4 +289,77 @@ TEST_CASE("cli: the summary line says where the output went, default names inclu
   const auto j = nlohmann::json::parse(r.out);
   CHECK(j["input"] == "v.df11");
   CHECK(j["output"] == "v.safetensors");
+}
+
+TEST_CASE("cli: read-only input folders stay read-only in the output, and -f still replaces it whole", "[cli]") {
+  // As root, permissions would not bite: the commands run as nobody then.
+  std::string as;
+  if (geteuid() == 0) {
+    if (std::system("command -v setpriv >/dev/null 2>&1") != 0) {
+      WARN("running as root without util-linux setpriv: skipping (read-only folders do not stop root)");
+      return;
+    }
+    as = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  }
+  df11test::TempDir t;
+  const mode_t caller = umask(022);
+  REQUIRE(chmod(t.path.c_str(), 0777) == 0);  // nobody writes the outputs here
+  df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
+  REQUIRE(chmod((t.path + "/model/vision").c_str(), 0555) == 0);
+  REQUIRE(chmod((t.path + "/model").c_str(), 0555) == 0);
+  const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
+  auto run = [&](const std::string& args) {
+    const std::string cmd = "cd '" + t.path + "' && " + as + "'" + bin + "' " + args + " -q 2>.err";
+    const int st = std::system(cmd.c_str());
+    INFO(args << ": " << df11test::read_text(t.path + "/.err"));
+    CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  };
+  const auto mode = [](const std::string& p) {
+    struct stat st {};
+    REQUIRE(stat(p.c_str(), &st) == 0);
+    return st.st_mode & 0777;
+  };
+  for (int round = 0; round < 2; ++round) {  // the second with -f: the first output is replaced
+    INFO("round " << round);
+    run(std::string("compress model -o out.df11") + (round ? " -f" : ""));
+    CHECK(mode(t.path + "/out.df11") == 0555);
+    CHECK(mode(t.path + "/out.df11/vision") == 0555);
+    run(std::string("decompress out.df11 -o back") + (round ? " -f" : ""));
+    CHECK(mode(t.path + "/back/vision") == 0555);
+    // Nothing of the replaced output left behind under a hidden name.
+    CHECK(df11test::temporaries_in(t.path).empty());
+  }
+  for (const char* d : {"/model/vision", "/model", "/out.df11/vision", "/out.df11", "/back/vision", "/back"})
+    chmod((t.path + d).c_str(), 0755);
+  umask(caller);
+}
+
+TEST_CASE("cli: output folders keep a set-group-ID bit inherited from their parent, inside too", "[cli]") {
+  df11test::TempDir t;
+  df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
+  fs::create_directories(t.path + "/shared");
+  REQUIRE(chmod((t.path + "/shared").c_str(), 02775) == 0);
+  REQUIRE(df11("compress model -o shared/m.df11", t.path).code == 0);
+  struct stat st {};
+  REQUIRE(stat((t.path + "/shared/m.df11/vision").c_str(), &st) == 0);
+  CHECK((st.st_mode & S_ISGID) != 0);
+  REQUIRE(stat((t.path + "/shared/m.df11").c_str(), &st) == 0);
+  CHECK((st.st_mode & S_ISGID) != 0);
+}
+
+TEST_CASE("cli: -f from inside the output it replaces (-o ../out/)", "[cli]") {
+  df11test::TempDir t;
+  df11test::make_sample_model(t.path + "/model", df11test::tiny_sample());
+  REQUIRE(df11("compress model -o m.df11", t.path).code == 0);
+  REQUIRE(df11("decompress m.df11 -o rest", t.path).code == 0);
+  // The old output is moved aside while the command runs in it: the new
+  // one's path must not go through the old one's place (it did: ENOENT, the
+  // earlier output hidden and the new one stranded).
+  const std::string cmd = "cd '" + t.path + "/rest' && '" + DF11_BINARY_DIR + "/df11' decompress ../m.df11 -o ../rest/ -f 2>'" +
+                          t.path + "/err.txt'";
+  const int st = std::system(cmd.c_str());
+  INFO(df11test::read_text(t.path + "/err.txt"));
+  CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  CHECK(df11test::read_file(t.path + "/rest/config.json") == df11test::read_file(t.path + "/model/config.json"));
+  CHECK(df11test::temporaries_in(t.path).empty());
 }

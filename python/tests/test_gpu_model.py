@@ -109,6 +109,7 @@ def test_gpu_model_refuses_moves_and_casts_and_takes_turns(model_dirs, df11mod, 
     inputs = [torch.tensor([[1 + k, 7, 42, 300 - k, 5]], device="cuda") for k in range(4)]
     with torch.no_grad():
         expected = [ref(x).logits for x in inputs]
-    forwards_in_threads(model, inputs, expected, rounds=5, sync=torch.cuda.current_stream().synchronize)
+    forwards_in_threads(lambda x: model(x).logits, inputs, expected, rounds=5,
+                        sync=torch.cuda.current_stream().synchronize)
     model.df11_check()
     model.df11.close()

@@ -128,7 +128,12 @@ def test_forwards_from_several_threads_are_identical(model_dirs):
     inputs = [torch.tensor([[1 + k, 7, 42, 300 - k, 5]]) for k in range(4)]
     with torch.no_grad():
         expected = [ref(x).logits for x in inputs]
-    forwards_in_threads(model, inputs, expected, rounds=6)
+    forwards_in_threads(lambda x: model(x).logits, inputs, expected, rounds=6)
+    # The base model alone (for hidden states) too: each block holds the lock
+    # from its decode to the end of its forward.
+    with torch.no_grad():
+        hidden = [ref.model(x).last_hidden_state for x in inputs]
+    forwards_in_threads(lambda x: model.model(x).last_hidden_state, inputs, hidden, rounds=6)
     model.df11_check()
 
 
@@ -164,6 +169,18 @@ def test_forward_after_close_is_an_error(model_dirs, df11mod):
     assert "closed" in str(e.value)
     with pytest.raises(df11mod.UsageError):
         model.generate(ids, max_new_tokens=2)
+    with pytest.raises(df11mod.UsageError) as e:  # a block called on its own: no stale weights either
+        model.model(ids)
+    assert "closed" in str(e.value)
+
+
+def test_a_kept_method_of_a_freed_model_is_an_error(model_dirs, df11mod):
+    import df11.torch
+    _, packed = model_dirs["llama"]
+    generate = df11.torch.load_model(packed, device="cpu").generate  # the model itself is not kept
+    with pytest.raises(df11mod.UsageError) as e:
+        generate(torch.tensor([[1, 7, 42]]), max_new_tokens=2)
+    assert "the model was freed" in str(e.value)
 
 
 def test_offload_needs_cuda(model_dirs, df11mod):

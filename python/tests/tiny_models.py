@@ -51,11 +51,11 @@ def greedy(model, ids, steps):
     return out.sequences, out.logits
 
 
-def forwards_in_threads(model, inputs, expected, rounds, sync=None):
-    """Runs model(inputs[k]) `rounds` times on thread k, for every k, all at
-    once; raises AssertionError naming the threads whose logits differed from
+def forwards_in_threads(call, inputs, expected, rounds, sync=None):
+    """Runs call(inputs[k]) `rounds` times on thread k, for every k, all at
+    once; raises AssertionError naming the threads whose result differed from
     expected[k], or the first exception a thread raised. `sync()` runs after
-    each forward (a GPU's stream), before the comparison."""
+    each call (a GPU's stream), before the comparison."""
     import threading
     import torch
     bad, errors = [], []
@@ -64,7 +64,7 @@ def forwards_in_threads(model, inputs, expected, rounds, sync=None):
         try:
             for _ in range(rounds):
                 with torch.no_grad():
-                    got = model(inputs[k]).logits
+                    got = call(inputs[k])
                     if sync is not None:
                         sync()
                     if not torch.equal(got, expected[k]):

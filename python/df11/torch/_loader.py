@@ -76,7 +76,8 @@ class Df11Model:
     the launcher of each device and its units, the placement of each group;
     check() and memory figures."""
 
-    def __init__(self, file, launchers, units, resident_bytes, hooks, placement):
+    def __init__(self, file, launchers, units, resident_bytes, hooks, placement, lock=None, decoding_modules=(),
+                 shown=""):
         self.file = file
         self.launchers = launchers      # {device: launcher}
         self.launcher = next(iter(launchers.values())) if launchers else None  # the first device's
@@ -87,8 +88,10 @@ class Df11Model:
         # One forward at a time: every block decodes into the one scratch
         # buffer, so two threads' forwards would overwrite each other's
         # weights (wrong logits, and checksum failures that blame the file).
-        self.lock = threading.RLock()
+        self.lock = lock or threading.RLock()
         self.closed = False
+        self._decoding_modules = list(decoding_modules)  # the modules whose forward decodes
+        self._shown = shown
 
     @property
     def scratch_bytes(self):
@@ -108,6 +111,15 @@ class Df11Model:
             self.closed = True
             for h in self.hooks:
                 h.remove()
+            # A block or layer called on its own after this would compute
+            # from whatever the scratch held: refused, as the model is.
+            message = f"df11: {self._shown}: the model's df11 file is closed (model.df11.close())"
+
+            def closed(_module, _args):
+                raise UsageError(message, "Usage")
+
+            for module in self._decoding_modules:
+                module.register_forward_pre_hook(closed)
             for launcher in self.launchers.values():
                 launcher.close()
             self.file.close()
@@ -349,8 +361,26 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
                 return _move_to(args, d), _move_to(kwargs, d)
 
             hooks.append(model.get_submodule(mod_name).register_forward_pre_hook(move_hook, with_kwargs=True))
+    # A module whose forward decodes holds the model's lock from its decode
+    # to the end of its forward, so that a block or layer called on its own
+    # (model.model(ids) for hidden states), from several threads, computes
+    # from its own weights; the whole model's forward takes it too (below).
+    lock = threading.RLock()
+
+    def take_lock(_module, _args):
+        lock.acquire()
+
+    def release_lock(_module, _args, _output):
+        try:
+            lock.release()
+        except RuntimeError:  # an earlier pre-hook raised before take_lock ran
+            pass
+
+    decoding_modules = []
     for mod_name, keys in hook_modules.items():
         module = model.get_submodule(mod_name)
+        decoding_modules.append(module)
+        hooks.append(module.register_forward_pre_hook(take_lock))
         for key in sorted(keys, key=lambda k: by_key[k].order):
             unit = by_key[key]
             launcher = launchers[unit_device[key]]
@@ -359,8 +389,12 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
                 launcher.launch(unit)
 
             hooks.append(module.register_forward_pre_hook(pre_hook))
+        try:  # always_call: released when the forward raises too (torch >= 2.1)
+            hooks.append(module.register_forward_hook(release_lock, always_call=True))
+        except TypeError:
+            hooks.append(module.register_forward_hook(release_lock))
 
-    state = Df11Model(f, launchers, units, resident_bytes, hooks, placed)
+    state = Df11Model(f, launchers, units, resident_bytes, hooks, placed, lock, decoding_modules, shown)
     model.df11 = state
     model.df11_check = state.check
 
@@ -373,8 +407,8 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
     # reference cycle, and `del model` would keep its file and its GPU images
     # until the garbage collector ran.
     model_ref = weakref.ref(model)
-    forward = _wrapped(model, "forward", model_ref, state, entered, check_after=False)
-    generate = _wrapped(model, "generate", model_ref, state, entered, check_after=True)
+    forward = _wrapped(model, "forward", model_ref, state, entered, check_after=False, shown=shown)
+    generate = _wrapped(model, "generate", model_ref, state, entered, check_after=True, shown=shown)
     model.forward = forward
     model.generate = generate
     if units:
@@ -383,7 +417,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
     return model
 
 
-def _wrapped(model, name, model_ref, state, entered, check_after):
+def _wrapped(model, name, model_ref, state, entered, check_after, shown):
     """model.<name> taking the model's lock (one forward at a time), refusing
     a closed model, and checking the decode status after `generate`. Its
     signature is the bound method's (transformers inspects forward's)."""
@@ -394,7 +428,14 @@ def _wrapped(model, name, model_ref, state, entered, check_after):
     def call(*args, **kwargs):
         with state.lock:
             entered()
-            out = own(*args, **kwargs) if own is not None else func(model_ref(), *args, **kwargs)
+            if own is not None:
+                out = own(*args, **kwargs)
+            else:
+                m = model_ref()
+                if m is None:  # `gen = load_model(p).generate`: nothing else kept the model
+                    raise UsageError(f"df11: {shown}: the model was freed; keep a reference to the model itself, "
+                                     f"not only to its {name}", "Usage")
+                out = func(m, *args, **kwargs)
             if check_after:
                 state.check()
             return out
