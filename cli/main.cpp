@@ -101,6 +101,21 @@ df11::Options options_of(const Common& c) {
 }
 
 // compress: original -> stored; decompress: stored -> original.
+// Whether `path` lies in the snapshots folder of a Hugging Face cache
+// repository (models--ORG--NAME, datasets--..., spaces--...), at any depth.
+bool in_hf_snapshots(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path p = std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec);
+  if (ec) return false;
+  for (std::filesystem::path dir = p.parent_path(); dir.has_relative_path(); dir = dir.parent_path()) {
+    if (dir.filename() != "snapshots") continue;
+    const std::string repo = dir.parent_path().filename().string();
+    for (const char* kind : {"models--", "datasets--", "spaces--"})
+      if (repo.rfind(kind, 0) == 0) return true;
+  }
+  return false;
+}
+
 // `out`: where the output went, as the user would name it.
 void print_sizes(const df11::Report& r, const Common& c, bool compressing, const std::string& out) {
   clear_progress_bar();
@@ -184,6 +199,13 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   if ((in_fifo || df11cli::is_stream_path(in)) && out.empty() && !out_stdout)
     return finish(usage(in + ": is a pipe or stream; name the output with -o OUT, or -c for standard output"), c,
                   nullptr);
+  // A Hugging Face cache snapshot (hub/models--ORG--NAME/snapshots/REV): the
+  // default output would be written into the cache, where huggingface_hub
+  // takes it for another revision. The user says where it goes.
+  if (out.empty() && !out_stdout && in_hf_snapshots(df11::default_output_path(in, compressing)))
+    return finish(usage(in + ": is in the Hugging Face cache, where the default output (" +
+                        df11::default_output_path(in, compressing) + ") would be taken for a revision; name it with -o OUT"),
+                  c, nullptr);
   if (out_stdout) {
     std::error_code ec;
     if (!in_stdin && std::filesystem::is_directory(in, ec))

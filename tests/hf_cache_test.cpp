@@ -315,3 +315,32 @@ TEST_CASE("hf cache: manifests without the link key stay readable, a non-boolean
   CHECK(s.code == Error::DirManifestInvalid);
   CHECK(s.message.find("link") != std::string::npos);
 }
+
+TEST_CASE("hf cache: the CLI asks for -o rather than write its default output into the cache", "[hfcache][cli]") {
+  HfCache c;
+  // huggingface_hub would take snapshots/0123abcd.df11 for another revision.
+  auto r = df11test::run_df11("compress models--org--tiny/snapshots/0123abcd/", c.tmp.path);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("is in the Hugging Face cache, where the default output") != std::string::npos);
+  CHECK(r.err.find("name it with -o OUT (Usage)") != std::string::npos);
+  r = df11test::run_df11("compress models--org--tiny/snapshots/0123abcd/vision/model.safetensors", c.tmp.path);
+  CHECK(r.code == 2);
+  // Nothing was written into the cache.
+  size_t entries = 0;
+  for (const auto& e : fs::directory_iterator(c.repo + "/snapshots")) entries += e.path().filename() == "0123abcd" ? 0 : 1;
+  CHECK(entries == 0);
+  CHECK_FALSE(fs::exists(c.snapshot + "/vision/model.df11"));
+  // With -o, as anywhere; and a df11 model stored in the cache is restored the same way.
+  r = df11test::run_df11("compress models--org--tiny/snapshots/0123abcd -o tiny.df11", c.tmp.path);
+  CHECK(r.code == 0);
+  fs::create_directories(c.tmp.path + "/models--org--packed/snapshots");
+  fs::rename(c.tmp.path + "/tiny.df11", c.tmp.path + "/models--org--packed/snapshots/rev");
+  r = df11test::run_df11("decompress models--org--packed/snapshots/rev", c.tmp.path);
+  CHECK(r.code == 2);
+  r = df11test::run_df11("decompress models--org--packed/snapshots/rev -o restored", c.tmp.path);
+  CHECK(r.code == 0);
+  // Outside a cache the default stays (DIR.df11 beside DIR).
+  r = df11test::run_df11("compress plain", c.tmp.path);
+  CHECK(r.code == 0);
+  CHECK(fs::is_directory(c.tmp.path + "/plain.df11"));
+}
