@@ -74,6 +74,14 @@ class AtomicOutputDir {
   // private folder stays private. Without it, or where `src` has no such
   // folder, they get mkdir(1)'s mode.
   void keep_modes_from(const std::string& src) { src_ = src; }
+  // The -f rule of commit(), checked before the work where the caller knows
+  // what the output will hold (relative paths of its files and folders): a
+  // run that would be refused at the end is refused at once.
+  Status check_replaceable_early(const std::set<std::string>& will_hold) const {
+    std::error_code ec;
+    if (!overwrite_ || !std::filesystem::is_directory(std::filesystem::symlink_status(path_, ec))) return Status::Ok();
+    return check_replaceable_by([&](const std::filesystem::path& rel) { return will_hold.count(rel.generic_string()) > 0; });
+  }
   Status commit() {
     if (interrupted()) return interrupted_status(path_);
     if (Status s = refuse_special_output(path_); !s.ok()) return s;
@@ -150,6 +158,13 @@ class AtomicOutputDir {
   // nothing that the new output does not hold too. `df11 decompress m.df11
   // -o ~/models -f` would otherwise delete everything else in ~/models.
   Status check_replaceable() const {
+    return check_replaceable_by([&](const std::filesystem::path& rel) {
+      std::error_code ec;
+      return std::filesystem::exists(std::filesystem::symlink_status(std::filesystem::path(temp_) / rel, ec));
+    });
+  }
+  template <class Holds>
+  Status check_replaceable_by(Holds holds) const {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (fs::is_regular_file(fs::symlink_status(fs::path(path_) / kManifestName, ec))) return Status::Ok();
@@ -158,7 +173,7 @@ class AtomicOutputDir {
     for (; it != end; it.increment(ec)) {
       if (ec) return make_status(Error::Io, path_, "cannot read the existing output: " + ec.message());
       const fs::path rel = it->path().lexically_relative(path_);
-      if (!fs::exists(fs::symlink_status(fs::path(temp_) / rel, ec)))
+      if (!holds(rel))
         return make_status(Error::OutputExists, path_,
                            "output exists and holds '" + rel.generic_string() +
                                "', which this output would not replace; -f replaces only an earlier df11 output "

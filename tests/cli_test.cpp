@@ -191,6 +191,17 @@ TEST_CASE("cli: -f replaces an earlier output directory, never a folder holding 
   df11test::write_file(t.path + "/models/notes/todo.txt", std::vector<uint8_t>{'x'});
   Run r = df11("decompress model.df11 -o models -f", t.path);
   CHECK(r.code == 3);
+  // ... before the work: a container that would fail to decode is not reached.
+  fs::copy(t.path + "/model.df11", t.path + "/bad.df11", fs::copy_options::recursive);
+  auto bytes = df11test::read_file(t.path + "/bad.df11/model-00001-of-00002.df11");
+  bytes[bytes.size() / 2] ^= 0x10;
+  df11test::write_file(t.path + "/bad.df11/model-00001-of-00002.df11", bytes);
+  r = df11("decompress bad.df11 -o models -f", t.path);
+  CHECK(r.code == 3);
+  CHECK(r.err.find("(OutputExists)") != std::string::npos);
+  r = df11("compress model -o models -f", t.path);  // compress checks first too
+  CHECK(r.code == 3);
+  CHECK(r.err.find("(OutputExists)") != std::string::npos);
   CHECK(r.err.find("models: output exists and holds 'notes', which this output would not replace; -f replaces "
                    "only an earlier df11 output (remove the directory yourself) (OutputExists)") != std::string::npos);
   CHECK(fs::exists(t.path + "/models/notes/todo.txt"));
