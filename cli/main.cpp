@@ -100,7 +100,6 @@ df11::Options options_of(const Common& c) {
   return o;
 }
 
-// compress: original -> stored; decompress: stored -> original.
 // Whether `path` lies in the snapshots folder of a Hugging Face cache
 // repository (models--ORG--NAME, datasets--..., spaces--...), at any depth.
 bool in_hf_snapshots(const std::string& path) {
@@ -116,7 +115,8 @@ bool in_hf_snapshots(const std::string& path) {
   return false;
 }
 
-// `out`: where the output went, as the user would name it.
+// compress: original -> stored; decompress: stored -> original. `out`: where
+// the output went, as the user would name it.
 void print_sizes(const df11::Report& r, const Common& c, bool compressing, const std::string& out) {
   clear_progress_bar();
   if (c.verbosity < 1 || c.json) return;
@@ -202,9 +202,11 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   // A Hugging Face cache snapshot (hub/models--ORG--NAME/snapshots/REV): the
   // default output would be written into the cache, where huggingface_hub
   // takes it for another revision. The user says where it goes.
-  if (out.empty() && !out_stdout && in_hf_snapshots(df11::default_output_path(in, compressing)))
-    return finish(usage(in + ": is in the Hugging Face cache, where the default output (" +
-                        df11::default_output_path(in, compressing) + ") would be taken for a revision; name it with -o OUT"),
+  const std::string written_to =
+      out_stdout ? "<stdout>" : (out.empty() ? df11::default_output_path(in, compressing) : out);
+  if (out.empty() && !out_stdout && in_hf_snapshots(written_to))
+    return finish(usage(in + ": is in the Hugging Face cache, where the default output (" + written_to +
+                        ") would be taken for a revision; name it with -o OUT"),
                   c, nullptr);
   if (out_stdout) {
     std::error_code ec;
@@ -252,8 +254,6 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
     names.apply(s);
     if (s.ok() && end == df11cli::CopyEnd::ReaderGone) return 0;  // `| head`: quietly
   }
-  const std::string written_to =
-      out_stdout ? "<stdout>" : (out.empty() ? df11::default_output_path(in, compressing) : out);
   if (s.ok()) print_sizes(r, c, compressing, written_to);
   auto body = df11cli::to_json(r);
   body["input"] = df11cli::stream_label(in);

@@ -83,12 +83,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   s = od.open(out, opt.overwrite);
   if (!s.ok()) return s;
   od.keep_modes_from(in);
-  {
-    std::set<std::string> will_hold{kManifestName};
-    for (const auto& o : outputs)
-      for (fs::path q(o); !q.empty(); q = q.parent_path()) will_hold.insert(q.generic_string());
-    if (s = od.check_replaceable_early(will_hold); !s.ok()) return s;
-  }
+  if (s = od.check_replaceable_early(outputs); !s.ok()) return s;
   Manifest m;
   m.directories = dirs;
   for (const auto& d : dirs)
@@ -156,10 +151,9 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
   if (!s.ok()) return s;
   od.keep_modes_from(in);
   {
-    std::set<std::string> will_hold(m.directories.begin(), m.directories.end());
-    for (const auto& e : m.files)
-      for (fs::path q(e.path); !q.empty(); q = q.parent_path()) will_hold.insert(q.generic_string());
-    if (s = od.check_replaceable_early(will_hold); !s.ok()) return s;
+    std::vector<std::string> will_write = m.directories;
+    for (const auto& e : m.files) will_write.push_back(e.path);
+    if (s = od.check_replaceable_early(will_write); !s.ok()) return s;
   }
   for (const auto& d : m.directories)
     if (s = od.make_dir(d); !s.ok()) return s;

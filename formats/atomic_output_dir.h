@@ -75,11 +75,16 @@ class AtomicOutputDir {
   // folder, they get mkdir(1)'s mode.
   void keep_modes_from(const std::string& src) { src_ = src; }
   // The -f rule of commit(), checked before the work where the caller knows
-  // what the output will hold (relative paths of its files and folders): a
-  // run that would be refused at the end is refused at once.
-  Status check_replaceable_early(const std::set<std::string>& will_hold) const {
+  // what the output will hold (the relative paths of its files and folders;
+  // their parent folders are implied): a run that would be refused at the
+  // end is refused at once.
+  template <class Paths>
+  Status check_replaceable_early(const Paths& will_write) const {
     std::error_code ec;
     if (!overwrite_ || !std::filesystem::is_directory(std::filesystem::symlink_status(path_, ec))) return Status::Ok();
+    std::set<std::string> will_hold{kManifestName};
+    for (const auto& rel : will_write)
+      for (std::filesystem::path q(rel); !q.empty(); q = q.parent_path()) will_hold.insert(q.generic_string());
     return check_replaceable_by([&](const std::filesystem::path& rel) { return will_hold.count(rel.generic_string()) > 0; });
   }
   Status commit() {
