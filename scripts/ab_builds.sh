@@ -7,7 +7,8 @@
 # Prints the median wall time of each build for each command and -T.
 #
 # Usage: A=old/df11 B=new/df11 MAKE_BENCH=build/tests/make_bench_file \
-#        [SHARDS=4] [THREADS="1 16"] [REPS=5] bash scripts/ab_builds.sh [WORK]
+#        [SHARDS=4] [THREADS="1 16"] [REPS=5] [COMMANDS="compress decompress"] \
+#        bash scripts/ab_builds.sh [WORK]
 set -euo pipefail
 a=${A:?set A=path/to/df11 (baseline)}
 b=${B:?set B=path/to/df11 (candidate)}
@@ -16,6 +17,7 @@ work=${1:-/dev/shm/df11-ab}
 shards=${SHARDS:-4}
 threads=${THREADS:-1 16}
 reps=${REPS:-5}
+commands=${COMMANDS:-compress decompress}  # a change to one direction need not time the other
 [ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time" >&2; exit 2; }
 # shellcheck source=lib/bench_model.sh
 . "$(dirname "$0")/lib/bench_model.sh"
@@ -42,6 +44,7 @@ echo "|---|---|---|---|---|"
 for t in $threads; do
   for job in "compress $first" "decompress $work/first.df11" "compress $work/model" "decompress $work/model.df11"; do
     set -- $job
+    case " $commands " in *" $1 "*) ;; *) continue ;; esac
     ra=() rb=()
     for _ in $(seq "$reps"); do
       ra+=("$(one "$a" "$1" -q -T"$t" "$2" -o "$work/out")")
