@@ -39,7 +39,7 @@ class File(_lib.OwnsHandle):
         self.path = os.fsdecode(raw)
         self._shown = one_line(raw)  # the path in this layer's messages, as the library shows it
         if b"\0" in raw:  # c_char_p would end the path there and open another file
-            raise ValueError(f"df11: {self.path!r}: embedded null byte in the path")
+            raise ValueError(f"{self.path!r}: embedded null byte in the path")
         self._handle = _lib.File_p()
         _lib.call("df11_open", raw, ctypes.byref(self._handle))
         L = _lib.lib()
@@ -84,7 +84,7 @@ class File(_lib.OwnsHandle):
             # Said here rather than by df11_find_tensor: c_char_p would end a
             # name at a NUL and find 'a' for 'a\0b', which `in` says is absent.
             # The message is the library's.
-            raise UsageError(f"df11: {self._shown}: no tensor named {name!r}", "Usage")
+            raise UsageError(f"{self._shown}: no tensor named {name!r}", "Usage")
         return i
 
     def __contains__(self, name):
@@ -128,7 +128,7 @@ class File(_lib.OwnsHandle):
             return "cuda", _lib.checked_int(device, "CUDA device", self._where, _lib.INT_MAX)
         m = _DEVICE.fullmatch(str(device))  # str(torch.device("cpu", 0)) is "cpu:0"
         if m is None:
-            raise UsageError(f"df11: {self._shown}: device {device!r} is neither cpu nor cuda (cuda:N)", "Usage")
+            raise UsageError(f"{self._shown}: device {device!r} is neither cpu nor cuda (cuda:N)", "Usage")
         if m.group(1) == "cpu":
             return "cpu", None
         ordinal = m.group(2)
@@ -137,7 +137,7 @@ class File(_lib.OwnsHandle):
 
     @property
     def _where(self):
-        return f"df11: {self._shown}"
+        return f"{self._shown}"
 
     def _checked_index(self, i):
         """Tensor index i as an int in range, else UsageError: a negative
@@ -194,18 +194,18 @@ class File(_lib.OwnsHandle):
         try:
             import torch
         except ImportError:
-            raise UsageError(f"df11: {self._shown}: reading to a CUDA device needs torch (pip install torch)",
+            raise UsageError(f"{self._shown}: reading to a CUDA device needs torch (pip install torch)",
                              "Usage") from None
         from ._gpu import Plan
 
         threads = self._checked_threads(threads)
         count = torch.cuda.device_count()
         if count == 0:  # torch's own error would be an AssertionError or RuntimeError
-            raise InputError(f"df11: {self._shown}: no CUDA device (torch sees none)", "CudaUnavailable")
+            raise InputError(f"{self._shown}: no CUDA device (torch sees none)", "CudaUnavailable")
         if ordinal is None:
             ordinal = torch.cuda.current_device()
         if ordinal >= count:
-            raise UsageError(f"df11: {self._shown}: CUDA device {ordinal} out of range ({count} devices)", "Usage")
+            raise UsageError(f"{self._shown}: CUDA device {ordinal} out of range ({count} devices)", "Usage")
         dev = torch.device("cuda", ordinal)
         e = self._infos[i]
         tdt = torch_dtype(e["dtype"])
@@ -234,7 +234,7 @@ class File(_lib.OwnsHandle):
     # ---- lifetime --------------------------------------------------------------
     def _check_open(self):
         if not self._handle or self._closing:
-            raise UsageError(f"df11: {self._shown}: file is closed", "Usage")
+            raise UsageError(f"{self._shown}: file is closed", "Usage")
 
     @contextlib.contextmanager
     def _use(self):

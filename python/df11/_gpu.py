@@ -72,7 +72,7 @@ def context(device_index):
 
 def _aligned(tensor, alignment, what):
     if tensor.data_ptr() % alignment:
-        raise UsageError(f"df11: {what} at 0x{tensor.data_ptr():x} is not {alignment}-byte aligned", "Usage")
+        raise UsageError(f"{what} at 0x{tensor.data_ptr():x} is not {alignment}-byte aligned", "Usage")
 
 
 class Plan(_lib.OwnsHandle):
@@ -86,7 +86,7 @@ class Plan(_lib.OwnsHandle):
     def __init__(self, file, indices, image, outputs, stream=None):
         import torch
         if len(indices) != len(outputs):
-            raise UsageError(f"df11: {file._shown}: a plan needs one output per tensor "
+            raise UsageError(f"{file._shown}: a plan needs one output per tensor "
                              f"({len(indices)} tensors, {len(outputs)} outputs)", "Usage")
         file._check_open()
         self.file = file  # keeps the mapping (and the df11_file) alive
@@ -100,7 +100,7 @@ class Plan(_lib.OwnsHandle):
             got = out.numel() * out.element_size()
             if got != need or not out.is_contiguous() or out.device != image.device:
                 raise UsageError(
-                    f"df11: {file._shown}: output for '{one_line(file._infos[i]['name'])}' must be a contiguous "
+                    f"{file._shown}: output for '{one_line(file._infos[i]['name'])}' must be a contiguous "
                     f"{need}-byte tensor on {image.device} (got {got} bytes on {out.device})", "Usage")
         self.ctx = context(self.device_index)
         idx = _lib.u64_array(self.indices)

@@ -181,7 +181,12 @@ def test_error_unknown_tensor_and_closed_file(df11mod, sample_file):
     with pytest.raises(df11mod.UsageError) as e:
         f.read("no.such.tensor")
     assert e.value.name == "Usage" and "no.such.tensor" in e.value.message
-    assert e.value.message.startswith(f"df11: {packed}: no tensor named 'no.such.tensor'")
+    assert e.value.message.startswith(f"{packed}: no tensor named 'no.such.tensor'")
+    # The library's own messages have the same form, "PATH: problem", with no
+    # "df11:" in front (the exception's class says whose it is).
+    with pytest.raises(df11mod.InputError) as lib_error:
+        df11mod.open(f"{packed}.missing")
+    assert lib_error.value.message.startswith(f"{packed}.missing: "), lib_error.value.message
     with pytest.raises(df11mod.UsageError):
         f.info("no.such.tensor")
     f.close()
@@ -200,7 +205,7 @@ def test_context_manager_closes(df11mod, sample_file):
                 lambda: f.read("f32.bias"), lambda: f.read_numpy(0), f.__enter__):  # `with f:` again
         with pytest.raises(df11mod.UsageError) as e:
             ask()
-        assert e.value.message == f"df11: {packed}: file is closed"
+        assert e.value.message == f"{packed}: file is closed"
     assert f  # truthiness is not a question
 
 
@@ -387,7 +392,7 @@ def test_messages_show_control_characters_in_paths_escaped(df11mod, sample_file,
         f.names()
     raised.append(str(e.value))
     for message in raised:
-        assert message.startswith(f"df11: {shown}: "), message
+        assert message.startswith(f"{shown}: "), message
         assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in message), message
 
 
@@ -527,7 +532,7 @@ def test_close_waits_for_reads_in_progress(df11mod, cli, tmp_path):
         assert not t.is_alive()
         # Every read that ran returned the right bytes; the one after close() was refused.
         assert all(r is True for r in results[:-1]), results
-        assert results[-1] == f"df11: {packed}: file is closed", results[-1]
+        assert results[-1] == f"{packed}: file is closed", results[-1]
         assert "closed" in repr(f)
 
 

@@ -113,7 +113,7 @@ class Df11Model:
                 h.remove()
             # A block or layer called on its own after this would compute
             # from whatever the scratch held: refused, as the model is.
-            message = f"df11: {self._shown}: the model's df11 file is closed (model.df11.close())"
+            message = f"{self._shown}: the model's df11 file is closed (model.df11.close())"
 
             def closed(_module, _args):
                 raise UsageError(message, "Usage")
@@ -143,10 +143,10 @@ def _as_device(d, path=""):
     try:
         d = torch.device(d)
     except (RuntimeError, TypeError, ValueError):
-        raise UsageError(f"df11: {one_line(path)}: device {d!r} is neither cpu nor cuda (cuda:N)", "Usage") from None
+        raise UsageError(f"{one_line(path)}: device {d!r} is neither cpu nor cuda (cuda:N)", "Usage") from None
     if d.type == "cuda" and not torch.cuda.is_available():
         # As File.read(device="cuda") says it, rather than torch's "no NVIDIA driver".
-        raise InputError(f"df11: {one_line(path)}: no CUDA device (torch sees none); device='cpu' decodes on "
+        raise InputError(f"{one_line(path)}: no CUDA device (torch sees none); device='cpu' decodes on "
                          f"the CPU", "CudaUnavailable")
     if d.type == "cuda" and d.index is None:
         d = torch.device("cuda", torch.cuda.current_device())
@@ -179,7 +179,7 @@ def load_model(path, device="cuda", offload=False, dtype=torch.bfloat16, config=
     shown = one_line(os.fsencode(path))
     if device_map == "auto":
         if not torch.cuda.is_available():
-            raise UsageError(f"df11: {shown}: device_map='auto' needs CUDA devices", "Usage")
+            raise UsageError(f"{shown}: device_map='auto' needs CUDA devices", "Usage")
         devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
     elif device_map is not None:
         device_map = {k: _as_device(v, path) for k, v in dict(device_map).items()}
@@ -187,9 +187,9 @@ def load_model(path, device="cuda", offload=False, dtype=torch.bfloat16, config=
     else:
         devices = [_as_device(device, path)]
     if any(d.type not in ("cuda", "cpu") for d in devices):
-        raise UsageError(f"df11: {shown}: device {[str(d) for d in devices]} is neither cuda nor cpu", "Usage")
+        raise UsageError(f"{shown}: device {[str(d) for d in devices]} is neither cuda nor cpu", "Usage")
     if offload and any(d.type != "cuda" for d in devices):
-        raise UsageError(f"df11: {shown}: offload=True needs a CUDA device", "Usage")
+        raise UsageError(f"{shown}: offload=True needs a CUDA device", "Usage")
     limits = {_as_device(k, path): _parse_bytes(v) for k, v in (max_memory or {}).items()}
 
     # The library first: a path that is not there, or not df11, is named as such.
@@ -197,7 +197,7 @@ def load_model(path, device="cuda", offload=False, dtype=torch.bfloat16, config=
     try:
         if config is None:
             if not os.path.isfile(os.path.join(path, "config.json")):
-                raise UsageError(f"df11: {shown}: no config.json (load_model takes a df11 model directory, "
+                raise UsageError(f"{shown}: no config.json (load_model takes a df11 model directory, "
                                  f"or pass config=)", "Usage")
             from transformers import AutoConfig
             config = AutoConfig.from_pretrained(path)
@@ -237,7 +237,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
                 param_file[pid] = fname
                 break
         else:
-            raise UsageError(f"df11: {shown}: the model's parameter '{hs[0][2]}' is not in the checkpoint "
+            raise UsageError(f"{shown}: the model's parameter '{hs[0][2]}' is not in the checkpoint "
                              f"(ModelTensorMissing)", "ModelTensorMissing")
 
     # Only parameters whose model dtype is the file's BF16 can be views of
@@ -247,7 +247,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
         name = param_file[pid]
         info = f.info(name)
         if tuple(p.shape) != tuple(info["shape"]):
-            raise UsageError(f"df11: {shown}: tensor '{name}' has shape {list(info['shape'])}, the model "
+            raise UsageError(f"{shown}: tensor '{name}' has shape {list(info['shape'])}, the model "
                              f"expects {list(p.shape)} (ModelShapeMismatch)", "ModelShapeMismatch")
         if p.dtype == torch.bfloat16:
             wanted.add(name)
@@ -271,7 +271,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
             placed = place_groups([(g, group_bytes[g], group_need[g]) for g in group_bytes], devices, limits,
                                   device_map)
         except PlacementError as e:
-            raise UsageError(f"df11: {shown}: {e} (ModelDoesNotFit)", "ModelDoesNotFit") from None
+            raise UsageError(f"{shown}: {e} (ModelDoesNotFit)", "ModelDoesNotFit") from None
     unit_device = {}
     for pid, (p, _) in holders.items():
         unit = in_unit.get(param_file[pid])
@@ -326,7 +326,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
             host = f.read_numpy(info["index"], threads)
             tdt = torch_dtype(info["dtype"])
             if tdt is None:  # U16/U32/U64 before torch 2.3, F8 without float8: no tensor of that type
-                raise UsageError(f"df11: {shown}: tensor {info['name']!r} is {info['dtype']}, which this torch "
+                raise UsageError(f"{shown}: tensor {info['name']!r} is {info['dtype']}, which this torch "
                                  f"({torch.__version__}) has no dtype for", "Usage")
             t = torch.from_numpy(np.ascontiguousarray(host).view(np.uint8)).view(tdt).reshape(info["shape"])
             t = t.to(device=d, dtype=p.dtype)
@@ -400,7 +400,7 @@ def _bind(model, f, path, devices, device_map, limits, offload, standalone_min_b
 
     def entered():
         if state.closed:
-            raise UsageError(f"df11: {shown}: the model's df11 file is closed (model.df11.close())", "Usage")
+            raise UsageError(f"{shown}: the model's df11 file is closed (model.df11.close())", "Usage")
 
     # The wrappers reach the model through a weak reference and the class's
     # functions: a bound method kept in the model's own __dict__ would be a
@@ -433,7 +433,7 @@ def _wrapped(model, name, model_ref, state, entered, check_after, shown):
             else:
                 m = model_ref()
                 if m is None:  # `gen = load_model(p).generate`: nothing else kept the model
-                    raise UsageError(f"df11: {shown}: the model was freed; keep a reference to the model itself, "
+                    raise UsageError(f"{shown}: the model was freed; keep a reference to the model itself, "
                                      f"not only to its {name}", "Usage")
                 out = func(m, *args, **kwargs)
             if check_after:
@@ -466,7 +466,7 @@ def _refuse_moves_and_casts(model, shown, devices):
                 out = fn(probe)
                 if isinstance(out, torch.Tensor) and (out.dtype != probe.dtype or out.device != probe.device):
                     raise UsageError(
-                        f"df11: {shown}: a df11 model's compressed weights stay BF16 on {probe.device}: "
+                        f"{shown}: a df11 model's compressed weights stay BF16 on {probe.device}: "
                         f"it cannot be moved or cast (to {out.dtype} on {out.device}); load it with "
                         f"load_model(..., device=, dtype=) instead", "Usage")
             return cls_apply(module_ref(), fn, *args, **kwargs)
