@@ -306,6 +306,7 @@ static int run(int argc, char** argv) {
     if (null_fd >= 0 && null_fd != fd) ::close(null_fd);
   }
   df11::install_interrupt_handlers();
+  df11::install_fault_handler();  // an input cut short while mapped: an error, not SIGBUS
   // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which
   // df11 reports with the file's name and cleans up after, instead of the
   // default SIGXFSZ killing it with a temporary file left behind.

@@ -38,20 +38,6 @@ bool is_refused_entry(Error e) {
          e == Error::DirUnsupportedEntry;
 }
 
-Status hash_file(const std::string& path, std::string* hex) {
-  MappedFile f;
-  Status s = f.open(path);
-  if (!s.ok()) return s;
-  Sha256 sha;
-  for (uint64_t off = 0; off < f.size(); off += uint64_t{1} << 26) {
-    if (interrupted()) return interrupted_status(path);
-    const uint64_t n = std::min<uint64_t>(uint64_t{1} << 26, f.size() - off);
-    sha.update(f.data() + off, n);
-    f.release(off, n);
-  }
-  *hex = to_hex(sha.digest());
-  return Status::Ok();
-}
 
 
 std::string stored_name(const std::string& rel) {
@@ -66,6 +52,13 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
   // A stored name may not be taken twice, by two files (a.safetensors and
   // a.df11) or by a file and a directory (a.safetensors and a folder a.df11).
   std::set<std::string> outputs(dirs.begin(), dirs.end());
+  // A temporary of a df11 run that was killed (SIGKILL leaves it: an output
+  // written into the model's own folder) would be packed as part of the model.
+  for (const auto* list : {&dirs, &files})
+    for (const auto& rel : *list)
+      if (is_df11_temporary(fs::path(rel).filename().string()))
+        return make_status(Error::DirUnsupportedEntry, in + "/" + rel,
+                           "a temporary left by an interrupted df11 run, not part of the model (remove it)");
   for (const auto& rel : files) {
     if (rel == kManifestName) return make_status(Error::DirUnsupportedEntry, in, std::string("input already contains ") + kManifestName);
     if (ends_with(rel, ".safetensors.index.json")) {
@@ -118,8 +111,7 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
       e.sha256 = to_hex(sha.digest());
       e.original_xxh64 = original_xxh64;
     } else {
-      Status r = hash_file(src, &e.sha256);
-      if (r.ok()) r = copy_file_atomic(src, dst, false);
+      Status r = copy_file_atomic(src, dst, false, &e.sha256);
       if (!r.ok()) return r;
       fr.is_safetensors = false;
       fr.original_bytes = fr.stored_bytes = e.size;
@@ -192,11 +184,10 @@ Status decompress_dir(const std::string& in, const std::string& out, const Optio
     } else {
       std::error_code ec;
       const uint64_t size = fs::file_size(src, ec);
-      if (!ec && size != e.size)  // checked before any work; a failed stat is hash_file's to report
+      if (!ec && size != e.size)  // checked before any work; a failed stat is copy_file_atomic's to report
         return make_status(Error::VerifyMismatch, src, "stored '" + e.path + "' has " + std::to_string(size) +
                                                            " bytes, manifest says " + std::to_string(e.size));
-      r = hash_file(src, &hex);
-      if (r.ok()) r = copy_file_atomic(src, dst, false);
+      r = copy_file_atomic(src, dst, false, &hex);
       if (!r.ok()) return r;
       fr.is_safetensors = false;
       fr.original_bytes = fr.stored_bytes = e.size;

@@ -155,7 +155,10 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   if (!s.ok()) return s;
   StHeader h;
   s = parse_safetensors(file.data(), file.size(), in, &h);
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    const Status changed = file.check_unchanged();  // cut short or rewritten while parsed
+    return changed.ok() ? s : changed;
+  }
   AtomicOutputFile of;
   s = of.open(out, opt.overwrite);
   if (!s.ok()) return s;
@@ -174,6 +177,10 @@ Status compress_one(const std::string& in, const std::string& out, const Options
   s = write_container(in, file, h, of, opt, r, original_xxh64, *grant);
   if (!s.ok()) hasher.cancel();
   const Status hs = hasher.join();
+  // The coding reads tensors twice (checksum, then code), the hash once more:
+  // an input rewritten meanwhile would give a container that does not decode,
+  // or decodes to neither version. That, when it happened, is the error.
+  if (Status changed = file.check_unchanged(); !changed.ok()) return changed;
   if (!s.ok()) return s;
   if (!hs.ok()) return hs;
   if (opt.verify_after) {
@@ -238,7 +245,12 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
           done += n;
           return hasher ? hasher->push(p, n) : Status::Ok();
         });
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      // A checksum that fails because another process rewrote the container
+      // is not damage: the change is the error to report.
+      const Status changed = reader->check_unchanged();
+      return changed.ok() ? s : changed;
+    }
     digest.add_tensor(ts[i].orig_xxh64);
     if (opt.progress) opt.progress(done, reader->original_size());
   }
@@ -246,6 +258,9 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     s = hasher->finish();
     if (!s.ok()) return s;
   }
+  // A container rewritten meanwhile fails its checksums (above) as if it were
+  // damaged, or restores a mix of two versions: say what happened.
+  if (s = reader->check_unchanged(); !s.ok()) return s;
   if (digest.digest() != reader->original_xxh64())
     return make_status(Error::Df11FileChecksum, in, "digest of the restored file differs from the header");
   if (rep) {
@@ -334,6 +349,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
     // fails too (and the SHA-256, which then misses bytes, is not compared).
     digest.add_tensor(ts_status.ok() ? t.orig_xxh64 : ~t.orig_xxh64);
     if (ts_status.ok() && differs) rep->failures.push_back(label + ": tensor '" + t.name + "' differs from " + against);
+    if (opt.progress) opt.progress(data_start + t.orig_offset + t.orig_size, reader->original_size());
   }
   if (hasher) {
     s = hasher->finish();
@@ -341,6 +357,13 @@ Status verify_one(const std::string& in, const std::string& against, const std::
   }
   if (rep->failures.size() == failures_before && digest.digest() != reader->original_xxh64()) {
     rep->failures.push_back(label + ": XXH64 of the restored file differs (Df11FileChecksum)");
+  }
+  // A file rewritten by another process while it was checked gets no
+  // verdict: its failures (or its pass) are of a mix of two versions.
+  if (s = reader->check_unchanged(); s.ok() && compare) s = orig.check_unchanged();
+  if (!s.ok()) {
+    rep->failures.resize(failures_before);
+    return s;
   }
   ++rep->files_checked;
   return Status::Ok();

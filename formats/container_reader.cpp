@@ -105,7 +105,12 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   if (!s.ok()) return s;
   const uint8_t* d = m.file.data();
   const uint64_t size = m.file.size();
-  auto fail = [&](Error e, const std::string& what) { return make_status(e, path, what); };
+  // A file cut short or rewritten while it is validated (its missing pages
+  // read as zeros under install_fault_handler) is not invalid: say what happened.
+  auto fail = [&](Error e, const std::string& what) {
+    Status changed = m.file.check_unchanged();
+    return changed.ok() ? make_status(e, path, what) : changed;
+  };
 
   if (size < 8 || std::memcmp(d, kMagic, 8) != 0) return fail(Error::Df11BadMagic, "not a .df11 file (bad magic)");
   if (size < kFixedHeaderSize) return fail(Error::Df11Truncated, "truncated: file ends inside the fixed header");
@@ -239,6 +244,8 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   *out = std::move(r);
   return Status::Ok();
 }
+
+Status Reader::check_unchanged() const { return impl_->file.check_unchanged(); }
 
 Status Reader::check_mapped(size_t i) const {
   const ReaderTensor& t = impl_->tensors.at(i);

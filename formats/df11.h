@@ -108,6 +108,13 @@ Status info(const std::string& in, const Options& opt, Report* report);
 // Installs SIGINT/SIGTERM/SIGHUP handlers: running operations then stop at the
 // next tensor, remove their temporary output and return Error::Interrupted.
 void install_interrupt_handlers();
+// Installs a SIGBUS handler for df11's own mappings: a file cut short by
+// another process while df11 reads it then fails the operation with Io
+// "file changed while being read" (its temporary output removed), instead of
+// killing the process. Faults elsewhere keep the action installed before. For
+// programs that own their signal handling, as the df11 command does; a host
+// process may have its own. Idempotent.
+void install_fault_handler();
 // True once SIGINT, SIGTERM or SIGHUP has arrived (after install_interrupt_handlers),
 // so that a caller's own loops (the CLI's pipe copies) stop and clean up too.
 bool interrupted() noexcept;
@@ -183,6 +190,9 @@ class Reader {
   // documented in docs/RELIABILITY.md); the decodes above need no check,
   // they read with pread.
   Status check_mapped(size_t i) const;
+  // Io "file changed while being read" if another process wrote to the file
+  // since open() (MappedFile::check_unchanged): check it after the last read.
+  Status check_unchanged() const;
 
  private:
   // Both decodes: into `dest` (decode_tensor) or through `place`.

@@ -1,6 +1,8 @@
 #include "file_io.h"
 
 #include "behind_queue.h"
+#include "fault_guard.h"
+#include "sha256.h"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -94,6 +97,16 @@ std::string temp_name_prefix(const std::string& filename) {
   return "." + filename.substr(0, kNameMax - kFixed) + ".df11tmp-";
 }
 
+bool is_df11_temporary(const std::string& name) {
+  std::string n = name;
+  if (n.size() > 4 && n.compare(n.size() - 4, 4, ".old") == 0) n.resize(n.size() - 4);
+  constexpr size_t kRandom = 6;  // mkstemp's and mkdtemp's XXXXXX
+  const std::string mark = ".df11tmp-";
+  if (n.size() < 2 + mark.size() + kRandom || n[0] != '.') return false;
+  if (n.compare(n.size() - kRandom - mark.size(), mark.size(), mark) != 0) return false;
+  return std::all_of(n.end() - kRandom, n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; });
+}
+
 namespace {
 
 // Absolute, with links in its existing part resolved, and no trailing empty
@@ -132,6 +145,7 @@ Status interrupted_status(const std::string& label) {
 }
 
 MappedFile::~MappedFile() {
+  fault_guard::remove(guard_);
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
   if (fd_ >= 0) ::close(fd_);
 }
@@ -157,7 +171,8 @@ Status MappedFile::check_size(uint64_t end, const std::string& what) const {
   const std::string lead = what.empty() ? "" : what + ": ";
   struct stat st {};
   if (fstat(fd_, &st) != 0) return make_status(Error::Io, path_, lead + "cannot stat: " + std::strerror(errno));
-  if (static_cast<uint64_t>(st.st_size) < end) return make_status(Error::Io, path_, lead + "file shrank while being read");
+  if (static_cast<uint64_t>(st.st_size) < end || fault_guard::faulted(guard_))
+    return make_status(Error::Io, path_, lead + "file shrank while being read");
   return Status::Ok();
 }
 
@@ -251,11 +266,26 @@ Status MappedFile::open(const std::string& path) {
     void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p == MAP_FAILED) return make_status(Error::Io, path, std::string("cannot map: ") + std::strerror(errno));
     data_ = static_cast<const uint8_t*>(p);
+    guard_ = fault_guard::add(p, size, PROT_READ);
     madvise(p, size, MADV_SEQUENTIAL);
   }
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return make_status(Error::Io, path, std::string("cannot stat: ") + std::strerror(errno));
+  mtime_ns_ = st.st_mtim.tv_sec * int64_t{1000000000} + st.st_mtim.tv_nsec;
+  ctime_ns_ = st.st_ctim.tv_sec * int64_t{1000000000} + st.st_ctim.tv_nsec;
   size_ = size;
   fd_ = fd.release();  // kept for read()
   path_ = path;
+  return Status::Ok();
+}
+
+Status MappedFile::check_unchanged() const {
+  struct stat st {};
+  if (fstat(fd_, &st) != 0) return make_status(Error::Io, path_, std::string("cannot stat: ") + std::strerror(errno));
+  const int64_t mtime = st.st_mtim.tv_sec * int64_t{1000000000} + st.st_mtim.tv_nsec;
+  const int64_t ctime = st.st_ctim.tv_sec * int64_t{1000000000} + st.st_ctim.tv_nsec;
+  if (static_cast<uint64_t>(st.st_size) != size_ || mtime != mtime_ns_ || ctime != ctime_ns_ || fault_guard::faulted(guard_))
+    return make_status(Error::Io, path_, "file changed while being read (another process modified it)");
   return Status::Ok();
 }
 
@@ -397,6 +427,7 @@ bool AtomicOutputFile::map_for_writers(uint64_t size, bool pwrite_first) {
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) return false;
   map_ = static_cast<uint8_t*>(p);
+  map_guard_ = fault_guard::add(p, size, PROT_READ | PROT_WRITE);
   map_size_ = size;
   // Kernels before 5.14 refuse MADV_POPULATE_WRITE (EINVAL); without it a
   // full disk would be a SIGBUS, so such a file stays in pwrite mode.
@@ -413,6 +444,8 @@ Status AtomicOutputFile::set_final_size(uint64_t size) {
 }
 
 void AtomicOutputFile::unmap() {
+  fault_guard::remove(map_guard_);
+  map_guard_ = -1;
   if (map_) ::munmap(map_, map_size_);
   map_ = nullptr;
   map_size_ = 0;
@@ -480,6 +513,9 @@ Status AtomicOutputFile::commit() {
   Status s = flush();
   if (!s.ok()) return s;
   if (interrupted()) return interrupted_status(path_);
+  // A store that faulted went to a zero page instead (fault_guard): another
+  // process cut the temporary short under the mapping.
+  if (fault_guard::faulted(map_guard_)) return make_status(Error::Io, path_, "the output was cut short by another process while being written");
   unmap();  // the stores are in the page cache; munmap cannot lose them
   if (::close(fd_) != 0) {
     const int err = errno;
@@ -517,16 +553,56 @@ void AtomicOutputFile::discard() {
   temp_.clear();
 }
 
-Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite) {
+namespace {
+
+// Reads `f` once, in pieces, handing each to `piece`; then checks that the
+// file did not change meanwhile.
+template <class Piece>
+Status read_once(const MappedFile& f, Piece piece) {
+  constexpr uint64_t kPiece = uint64_t{4} << 20;
+  std::vector<uint8_t> buf(std::min(kPiece, f.size()));
+  for (uint64_t off = 0; off < f.size(); off += kPiece) {
+    if (interrupted()) return interrupted_status(f.path());
+    const uint64_t n = std::min(kPiece, f.size() - off);
+    Status s = f.read(off, n, buf.data());
+    if (s.ok()) s = piece(buf.data(), n);
+    if (!s.ok()) return s;
+  }
+  return f.check_unchanged();
+}
+
+}  // namespace
+
+Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite, std::string* sha256_hex) {
   MappedFile f;
   Status s = f.open(from);
   if (!s.ok()) return s;
   AtomicOutputFile o;
   s = o.open(to, overwrite);
-  if (s.ok()) o.keep_mode_of(from);
-  if (s.ok()) s = o.write(f.data(), f.size());
-  if (s.ok()) s = o.commit();
-  return s;
+  if (!s.ok()) return s;
+  o.keep_mode_of(from);
+  Sha256 sha;
+  s = read_once(f, [&](const uint8_t* p, uint64_t n) {
+    if (sha256_hex) sha.update(p, n);
+    return o.write(p, n);
+  });
+  if (!s.ok()) return s;
+  if (sha256_hex) *sha256_hex = to_hex(sha.digest());
+  return o.commit();
+}
+
+Status hash_file(const std::string& path, std::string* hex) {
+  MappedFile f;
+  Status s = f.open(path);
+  if (!s.ok()) return s;
+  Sha256 sha;
+  s = read_once(f, [&](const uint8_t* p, uint64_t n) {
+    sha.update(p, n);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  *hex = to_hex(sha.digest());
+  return Status::Ok();
 }
 
 }  // namespace df11

@@ -56,12 +56,21 @@ class MappedFile {
   // `end` bytes (fstat): loads from the mapping past the file's end are SIGBUS.
   // `what` ("tensor 'x'") goes before the reason in the message.
   Status check_size(uint64_t end, const std::string& what = "") const;
+  // Io "file changed while being read" if its size, modification or change
+  // time differ from what they were at open() (fstat, as tar(1) checks):
+  // another process wrote to it meanwhile, so what was read may be a mix of
+  // two versions. Callers check it after their last read and before they
+  // commit an output. A write within the clock tick of open() can go unseen
+  // where the file system's timestamps are coarse.
+  Status check_unchanged() const;
   const std::string& path() const { return path_; }
 
  private:
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   int fd_ = -1;
+  int64_t mtime_ns_ = 0, ctime_ns_ = 0;  // at open(), for check_unchanged
+  int guard_ = -1;                        // the mapping's fault_guard slot
   std::string path_;
 };
 
@@ -140,6 +149,7 @@ class AtomicOutputFile {
   std::mutex write_mu_;
   int fd_ = -1;
   uint8_t* map_ = nullptr;  // map_for_writers: the whole temporary, map_size_ bytes
+  int map_guard_ = -1;      // its fault_guard slot
   uint64_t map_size_ = 0;
   bool pwrite_first_ = true;
   std::string path_, temp_;
@@ -173,6 +183,10 @@ Status refuse_special_output(const std::string& path);
 // mkstemp/mkdtemp add, fits in 255 bytes (NAME_MAX): a valid output name of
 // up to 255 bytes still gets a valid temporary.
 std::string temp_name_prefix(const std::string& filename);
+// Whether a file or folder name is one of those temporaries (or the ".old"
+// name an output being replaced takes for a moment): what a df11 run killed
+// with SIGKILL leaves behind.
+bool is_df11_temporary(const std::string& name);
 
 // The input is never modified, even with -f (zstd refuses the same): fails
 // with Usage, naming `out`, when `out` is `in` (also through another hard
@@ -182,7 +196,16 @@ std::string temp_name_prefix(const std::string& filename);
 Status refuse_output_over_input(const std::string& in, const std::string& out);
 
 // Copies a file byte for byte into a new file at `to` that appears atomically.
-Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite);
+// Copies `from` to `to` through a temporary renamed into place, keeping the
+// mode. The file is read once, with pread(2) in pieces (a file cut short
+// meanwhile is an error, not SIGBUS), and sha256_hex, when given, receives
+// the SHA-256 of exactly the bytes written: a file changed meanwhile cannot
+// be copied as one version and hashed as another, and it is refused
+// (MappedFile::check_unchanged) before the rename.
+Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite,
+                        std::string* sha256_hex = nullptr);
+// The SHA-256 (lowercase hex) of a file, read as copy_file_atomic reads it.
+Status hash_file(const std::string& path, std::string* hex);
 
 // Seconds of wall time since t0 (reports).
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "df11.h"
+#include "file_io.h"
 #include "sample_model.h"
 #include "test_options.h"
 #include "test_util.h"
@@ -157,4 +158,34 @@ TEST_CASE("output path: a file and a folder that a directory compress would stor
   CHECK(s.message.find(in + "/model-00001-of-00002.safetensors: stored as 'model-00001-of-00002.df11'") == 0);
   CHECK_FALSE(fs::exists(t.path + "/out"));
   CHECK(df11test::temporaries_in(t.path).empty());
+}
+
+TEST_CASE("output path: a temporary left by a killed df11 run inside the input is refused, not packed", "[output]") {
+  // A run killed with SIGKILL cannot remove its temporary; with its output in
+  // the model's folder (compress mdl/x.safetensors -o mdl/x.df11), the next
+  // compress of that folder packed the leftover as part of the model (a
+  // black-box audit of concurrent runs found it).
+  CHECK(is_df11_temporary(temp_name_prefix("model.df11") + "Ab12Cd"));
+  CHECK(is_df11_temporary(temp_name_prefix("out") + "zZ09aa.old"));
+  CHECK(is_df11_temporary(temp_name_prefix(std::string(300, 'n')) + "abcdef"));
+  for (const char* other : {".model.df11tmp-abc", "model.df11.df11tmp-abcdef", ".m.df11tmp-abc!ef", ".df11tmp-abcdef",
+                            ".m.df11tmp-abcdefg", "tokenizer.json", ".gitattributes"})
+    CHECK_FALSE(is_df11_temporary(other));
+  df11test::TempDir t;
+  const std::string in = t.path + "/in";
+  df11test::make_sample_model(in, df11test::tiny_sample());
+  for (const bool folder : {false, true}) {
+    const std::string left = in + (folder ? "/sub/.out.df11tmp-Q1w2E3" : "/.model.df11.df11tmp-Ab12Cd");
+    if (folder)
+      fs::create_directories(left);
+    else
+      df11test::write_file(left, {1, 2, 3});
+    const Status s = compress(in, t.path + "/out", df11test::cpu_options(2), nullptr);
+    INFO(s.message);
+    CHECK(s.code == Error::DirUnsupportedEntry);
+    CHECK(s.message.find(left + ": a temporary left by an interrupted df11 run") == 0);
+    CHECK_FALSE(fs::exists(t.path + "/out"));
+    fs::remove_all(folder ? in + "/sub" : left);
+  }
+  REQUIRE(compress(in, t.path + "/out", df11test::cpu_options(2), nullptr).ok());
 }
