@@ -4,12 +4,15 @@
 // link: a link at the output path is OutputIsLink, checked at open and again
 // just before the rename.
 #pragma once
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
 
@@ -19,6 +22,17 @@
 #include "ops.h"
 
 namespace df11 {
+
+namespace testing {
+// Runs in AtomicOutputDir::commit just before the output is moved into
+// place, for tests of another run's output appearing or vanishing at that
+// moment. Process-wide; empty (the default) for none.
+inline std::function<void()>& before_dir_rename() {
+  static std::function<void()> hook;
+  return hook;
+}
+}  // namespace testing
+
 
 // A directory built under a temporary name beside its destination and renamed
 // into place by commit(); removed with everything in it otherwise.
@@ -96,8 +110,31 @@ class AtomicOutputDir {
     if (exists && std::filesystem::is_directory(std::filesystem::symlink_status(path_, ec))) {
       if (Status s = check_replaceable(); !s.ok()) return s;
     }
-    // The old output goes aside, the new one takes its place, the old one
-    // is deleted; if the second rename fails, the old one goes back.
+    // One system call each way, so that a concurrent run or reader never
+    // sees the output path missing: without -f the new output goes in only
+    // if nothing is there (RENAME_NOREPLACE: a run that lost a race gets
+    // OutputExists, not "Directory not empty"); with -f it swaps places with
+    // the old one (RENAME_EXCHANGE), which is then deleted under the
+    // temporary's name. Where the file system has neither, two renames, and
+    // the old output back in place if the second fails.
+    const unsigned flags = exists ? RENAME_EXCHANGE : RENAME_NOREPLACE;
+    if (testing::before_dir_rename()) testing::before_dir_rename()();
+    if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, dest_.c_str(), flags) == 0) {
+      set_modes_and_finish(exists ? temp_ : std::string());
+      return Status::Ok();
+    }
+    const int err = errno;
+    if (err == EEXIST && !exists)  // another run's output appeared meanwhile
+      return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+    if (err == ENOENT && exists) {  // another run removed or moved the old output meanwhile
+      if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_NOREPLACE) == 0) {
+        set_modes_and_finish(std::string());
+        return Status::Ok();
+      }
+      return make_status(Error::Io, path_, std::string("cannot move output into place: ") + std::strerror(errno));
+    }
+    if (err != EINVAL && err != ENOSYS && err != ENOTSUP)
+      return make_status(Error::Io, path_, std::string("cannot move output into place: ") + std::strerror(err));
     std::string old;
     if (exists) {
       old = temp_ + ".old";
@@ -108,15 +145,23 @@ class AtomicOutputDir {
     if (ec) {
       std::error_code back;
       if (!old.empty()) std::filesystem::rename(old, dest_, back);
+      if (!old.empty() && back)
+        return make_status(Error::Io, path_, "cannot move output into place: " + ec.message() +
+                                                 "; the previous output is kept as " + old);
       return make_status(Error::Io, path_, "cannot move output into place: " + ec.message());
     }
-    temp_.clear();
-    set_modes();
-    if (!old.empty()) remove_tree(old);
+    set_modes_and_finish(old);
     return Status::Ok();
   }
 
  private:
+  // The new output is in place: its folders get their modes, and what was
+  // there before (`previous`, "" for nothing) is deleted.
+  void set_modes_and_finish(std::string previous) {  // a copy: it may be temp_, cleared here
+    temp_.clear();
+    set_modes();
+    if (!previous.empty()) remove_tree(previous);
+  }
   // The output's absolute path, its folder resolved as the kernel would
   // (`..` after a linked folder, or from inside the output: `-o ../out/` run
   // in out); the last name itself is not followed (a link there is refused).

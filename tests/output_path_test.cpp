@@ -16,6 +16,7 @@
 #include <string>
 
 #include "df11.h"
+#include "atomic_output_dir.h"
 #include "file_io.h"
 #include "sample_model.h"
 #include "test_options.h"
@@ -188,4 +189,55 @@ TEST_CASE("output path: a temporary left by a killed df11 run inside the input i
     fs::remove_all(folder ? in + "/sub" : left);
   }
   REQUIRE(compress(in, t.path + "/out", df11test::cpu_options(2), nullptr).ok());
+}
+
+TEST_CASE("output path: a directory output swaps in with one rename, whatever another run does at that moment",
+          "[output]") {
+  // Found by a black-box audit of concurrent runs: without -f, the loser of
+  // a race got "Directory not empty" (Io), and an empty folder that appeared
+  // was silently replaced; with -f, an old output that another run had
+  // removed meanwhile failed the run, and the output path was missing
+  // between the two renames of a replacement (its readers failed).
+  df11test::TempDir t;
+  const std::string in = t.path + "/in", out = t.path + "/out";
+  df11test::make_sample_model(in, df11test::tiny_sample());
+  auto& hook = testing::before_dir_rename();
+  for (const bool empty : {false, true}) {
+    hook = [&] {
+      fs::create_directories(out);
+      if (!empty) df11test::write_file(out + "/theirs", {1});
+    };
+    const Status s = compress(in, out, df11test::cpu_options(2), nullptr);
+    hook = nullptr;
+    INFO(s.message);
+    CHECK(s.code == Error::OutputExists);
+    CHECK(fs::exists(out));
+    CHECK(fs::exists(out + "/theirs") == !empty);  // theirs, untouched
+    CHECK_FALSE(fs::exists(out + "/df11-manifest.json"));
+    fs::remove_all(out);
+  }
+  Options f = df11test::cpu_options(2);
+  f.overwrite = true;
+  REQUIRE(compress(in, out, f, nullptr).ok());
+  // -f, and the old output vanishes just before the swap: the new one goes in.
+  hook = [&] { fs::remove_all(out); };
+  Status s = compress(in, out, f, nullptr);
+  hook = nullptr;
+  INFO(s.message);
+  CHECK(s.ok());
+  CHECK(fs::exists(out + "/df11-manifest.json"));
+  // -f replacing an output: it is there throughout (the hook sees it
+  // just before; a swap leaves no moment without it), the old one is gone
+  // after, and nothing is left beside it.
+  df11test::write_file(out + "/stale.txt", {7});  // an extra file of the old output only
+  bool seen = false;
+  hook = [&] { seen = fs::exists(out + "/stale.txt"); };
+  s = compress(in, out, f, nullptr);
+  hook = nullptr;
+  CHECK(s.ok());
+  CHECK(seen);
+  CHECK_FALSE(fs::exists(out + "/stale.txt"));
+  CHECK(df11test::temporaries_in(t.path).empty());
+  VerifyReport vr;
+  CHECK(verify(out, "", df11test::cpu_options(2), &vr).ok());
 }
