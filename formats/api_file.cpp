@@ -393,6 +393,7 @@ Status info_one(const std::string& in, const Options& opt, FileReport* rep) {
       if (s = reader->check_mapped(i); !s.ok()) return s;
       Histogram hist;
       const Error e = decode_exponent_histogram(t.bf16, hist, threads);
+      reader->release_mapped(i);  // info over a whole file in flat memory
       if (e != Error::Ok) return make_status(e, in, "tensor '" + t.name + "': exponent stream does not decode");
       tr.exponent_entropy = entropy_bits(hist);
       tr.longest_code = max_code_length(t.bf16.lengths);

@@ -193,21 +193,18 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     if (s.ok()) s = out.pwrite(&e.bits, 4, stream_at + 4 * e.index);
   // Everything else of the payload: code lengths, block outputs, gaps, the
   // stream's zero tail and the zero padding between sections.
-  uint8_t packed[kCodeLengthsBytes];
+  // The sections before the stream are contiguous: one write (they went out
+  // as six, which made thousands of small tensors cost more in system calls
+  // than in coding; a black-box audit of other checkpoint shapes).
+  head_.assign(sec.stream, 0);
   for (uint64_t k = 0; k < kCodeLengthsBytes; ++k)
-    packed[k] = static_cast<uint8_t>(len[2 * k] | (len[2 * k + 1] << 4));
-  auto zeros = [&](uint64_t from, uint64_t to) {  // payload-relative
-    static const uint8_t z[4096] = {};
-    for (uint64_t at = from; at < to && s.ok(); at += sizeof z)
-      s = out.pwrite(z, std::min<uint64_t>(sizeof z, to - at), p0 + at);
-  };
-  if (s.ok()) s = out.pwrite(packed, kCodeLengthsBytes, p0);
-  zeros(kCodeLengthsBytes, sec.block_out);
-  if (s.ok()) s = out.pwrite(block_out_.data(), 8 * block_out_.size(), p0 + sec.block_out);
-  zeros(sec.block_out + 8 * block_out_.size(), sec.gaps);
-  if (s.ok()) s = out.pwrite(gaps_.data(), gaps_.size(), p0 + sec.gaps);
-  zeros(sec.gaps + gaps_.size(), sec.stream);
-  zeros(sec.stream + 4 * div_ceil(g.total_bits, 32), sec.sm);
+    head_[k] = static_cast<uint8_t>(len[2 * k] | (len[2 * k + 1] << 4));
+  std::memcpy(head_.data() + sec.block_out, block_out_.data(), 8 * block_out_.size());
+  std::memcpy(head_.data() + sec.gaps, gaps_.data(), gaps_.size());
+  if (s.ok()) s = out.pwrite(head_.data(), head_.size(), p0);
+  static const uint8_t z[4096] = {};
+  for (uint64_t at = sec.stream + 4 * div_ceil(g.total_bits, 32); at < sec.sm && s.ok(); at += sizeof z)
+    s = out.pwrite(z, std::min<uint64_t>(sizeof z, sec.sm - at), p0 + at);  // the stream's zero tail
   return s;
 }
 

@@ -56,6 +56,7 @@ class Bf16PayloadWriter {
   std::vector<std::array<uint32_t, 256>> hists_;  // per window (pass 1)
   std::vector<uint8_t> gaps_;
   std::vector<uint64_t> block_out_;
+  std::vector<uint8_t> head_;  // the sections before the stream, written at once
 };
 
 }  // namespace df11

@@ -190,6 +190,10 @@ class Reader {
   // documented in docs/RELIABILITY.md); the decodes above need no check,
   // they read with pread.
   Status check_mapped(size_t i) const;
+  // Drops tensor i's mapped pages from the process (they stay in the page
+  // cache), after reading its sections through the mapping: memory then
+  // stays flat over a whole file.
+  void release_mapped(size_t i) const;
   // Io "file changed while being read" if another process wrote to the file
   // since open() (MappedFile::check_unchanged): check it after the last read.
   Status check_unchanged() const;
