@@ -98,44 +98,6 @@ bool single_zstd_frame(const uint8_t* p, uint64_t n) {
   return !ZSTD_isError(f) && f == n;
 }
 
-// The same for a large payload, read with pread: ZSTD_findFrameCompressedSize
-// walks every block header through the mapping, and fault-around maps the
-// pages between them too, so a 512 MB F32 tensor's check held about 500 MB
-// (a black-box audit measured 528 MB for verify, decompress and info).
-// Block headers are read through a 4 KiB window (RFC 8878, 3.1.1).
-bool single_zstd_frame(const MappedFile& f, uint64_t at, uint64_t n) {
-  uint8_t win[4096];
-  uint64_t win_at = 0, win_len = 0;  // win holds [win_at, win_at + win_len) of the payload
-  auto bytes = [&](uint64_t pos, uint64_t len) -> const uint8_t* {
-    if (pos + len > n) return nullptr;
-    if (pos < win_at || pos + len > win_at + win_len) {
-      win_at = pos;
-      win_len = std::min<uint64_t>(sizeof win, n - pos);
-      if (!f.read(at + pos, win_len, win).ok()) return nullptr;
-    }
-    return win + (pos - win_at);
-  };
-  const uint8_t* h = bytes(0, 5);
-  if (!h || (h[0] | h[1] << 8 | h[2] << 16 | static_cast<uint32_t>(h[3]) << 24) != 0xFD2FB528u) return false;
-  const unsigned fhd = h[4];
-  if (fhd & 0x08) return false;  // reserved bit
-  const unsigned single_segment = (fhd >> 5) & 1, fcs_flag = fhd >> 6;
-  static constexpr unsigned kDictIdBytes[4] = {0, 1, 2, 4}, kContentSizeBytes[4] = {0, 2, 4, 8};
-  uint64_t pos = 5 + (single_segment ? 0 : 1) + kDictIdBytes[fhd & 3] +
-                 (fcs_flag == 0 ? single_segment : kContentSizeBytes[fcs_flag]);
-  for (bool last = false; !last;) {
-    const uint8_t* b = bytes(pos, 3);
-    if (!b) return false;
-    const uint32_t block = b[0] | b[1] << 8 | static_cast<uint32_t>(b[2]) << 16;
-    const unsigned type = (block >> 1) & 3;
-    if (type == 3) return false;  // reserved block type
-    last = block & 1;
-    pos += 3 + (type == 1 ? 1 : block >> 3);  // an RLE block holds one byte
-    if (pos > n) return false;
-  }
-  if ((fhd >> 2) & 1) pos += 4;  // content checksum
-  return pos == n;
-}
 
 // Larger zstd payloads are walked with pread (above).
 constexpr uint64_t kZstdWalkByPread = uint64_t{1} << 20;
@@ -258,7 +220,7 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
       const unsigned long long c = ZSTD_getFrameContentSize(t.payload, r.payload_size);
       if (c != r.orig_size) return bad(Error::Df11ZstdCorrupt, "zstd frame does not declare the tensor's size");
       const bool one_frame = r.payload_size > kZstdWalkByPread
-                                 ? single_zstd_frame(m.file, r.payload_offset, r.payload_size)
+                                 ? single_zstd_frame_pread(m.file, r.payload_offset, r.payload_size)
                                  : single_zstd_frame(t.payload, r.payload_size);
       if (r.orig_size > zstd_max_output(r.payload_size) || !one_frame)
         return bad(Error::Df11ZstdCorrupt, "payload is not one zstd frame that can hold the tensor");

@@ -54,4 +54,8 @@ class ZstdPayloadReader {
   std::vector<uint8_t> in_, out_;
 };
 
+// Whether [at, at + n) of `f` is exactly one zstd frame, walked with pread
+// (Reader::open's check of large payloads, in bounded memory).
+bool single_zstd_frame_pread(const MappedFile& f, uint64_t at, uint64_t n);
+
 }  // namespace df11
