@@ -5,6 +5,9 @@
 #     layers, 1.92 GB; tests/make_bench_file --kind llama3-8b),
 #   - one 1 GiB BF16 tensor,
 #   - with BIG=1, one tensor of 2^31 + 2^20 weights (4.3 GB; memory only),
+#   - with SHAPES=1, other checkpoint shapes: a Qwen3-MoE-shaped block of two
+#     layers (768 expert matrices of 3 MiB, 2.4 GB) and 256 MiB of 8,192
+#     vectors of 16,384 weights (per-tensor costs),
 #   - a model directory holding the shard against the shard alone.
 # Files are read from the page cache (read once before timing). df11 and zstd
 # runs alternate (paired) and every figure is the median of REPS runs; the
@@ -21,7 +24,7 @@
 # script); touching the memory first gives every run, df11's and zstd's,
 # memory the host backs. WARM_MB=0 turns it off.
 # Usage: bash scripts/bench_cpu.sh [WORK_DIR]   (default /tmp/df11-bench; needs ~10 GB, BIG=1 ~20 GB)
-# Env: REPS (default 5), BUILD_DIR (default build), BIG=1, THREADS (the -T of the multi-thread rows, default nproc), WARM_MB.
+# Env: REPS (default 5), BUILD_DIR (default build), BIG=1, SHAPES=1, THREADS (the -T of the multi-thread rows, default nproc), WARM_MB.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/df11-bench}
@@ -74,6 +77,14 @@ shard="$work/llama3-8b-shard.safetensors"
 one="$work/one-1g.safetensors"
 [ -f "$shard" ] || "$mk" "$shard" --kind llama3-8b
 [ -f "$one" ] || "$mk" "$one" --kind one-tensor --elements $((1 << 29))
+inputs="shard one"
+if [ "${SHAPES:-0}" = 1 ]; then
+  moe="$work/moe.safetensors"
+  many="$work/many.safetensors"
+  [ -f "$moe" ] || "$mk" "$moe" --kind moe --layers 2
+  [ -f "$many" ] || "$mk" "$many" --kind many --mib 256 --elements 16384
+  inputs="$inputs moe many"
+fi
 # The model directory holds the shard itself (a hard link: same page cache) and a config.
 mkdir -p "$work/model"
 [ -f "$work/model/model-00001-of-00001.safetensors" ] || ln "$shard" "$work/model/model-00001-of-00001.safetensors"
@@ -95,7 +106,7 @@ run() {
   echo "$label $(cat "$work/.time")" >> "$times"
 }
 
-for f in shard one; do
+for f in $inputs; do
   src=${!f}
   cat "$src" > /dev/null
   "$df11" compress -q -f -T1 "$src" -o "$work/$f.df11"
@@ -144,10 +155,12 @@ if [ "${BIG:-0}" = 1 ]; then
   rm -f "$work/big.df11" "$work/c.df11"
 fi
 
-python3 - "$times" "$work/sizes.txt.$$" "$nt" "$(stat -c %s "$shard")" "$(stat -c %s "$one")" "$(stat -c %s "$work/big.safetensors" 2>/dev/null || echo 0)" <<'EOF'
+python3 - "$times" "$work/sizes.txt.$$" "$nt" "$(stat -c %s "$shard")" "$(stat -c %s "$one")" "$(stat -c %s "$work/big.safetensors" 2>/dev/null || echo 0)" \
+  "$(stat -c %s "$work/moe.safetensors" 2>/dev/null || echo 0)" "$(stat -c %s "$work/many.safetensors" 2>/dev/null || echo 0)" <<'EOF'
 import sys, statistics as st
 times, sizes, nt = sys.argv[1], sys.argv[2], sys.argv[3]
-nbytes = {"shard": int(sys.argv[4]), "one": int(sys.argv[5]), "big": int(sys.argv[6]), "dir": int(sys.argv[4])}
+nbytes = {"shard": int(sys.argv[4]), "one": int(sys.argv[5]), "big": int(sys.argv[6]), "dir": int(sys.argv[4]),
+          "moe": int(sys.argv[7]), "many": int(sys.argv[8])}
 runs = {}
 for line in open(times):
     label, wall, user, sys_, rss = line.split()
@@ -155,8 +168,9 @@ for line in open(times):
 def med(label, k): return st.median(r[k] for r in runs[label])
 def paired(a, b):  # median over reps of time(b) / time(a)
     return st.median(y[0] / x[0] for x, y in zip(runs[a], runs[b]))
-names = {"shard": "Llama-3-8B-shaped shard, 1.92 GB", "one": "one 1 GiB BF16 tensor", "big": "one tensor of 2^31 + 2^20 weights, 4.3 GB"}
-for f in ["shard", "one", "big"]:
+names = {"shard": "Llama-3-8B-shaped shard, 1.92 GB", "one": "one 1 GiB BF16 tensor", "big": "one tensor of 2^31 + 2^20 weights, 4.3 GB",
+         "moe": "Qwen3-MoE-shaped block, 2 layers, 2.4 GB (SHAPES=1)", "many": "8,192 tensors of 16,384 weights, 256 MiB (SHAPES=1)"}
+for f in ["shard", "one", "big", "moe", "many"]:
     labels = [l for l in runs if l.startswith(f + ":")]
     if not labels: continue
     print(f"**{names[f]}** (median of {len(runs[labels[0]])}; GB/s of uncompressed bytes)\n")

@@ -18,6 +18,8 @@
 //          trained matrices) with a per-tensor std between 0.01 and 0.035.
 //   --kind one-tensor: one BF16 tensor of --elements values (default 2^29,
 //          1 GiB), shape [elements / 4096, 4096] when divisible, else [elements].
+//   --kind moe: --layers Qwen3-MoE-shaped layers (128 experts of 3 MiB each).
+//   --kind many: about --mib MiB of 1-D tensors of --elements values each.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -63,7 +65,7 @@ void generate(const Tensor& t, uint64_t seed, uint64_t first, uint64_t count, ui
 
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s OUT.safetensors [--kind matrices|llama3-8b|one-tensor] [--mib N] [--seed N] "
+               "usage: %s OUT.safetensors [--kind matrices|llama3-8b|moe|many|one-tensor] [--mib N] [--seed N] "
                "[--elements N] [--layers N] [--first-layer N] [--embed 0|1] [--lm-head 0|1] [-T N]\n",
                argv0);
   std::exit(2);
@@ -143,6 +145,31 @@ int main(int argc, char** argv) {
       ts.push_back({p + "self_attn.v_proj.weight", {1024, 4096}, 0.011});
     }
     if (lm_head) ts.push_back({"lm_head.weight", {128256, 4096}, 0.013});
+  } else if (kind == "moe") {
+    // A Qwen3-30B-A3B-shaped block of --layers layers: 128 experts of
+    // [768, 2048] gate/up and [2048, 768] down projections (3 MiB each: a
+    // window and a half of the codec), a [128, 2048] router, attention and norms.
+    for (uint64_t l = first_layer; l < first_layer + layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      ts.push_back({p + "input_layernorm.weight", {2048}, 0, true});
+      for (int e = 0; e < 128; ++e) {
+        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+        ts.push_back({x + "down_proj.weight", {2048, 768}, 0.018});
+        ts.push_back({x + "gate_proj.weight", {768, 2048}, 0.020});
+        ts.push_back({x + "up_proj.weight", {768, 2048}, 0.016});
+      }
+      ts.push_back({p + "mlp.gate.weight", {128, 2048}, 0.030});
+      ts.push_back({p + "post_attention_layernorm.weight", {2048}, 0, true});
+      ts.push_back({p + "self_attn.k_proj.weight", {512, 2048}, 0.035});
+      ts.push_back({p + "self_attn.o_proj.weight", {2048, 4096}, 0.012});
+      ts.push_back({p + "self_attn.q_proj.weight", {4096, 2048}, 0.030});
+      ts.push_back({p + "self_attn.v_proj.weight", {512, 2048}, 0.011});
+    }
+  } else if (kind == "many") {
+    // About --mib MiB of vectors of --elements weights each: the per-tensor
+    // costs (quantization scales, norms, small heads; a black-box audit).
+    const uint64_t count = std::max<uint64_t>(1, (mib << 20) / (2 * elements));
+    for (uint64_t k = 0; k < count; ++k) ts.push_back({"t." + std::to_string(k) + ".weight", {elements}, 0.02});
   } else if (kind == "one-tensor") {
     std::vector<uint64_t> shape = elements % 4096 == 0 ? std::vector<uint64_t>{elements / 4096, 4096}
                                                        : std::vector<uint64_t>{elements};
