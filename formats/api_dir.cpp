@@ -110,8 +110,9 @@ Status compress_dir(const std::string& in, const std::string& out, const Options
       if (!r.ok()) return r;
       e.sha256 = to_hex(sha.digest());
       e.original_xxh64 = original_xxh64;
+      e.size = fr.original_bytes;  // the size of what was read, not of the stat above
     } else {
-      Status r = copy_file_atomic(src, dst, false, &e.sha256);
+      Status r = copy_file_atomic(src, dst, false, &e.sha256, &e.size);
       if (!r.ok()) return r;
       fr.is_safetensors = false;
       fr.original_bytes = fr.stored_bytes = e.size;

@@ -265,7 +265,8 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     return make_status(Error::Df11FileChecksum, in, "digest of the restored file differs from the header");
   if (rep) {
     rep->original_bytes = reader->original_size();
-    rep->stored_bytes = fs::file_size(in);
+    std::error_code size_ec;
+    rep->stored_bytes = fs::file_size(in, size_ec);  // for the report only
   }
   return of.commit();
 }
@@ -375,7 +376,8 @@ Status info_one(const std::string& in, const Options& opt, FileReport* rep) {
   if (!s.ok()) return s;
   const unsigned threads = resolve_threads(opt.threads);
   rep->original_bytes = reader->original_size();
-  rep->stored_bytes = fs::file_size(in);
+  std::error_code size_ec;
+  rep->stored_bytes = fs::file_size(in, size_ec);  // a file removed meanwhile is check_unchanged's to report
   for (size_t i = 0; i < reader->tensors().size(); ++i) {
     const ReaderTensor& t = reader->tensors()[i];
     TensorReport tr;
@@ -394,13 +396,17 @@ Status info_one(const std::string& in, const Options& opt, FileReport* rep) {
       Histogram hist;
       const Error e = decode_exponent_histogram(t.bf16, hist, threads);
       reader->release_mapped(i);  // info over a whole file in flat memory
-      if (e != Error::Ok) return make_status(e, in, "tensor '" + t.name + "': exponent stream does not decode");
+      if (e != Error::Ok) {
+        if (s = reader->check_unchanged(); !s.ok()) return s;  // cut short or rewritten: zeros were read
+        return make_status(e, in, "tensor '" + t.name + "': exponent stream does not decode");
+      }
       tr.exponent_entropy = entropy_bits(hist);
       tr.longest_code = max_code_length(t.bf16.lengths);
     }
     rep->tensors.push_back(std::move(tr));
   }
-  return Status::Ok();
+  // Statistics of a file that changed meanwhile describe neither version.
+  return reader->check_unchanged();
 }
 
 }  // namespace df11

@@ -124,13 +124,23 @@ class AtomicOutputDir {
       return Status::Ok();
     }
     const int err = errno;
-    if (err == EEXIST && !exists)  // another run's output appeared meanwhile
-      return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+    if (err == EEXIST && !exists) {  // another run's output appeared meanwhile
+      if (!overwrite_) return make_status(Error::OutputExists, path_, "output exists (use -f to overwrite)");
+      // -f: it is replaced as one that was there from the start would be.
+      if (Status s = check_replaceable(); !s.ok()) return s;
+      if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_EXCHANGE) == 0) {
+        set_modes_and_finish(temp_);
+        return Status::Ok();
+      }
+      return make_status(Error::Io, path_, std::string("cannot replace existing output: ") + std::strerror(errno));
+    }
     if (err == ENOENT && exists) {  // another run removed or moved the old output meanwhile
       if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_NOREPLACE) == 0) {
         set_modes_and_finish(std::string());
         return Status::Ok();
       }
+      if (errno == EEXIST)  // and yet another one's took its place
+        return make_status(Error::OutputExists, path_, "output appeared while this one was moved in; run again");
       return make_status(Error::Io, path_, std::string("cannot move output into place: ") + std::strerror(errno));
     }
     if (err != EINVAL && err != ENOSYS && err != ENOTSUP)

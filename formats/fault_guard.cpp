@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 
 #include "df11.h"
@@ -30,8 +31,11 @@ uintptr_t g_page = 4096;
 struct sigaction g_previous {};
 
 void on_sigbus(int sig, siginfo_t* info, void* context) {
-  const auto a = reinterpret_cast<uintptr_t>(info->si_addr);
-  for (Slot& s : g_slots) {
+  const int saved_errno = errno;
+  // A SIGBUS sent by kill(2) (si_code <= 0) carries no fault address.
+  const auto a = info->si_code > 0 ? reinterpret_cast<uintptr_t>(info->si_addr) : 0;
+  for (int i = 0; a != 0 && i < kSlots; ++i) {
+    Slot& s = g_slots[i];
     const uintptr_t b = s.begin.load(std::memory_order_acquire);
     if (b == 0 || a < b || a >= s.end.load(std::memory_order_acquire)) continue;
     // mmap is a plain system call: safe here in practice, as on Linux every
@@ -40,16 +44,34 @@ void on_sigbus(int sig, siginfo_t* info, void* context) {
     if (::mmap(page, g_page, s.prot.load(std::memory_order_relaxed), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
         MAP_FAILED) {
       s.faulted.store(true, std::memory_order_release);
+      errno = saved_errno;
       return;  // the load or store runs again, on the zero page
     }
     break;
   }
-  // Not ours: the previous action, on the fault that follows this return.
-  if (g_previous.sa_flags & SA_SIGINFO) {
+  // Not ours: the action installed before, as if this handler were not there.
+  if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction) {
     g_previous.sa_sigaction(sig, info, context);
+    errno = saved_errno;
     return;
   }
-  sigaction(SIGBUS, &g_previous, nullptr);
+  if (g_previous.sa_handler == SIG_IGN && info->si_code <= 0) {  // a fault cannot be ignored: the default
+    errno = saved_errno;
+    return;
+  }
+  if (g_previous.sa_handler == SIG_IGN) g_previous.sa_handler = SIG_DFL;
+  if (g_previous.sa_handler != SIG_DFL) {
+    g_previous.sa_handler(sig);
+    errno = saved_errno;
+    return;
+  }
+  // The default action: from a fault, it follows on the retried access once
+  // the default is back; a signal sent by kill(2) is raised again.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigaction(SIGBUS, &dfl, nullptr);
+  if (info->si_code <= 0) raise(SIGBUS);
+  errno = saved_errno;
 }
 
 }  // namespace

@@ -262,6 +262,11 @@ Status MappedFile::open(const std::string& path) {
   uint64_t size = 0;
   OwnedFd fd(open_regular_file(path, &why, &size));
   if (fd.get() < 0) return make_status(Error::Io, path, why);
+  // Size and mtime from one fstat, before the mapping: check_unchanged
+  // compares with these.
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return make_status(Error::Io, path, std::string("cannot stat: ") + std::strerror(errno));
+  size = static_cast<uint64_t>(st.st_size);
   if (size > 0) {
     void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p == MAP_FAILED) return make_status(Error::Io, path, std::string("cannot map: ") + std::strerror(errno));
@@ -269,10 +274,7 @@ Status MappedFile::open(const std::string& path) {
     guard_ = fault_guard::add(p, size, PROT_READ);
     madvise(p, size, MADV_SEQUENTIAL);
   }
-  struct stat st {};
-  if (fstat(fd.get(), &st) != 0) return make_status(Error::Io, path, std::string("cannot stat: ") + std::strerror(errno));
   mtime_ns_ = st.st_mtim.tv_sec * int64_t{1000000000} + st.st_mtim.tv_nsec;
-  ctime_ns_ = st.st_ctim.tv_sec * int64_t{1000000000} + st.st_ctim.tv_nsec;
   size_ = size;
   fd_ = fd.release();  // kept for read()
   path_ = path;
@@ -282,9 +284,11 @@ Status MappedFile::open(const std::string& path) {
 Status MappedFile::check_unchanged() const {
   struct stat st {};
   if (fstat(fd_, &st) != 0) return make_status(Error::Io, path_, std::string("cannot stat: ") + std::strerror(errno));
+  // Not the ctime: a rename over the path, a hard link or a chmod changes it
+  // with the bytes untouched (another df11 -f committing over this file, a
+  // cache deduplicating it).
   const int64_t mtime = st.st_mtim.tv_sec * int64_t{1000000000} + st.st_mtim.tv_nsec;
-  const int64_t ctime = st.st_ctim.tv_sec * int64_t{1000000000} + st.st_ctim.tv_nsec;
-  if (static_cast<uint64_t>(st.st_size) != size_ || mtime != mtime_ns_ || ctime != ctime_ns_ || fault_guard::faulted(guard_))
+  if (static_cast<uint64_t>(st.st_size) != size_ || mtime != mtime_ns_ || fault_guard::faulted(guard_))
     return make_status(Error::Io, path_, "file changed while being read (another process modified it)");
   return Status::Ok();
 }
@@ -573,7 +577,8 @@ Status read_once(const MappedFile& f, Piece piece) {
 
 }  // namespace
 
-Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite, std::string* sha256_hex) {
+Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite, std::string* sha256_hex,
+                        uint64_t* copied_size) {
   MappedFile f;
   Status s = f.open(from);
   if (!s.ok()) return s;
@@ -588,6 +593,7 @@ Status copy_file_atomic(const std::string& from, const std::string& to, bool ove
   });
   if (!s.ok()) return s;
   if (sha256_hex) *sha256_hex = to_hex(sha.digest());
+  if (copied_size) *copied_size = f.size();
   return o.commit();
 }
 

@@ -56,8 +56,8 @@ class MappedFile {
   // `end` bytes (fstat): loads from the mapping past the file's end are SIGBUS.
   // `what` ("tensor 'x'") goes before the reason in the message.
   Status check_size(uint64_t end, const std::string& what = "") const;
-  // Io "file changed while being read" if its size, modification or change
-  // time differ from what they were at open() (fstat, as tar(1) checks):
+  // Io "file changed while being read" if its size or modification time
+  // differ from what they were at open() (fstat, as tar(1) checks):
   // another process wrote to it meanwhile, so what was read may be a mix of
   // two versions. Callers check it after their last read and before they
   // commit an output. A write within the clock tick of open() can go unseen
@@ -69,7 +69,7 @@ class MappedFile {
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   int fd_ = -1;
-  int64_t mtime_ns_ = 0, ctime_ns_ = 0;  // at open(), for check_unchanged
+  int64_t mtime_ns_ = 0;  // at open(), for check_unchanged
   int guard_ = -1;                        // the mapping's fault_guard slot
   std::string path_;
 };
@@ -202,8 +202,10 @@ Status refuse_output_over_input(const std::string& in, const std::string& out);
 // the SHA-256 of exactly the bytes written: a file changed meanwhile cannot
 // be copied as one version and hashed as another, and it is refused
 // (MappedFile::check_unchanged) before the rename.
+// copied_size, when given, receives the size of what was copied (the size
+// of the file as it was opened, not from an earlier stat).
 Status copy_file_atomic(const std::string& from, const std::string& to, bool overwrite,
-                        std::string* sha256_hex = nullptr);
+                        std::string* sha256_hex = nullptr, uint64_t* copied_size = nullptr);
 // The SHA-256 (lowercase hex) of a file, read as copy_file_atomic reads it.
 Status hash_file(const std::string& path, std::string* hex);
 

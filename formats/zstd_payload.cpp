@@ -191,6 +191,10 @@ bool single_zstd_frame_pread(const MappedFile& f, uint64_t at, uint64_t n) {
   const unsigned fhd = h[4];
   if (fhd & 0x08) return false;  // reserved bit
   const unsigned single_segment = (fhd >> 5) & 1, fcs_flag = fhd >> 6;
+  if (!single_segment) {  // the window descriptor: as zstd, no window over 2^31
+    const uint8_t* w = bytes(5, 1);
+    if (!w || (*w >> 3) + 10 > 31) return false;
+  }
   static constexpr unsigned kDictIdBytes[4] = {0, 1, 2, 4}, kContentSizeBytes[4] = {0, 2, 4, 8};
   uint64_t pos = 5 + (single_segment ? 0 : 1) + kDictIdBytes[fhd & 3] +
                  (fcs_flag == 0 ? single_segment : kContentSizeBytes[fcs_flag]);

@@ -3,7 +3,7 @@
 // rewrite in place gave exit 0 and a container that did not decode, or that
 // decoded to neither version (a black-box audit of concurrent runs found
 // both). Every command now checks, after its last read and before its output
-// is renamed into place, that the input's size, mtime and ctime are those it
+// is renamed into place, that the input's size and mtime are those it
 // opened (MappedFile::check_unchanged), and says so when they are not.
 #include <fcntl.h>
 #include <signal.h>

@@ -218,6 +218,17 @@ TEST_CASE("output path: a directory output swaps in with one rename, whatever an
   }
   Options f = df11test::cpu_options(2);
   f.overwrite = true;
+  // -f, and a folder that is not df11's appears just before the rename: it
+  // is refused as one there from the start would be, and left as it was.
+  hook = [&] {
+    fs::create_directories(out);
+    df11test::write_file(out + "/theirs", {1});
+  };
+  Status early = compress(in, out, f, nullptr);
+  hook = nullptr;
+  CHECK(early.code == Error::OutputExists);
+  CHECK(fs::exists(out + "/theirs"));
+  fs::remove_all(out);
   REQUIRE(compress(in, out, f, nullptr).ok());
   // -f, and the old output vanishes just before the swap: the new one goes in.
   hook = [&] { fs::remove_all(out); };

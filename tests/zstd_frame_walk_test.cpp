@@ -69,11 +69,21 @@ TEST_CASE("zstd frame walk: agrees with ZSTD_findFrameCompressedSize", "[zstd_wa
         two.insert(two.end(), good.begin(), good.end());
         agree(two, false);
       }
-  // A tiny single-segment frame (no window byte; a 1- or 2-byte content size).
+  // A small single-segment frame (no window byte; a 2-byte content size).
   const std::vector<uint8_t> small(1000, 'a');
   const std::vector<uint8_t> tiny = frame(small, 3, false, true);
   REQUIRE(((tiny[4] >> 5) & 1) == 1);
   agree(tiny, true);
+  // A window descriptor past zstd's largest window (exponent 22: 2^32).
+  std::vector<uint8_t> wide = frame(src, 1, false, true);
+  REQUIRE(((wide[4] >> 5) & 1) == 0);
+  wide[5] = static_cast<uint8_t>(22 << 3);
+  agree(wide, false);
+  // The 1-byte content size of a single-segment frame of at most 255 bytes.
+  const std::vector<uint8_t> tinier = frame(std::vector<uint8_t>(200, 'b'), 3, true, true);
+  REQUIRE((tinier[4] >> 6) == 0);
+  REQUIRE(((tinier[4] >> 5) & 1) == 1);
+  agree(tinier, true);
   // A reserved block type (3) in the first block header.
   std::vector<uint8_t> bad = frame(src, 1, false, true);
   const size_t header = 4 + 1 + 1 + 4;  // magic, descriptor, window, 4-byte content size (3 MiB)

@@ -39,7 +39,7 @@ class File(_lib.OwnsHandle):
         self.path = os.fsdecode(raw)
         self._shown = one_line(raw)  # the path in this layer's messages, as the library shows it
         if b"\0" in raw:  # c_char_p would end the path there and open another file
-            raise ValueError(f"{self.path!r}: embedded null byte in the path")
+            raise ValueError(f"df11: {self.path!r}: embedded null byte in the path")
         self._handle = _lib.File_p()
         _lib.call("df11_open", raw, ctypes.byref(self._handle))
         L = _lib.lib()
