@@ -90,6 +90,22 @@ TEST_CASE("input changed: MappedFile::check_unchanged sees a rewrite in place, a
   }
 }
 
+TEST_CASE("input changed: a rename over the path, a hard link or a chmod is not a change", "[input_changed]") {
+  // They change the ctime, not the bytes: a verify must not fail because
+  // another df11 -f committed a new file over the path it reads (the open
+  // file is the old one, intact), nor because a cache hard-linked it.
+  df11test::TempDir t;
+  const std::string p = t.path + "/f.bin";
+  df11test::write_file(p, std::vector<uint8_t>(10000, 3));
+  MappedFile f;
+  REQUIRE(f.open(p).ok());
+  REQUIRE(::chmod(p.c_str(), 0600) == 0);
+  REQUIRE(::link(p.c_str(), (t.path + "/hard").c_str()) == 0);
+  df11test::write_file(t.path + "/new.bin", std::vector<uint8_t>(20000, 4));
+  REQUIRE(::rename((t.path + "/new.bin").c_str(), p.c_str()) == 0);
+  CHECK(f.check_unchanged().ok());
+}
+
 TEST_CASE("input changed: compress of a file rewritten meanwhile fails and writes nothing", "[input_changed]") {
   df11test::TempDir t;
   const std::string in = t.path + "/m.safetensors", out = t.path + "/m.df11";
@@ -222,6 +238,23 @@ TEST_CASE("input changed: a fault outside df11's mappings keeps its default acti
     if (m == MAP_FAILED || ::truncate(p.c_str(), 0) != 0) _exit(2);
     volatile const uint8_t* d = static_cast<const uint8_t*>(m);
     _exit(d[100] == 0 ? 3 : 4);  // must not get here
+  }
+  int st = 0;
+  REQUIRE(waitpid(pid, &st, 0) == pid);
+  INFO("child status " << st);
+  CHECK(WIFSIGNALED(st));
+  if (WIFSIGNALED(st)) CHECK(WTERMSIG(st) == SIGBUS);
+}
+
+TEST_CASE("input changed: a SIGBUS sent with kill(2) still ends the process", "[input_changed][fault_guard]") {
+  // It carries no fault address: the handler must not swallow it.
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    signal(SIGBUS, SIG_DFL);
+    install_fault_handler();
+    raise(SIGBUS);
+    _exit(3);  // must not get here
   }
   int st = 0;
   REQUIRE(waitpid(pid, &st, 0) == pid);
