@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace df11 {
@@ -123,47 +124,92 @@ void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]) {
 }
 
 namespace {
-// The codes that lie wholly inside window i, at most max_codes: their
-// symbols (byte k: code k), total length and count. False when the window
-// does not start with a code (then its byte, count 1, length kMaxCodeLength,
-// as in the uint16 table).
-bool window_codes(const uint16_t lut[kLutSize], uint32_t i, uint32_t max_codes, uint64_t* syms, uint32_t* total,
-                  uint32_t* count) {
-  const uint16_t e0 = lut[i];
-  *syms = e0 & 0xFFu;
-  *count = 1;
-  if (e0 & kLutInvalid) {
-    *total = kMaxCodeLength;
-    return false;
+// Every window's codes at once, by ranges rather than window by window (the
+// window-by-window walk, one dependent table load per code, was a quarter of
+// verify's time on a file of thousands of small tensors, whose tables are
+// built per tensor). A k-bit string that starts with code c of length l <= k
+// lies in c's range of 2^(k-l) strings, and what follows c in it is the
+// (k-l)-bit string at the same place in level k-l: level k is level k-l with
+// c put in front, range by range, in loops over contiguous entries. Levels
+// live at [2^k, 2^(k+1)); level 11 is the window table. A string that does
+// not start with a whole code has no codes (zero entries).
+//
+// An entry's `cum` holds the total length after j codes in nibble j-1
+// (j = 1..5), the last total repeated past its count, so a table of up to
+// c codes reads its total from nibble c-1.
+struct WindowCodes {
+  uint64_t syms[2 * kLutSize];  // byte j: code j's symbol
+  uint32_t cum[2 * kLutSize];
+  uint8_t count[2 * kLutSize];  // up to 5
+
+  explicit WindowCodes(const uint16_t lut[kLutSize]) {
+    struct Code {
+      uint8_t sym, len;
+      uint32_t code;
+    };
+    Code codes[256];
+    int n_codes = 0;
+    for (uint32_t i = 0; i < kLutSize;) {  // a code of length l spans 2^(11-l) windows
+      const uint16_t e = lut[i];
+      if (e & kLutInvalid) { ++i; continue; }
+      const uint32_t len = (e >> 8) & 0xFu;
+      codes[n_codes++] = Code{static_cast<uint8_t>(e), static_cast<uint8_t>(len), i >> (kLutBits - len)};
+      i += 1u << (kLutBits - len);
+    }
+    std::memset(syms, 0, sizeof syms);
+    std::memset(cum, 0, sizeof cum);
+    std::memset(count, 0, sizeof count);
+    for (uint32_t k = 1; k <= kLutBits; ++k) {
+      for (int c = 0; c < n_codes; ++c) {
+        const uint32_t len = codes[c].len;
+        if (len > k) continue;
+        const uint32_t n = 1u << (k - len);
+        const uint64_t* rs = syms + n;  // level k - len
+        const uint32_t* rc = cum + n;
+        const uint8_t* rn = count + n;
+        uint64_t* ds = syms + (1u << k) + (codes[c].code << (k - len));
+        uint32_t* dc = cum + (1u << k) + (codes[c].code << (k - len));
+        uint8_t* dn = count + (1u << k) + (codes[c].code << (k - len));
+        const uint64_t sym = codes[c].sym;
+        const uint32_t add = len * 0x11111u;  // len into every nibble (each stays <= 11)
+        for (uint32_t q = 0; q < n; ++q) {
+          ds[q] = (sym | (rs[q] << 8)) & 0xFFFFFFFFFFull;  // a sixth code falls off
+          dc[q] = (len | ((rc[q] + add) << 4)) & 0xFFFFFu;
+          dn[q] = static_cast<uint8_t>(rn[q] < 5 ? rn[q] + 1 : 5);
+        }
+      }
+    }
   }
-  *total = (e0 >> 8) & 0xFu;
-  while (*count < max_codes && *total < kMaxCodeLength) {
-    const uint16_t e = lut[(i << *total) & (kLutSize - 1)];  // later bits zero-filled
-    const uint32_t len = (e >> 8) & 0xFu;
-    if ((e & kLutInvalid) || len > kMaxCodeLength - *total) break;  // would need bits past the window
-    *syms |= uint64_t{static_cast<uint8_t>(e)} << (8 * *count);
-    *total += len;
-    ++*count;
-  }
-  return true;
-}
+  const uint64_t* window_syms() const { return syms + kLutSize; }
+  const uint32_t* window_cum() const { return cum + kLutSize; }
+  const uint8_t* window_count() const { return count + kLutSize; }
+};
 }  // namespace
 
+// A window that does not start with a code: its byte, count 1, length
+// kMaxCodeLength, as in the uint16 table.
 void build_multi_lut(const uint16_t lut[kLutSize], uint32_t multi[kLutSize]) {
+  const std::unique_ptr<WindowCodes> w(new WindowCodes(lut));
   for (uint32_t i = 0; i < kLutSize; ++i) {
-    uint64_t syms;
-    uint32_t total, count;
-    const bool valid = window_codes(lut, i, 3, &syms, &total, &count);
-    multi[i] = (valid ? 0 : kMultiInvalid) | static_cast<uint32_t>(syms) | (total << 24) | (count << 28);
+    if (lut[i] & kLutInvalid) {
+      multi[i] = kMultiInvalid | (lut[i] & 0xFFu) | (kMaxCodeLength << 24) | (1u << 28);
+      continue;
+    }
+    const uint32_t count = std::min<uint32_t>(w->window_count()[i], 3);
+    const uint32_t total = (w->window_cum()[i] >> 8) & 0xF;  // nibble 2: after up to three codes
+    multi[i] = static_cast<uint32_t>(w->window_syms()[i] & 0xFFFFFFu) | (total << 24) | (count << 28);
   }
 }
 
 void build_multi_lut64(const uint16_t lut[kLutSize], uint64_t multi[kLutSize]) {
+  const std::unique_ptr<WindowCodes> w(new WindowCodes(lut));
   for (uint32_t i = 0; i < kLutSize; ++i) {
-    uint64_t syms;
-    uint32_t total, count;
-    const bool valid = window_codes(lut, i, 5, &syms, &total, &count);
-    multi[i] = (valid ? 0 : kMultiInvalid64) | syms | (uint64_t{total} << 40) | (uint64_t{count} << 44);
+    if (lut[i] & kLutInvalid) {
+      multi[i] = kMultiInvalid64 | (lut[i] & 0xFFu) | (uint64_t{kMaxCodeLength} << 40) | (uint64_t{1} << 44);
+      continue;
+    }
+    const uint64_t total = (w->window_cum()[i] >> 16) & 0xF;  // nibble 4: after up to five codes
+    multi[i] = w->window_syms()[i] | (total << 40) | (uint64_t{w->window_count()[i]} << 44);
   }
 }
 

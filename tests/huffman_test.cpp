@@ -154,7 +154,17 @@ TEST_CASE("huffman: multi-symbol tables hold the codes wholly inside each window
   for (int s = 100; s < 140; ++s) skewed[s] = uint64_t{1} << (20 - std::min(19, std::abs(s - 120)));
   CodeLengths single{};
   single[7] = 1;
-  for (const CodeLengths& lengths : {build_code_lengths(skewed), build_code_lengths(flat), single}) {
+  std::vector<CodeLengths> tables = {build_code_lengths(skewed), build_code_lengths(flat), single};
+  // And random codes: a few to all symbols, counts spread over many octaves
+  // (every length 1-11, and the length limit in force).
+  std::mt19937 rng(11);
+  for (int r = 0; r < 60; ++r) {
+    Histogram h{};
+    const int present = 2 + static_cast<int>(rng() % 255);
+    for (int k = 0; k < present; ++k) h[rng() % 256] = 1 + (rng() % (uint64_t{1} << (rng() % 40)));
+    tables.push_back(build_code_lengths(h));
+  }
+  for (const CodeLengths& lengths : tables) {
     std::vector<uint16_t> lut(kLutSize);
     std::vector<uint32_t> m32(kLutSize);
     std::vector<uint64_t> m64(kLutSize);
