@@ -330,6 +330,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
     if (gpu.active() && t.encoding == kBf16Huffman) {
       if (buf.size() < t.orig_size) buf.resize(t.orig_size);
       ts_status = gpu.decode(*reader, i, buf.data(), rep);
+      reader->release_mapped(i);  // the upload read the payload through the mapping
       if (ts_status.ok()) ts_status = check(0, buf.data(), t.orig_size);
       if (ts_status.ok()) ts_status = hash_sha(buf.data(), t.orig_size);
     } else {

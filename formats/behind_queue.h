@@ -46,12 +46,14 @@ class BehindQueue {
       // the sections of a small tensor went out as about nine writes, each
       // with a wake-up of the consumer, which made a file of thousands of
       // small tensors slower than zstd -1 (a black-box audit). The consumer
-      // takes an item out of the queue before reading its buffer.
+      // takes an item out of the queue before reading its buffer, and leaves
+      // the last item alone until it is sealed (below), so that pieces keep
+      // joining it even while the consumer is idle.
       std::lock_guard<std::mutex> lock(mu_);
       if (!error_.ok()) return error_;
       if (!queue_.empty()) {
         Item& last = queue_.back();
-        if (last.at + last.size == tag && last.size + size <= kCoalesceBytes) {
+        if (!last.sealed && last.at + last.size == tag && last.size + size <= kCoalesceBytes) {
           std::vector<uint8_t>& buf = pool_[static_cast<size_t>(last.buffer)];
           if (buf.size() < last.size + size) buf.resize(last.size + size);
           std::memcpy(buf.data() + last.size, p, size);
@@ -65,6 +67,7 @@ class BehindQueue {
       int b;
       {
         std::unique_lock<std::mutex> lock(mu_);
+        if (free_.empty()) seal_back();  // the consumer must free one
         freed_.wait(lock, [&] { return !free_.empty() || !error_.ok(); });
         if (!error_.ok()) return error_;
         b = free_.back();
@@ -77,9 +80,14 @@ class BehindQueue {
       std::memcpy(buf.data(), p, n);
       {
         std::lock_guard<std::mutex> lock(mu_);
-        queue_.push_back({b, n, tag});
+        // An item that a later one follows is complete: it is sealed, and the
+        // consumer woken for it. A small item stays open for more pieces
+        // (unsealed: the consumer waits) until then, or until drain() or
+        // finish(); a big one is sealed at once.
+        seal_back();
+        queue_.push_back({b, n, tag, false});
+        if (n > kCoalesceBytes) seal_back();
       }
-      work_.notify_one();
       p += n;
       size -= n;
       tag += n;
@@ -90,6 +98,7 @@ class BehindQueue {
   // Waits until everything queued so far is consumed; the first error.
   Status drain() {
     std::unique_lock<std::mutex> lock(mu_);
+    seal_back();
     idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
     return error_;
   }
@@ -120,11 +129,18 @@ class BehindQueue {
     int buffer;
     uint64_t size;
     uint64_t at;
+    bool sealed;  // complete: the consumer may take it
   };
+  // Seals the last item, if open, and wakes the consumer for it. With mu_ held.
+  void seal_back() {
+    if (queue_.empty() || queue_.back().sealed) return;
+    queue_.back().sealed = true;
+    work_.notify_one();
+  }
   void run() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      work_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      work_.wait(lock, [&] { return stop_ || (!queue_.empty() && queue_.front().sealed); });
       if (queue_.empty()) return;
       const Item it = queue_.front();
       queue_.pop_front();

@@ -41,6 +41,7 @@ struct Reader::Impl {
     std::vector<Slot> slots;
     std::vector<uint64_t> block_out;  // a BF16 tensor's index arrays, read with pread
     std::vector<uint8_t> gaps;
+    std::vector<uint8_t> sections;  // a one-group BF16 tensor's, from the block-output array on
     std::vector<uint8_t> raw_buf;
     ZstdPayloadReader zstd;
   };
@@ -103,12 +104,16 @@ bool single_zstd_frame(const uint8_t* p, uint64_t n) {
 constexpr uint64_t kZstdWalkByPread = uint64_t{1} << 20;
 
 // Drops the whole pages of [from, end) from the process (they stay in the
-// page cache); returns where the next call starts (a page boundary).
-uint64_t release_pages_below(const MappedFile& f, uint64_t from, uint64_t end) {
+// page cache) once they come to 1 MiB, or at `last`; returns where the next
+// call starts (a page boundary). A call per tensor was an madvise per
+// tensor, a tenth of the system time on a file of thousands of small ones.
+uint64_t release_pages_below(const MappedFile& f, uint64_t from, uint64_t end, bool last = false) {
   static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  constexpr uint64_t kBatch = uint64_t{1} << 20;
   const uint64_t to = end / page * page;
-  if (to > from) f.release(from, to - from);
-  return std::max(from, to);
+  if (to <= from || (to - from < kBatch && !last)) return from;
+  f.release(from, to - from);
+  return to;
 }
 
 }  // namespace
@@ -261,7 +266,7 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
     // does not keep a piece of each (about 130 KB per tensor before).
     released = release_pages_below(m.file, released, prev_end);
   }
-  release_pages_below(m.file, released, size);
+  release_pages_below(m.file, released, size, /*last=*/true);
   if (fh.meta_offset != align_up(prev_end, kAlignment)) return fail(Error::Df11BadHeaderField, "meta block not right after the last payload");
   if (!all_zero(d + prev_end, fh.meta_offset - prev_end)) return fail(Error::Df11NonzeroPadding, "padding before the meta block is not zero");
   uint64_t total = 8 + fh.json_size;
@@ -367,6 +372,38 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       const uint64_t sm_at = static_cast<uint64_t>(mapped.sm - file.data());
       const uint64_t block_out_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(mapped.block_out) - file.data());
       const uint64_t gaps_at = static_cast<uint64_t>(mapped.gaps - file.data());
+      constexpr uint64_t kGroupBlocks = 32;
+      const uint64_t nb = mapped.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
+      // One group (a tensor of up to about 1 MB): its sections read in one
+      // pread, decoded, placed and hashed right here. The threads below (an
+      // in-order stage, a reader) cost more than such a tensor's decode:
+      // started for each tensor, they made a file of thousands of small
+      // tensors 20x slower than zstd -d (a black-box audit of other
+      // checkpoint shapes); a pread per section cost a tenth more.
+      if (groups == 1) {
+        // Sections start at multiples of 64 bytes from the block-output
+        // array (FORMAT.md), so at aligned places of this buffer too.
+        std::vector<uint8_t>& sec = sc.sections;
+        sec.resize(payload_at + t.payload_size - block_out_at);
+        s = interrupted() ? interrupted_status(impl_->path) : file.read(block_out_at, sec.size(), sec.data());
+        if (!s.ok()) break;
+        Bf16View v = mapped;
+        v.block_out = reinterpret_cast<const uint64_t*>(sec.data());
+        v.gaps = sec.data() + (gaps_at - block_out_at);
+        const uint64_t e0 = v.block_out[0], e1 = v.block_out[nb];
+        const Bf16Decoder dec(v);
+        if (sc.slots.empty()) sc.slots.resize(1);
+        std::vector<uint16_t>& out = sc.slots[0].out[0];
+        if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
+        uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
+        const Error e = dec.decode_window(0, nb, reinterpret_cast<const uint32_t*>(sec.data() + (stream_at - block_out_at)),
+                                          sec.data() + (sm_at - block_out_at) + e0, to);
+        if (e != Error::Ok) s = fail(e, "exponent stream does not decode consistently");
+        const uint8_t* bytes = reinterpret_cast<const uint8_t*>(to);
+        if (s.ok() && !direct) s = place(2 * e0, bytes, 2 * (e1 - e0));
+        if (s.ok()) s = in_order(bytes, 2 * (e1 - e0));
+        break;
+      }
       sc.block_out.resize(mapped.geom.block_out_entries());
       sc.gaps.resize(mapped.geom.gap_bytes());
       s = file.read(block_out_at, 8 * sc.block_out.size(), sc.block_out.data());
@@ -376,8 +413,6 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       v.block_out = sc.block_out.data();
       v.gaps = sc.gaps.data();
       const Bf16Decoder dec(v);
-      constexpr uint64_t kGroupBlocks = 32;
-      const uint64_t nb = v.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
       const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, groups)));
       if (sc.slots.size() < workers) sc.slots.resize(workers);
       // Reads group g's stream words and sign-mantissa bytes into input set k of slot sl.
@@ -393,27 +428,6 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
         if (st.ok()) st = file.read(sm_at + e0, e1 - e0, sl.sm[k].data());
         return st;
       };
-      // One group (a tensor of up to about 1 MB): decoded, placed and hashed
-      // right here. The threads below (an in-order stage, a reader) cost more
-      // than such a tensor's decode: started for each tensor, they made a
-      // file of thousands of small tensors 20x slower than zstd -d (a
-      // black-box audit of other checkpoint shapes).
-      if (groups == 1) {
-        Impl::Slot& sl = sc.slots[0];
-        const uint64_t e0 = v.block_out[0], e1 = v.block_out[nb];
-        std::vector<uint16_t>& out = sl.out[0];
-        if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
-        uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
-        s = load(sl, 0, 0);
-        if (s.ok()) {
-          const Error e = dec.decode_window(0, nb, sl.stream[0].data(), sl.sm[0].data(), to);
-          if (e != Error::Ok) s = fail(e, "exponent stream does not decode consistently");
-        }
-        const uint8_t* bytes = reinterpret_cast<const uint8_t*>(to);
-        if (s.ok() && !direct) s = place(2 * e0, bytes, 2 * (e1 - e0));
-        if (s.ok()) s = in_order(bytes, 2 * (e1 - e0));
-        break;
-      }
       std::atomic<uint64_t> next{0};
       EarliestStatus first;
       // The in-order stage's state: decoded groups waiting for their turn.
@@ -519,10 +533,10 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
     }
   }
   if (!s.ok()) return s;
+  // Nothing here read the mapping (every read is a pread), so there are no
+  // pages of it to release (an madvise per tensor was a tenth of the system
+  // time on a file of thousands of small tensors).
   if (XXH64_digest(&hash) != t.orig_xxh64) return fail(Error::Df11TensorChecksum, "XXH64 of decoded bytes differs");
-  // Pages of this payload's mapping (index arrays, ZSTD frames) are no longer
-  // needed: keep memory flat on big files.
-  file.release(payload_at, t.payload_size);
   return Status::Ok();
 }
 

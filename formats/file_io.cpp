@@ -207,7 +207,7 @@ class OwnedFd {
 
 }  // namespace
 
-int open_regular_file(const std::string& path, std::string* why, uint64_t* size) {
+int open_regular_file(const std::string& path, std::string* why, uint64_t* size, int64_t* mtime_ns) {
   // O_NONBLOCK: open(2) of a FIFO waits for a writer otherwise, so that the
   // S_ISREG check below would come too late (`df11 compress fifo` hung). On
   // the regular file it lets through it means nothing; it is cleared anyway.
@@ -226,6 +226,7 @@ int open_regular_file(const std::string& path, std::string* why, uint64_t* size)
     return -1;
   }
   if (size) *size = static_cast<uint64_t>(st.st_size);
+  if (mtime_ns) *mtime_ns = st.st_mtim.tv_sec * int64_t{1000000000} + st.st_mtim.tv_nsec;
   const int flags = fcntl(fd.get(), F_GETFL);
   if (flags < 0 || fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
     *why = std::string("cannot open: ") + std::strerror(errno);
@@ -260,13 +261,11 @@ bool read_regular_file(const std::string& path, std::string* text, std::string* 
 Status MappedFile::open(const std::string& path) {
   std::string why;
   uint64_t size = 0;
-  OwnedFd fd(open_regular_file(path, &why, &size));
-  if (fd.get() < 0) return make_status(Error::Io, path, why);
+  int64_t mtime_ns = 0;
   // Size and mtime from one fstat, before the mapping: check_unchanged
   // compares with these.
-  struct stat st {};
-  if (fstat(fd.get(), &st) != 0) return make_status(Error::Io, path, std::string("cannot stat: ") + std::strerror(errno));
-  size = static_cast<uint64_t>(st.st_size);
+  OwnedFd fd(open_regular_file(path, &why, &size, &mtime_ns));
+  if (fd.get() < 0) return make_status(Error::Io, path, why);
   if (size > 0) {
     void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p == MAP_FAILED) return make_status(Error::Io, path, std::string("cannot map: ") + std::strerror(errno));
@@ -274,7 +273,7 @@ Status MappedFile::open(const std::string& path) {
     guard_ = fault_guard::add(p, size, PROT_READ);
     madvise(p, size, MADV_SEQUENTIAL);
   }
-  mtime_ns_ = st.st_mtim.tv_sec * int64_t{1000000000} + st.st_mtim.tv_nsec;
+  mtime_ns_ = mtime_ns;
   size_ = size;
   fd_ = fd.release();  // kept for read()
   path_ = path;

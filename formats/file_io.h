@@ -16,10 +16,11 @@ namespace df11 {
 class BehindQueue;
 
 // Opens `path` (links followed) read-only if it is a regular file, without
-// blocking on a FIFO: the descriptor (and the file's size in *size), or -1
-// and *why ("cannot open: ...", "not a regular file"). Every input file is
-// opened through it.
-int open_regular_file(const std::string& path, std::string* why, uint64_t* size = nullptr);
+// blocking on a FIFO: the descriptor (and the size and mtime of its one
+// fstat in *size and *mtime_ns), or -1 and *why ("cannot open: ...", "not a
+// regular file"). Every input file is opened through it.
+int open_regular_file(const std::string& path, std::string* why, uint64_t* size = nullptr,
+                      int64_t* mtime_ns = nullptr);
 // The whole of a small regular file (a manifest, a config.json) in *text;
 // false and *why (as open_regular_file's, "read failed: ...", or "is larger
 // than N bytes" past max_bytes) otherwise.
