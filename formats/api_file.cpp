@@ -242,8 +242,9 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
           return threads > 1 ? of.pwrite(p, n, at + off) : of.pwrite_behind(p, n, at + off);
         },
         [&](const uint8_t* p, uint64_t n) {
+          const uint64_t at = done;  // the tag lets small tensors' pieces join one item
           done += n;
-          return hasher ? hasher->push(p, n) : Status::Ok();
+          return hasher ? hasher->push(p, n, at) : Status::Ok();
         });
     if (!s.ok()) {
       // A checksum that fails because another process rewrote the container
@@ -290,6 +291,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
   FileDigest digest(head.data(), head.size());
   // The SHA-256 (directory manifests) runs on a thread of its own.
   std::unique_ptr<BehindQueue> hasher = background_sha(sha, head);
+  uint64_t hashed = head.size();  // bytes handed to the hasher so far
   const uint64_t failures_before = rep->failures.size();
   bool compare = !against.empty();
   if (compare) {
@@ -326,7 +328,10 @@ Status verify_one(const std::string& in, const std::string& against, const std::
       if (std::memcmp(p, theirs.data(), n) != 0) differs = true;
       return Status::Ok();
     };
-    auto hash_sha = [&](const uint8_t* p, uint64_t n) { return hasher ? hasher->push(p, n) : Status::Ok(); };
+    auto hash_sha = [&](const uint8_t* p, uint64_t n) {
+      hashed += n;  // the tag lets small tensors' pieces join one item
+      return hasher ? hasher->push(p, n, hashed - n) : Status::Ok();
+    };
     if (gpu.active() && t.encoding == kBf16Huffman) {
       if (buf.size() < t.orig_size) buf.resize(t.orig_size);
       ts_status = gpu.decode(*reader, i, buf.data(), rep);

@@ -123,6 +123,16 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
   std::vector<EdgeWord> edges(2 * nwin, EdgeWord{UINT64_MAX, 0});
   const uint64_t stream_at = p0 + sec.stream;
   out.start_writer();
+  // A tensor of one window (up to 2 MiB) is put together here and goes out
+  // as one write: its five writes (sign-mantissa, stream, edge word, head,
+  // zero tail) were most of the system time of a file of thousands of small
+  // tensors. Its weights are still in the buffer pass 1 read them into.
+  const bool whole = nwin == 1;
+  if (whole) whole_.assign(sec.end, 0);
+  auto put_whole = [&](const void* d, uint64_t bytes, uint64_t at) {
+    std::memcpy(whole_.data() + (at - p0), d, bytes);
+    return Status::Ok();
+  };
   {
     std::atomic<uint64_t> next{0};
     run_workers(workers, [&](unsigned wk) {
@@ -135,7 +145,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
       for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
         const uint64_t b = k * W, cnt = std::min(W, n - b);
         const uint16_t* w = sl.in[0].data();
-        Status s = ahead ? ahead->get(k) : in.read(src_offset + 2 * b, 2 * cnt, sl.in[0].data());
+        Status s = ahead ? ahead->get(k) : whole ? Status::Ok() : in.read(src_offset + 2 * b, 2 * cnt, sl.in[0].data());
         if (ahead) w = sl.in[k & 1].data();
         if (!s.ok() || interrupted()) {
           first.set(k, s.ok() ? interrupted_status(in.path()) : s);
@@ -163,7 +173,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         // (AtomicOutputFile::pwrite), without the copy into a buffer (as
         // decompress does; PERFORMANCE.md, "Many cores, round 3").
         auto put = [&](const void* d, uint64_t bytes, uint64_t at) {
-          return workers > 1 ? out.pwrite(d, bytes, at) : out.pwrite_behind(d, bytes, at);
+          return whole ? put_whole(d, bytes, at) : workers > 1 ? out.pwrite(d, bytes, at) : out.pwrite_behind(d, bytes, at);
         };
         s = put(sl.sm.data(), cnt, p0 + sec.sm + b);
         // Whole words inside this window go out now; a first or last word
@@ -188,9 +198,12 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     if (!merged.empty() && merged.back().index == e.index) merged.back().bits |= e.bits;
     else merged.push_back(e);
   }
+  auto put = [&](const void* d, uint64_t bytes, uint64_t at) {
+    return whole ? put_whole(d, bytes, at) : out.pwrite(d, bytes, at);
+  };
   Status s;
   for (const EdgeWord& e : merged)
-    if (s.ok()) s = out.pwrite(&e.bits, 4, stream_at + 4 * e.index);
+    if (s.ok()) s = put(&e.bits, 4, stream_at + 4 * e.index);
   // Everything else of the payload: code lengths, block outputs, gaps, the
   // stream's zero tail and the zero padding between sections.
   // The sections before the stream are contiguous: one write (they went out
@@ -201,7 +214,8 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     head_[k] = static_cast<uint8_t>(len[2 * k] | (len[2 * k + 1] << 4));
   std::memcpy(head_.data() + sec.block_out, block_out_.data(), 8 * block_out_.size());
   std::memcpy(head_.data() + sec.gaps, gaps_.data(), gaps_.size());
-  if (s.ok()) s = out.pwrite(head_.data(), head_.size(), p0);
+  if (s.ok()) s = put(head_.data(), head_.size(), p0);
+  if (whole) return s.ok() ? out.pwrite_behind(whole_.data(), whole_.size(), p0) : s;  // zero tail included
   static const uint8_t z[4096] = {};
   for (uint64_t at = sec.stream + 4 * div_ceil(g.total_bits, 32); at < sec.sm && s.ok(); at += sizeof z)
     s = out.pwrite(z, std::min<uint64_t>(sizeof z, sec.sm - at), p0 + at);  // the stream's zero tail

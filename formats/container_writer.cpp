@@ -3,6 +3,7 @@
 #include "dir_tasks.h"
 #include "parallel.h"
 
+#include <unistd.h>
 #include <zstd.h>
 
 #include <cstring>
@@ -65,6 +66,18 @@ Status write_container(const std::string& label, const MappedFile& file, const S
   ZstdPayloadWriter zstd;             // reused: large ZSTD tensors, window by window
   std::vector<uint8_t> raw;           // reused: RAW copies
   uint64_t done = 0;
+  // Small ZSTD tensors are read through the mapping: their pages leave the
+  // process a MiB at a time (a call per tensor was a system call per tensor;
+  // everything else is read with pread and maps nothing).
+  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t unreleased = data_start / page * page;  // whole pages from here on are still mapped
+  auto release_read = [&](uint64_t end, bool last) {
+    const uint64_t to = last ? file.size() : end / page * page;
+    if (to > unreleased && (to - unreleased >= (uint64_t{1} << 20) || last)) {
+      file.release(unreleased, to - unreleased);
+      unreleased = to;
+    }
+  };
   for (uint64_t i = 0; i < count; ++i) {
     if (interrupted()) return interrupted_status(label);
     const StTensor& t = h.tensors[i];
@@ -160,7 +173,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     r.payload_size = out.offset() - r.payload_offset;
     whole.add_tensor(r.orig_xxh64);
     r.store(&index[i * kRecordSize]);
-    file.release(data_start + t.begin, size);
+    release_read(data_start + t.end, false);
 
     tr.stored_bytes = r.payload_size;
     const uint64_t elems = size / std::max<uint64_t>(1, dtype_size(t.dtype));
@@ -169,6 +182,7 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     done += size;
     if (opt.progress) opt.progress(done, file.size() - 8 - h.json_size);  // tensor bytes: done reaches it
   }
+  release_read(file.size(), true);
   // Meta block: one zstd frame of the verbatim JSON followed by the index.
   std::vector<uint8_t> meta(h.json_size + index.size());
   std::memcpy(meta.data(), base + 8, h.json_size);

@@ -319,8 +319,10 @@ AtomicOutputFile::AtomicOutputFile() = default;
 AtomicOutputFile::~AtomicOutputFile() { discard(); }
 
 void AtomicOutputFile::seek(uint64_t offset) {
+  // The descriptor's position follows at the next write(): a file of
+  // thousands of small tensors is all pwrite(2) and seeks, a system call each.
   offset_ = offset;
-  lseek(fd_, static_cast<off_t>(offset), SEEK_SET);
+  seek_pending_ = true;
 }
 
 void AtomicOutputFile::start_writer() {
@@ -363,6 +365,7 @@ Status AtomicOutputFile::open(const std::string& path, bool overwrite) {
   temp_ = buf.data();
   fchmod(fd_, 0644 & ~process_umask());
   offset_ = 0;
+  seek_pending_ = false;
   return Status::Ok();
 }
 
@@ -374,6 +377,10 @@ void AtomicOutputFile::keep_mode_of(const std::string& src) {
 
 Status AtomicOutputFile::write(const void* data, uint64_t size) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
+  if (seek_pending_ && size > 0) {
+    if (lseek(fd_, static_cast<off_t>(offset_), SEEK_SET) < 0) return io_error("seek failed", errno);
+    seek_pending_ = false;
+  }
   while (size > 0) {
     // Pieces of 1 MiB: the kernel copies a large write() into the page cache
     // far more slowly than a series of small ones (measured with dd: 32 MiB

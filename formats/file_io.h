@@ -156,6 +156,7 @@ class AtomicOutputFile {
   std::string path_, temp_;
   bool overwrite_ = false;
   uint64_t offset_ = 0;
+  bool seek_pending_ = false;  // seek() moved offset_; the descriptor follows at the next write()
 };
 
 // Set by SIGINT/SIGTERM/SIGHUP (see install_interrupt_handlers); long loops poll it
