@@ -242,9 +242,9 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
           return threads > 1 ? of.pwrite(p, n, at + off) : of.pwrite_behind(p, n, at + off);
         },
         [&](const uint8_t* p, uint64_t n) {
-          const uint64_t at = done;  // the tag lets small tensors' pieces join one item
+          const uint64_t hashed_at = done;  // the tag lets small tensors' pieces join one item
           done += n;
-          return hasher ? hasher->push(p, n, at) : Status::Ok();
+          return hasher ? hasher->push(p, n, hashed_at) : Status::Ok();
         });
     if (!s.ok()) {
       // A checksum that fails because another process rewrote the container

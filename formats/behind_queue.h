@@ -67,8 +67,14 @@ class BehindQueue {
       int b;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        if (free_.empty()) seal_back();  // the consumer must free one
-        freed_.wait(lock, [&] { return !free_.empty() || !error_.ok(); });
+        // The consumer must free one: nothing may stay open meanwhile, not
+        // even an item another producer queues while this one waits.
+        ++waiting_;
+        while (free_.empty() && error_.ok()) {
+          seal_back();
+          freed_.wait(lock);
+        }
+        --waiting_;
         if (!error_.ok()) return error_;
         b = free_.back();
         free_.pop_back();
@@ -83,10 +89,11 @@ class BehindQueue {
         // An item that a later one follows is complete: it is sealed, and the
         // consumer woken for it. A small item stays open for more pieces
         // (unsealed: the consumer waits) until then, or until drain() or
-        // finish(); a big one is sealed at once.
+        // finish(); a big one is sealed at once, and so is any while a drain
+        // or a producer waits on the consumer.
         seal_back();
         queue_.push_back({b, n, tag, false});
-        if (n > kCoalesceBytes) seal_back();
+        if (n > kCoalesceBytes || waiting_ > 0 || draining_ > 0) seal_back();
       }
       p += n;
       size -= n;
@@ -98,8 +105,10 @@ class BehindQueue {
   // Waits until everything queued so far is consumed; the first error.
   Status drain() {
     std::unique_lock<std::mutex> lock(mu_);
+    ++draining_;  // pushes from other threads meanwhile are sealed at once
     seal_back();
     idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
+    --draining_;
     return error_;
   }
 
@@ -163,6 +172,7 @@ class BehindQueue {
   std::mutex mu_;
   std::condition_variable work_, freed_, idle_;
   bool stop_ = false, busy_ = false, cancelled_ = false;
+  int waiting_ = 0, draining_ = 0;  // producers waiting for a buffer; drain() calls waiting
   Status error_;
   std::thread thread_;
 };

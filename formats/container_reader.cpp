@@ -116,6 +116,17 @@ uint64_t release_pages_below(const MappedFile& f, uint64_t from, uint64_t end, b
   return to;
 }
 
+// The block outputs place every decoded run: read again with pread for the
+// decode, they are checked again (a file rewritten since open() would
+// otherwise place runs outside the output; its caller reports the change).
+bool block_outputs_in_order(const uint64_t* bo, uint64_t nb, uint64_t n) {
+  if (bo[0] != 0 || bo[nb] != n) return false;
+  for (uint64_t b = 0; b < nb; ++b)
+    if (bo[b + 1] < bo[b]) return false;
+  return true;
+}
+constexpr const char* kRereadDiffers = "block outputs differ from those checked at open";
+
 }  // namespace
 
 Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
@@ -390,6 +401,10 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
         Bf16View v = mapped;
         v.block_out = reinterpret_cast<const uint64_t*>(sec.data());
         v.gaps = sec.data() + (gaps_at - block_out_at);
+        if (!block_outputs_in_order(v.block_out, nb, v.geom.n)) {
+          s = fail(Error::Df11BadBlockOffsets, kRereadDiffers);
+          break;
+        }
         const uint64_t e0 = v.block_out[0], e1 = v.block_out[nb];
         const Bf16Decoder dec(v);
         if (sc.slots.empty()) sc.slots.resize(1);
@@ -409,6 +424,10 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       s = file.read(block_out_at, 8 * sc.block_out.size(), sc.block_out.data());
       if (s.ok()) s = file.read(gaps_at, sc.gaps.size(), sc.gaps.data());
       if (!s.ok()) break;
+      if (!block_outputs_in_order(sc.block_out.data(), nb, mapped.geom.n)) {
+        s = fail(Error::Df11BadBlockOffsets, kRereadDiffers);
+        break;
+      }
       Bf16View v = mapped;
       v.block_out = sc.block_out.data();
       v.gaps = sc.gaps.data();
