@@ -111,7 +111,14 @@ std::array<uint32_t, 256> canonical_codes(const CodeLengths& lengths) {
 }
 
 void build_decode_lut(const CodeLengths& lengths, uint16_t lut[kLutSize]) {
-  for (uint32_t i = 0; i < kLutSize; ++i) lut[i] = kLutInvalid | (kMaxCodeLength << 8);
+  // A complete code fills every entry below; only the one-symbol code leaves
+  // windows that start with no code (tables are built per tensor, and small
+  // tensors are many).
+  uint32_t kraft = 0;  // in units of 2^-kMaxCodeLength
+  for (int s = 0; s < 256; ++s)
+    if (lengths[s]) kraft += 1u << (kMaxCodeLength - lengths[s]);
+  if (kraft != kLutSize)
+    for (uint32_t i = 0; i < kLutSize; ++i) lut[i] = kLutInvalid | (kMaxCodeLength << 8);
   const auto codes = canonical_codes(lengths);
   for (int s = 0; s < 256; ++s) {
     const uint32_t l = lengths[s];

@@ -43,9 +43,11 @@ TEST_CASE("bf16 codec: gaussian weights round trip", "[codec]") {
 }
 
 TEST_CASE("bf16 codec: sizes around chunk and block boundaries", "[codec]") {
-  // A chunk holds ~380 gaussian codes and a block 64 chunks; cover both edges.
-  for (uint64_t n : {0ull, 1ull, 2ull, 3ull, 379ull, 380ull, 381ull, 1023ull, 1024ull, 1025ull,
-                     24000ull, 24400ull, 24500ull, 65535ull, 65536ull, 65537ull}) {
+  // A chunk holds ~380 gaussian codes and a block 64 chunks; cover both edges,
+  // and both sides of the size from which the decoder builds its
+  // multi-symbol table (8,192 weights).
+  for (uint64_t n : {0ull, 1ull, 2ull, 3ull, 379ull, 380ull, 381ull, 1023ull, 1024ull, 1025ull, 4096ull, 8191ull,
+                     8192ull, 24000ull, 24400ull, 24500ull, 65535ull, 65536ull, 65537ull}) {
     INFO("n = " << n);
     check_round_trip(df11test::gaussian_bf16(n, 0.02, n + 7));
   }
