@@ -236,10 +236,14 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     // one at a time, or in parallel into the mapping), without a copy into
     // the writer's buffers. A writer thread at every -T gained nothing on a
     // directory and cost memory (PERFORMANCE.md, "Many cores, round 3").
+    // A tensor that one thread decodes whatever -T (a small or non-BF16 one)
+    // counts as one worker: written directly, its copy waited for the
+    // decode, and -T2 was slower than -T1 on a file of small tensors.
+    const bool behind = threads == 1 || decoded_by_one_thread(ts[i].encoding, ts[i].bf16.geom.n_blocks());
     s = reader->decode_tensor_stream(
         i, threads,
         [&](uint64_t off, const uint8_t* p, uint64_t n) {
-          return threads > 1 ? of.pwrite(p, n, at + off) : of.pwrite_behind(p, n, at + off);
+          return behind ? of.pwrite_behind(p, n, at + off) : of.pwrite(p, n, at + off);
         },
         [&](const uint8_t* p, uint64_t n) {
           const uint64_t hashed_at = done;  // the tag lets small tensors' pieces join one item

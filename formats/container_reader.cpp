@@ -383,7 +383,7 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       const uint64_t sm_at = static_cast<uint64_t>(mapped.sm - file.data());
       const uint64_t block_out_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(mapped.block_out) - file.data());
       const uint64_t gaps_at = static_cast<uint64_t>(mapped.gaps - file.data());
-      constexpr uint64_t kGroupBlocks = 32;
+      constexpr uint64_t kGroupBlocks = kDecodeGroupBlocks;
       const uint64_t nb = mapped.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
       // One group (a tensor of up to about 1 MB): its sections read in one
       // pread, decoded, placed and hashed right here. The threads below (an
