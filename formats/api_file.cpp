@@ -133,16 +133,29 @@ class BackgroundFileHash {
 };
 
 // The SHA-256 of a restored file (directory manifests): the header now, the
-// rest on a thread of its own, fed with copies of the bytes in order. Null
-// when no hash is asked for.
-std::unique_ptr<BehindQueue> background_sha(Sha256* sha, const std::vector<uint8_t>& head) {
-  if (!sha) return nullptr;
-  sha->update(head.data(), head.size());
-  return std::make_unique<BehindQueue>([sha](const uint8_t* p, uint64_t n, uint64_t) {
-    sha->update(p, n);
-    return Status::Ok();
-  });
-}
+// rest on a thread of its own, fed with copies of the bytes in order. Each
+// push is tagged with its offset in the file, which lets a small tensor's
+// piece join the queue's last item. Does nothing when no hash is asked for.
+class BackgroundSha {
+ public:
+  BackgroundSha(Sha256* sha, const std::vector<uint8_t>& head) : at_(head.size()) {
+    if (!sha) return;
+    sha->update(head.data(), head.size());
+    queue_ = std::make_unique<BehindQueue>([sha](const uint8_t* p, uint64_t n, uint64_t) {
+      sha->update(p, n);
+      return Status::Ok();
+    });
+  }
+  Status push(const uint8_t* p, uint64_t n) {
+    at_ += n;
+    return queue_ ? queue_->push(p, n, at_ - n) : Status::Ok();
+  }
+  Status finish() { return queue_ ? queue_->finish() : Status::Ok(); }
+
+ private:
+  std::unique_ptr<BehindQueue> queue_;
+  uint64_t at_;
+};
 
 }  // namespace
 
@@ -221,7 +234,7 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
   if (!s.ok()) return s;
   // The SHA-256 (directory manifests) runs on a thread of its own, fed with
   // copies of the restored bytes in order.
-  std::unique_ptr<BehindQueue> hasher = background_sha(sha, head);
+  BackgroundSha hasher(sha, head);
   of.start_writer();
   uint64_t done = head.size();
   const auto& ts = reader->tensors();
@@ -236,19 +249,18 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     // one at a time, or in parallel into the mapping), without a copy into
     // the writer's buffers. A writer thread at every -T gained nothing on a
     // directory and cost memory (PERFORMANCE.md, "Many cores, round 3").
-    // A tensor that one thread decodes whatever -T (a small or non-BF16 one)
-    // counts as one worker: written directly, its copy waited for the
+    // A tensor that one thread decodes whatever -T (Reader::decode_workers:
+    // a small or non-BF16 one) counts as one worker: written directly, its copy waited for the
     // decode, and -T2 was slower than -T1 on a file of small tensors.
-    const bool behind = threads == 1 || decoded_by_one_thread(ts[i].encoding, ts[i].bf16.geom.n_blocks());
+    const bool behind = reader->decode_workers(i, threads) == 1;
     s = reader->decode_tensor_stream(
         i, threads,
         [&](uint64_t off, const uint8_t* p, uint64_t n) {
           return behind ? of.pwrite_behind(p, n, at + off) : of.pwrite(p, n, at + off);
         },
         [&](const uint8_t* p, uint64_t n) {
-          const uint64_t hashed_at = done;  // the tag lets small tensors' pieces join one item
           done += n;
-          return hasher ? hasher->push(p, n, hashed_at) : Status::Ok();
+          return hasher.push(p, n);
         });
     if (!s.ok()) {
       // A checksum that fails because another process rewrote the container
@@ -259,10 +271,7 @@ Status decompress_one(const std::string& in, const std::string& out, const Optio
     digest.add_tensor(ts[i].orig_xxh64);
     if (opt.progress) opt.progress(done, reader->original_size());
   }
-  if (hasher) {
-    s = hasher->finish();
-    if (!s.ok()) return s;
-  }
+  if (s = hasher.finish(); !s.ok()) return s;
   // A container rewritten meanwhile fails its checksums (above) as if it were
   // damaged, or restores a mix of two versions: say what happened.
   if (s = reader->check_unchanged(); !s.ok()) return s;
@@ -294,8 +303,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
   const std::vector<uint8_t> head = reader->original_header();
   FileDigest digest(head.data(), head.size());
   // The SHA-256 (directory manifests) runs on a thread of its own.
-  std::unique_ptr<BehindQueue> hasher = background_sha(sha, head);
-  uint64_t hashed = head.size();  // bytes handed to the hasher so far
+  BackgroundSha hasher(sha, head);
   const uint64_t failures_before = rep->failures.size();
   bool compare = !against.empty();
   if (compare) {
@@ -332,10 +340,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
       if (std::memcmp(p, theirs.data(), n) != 0) differs = true;
       return Status::Ok();
     };
-    auto hash_sha = [&](const uint8_t* p, uint64_t n) {
-      hashed += n;  // the tag lets small tensors' pieces join one item
-      return hasher ? hasher->push(p, n, hashed - n) : Status::Ok();
-    };
+    auto hash_sha = [&](const uint8_t* p, uint64_t n) { return hasher.push(p, n); };
     if (gpu.active() && t.encoding == kBf16Huffman) {
       if (buf.size() < t.orig_size) buf.resize(t.orig_size);
       ts_status = gpu.decode(*reader, i, buf.data(), rep);
@@ -362,10 +367,7 @@ Status verify_one(const std::string& in, const std::string& against, const std::
     if (ts_status.ok() && differs) rep->failures.push_back(label + ": tensor '" + t.name + "' differs from " + against);
     if (opt.progress) opt.progress(data_start + t.orig_offset + t.orig_size, reader->original_size());
   }
-  if (hasher) {
-    s = hasher->finish();
-    if (!s.ok()) return s;
-  }
+  if (s = hasher.finish(); !s.ok()) return s;
   if (rep->failures.size() == failures_before && digest.digest() != reader->original_xxh64()) {
     rep->failures.push_back(label + ": XXH64 of the restored file differs (Df11FileChecksum)");
   }

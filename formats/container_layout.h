@@ -19,14 +19,6 @@ constexpr uint64_t kCodeLengthsBytes = 128;
 
 enum Encoding : uint32_t { kRaw = 0, kZstd = 1, kBf16Huffman = 2 };
 
-// Not layout, but shared by the reader and its callers: Reader::decode hands
-// groups of this many blocks (about 1 MB of output) to its workers; a BF16
-// tensor of one group, like a RAW or ZSTD one, is decoded by one thread.
-constexpr uint64_t kDecodeGroupBlocks = 32;
-inline bool decoded_by_one_thread(uint32_t encoding, uint64_t n_blocks) {
-  return encoding != kBf16Huffman || n_blocks <= kDecodeGroupBlocks;
-}
-
 inline void put_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 inline void put_u64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 inline uint32_t get_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }

@@ -93,16 +93,6 @@ std::string tensor_label(const ReaderTensor& t) { return "tensor '" + t.name + "
 // that the frame only declares.
 uint64_t zstd_max_output(uint64_t frame_size) { return (frame_size / 4 + 1) * (uint64_t{128} << 10); }
 
-// The bytes are exactly one zstd frame (no trailing or skippable frames).
-bool single_zstd_frame(const uint8_t* p, uint64_t n) {
-  const size_t f = ZSTD_findFrameCompressedSize(p, n);
-  return !ZSTD_isError(f) && f == n;
-}
-
-
-// Larger zstd payloads are walked with pread (above).
-constexpr uint64_t kZstdWalkByPread = uint64_t{1} << 20;
-
 // Drops the whole pages of [from, end) from the process (they stay in the
 // page cache) once they come to 1 MiB, or at `last`; returns where the next
 // call starts (a page boundary). A call per tensor was an madvise per
@@ -184,7 +174,7 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   const uint64_t meta_len = fh.json_size + fh.tensor_count * kRecordSize;
   if (ZSTD_getFrameContentSize(d + fh.meta_offset, fh.meta_size) != meta_len)
     return fail(Error::Df11BadHeaderField, "meta block does not declare JSON + index size");
-  if (meta_len > zstd_max_output(fh.meta_size) || !single_zstd_frame(d + fh.meta_offset, fh.meta_size))
+  if (meta_len > zstd_max_output(fh.meta_size) || !single_zstd_frame_pread(m.file, fh.meta_offset, fh.meta_size))
     return fail(Error::Df11BadHeaderField, "meta block is not one zstd frame that can hold JSON + index");
   m.meta.resize(meta_len);
   const size_t got = ZSTD_decompress(m.meta.data(), meta_len, d + fh.meta_offset, fh.meta_size);
@@ -235,9 +225,7 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
     if (r.encoding == kZstd) {
       const unsigned long long c = ZSTD_getFrameContentSize(t.payload, r.payload_size);
       if (c != r.orig_size) return bad(Error::Df11ZstdCorrupt, "zstd frame does not declare the tensor's size");
-      const bool one_frame = r.payload_size > kZstdWalkByPread
-                                 ? single_zstd_frame_pread(m.file, r.payload_offset, r.payload_size)
-                                 : single_zstd_frame(t.payload, r.payload_size);
+      const bool one_frame = single_zstd_frame_pread(m.file, r.payload_offset, r.payload_size);
       if (r.orig_size > zstd_max_output(r.payload_size) || !one_frame)
         return bad(Error::Df11ZstdCorrupt, "payload is not one zstd frame that can hold the tensor");
     }
@@ -307,6 +295,17 @@ Status Reader::decode_tensor(size_t i, uint8_t* out, unsigned threads) const {
 Status Reader::decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
                                     const PieceSink& ordered) const {
   return decode(i, threads, &place, ordered ? &ordered : nullptr, nullptr);
+}
+
+// Reader::decode hands a BF16 tensor's blocks to its workers in groups of
+// this many (about 1 MB of output); a tensor of one group is decoded on the
+// calling thread.
+constexpr uint64_t kGroupBlocks = 32;
+
+unsigned Reader::decode_workers(size_t i, unsigned threads) const {
+  const ReaderTensor& t = impl_->tensors.at(i);
+  if (t.encoding != kBf16Huffman) return 1;
+  return static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, div_ceil(t.bf16.geom.n_blocks(), kGroupBlocks))));
 }
 
 Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, const PieceSink* ordered,
@@ -383,8 +382,22 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       const uint64_t sm_at = static_cast<uint64_t>(mapped.sm - file.data());
       const uint64_t block_out_at = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(mapped.block_out) - file.data());
       const uint64_t gaps_at = static_cast<uint64_t>(mapped.gaps - file.data());
-      constexpr uint64_t kGroupBlocks = kDecodeGroupBlocks;
       const uint64_t nb = mapped.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
+      const unsigned workers = decode_workers(i, threads);
+      // Blocks [b0, b1) of `v`, from their stream words and sign-mantissa
+      // bytes, decoded to `to` and placed (at their offset in the tensor);
+      // returns the bytes decoded in *bytes, *size.
+      auto decode_group = [&](const Bf16Decoder& dec, const Bf16View& v, uint64_t b0, uint64_t b1, const uint32_t* words,
+                              const uint8_t* sm, std::vector<uint16_t>& out, const uint8_t** bytes, uint64_t* size) {
+        const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
+        if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
+        uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
+        *bytes = reinterpret_cast<const uint8_t*>(to);
+        *size = 2 * (e1 - e0);
+        const Error e = dec.decode_window(b0, b1, words, sm, to);
+        if (e != Error::Ok) return fail(e, "exponent stream does not decode consistently");
+        return direct ? Status::Ok() : place(2 * e0, *bytes, *size);
+      };
       // One group (a tensor of up to about 1 MB): its sections read in one
       // pread, decoded, placed and hashed right here. The threads below (an
       // in-order stage, a reader) cost more than such a tensor's decode:
@@ -405,18 +418,12 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
           s = fail(Error::Df11BadBlockOffsets, kRereadDiffers);
           break;
         }
-        const uint64_t e0 = v.block_out[0], e1 = v.block_out[nb];
-        const Bf16Decoder dec(v);
         if (sc.slots.empty()) sc.slots.resize(1);
-        std::vector<uint16_t>& out = sc.slots[0].out[0];
-        if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
-        uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
-        const Error e = dec.decode_window(0, nb, reinterpret_cast<const uint32_t*>(sec.data() + (stream_at - block_out_at)),
-                                          sec.data() + (sm_at - block_out_at) + e0, to);
-        if (e != Error::Ok) s = fail(e, "exponent stream does not decode consistently");
-        const uint8_t* bytes = reinterpret_cast<const uint8_t*>(to);
-        if (s.ok() && !direct) s = place(2 * e0, bytes, 2 * (e1 - e0));
-        if (s.ok()) s = in_order(bytes, 2 * (e1 - e0));
+        const uint8_t* bytes = nullptr;
+        uint64_t size = 0;
+        s = decode_group(Bf16Decoder(v), v, 0, nb, reinterpret_cast<const uint32_t*>(sec.data() + (stream_at - block_out_at)),
+                         sec.data() + (sm_at - block_out_at) + v.block_out[0], sc.slots[0].out[0], &bytes, &size);
+        if (s.ok()) s = in_order(bytes, size);
         break;
       }
       sc.block_out.resize(mapped.geom.block_out_entries());
@@ -432,7 +439,6 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       v.block_out = sc.block_out.data();
       v.gaps = sc.gaps.data();
       const Bf16Decoder dec(v);
-      const unsigned workers = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(threads, groups)));
       if (sc.slots.size() < workers) sc.slots.resize(workers);
       // Reads group g's stream words and sign-mantissa bytes into input set k of slot sl.
       auto load = [&](Impl::Slot& sl, uint64_t g, int k) -> Status {
@@ -510,19 +516,12 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
               if (aborted) break;
             }
             const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
-            const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
-            std::vector<uint16_t>& out = sl.out[bi];
-            if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
-            uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
             const int k = ahead ? static_cast<int>(g & 1) : 0;
+            const uint8_t* bytes = nullptr;
+            uint64_t size = 0;
             Status st = ahead ? ahead->get(g) : load(sl, g, 0);
-            if (st.ok()) {
-              const Error e = dec.decode_window(b0, b1, sl.stream[k].data(), sl.sm[k].data(), to);
-              if (e != Error::Ok) st = fail(e, "exponent stream does not decode consistently");
-            }
+            if (st.ok()) st = decode_group(dec, v, b0, b1, sl.stream[k].data(), sl.sm[k].data(), sl.out[bi], &bytes, &size);
             if (ahead) ahead->release(g);
-            const uint8_t* bytes = reinterpret_cast<const uint8_t*>(to);
-            if (st.ok() && !direct) st = place(2 * e0, bytes, 2 * (e1 - e0));
             if (!st.ok()) {
               first.set(g, st);
               abort_all();
@@ -530,7 +529,7 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
             }
             std::lock_guard<std::mutex> lock(mu);
             if (!direct) busy[bi] = true;
-            ready[g] = Ready{bytes, 2 * (e1 - e0), direct ? nullptr : &busy[bi]};
+            ready[g] = Ready{bytes, size, direct ? nullptr : &busy[bi]};
             cv.notify_all();
           }
           // The stage may still read this worker's buffers: wait until it is

@@ -180,6 +180,11 @@ class Reader {
   using PieceSink = std::function<Status(const uint8_t* data, uint64_t size)>;
   Status decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
                               const PieceSink& ordered = nullptr) const;
+  // How many threads the decodes above run for tensor i when offered
+  // `threads` (0: all cores): 1 for RAW and ZSTD tensors and for BF16 ones of
+  // up to about 1 MB, never more than offered. At 1, `place` is called from
+  // one thread only, in order.
+  unsigned decode_workers(size_t i, unsigned threads) const;
   // The original file's first 8 + json_size bytes.
   std::vector<uint8_t> original_header() const;
   // Io "file shrank while being read" when the file no longer holds tensor

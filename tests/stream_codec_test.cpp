@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <mutex>
+#include <set>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -300,4 +302,76 @@ TEST_CASE("stream codec: decode_tensor decodes in place, at any alignment, and s
   REQUIRE(Reader::open(one_df11, &r1).message == "");
   std::vector<uint8_t> buf(wb.size());
   for (unsigned threads : {1u, 3u}) CHECK(r1->decode_tensor(0, buf.data(), threads).code == Error::Df11TensorChecksum);
+}
+
+TEST_CASE("stream codec: decode_workers says how many threads call the sink", "[stream]") {
+  // decompress writes a tensor through its writer thread when one thread
+  // decodes it (Reader::decode_workers == 1): the count must be the reader's
+  // own, and `place` must then come from one thread, in order.
+  df11test::TempDir tmp;
+  std::mt19937_64 rng(3);
+  const uint64_t nl = 3 * W + 99, ns = 4096;
+  const std::vector<uint16_t> big = make_weights(nl, 0, 21), small = make_weights(ns, 0, 22);
+  std::vector<uint8_t> big_b(2 * nl), small_b(2 * ns), f32(4 * 50000), u8(70000);
+  std::memcpy(big_b.data(), big.data(), big_b.size());
+  std::memcpy(small_b.data(), small.data(), small_b.size());
+  for (size_t i = 0; i < f32.size(); i += 4) {
+    const float x = static_cast<float>(static_cast<int64_t>(rng() % 2001) - 1000) * 1e-3f;
+    std::memcpy(&f32[i], &x, 4);
+  }
+  for (auto& b : u8) b = static_cast<uint8_t>(rng());
+  const std::string src = tmp.path + "/m.safetensors", out = tmp.path + "/m.df11";
+  df11test::write_safetensors(src, {{"big", "BF16", {nl}, big_b},
+                                    {"f", "F32", {50000}, f32},
+                                    {"small", "BF16", {ns}, small_b},
+                                    {"u", "U8", {u8.size()}, u8}});
+  REQUIRE(compress(src, out, Options{}, nullptr).message == "");
+  std::unique_ptr<Reader> r;
+  REQUIRE(Reader::open(out, &r).message == "");
+  const auto& ts = r->tensors();
+  REQUIRE(ts.size() == 4);
+  size_t big_i = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (ts[i].name == "big") {
+      big_i = i;
+      CHECK(ts[i].encoding == 2);
+      CHECK(r->decode_workers(i, 1) == 1);
+      CHECK(r->decode_workers(i, 3) == 3);
+      const unsigned all = r->decode_workers(i, 1000);  // one per group of blocks
+      CHECK(all > 3);
+      CHECK(all < 1000);
+    } else {
+      INFO(ts[i].name);
+      CHECK(r->decode_workers(i, 8) == 1);  // RAW, ZSTD and a one-group BF16 tensor
+    }
+  }
+  CHECK(ts[big_i].encoding == 2);
+  for (size_t i = 0; i < ts.size(); ++i)
+    for (unsigned threads : {1u, 4u}) {
+      INFO(ts[i].name << " at " << threads << " threads");
+      std::mutex mu;
+      std::set<std::thread::id> callers;
+      std::vector<std::pair<uint64_t, uint64_t>> pieces;
+      std::vector<uint8_t> got(ts[i].orig_size);
+      REQUIRE(r->decode_tensor_stream(i, threads, [&](uint64_t off, const uint8_t* p, uint64_t n) {
+                 std::lock_guard<std::mutex> lock(mu);
+                 callers.insert(std::this_thread::get_id());
+                 pieces.emplace_back(off, n);
+                 std::memcpy(got.data() + off, p, n);
+                 return Status::Ok();
+               }).ok());
+      const unsigned workers = r->decode_workers(i, threads);
+      CHECK(callers.size() <= workers);
+      if (workers == 1) {
+        uint64_t at = 0;
+        for (const auto& [off, n] : pieces) {
+          CHECK(off == at);
+          at = off + n;
+        }
+        CHECK(at == ts[i].orig_size);
+      }
+      const std::vector<uint8_t>& want = ts[i].name == "big" ? big_b : ts[i].name == "small" ? small_b
+                                         : ts[i].name == "f" ? f32 : u8;
+      CHECK(got == want);
+    }
 }

@@ -1,8 +1,8 @@
-// single_zstd_frame_pread: Reader::open's check that a large ZSTD payload is
-// exactly one zstd frame, walking its block headers with pread (through the
-// mapping, ZSTD_findFrameCompressedSize held the whole payload in memory).
-// It must agree with zstd's own ZSTD_findFrameCompressedSize on frames of
-// every header layout and on every kind of bad one.
+// single_zstd_frame_pread: Reader::open's check that a ZSTD payload (and the
+// meta block) is exactly one zstd frame, walking its block headers with pread
+// (through the mapping, ZSTD_findFrameCompressedSize held a large payload in
+// memory). zstd's own ZSTD_findFrameCompressedSize is the oracle: they must
+// agree on frames of every header layout and on every kind of bad one.
 #include <zstd.h>
 
 #include <catch2/catch.hpp>
