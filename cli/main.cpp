@@ -33,7 +33,9 @@ const char* kExitCodes =
     "  0  success\n"
     "  1  verification mismatch or corrupt data\n"
     "  2  usage error\n"
-    "  3  I/O error, invalid input or unsupported version\n";
+    "  3  I/O error, invalid input or unsupported version\n"
+    "SIGINT, SIGTERM or SIGHUP: the partial output is removed, then df11 ends by\n"
+    "that signal (130, 143 or 129 in a shell), so that a shell loop stops too.\n";
 
 const char* kPipes =
     "Pipes, as in zstd: '-' as IN reads standard input; '-o -' or -c writes\n"
@@ -478,12 +480,31 @@ static int run(int argc, char** argv) {
 // A container may legitimately decode to more memory than is available (zstd
 // frames expand up to ~32000x), and the file system can fail under us: fail
 // cleanly instead of std::terminate. The unwinding removes temporary output.
+// After a run that SIGINT, SIGTERM or SIGHUP stopped (its message printed,
+// its temporaries removed), df11 ends by that signal, as GNU sort or cp do: a
+// shell decides from how its child ended whether the user interrupted it, and
+// on a plain exit status `for f in *; do df11 ...; done` went on to the next
+// file after Ctrl-C. Returns `code` when the signal cannot end the process.
+int end_by_signal_if_interrupted(int code) {
+  const int sig = df11::interrupt_signal();
+  if (sig == 0 || code == 0) return code;
+  std::fflush(stdout);  // a --json report; a reader that is gone is no matter now
+  std::fflush(stderr);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  raise(sig);
+  return code;
+}
+
 int main(int argc, char** argv) {
   // A closed pipe is noticed as EPIPE where df11 writes, so that it can clean
   // up its temporaries and end quietly, instead of dying half-way.
   signal(SIGPIPE, SIG_IGN);
   try {
-    const int code = run(argc, argv);
+    const int code = end_by_signal_if_interrupted(run(argc, argv));
     // Reports printed to stdout (info, --json): a reader that stopped early
     // (`df11 info | head`) is not an error; any other failed write is.
     const bool flush_failed = std::fflush(stdout) != 0;

@@ -118,6 +118,10 @@ void install_fault_handler();
 // True once SIGINT, SIGTERM or SIGHUP has arrived (after install_interrupt_handlers),
 // so that a caller's own loops (the CLI's pipe copies) stop and clean up too.
 bool interrupted() noexcept;
+// The first of those signals that arrived (SIGINT, SIGTERM or SIGHUP), 0 if
+// none: a program that has cleaned up can end by it (the df11 command does),
+// so that its caller sees it was interrupted (a shell loop then stops too).
+int interrupt_signal() noexcept;
 
 // s with every control character escaped: C0 and DEL as \n, \t, \r or \xNN,
 // and the C1 controls (U+0080-U+009F, UTF-8 C2 80-C2 9F) as \xc2\xNN; other

@@ -46,8 +46,12 @@ mode_t process_umask() {
 
 namespace {
 std::atomic<bool> g_interrupted{false};
+std::atomic<int> g_signal{0};  // the first one
+static_assert(std::atomic<int>::is_always_lock_free, "set from a signal handler");
 
 void on_signal(int sig) {
+  int none = 0;
+  g_signal.compare_exchange_strong(none, sig);
   if (g_interrupted.exchange(true)) {
     // Second signal: the user insists; stop now with the conventional status.
     signal(sig, SIG_DFL);
@@ -57,6 +61,8 @@ void on_signal(int sig) {
 }  // namespace
 
 bool interrupted() noexcept { return g_interrupted.load(std::memory_order_relaxed); }
+
+int interrupt_signal() noexcept { return g_signal.load(); }
 
 void install_interrupt_handlers() {
   struct sigaction sa {};
