@@ -198,9 +198,12 @@ int run_transform(bool compressing, const std::string& in, std::string out, bool
   const bool out_stdout = to_stdout || is_stdio(out) || (in_stdin && out.empty());
   // The default output name comes from IN's, which for a pipe, or for
   // /dev/stdin on a file, is /dev/fd/63 or the like: a place no one means.
-  if ((in_fifo || df11cli::is_stream_path(in)) && out.empty() && !out_stdout)
-    return finish(usage(in + ": is a pipe or stream; name the output with -o OUT, or -c for standard output"), c,
-                  nullptr);
+  const bool in_fd_path = df11cli::is_stream_path(in);
+  if ((in_fifo || in_fd_path) && out.empty() && !out_stdout)
+    return finish(usage(in + (in_fd_path ? ": names a file descriptor, which gives no output name"
+                                         : ": is a named pipe, which gives no output name") +
+                        "; name the output with -o OUT, or -c for standard output"),
+                  c, nullptr);
   // A Hugging Face cache snapshot (hub/models--ORG--NAME/snapshots/REV): the
   // default output would be written into the cache, where huggingface_hub
   // takes it for another revision. The user says where it goes.
@@ -318,12 +321,13 @@ static int run(int argc, char** argv) {
   app.set_version_flag("--version", std::string("df11 ") + df11::version_string());
   app.require_subcommand(1);
   Common c;
-  auto add_common = [&](CLI::App* sub) {
+  // bench and export take no pipes: their help ends with the exit codes only.
+  auto add_common = [&](CLI::App* sub, bool pipes = true) {
     sub->add_flag_function("-q,--quiet", [&](int64_t n) { c.verbosity -= static_cast<int>(n); }, "Less output (-qq: no error messages)");
     sub->add_flag_function("-v,--verbose", [&](int64_t n) { c.verbosity += static_cast<int>(n); }, "More output");
     sub->add_option("-T,--threads", c.threads, "Worker threads (default: all cores)")->check(CLI::Range(1u, 1024u));
     sub->add_flag("--json", c.json, "Print a machine-readable report to stdout");
-    sub->footer(std::string(kPipes) + "\n" + kExitCodes);
+    sub->footer(pipes ? std::string(kPipes) + "\n" + kExitCodes : std::string(kExitCodes));
   };
 
   std::string in, out, against;
@@ -340,7 +344,7 @@ static int run(int argc, char** argv) {
 
   auto* dec = app.add_subcommand("decompress", "Restore byte-identical .safetensors files");
   dec->add_option("input", in, ".df11 file or df11 directory; - reads a .df11 file from standard input")->required();
-  dec->add_option("-o,--output", out, "Output (default: X.safetensors for X.df11, DIR for DIR.df11; - for standard output)");
+  dec->add_option("-o,--output", out, "Output (default: X.safetensors for X.df11, DIR for DIR.df11, DIR.restored for another directory name; - for standard output)");
   dec->add_flag("-c,--stdout", to_stdout, "Write to standard output (as -o -)");
   dec->add_flag("-f,--force", c.force, "Overwrite an existing output; allow binary data to/from a terminal");
   add_common(dec);
@@ -367,12 +371,12 @@ static int run(int argc, char** argv) {
   ben->add_option("--synthetic", bench_args.synthetic, "llama-8b-block: the 7 matrices of a Llama-3-8B layer");
   ben->add_option("--device", bench_args.device, "cuda | cuda:N");
   ben->add_option("--reps", bench_args.reps, "Timed repetitions (median reported)");
-  add_common(ben);
+  add_common(ben, false);
 
   df11cli::ExportArgs export_args;
   auto* exp = df11cli::add_export_subcommand(app, &export_args);
   exp->add_flag("-f,--force", c.force, "Overwrite an existing output");
-  add_common(exp);
+  add_common(exp, false);
 
   try {
     app.parse(argc, argv);
@@ -521,9 +525,9 @@ int main(int argc, char** argv) {
     // stopped and joined on the way here (codec/parallel.h).
     std::fprintf(stderr, "df11: %s (OutOfMemory)\n", e.what());
     return df11::exit_code(df11::Error::OutOfMemory);
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "df11: out of memory (Io)\n");
-    return df11::exit_code(df11::Error::Io);
+  } catch (const std::bad_alloc&) {  // outside an operation (they name their input)
+    std::fprintf(stderr, "df11: out of memory (OutOfMemory)\n");
+    return df11::exit_code(df11::Error::OutOfMemory);
   } catch (const std::filesystem::filesystem_error& e) {
     std::fprintf(stderr, "df11: %s (Io)\n", e.what());
     return df11::exit_code(df11::Error::Io);

@@ -286,8 +286,7 @@ Status verify_dir(const std::string& in, const std::string& against, const Optio
   // otherwise a GPU decodes one file at a time.
   std::vector<std::string> devices;
   if (device.kind == DeviceChoice::Kind::CudaAll) {
-    const int count = GpuVerifier::device_count();
-    if (count == 0) return make_status(Error::CudaUnavailable, "--device cuda:all", "no CUDA GPU is available");
+    const int count = GpuVerifier::device_count();  // at least 1: verify() required it
     for (int d = 0; d < count; ++d) devices.push_back("cuda:" + std::to_string(d));
   }
   bool cpu_only = false;
@@ -375,24 +374,33 @@ Status run_op(const std::string& in, const std::string& out_arg, bool compressin
 }  // namespace
 
 Status compress(const std::string& in, const std::string& out, const Options& opt, Report* report) {
-  return run_op(
-      in, out, true, opt, report,
-      [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
-        return compress_one(i, o, p, r, nullptr);
-      },
-      compress_dir);
+  return out_of_memory_as_status(in, [&] {
+    return run_op(
+        in, out, true, opt, report,
+        [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
+          return compress_one(i, o, p, r, nullptr);
+        },
+        compress_dir);
+  });
 }
 
 Status decompress(const std::string& in, const std::string& out, const Options& opt, Report* report) {
-  return run_op(
-      in, out, false, opt, report,
-      [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
-        return decompress_one(i, o, p, r, nullptr);
-      },
-      decompress_dir);
+  return out_of_memory_as_status(in, [&] {
+    return run_op(
+        in, out, false, opt, report,
+        [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
+          return decompress_one(i, o, p, r, nullptr);
+        },
+        decompress_dir);
+  });
 }
 
-Status verify(const std::string& in, const std::string& against, const Options& opt, VerifyReport* rep) {
+namespace {
+
+Status verify_any(const std::string& in, const std::string& against, const Options& opt, VerifyReport* rep) {
+  // A GPU asked for and absent is the one error, before any file is looked
+  // at (a missing or damaged input, a directory's stray file, come after).
+  if (Status s = GpuVerifier::require(opt.device); !s.ok()) return s;
   bool is_dir = false;
   if (Status s = stat_input(in, &is_dir); !s.ok()) return s;
   bool against_dir = false;
@@ -407,7 +415,7 @@ Status verify(const std::string& in, const std::string& against, const Options& 
   return Status::Ok();
 }
 
-Status info(const std::string& in, const Options& opt, Report* report) {
+Status info_any(const std::string& in, const Options& opt, Report* report) {
   bool is_dir = false;
   if (Status s = stat_input(in, &is_dir); !s.ok()) return s;
   if (!is_dir) {
@@ -441,6 +449,16 @@ Status info(const std::string& in, const Options& opt, Report* report) {
     report->files.push_back(std::move(fr));
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status verify(const std::string& in, const std::string& against, const Options& opt, VerifyReport* rep) {
+  return out_of_memory_as_status(in, [&] { return verify_any(in, against, opt, rep); });
+}
+
+Status info(const std::string& in, const Options& opt, Report* report) {
+  return out_of_memory_as_status(in, [&] { return info_any(in, opt, report); });
 }
 
 }  // namespace df11

@@ -639,7 +639,8 @@ Status export_dfloat11(const std::string& in, const std::string& out, const Expo
   ExportReport local;
   ExportReport* rep = report ? report : &local;
   *rep = ExportReport();
-  const Status s = AtomicOutputDir::named_for_output(run_export(in, out, opt, rep), out);
+  const Status s = AtomicOutputDir::named_for_output(
+      out_of_memory_as_status(in, [&] { return run_export(in, out, opt, rep); }), out);
   rep->seconds = seconds_since(t0);
   return s;
 }

@@ -274,7 +274,9 @@ Status MappedFile::open(const std::string& path) {
   if (fd.get() < 0) return make_status(Error::Io, path, why);
   if (size > 0) {
     void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
-    if (p == MAP_FAILED) return make_status(Error::Io, path, std::string("cannot map: ") + std::strerror(errno));
+    if (p == MAP_FAILED)  // ENOMEM: no address space left for it (ulimit -v)
+      return make_status(errno == ENOMEM ? Error::OutOfMemory : Error::Io, path,
+                         std::string("cannot map: ") + std::strerror(errno));
     data_ = static_cast<const uint8_t*>(p);
     guard_ = fault_guard::add(p, size, PROT_READ);
     madvise(p, size, MADV_SEQUENTIAL);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "df11.h"
@@ -165,6 +166,21 @@ bool interrupted() noexcept;
 Status interrupted_status(const std::string& label);
 
 Status make_status(Error e, const std::string& label, const std::string& what);
+
+// Runs f() (one public operation on `label`), returning the out-of-memory
+// exceptions that reach it as OutOfMemory naming the input: a refused thread
+// (ThreadStartError) or std::bad_alloc. Unwinding has removed the temporary
+// output by then.
+template <class F>
+Status out_of_memory_as_status(const std::string& label, F&& f) {
+  try {
+    return f();
+  } catch (const ThreadStartError& e) {
+    return make_status(Error::OutOfMemory, label, e.what());
+  } catch (const std::bad_alloc&) {
+    return make_status(Error::OutOfMemory, label, "out of memory");
+  }
+}
 
 // The process's umask, read without changing it (new files and directories
 // get the mode open(2) and mkdir(2) would give them).

@@ -44,15 +44,17 @@ GpuVerifier::~GpuVerifier() = default;
 bool GpuVerifier::active() const { return false; }
 int GpuVerifier::device_count() { return 0; }
 
-Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
+Status GpuVerifier::require(const std::string& device) {
   DeviceChoice choice;
   const Status s = parse_device(device, &choice);
-  if (!s.ok()) return s;
-  if (choice.kind == DeviceChoice::Kind::Auto || choice.kind == DeviceChoice::Kind::Cpu) {
-    rep->device = "cpu";
-    return Status::Ok();
-  }
+  if (!s.ok() || choice.kind == DeviceChoice::Kind::Auto || choice.kind == DeviceChoice::Kind::Cpu) return s;
   return make_status(Error::CudaUnavailable, "--device " + device, "this df11 was built without CUDA");
+}
+
+Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
+  const Status s = require(device);
+  if (s.ok()) rep->device = "cpu";
+  return s;
 }
 
 Status GpuVerifier::decode(const Reader&, size_t, uint8_t*, VerifyReport*) {
@@ -81,26 +83,29 @@ GpuVerifier::~GpuVerifier() = default;
 bool GpuVerifier::active() const { return impl_->active; }
 int GpuVerifier::device_count() { return cuda::device_count(); }
 
-Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
+Status GpuVerifier::require(const std::string& device) {
   DeviceChoice choice;
   const Status s = parse_device(device, &choice);
+  if (!s.ok() || choice.kind == DeviceChoice::Kind::Auto || choice.kind == DeviceChoice::Kind::Cpu) return s;
+  const int count = cuda::device_count();
+  if (count == 0) return make_status(Error::CudaUnavailable, "--device " + device, "no CUDA GPU is available");
+  if (choice.kind != DeviceChoice::Kind::CudaAll && choice.index >= count)
+    return make_status(Error::CudaUnavailable, "--device " + device,
+                       "only " + std::to_string(count) + " CUDA device(s) present");
+  return Status::Ok();
+}
+
+Status GpuVerifier::init(const std::string& device, VerifyReport* rep) {
+  DeviceChoice choice;
+  Status s = parse_device(device, &choice);
   if (!s.ok()) return s;
-  if (choice.kind == DeviceChoice::Kind::Cpu) {
+  if (choice.kind == DeviceChoice::Kind::Cpu ||
+      (choice.kind == DeviceChoice::Kind::Auto && cuda::device_count() == 0)) {
     rep->device = "cpu";
     return Status::Ok();
   }
-  const int count = cuda::device_count();
-  if (count == 0) {
-    if (choice.kind == DeviceChoice::Kind::Auto) {
-      rep->device = "cpu";
-      return Status::Ok();
-    }
-    return make_status(Error::CudaUnavailable, "--device " + device, "no CUDA GPU is available");
-  }
+  if (s = require(device); !s.ok()) return s;
   const int index = choice.index;
-  if (index >= count)
-    return make_status(Error::CudaUnavailable, "--device " + device,
-                       "only " + std::to_string(count) + " CUDA device(s) present");
   if (cuda::set_device(index) != Error::Ok)
     return make_status(Error::CudaError, "--device " + device, cuda::last_cuda_error());
   rep->device = "cuda:" + std::to_string(index) + " (" + cuda::device_name(index) + ")";

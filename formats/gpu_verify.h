@@ -17,6 +17,10 @@ class GpuVerifier {
   // uses one GPU: "cuda:all" is cuda:0 here (a directory spreads its files
   // over the GPUs, api_dir.cpp).
   Status init(const std::string& device, VerifyReport* rep);
+  // The same choice checked alone, before anything is read: CudaUnavailable
+  // when it names a GPU (cuda, cuda:N, cuda:all) that is not there, with one
+  // message per cause (built without CUDA, no GPU, index past the last).
+  static Status require(const std::string& device);
   // CUDA devices visible to this process (0 without CUDA).
   static int device_count();
   bool active() const;

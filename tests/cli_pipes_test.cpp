@@ -180,8 +180,8 @@ TEST_CASE("pipes: a named pipe as IN (<(...), mkfifo) is read once, as stdin is,
     INFO(cmd);
     r = w.run(cmd);
     CHECK(r.code == 2);
-    CHECK(r.err.find(": is a pipe or stream; name the output with -o OUT, or -c for standard output (Usage)\n") !=
-          std::string::npos);
+    CHECK(r.err.find(": names a file descriptor, which gives no output name; name the output with -o OUT, or -c "
+                     "for standard output (Usage)\n") != std::string::npos);
   }
   // The output is checked before the stream is read: a FIFO that no one
   // writes is not even opened (df11 would wait for a writer forever), and a

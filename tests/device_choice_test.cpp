@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "df11.h"
+#include "gpu_verify.h"
 #include "safetensors_writer.h"
 #include "sample_model.h"
 #include "test_options.h"
@@ -95,11 +96,82 @@ TEST_CASE("device: the command line refuses what the library refuses, before loo
     CHECK(r.code == 2);
     CHECK(r.err.find("--device: expected auto, cpu, cuda, cuda:N or cuda:all") != std::string::npos);
   }
-  // Accepted values get as far as IN.
+  // Accepted values get as far as IN, or, for a GPU this machine lacks, as
+  // far as CudaUnavailable (never Usage).
   for (const char* text : {"auto", "cpu", "cuda", "cuda:0", "cuda:7", "cuda:2147483647", "cuda:all"}) {
     INFO("--device '" << text << "'");
     const df11test::CliRun r = df11test::run_df11(std::string("verify absent.df11 --device ") + text, t.path);
     CHECK(r.code == 3);
-    CHECK(r.err == "df11: absent.df11: no such file or directory (Io)\n");
+    const bool no_gpu = r.err.rfind("df11: --device " + std::string(text) + ": ", 0) == 0 &&
+                        r.err.find("(CudaUnavailable)\n") != std::string::npos;
+    if (!no_gpu) CHECK(r.err == "df11: absent.df11: no such file or directory (Io)\n");
+    if (std::strcmp(text, "auto") == 0 || std::strcmp(text, "cpu") == 0) CHECK_FALSE(no_gpu);
   }
+}
+
+TEST_CASE("device: a GPU asked for and absent is the one error, before any input is read", "[device]") {
+  // cuda:N past the last GPU is absent on every machine, plain cuda where
+  // there is none. The inputs are each wrong in another way: a missing file,
+  // bad magic, a directory with a .df11 its manifest does not list. The
+  // device comes first (it was: Io, Df11BadMagic, or a FAILED line for the
+  // stray file before the CudaUnavailable).
+  df11test::TempDir t;
+  df11test::make_sample_model(t.path + "/d", df11test::tiny_sample());
+  const Options cpu = df11test::cpu_options();
+  REQUIRE(compress(t.path + "/d", t.path + "/d.df11", cpu, nullptr).ok());
+  small_file(t.path + "/m.safetensors");
+  REQUIRE(compress(t.path + "/m.safetensors", t.path + "/d.df11/stray.df11", cpu, nullptr).ok());
+  df11test::write_file(t.path + "/junk.df11", std::vector<uint8_t>(200, 0x5a));
+  const int gpus = GpuVerifier::device_count();
+  std::vector<std::string> absent = {"cuda:" + std::to_string(gpus)};
+  if (gpus == 0) {
+    absent.push_back("cuda");
+    absent.push_back("cuda:all");
+  }
+  for (const std::string& d : absent) {
+    for (const char* in : {"/absent.df11", "/junk.df11", "/d.df11"}) {
+      INFO("--device " << d << ", " << in);
+      Options o = cpu;
+      o.device = d;
+      VerifyReport r;
+      const Status s = verify(t.path + in, "", o, &r);
+      CHECK(s.code == Error::CudaUnavailable);
+      CHECK(s.message.rfind("--device " + d + ": ", 0) == 0);
+      CHECK(r.failures.empty());
+      const df11test::CliRun c = df11test::run_df11("verify " + t.path + in + " --device " + d, t.path);
+      CHECK(c.code == 3);
+      CHECK(c.err == "df11: " + s.message + "\n");
+    }
+  }
+  // Without the GPU request the same inputs fail each in its own way.
+  VerifyReport r;
+  CHECK(verify(t.path + "/junk.df11", "", cpu, &r).code == Error::Df11BadMagic);
+  CHECK(verify(t.path + "/d.df11", "", cpu, &r).code == Error::VerifyMismatch);
+}
+
+// The refusals come before any GPU is looked for, in every build (without
+// CUDA they were skipped: every bench was CudaUnavailable, exit 3).
+TEST_CASE("bench: its arguments' rules hold in every build; then the GPU is looked for", "[cli]") {
+  df11test::TempDir t;
+  for (const char* text : {"auto", "cpu", "cuda:all", "cuda:", "cuda:x", "cuda:-1", "cuda:1x", "cuda:01", "cuda:2147483648"}) {
+    INFO("--device '" << text << "'");
+    const df11test::CliRun r = df11test::run_df11(std::string("bench --synthetic llama-8b-block --device ") + text, t.path);
+    CHECK(r.code == 2);
+    CHECK(r.err == "df11: bench: --device must be cuda or cuda:N (Usage)\n");
+  }
+  const std::pair<const char*, const char*> usage[] = {
+      {"bench", "give a .df11 file or --synthetic llama-8b-block"},
+      {"bench x.df11 --synthetic llama-8b-block", "give a .df11 file or --synthetic llama-8b-block"},
+      {"bench --synthetic foo", "unknown --synthetic 'foo'"}};
+  for (const auto& [args, what] : usage) {
+    INFO(args);
+    const df11test::CliRun r = df11test::run_df11(args, t.path);
+    CHECK(r.code == 2);
+    CHECK(r.err == std::string("df11: bench: ") + what + " (Usage)\n");
+  }
+  // A well-formed index gets as far as the device count (no host has this many).
+  const df11test::CliRun r = df11test::run_df11("bench --synthetic llama-8b-block --device cuda:2147483647", t.path);
+  CHECK(r.code == 3);
+  CHECK((r.err == "df11: bench: no CUDA GPU 2147483647 (CudaUnavailable)\n" ||
+         r.err == "df11: bench: this df11 was built without CUDA (CudaUnavailable)\n"));
 }

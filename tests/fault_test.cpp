@@ -445,3 +445,33 @@ TEST_CASE("faults: an input file that vanishes during a directory compress", "[f
   CHECK(idx.err.find("DirIndexMissingShard") != std::string::npos);
   CHECK_FALSE(fs::exists(t.path + "/out2"));
 }
+
+// No address space left for the input's mapping (a tight ulimit -v) is
+// OutOfMemory naming the file, one line, exit 3 (it was Io).
+TEST_CASE("faults: an input too large for the address space left is OutOfMemory, naming it", "[faults]") {
+#ifdef DF11_TEST_ASAN
+  WARN("skipped under AddressSanitizer: its shadow memory does not fit ulimit -v");
+  return;
+#endif
+  df11test::TempDir t;
+  {
+    // 2 GiB, sparse: nothing is written but its size.
+    const int fd = ::open((t.path + "/big.safetensors").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, off_t{2} << 30) == 0);
+    ::close(fd);
+  }
+  const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
+  for (const char* cmd : {"compress big.safetensors -o big.df11", "verify big.safetensors"}) {
+    INFO(cmd);
+    const std::string sh = "cd '" + t.path + "' && (ulimit -v 1000000 && exec '" + bin + "' " + cmd +
+                           ") >.out 2>.err </dev/null";
+    const int st = std::system(sh.c_str());
+    const std::string err = df11test::read_text(t.path + "/.err");
+    INFO(err);
+    REQUIRE(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 3);
+    CHECK(err == "df11: big.safetensors: cannot map: Cannot allocate memory (OutOfMemory)\n");
+    CHECK_FALSE(fs::exists(t.path + "/big.df11"));
+  }
+}

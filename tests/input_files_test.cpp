@@ -175,8 +175,8 @@ TEST_CASE("input files: a FIFO is refused at once, not waited on") {
          // says so at once, before opening the FIFO.
          const df11test::CliRun r = df11test::run_df11("compress -q fifo.safetensors", tmp.path);
          CHECK(r.code == 2);
-         CHECK(r.err == "df11: fifo.safetensors: is a pipe or stream; name the output with -o OUT, or -c for "
-                        "standard output (Usage)\n");
+         CHECK(r.err == "df11: fifo.safetensors: is a named pipe, which gives no output name; name the output "
+                        "with -o OUT, or -c for standard output (Usage)\n");
        }},
   };
   for (const auto& [what, call] : calls) {
