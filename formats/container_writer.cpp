@@ -176,8 +176,8 @@ Status write_container(const std::string& label, const MappedFile& file, const S
     release_read(data_start + t.end, false);
 
     tr.stored_bytes = r.payload_size;
-    const uint64_t elems = size / std::max<uint64_t>(1, dtype_size(t.dtype));
-    tr.bits_per_weight = elems ? 8.0 * static_cast<double>(r.payload_size) / static_cast<double>(elems) : 0.0;
+    const double elems = 8.0 * static_cast<double>(size) / static_cast<double>(std::max<uint64_t>(1, dtype_bits(t.dtype)));
+    tr.bits_per_weight = elems > 0 ? 8.0 * static_cast<double>(r.payload_size) / elems : 0.0;
     if (report) report->tensors.push_back(std::move(tr));
     done += size;
     if (opt.progress) opt.progress(done, file.size() - 8 - h.json_size);  // tensor bytes: done reaches it

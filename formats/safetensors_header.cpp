@@ -23,16 +23,17 @@ namespace {
 
 struct DtypeInfo {
   const char* name;
-  uint64_t size;
+  uint64_t bits;
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
-    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
-    {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8},
+    {"BOOL", 8},  {"U8", 8},       {"I8", 8},       {"F8_E5M2", 8}, {"F8_E4M3", 8},     {"I16", 16},
+    {"U16", 16},  {"F16", 16},     {"BF16", 16},    {"I32", 32},    {"U32", 32},        {"F32", 32},
+    {"F64", 64},  {"I64", 64},     {"U64", 64},     {"F4", 4},      {"F6_E2M3", 6},     {"F6_E3M2", 6},
+    {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"C64", 64},
 };
 constexpr size_t kDtypeCount = sizeof(kDtypes) / sizeof(kDtypes[0]);
-static_assert(kDtypeCount == static_cast<size_t>(Dtype::U64) + 1, "dtype table matches the enum");
+static_assert(kDtypeCount == static_cast<size_t>(Dtype::C64) + 1, "dtype table matches the enum");
 
 Status make_status(const std::string& label, Error code, const std::string& what) {
   Status s;
@@ -337,14 +338,15 @@ class StHandler final : public JsonHandler {
                                          std::to_string(end) + "] with begin > end");
       return;
     }
-    // product(shape) * size, exactly: a 0 anywhere makes it 0, else checked.
-    uint64_t bytes = dtype_size(e.dtype);
+    // product(shape) * bits / 8, exactly: a 0 anywhere makes it 0, else
+    // checked (in bits, so that a sub-byte dtype's 4 or 6 count too).
+    unsigned __int128 bits = dtype_bits(e.dtype);
     bool overflow = false;
     if (std::find(e.shape.begin(), e.shape.end(), uint64_t{0}) != e.shape.end()) {
-      bytes = 0;
+      bits = 0;
     } else {
       for (uint64_t d : e.shape)
-        if (__builtin_mul_overflow(bytes, d, &bytes)) {
+        if (__builtin_mul_overflow(bits, d, &bits) || bits > (static_cast<unsigned __int128>(UINT64_MAX) << 3 | 7)) {
           overflow = true;
           break;
         }
@@ -354,6 +356,13 @@ class StHandler final : public JsonHandler {
                                       dtype_name(e.dtype) + " is larger than 2^64 bytes");
       return;
     }
+    if (bits % 8 != 0) {
+      fail(Error::StSizeMismatch, tensor_ref() + " of shape " + shape_text(e.shape) + " and dtype " +
+                                      dtype_name(e.dtype) + " holds " + std::to_string(static_cast<uint64_t>(bits)) +
+                                      " bits, not a whole number of bytes");
+      return;
+    }
+    const uint64_t bytes = static_cast<uint64_t>(bits / 8);
     if (bytes != end - begin) {
       fail(Error::StSizeMismatch, tensor_ref() + " of shape " + shape_text(e.shape) + " and dtype " +
                                       dtype_name(e.dtype) + " needs " + std::to_string(bytes) +
@@ -432,9 +441,14 @@ const char* dtype_name(Dtype d) noexcept {
   return i < kDtypeCount ? kDtypes[i].name : "?";
 }
 
-uint64_t dtype_size(Dtype d) noexcept {
+uint64_t dtype_bits(Dtype d) noexcept {
   const size_t i = static_cast<size_t>(d);
-  return i < kDtypeCount ? kDtypes[i].size : 0;
+  return i < kDtypeCount ? kDtypes[i].bits : 0;
+}
+
+uint64_t dtype_size(Dtype d) noexcept {
+  const uint64_t bits = dtype_bits(d);
+  return bits == 0 ? 0 : bits < 8 ? 1 : bits / 8;
 }
 
 bool dtype_from_name(const std::string& name, Dtype* out) noexcept {

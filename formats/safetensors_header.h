@@ -10,10 +10,20 @@
 
 namespace df11 {
 
-enum class Dtype : uint8_t { BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64 };
+// The dtypes of safetensors 0.8 (its Rust Dtype enum). The sub-byte ones,
+// F4 and F6_*, pack their elements into bytes: a tensor of them spans
+// product(shape) x bits / 8 bytes, a whole number (safetensors refuses the
+// rest). Appended only: the values are not stored anywhere, but stay stable.
+enum class Dtype : uint8_t {
+  BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64,
+  F4, F6_E2M3, F6_E3M2, F8_E8M0, F8_E4M3FNUZ, F8_E5M2FNUZ, C64
+};
 
 const char* dtype_name(Dtype d) noexcept;  // "BF16"; "?" for a value outside the enum
-uint64_t dtype_size(Dtype d) noexcept;     // bytes per element; 0 for a value outside the enum
+uint64_t dtype_bits(Dtype d) noexcept;     // bits per element (4 for F4); 0 for a value outside the enum
+// Bytes per element, as the byte planes of a ZSTD payload group them: 1 for
+// the sub-byte dtypes, whose bytes hold several elements; 0 outside the enum.
+uint64_t dtype_size(Dtype d) noexcept;
 // The dtype spelled exactly `name` (case-sensitive, as in safetensors); false if none.
 bool dtype_from_name(const std::string& name, Dtype* out) noexcept;
 

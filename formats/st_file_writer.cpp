@@ -21,9 +21,9 @@ Status write_safetensors_file(const std::string& path, const std::vector<StOutTe
   if (!metadata_json.empty()) h["__metadata__"] = nlohmann::ordered_json::parse(metadata_json);
   uint64_t offset = 0;
   for (const StOutTensor& t : tensors) {
-    uint64_t n = 1;
-    for (uint64_t d : t.shape) n *= d;
-    if (n * dtype_size(t.dtype) != t.size)
+    unsigned __int128 bits = dtype_bits(t.dtype);
+    for (uint64_t d : t.shape) bits *= d;
+    if (bits != static_cast<unsigned __int128>(t.size) * 8)
       return make_status(Error::Usage, path, "tensor " + quote_name(t.name) + ": size does not match dtype and shape");
     h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.size}}};
     offset += t.size;

@@ -16,7 +16,7 @@ struct StOutTensor {
   std::string name;
   Dtype dtype = Dtype::U8;
   std::vector<uint64_t> shape;
-  const uint8_t* data = nullptr;  // product(shape) * dtype_size(dtype) bytes, valid until written
+  const uint8_t* data = nullptr;  // product(shape) * dtype_bits(dtype) / 8 bytes, valid until written
   uint64_t size = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <random>
 #include <filesystem>
 #include <fstream>
 
@@ -170,4 +171,55 @@ TEST_CASE("verify names a failing tensor and exits through VerifyMismatch", "[ro
   CHECK(vr.failures[0].find("Df11TensorChecksum") != std::string::npos);
   REQUIRE(decompress(tmp.path + "/bad.df11", tmp.path + "/r.safetensors", opts(), nullptr).code == Error::Df11TensorChecksum);
   REQUIRE_FALSE(fs::exists(tmp.path + "/r.safetensors"));
+}
+
+TEST_CASE("round trip: the dtypes of safetensors 0.8 (MX scales, FP4/FP6, FNUZ, complex)", "[roundtrip][special]") {
+  // As an MXFP4 checkpoint holds them: packed 4-bit blocks with one E8M0
+  // scale per 32 elements; FP6, the FNUZ float8s and complex64 beside them.
+  df11test::TempDir tmp;
+  std::mt19937_64 rng(17);
+  std::vector<uint8_t> blocks(64 * 1024), scales(4096), f6(3 * 1000), fnuz(5000), c64(8 * 700);
+  for (auto& b : blocks) b = static_cast<uint8_t>(rng() % 7 | (rng() % 7) << 4);  // small magnitudes dominate
+  for (auto& b : scales) b = static_cast<uint8_t>(118 + rng() % 8);             // 2^-9 .. 2^-2
+  for (auto& b : f6) b = static_cast<uint8_t>(rng());
+  for (auto& b : fnuz) b = static_cast<uint8_t>(rng() % 3 == 0 ? 0 : rng());
+  for (size_t i = 0; i < c64.size(); i += 4) {
+    const float x = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
+    std::memcpy(&c64[i], &x, 4);
+  }
+  df11test::write_safetensors(tmp.path + "/m.safetensors",
+                              {{"experts.down.blocks", "F4", {256, 512}, blocks},
+                               {"experts.down.scales", "F8_E8M0", {256, 16}, scales},
+                               {"f6", "F6_E2M3", {4000}, f6},
+                               {"f6b", "F6_E3M2", {4}, {1, 2, 3}},
+                               {"e4fnuz", "F8_E4M3FNUZ", {5000}, fnuz},
+                               {"e5fnuz", "F8_E5M2FNUZ", {2}, {0x80, 0x01}},
+                               {"rotary", "C64", {700}, c64},
+                               {"odd", "F4", {2, 1}, {0x21}}},
+                              R"({"format":"pt"})");
+  for (unsigned threads : {1u, 3u}) {
+    INFO("-T" << threads);
+    const std::string out = tmp.path + "/m" + std::to_string(threads) + ".df11";
+    Report rep;
+    REQUIRE(compress(tmp.path + "/m.safetensors", out, opts(threads), &rep).message == "");
+    REQUIRE(decompress(out, tmp.path + "/r.safetensors", [&] {
+              Options o = opts(threads);
+              o.overwrite = true;
+              return o;
+            }(), nullptr).ok());
+    REQUIRE(df11test::read_file(tmp.path + "/r.safetensors") == df11test::read_file(tmp.path + "/m.safetensors"));
+    Options v = opts(threads);
+    v.device = "cpu";
+    VerifyReport vr;
+    REQUIRE(verify(out, tmp.path + "/m.safetensors", v, &vr).message == "");
+    CHECK(vr.tensors_checked == 8);
+    // Bits per weight count F4's elements (two a byte): under 4, as zstd
+    // finds the small magnitudes; the E8M0 scales well under 8.
+    REQUIRE(rep.files.size() == 1);
+    for (const auto& t : rep.files[0].tensors) {
+      INFO(t.name << " " << t.encoding << " " << t.bits_per_weight);
+      if (t.name == "experts.down.blocks") CHECK((t.bits_per_weight > 1.0 && t.bits_per_weight < 4.0));
+      if (t.name == "experts.down.scales") CHECK(t.bits_per_weight < 6.0);
+    }
+  }
 }

@@ -291,7 +291,7 @@ TEST_CASE("safetensors: StInvalidTensorEntry", "[safetensors]") {
 }
 
 TEST_CASE("safetensors: StUnknownDtype", "[safetensors]") {
-  for (const char* d : {"\"bf16\"", "\"BF32\"", "\"\"", "\"F8_E4M3FN\"", "\"C64\"", "2", "null", "[\"U8\"]"}) {
+  for (const char* d : {"\"bf16\"", "\"BF32\"", "\"\"", "\"F8_E4M3FN\"", "\"C128\"", "2", "null", "[\"U8\"]"}) {
     const std::string json = std::string("{\"a\":{\"dtype\":") + d + ",\"shape\":[1],\"data_offsets\":[0,1]}}";
     expect(json, 1, Error::StUnknownDtype);
   }
@@ -446,4 +446,52 @@ TEST_CASE("safetensors: the shared GPT-2 file parses", "[safetensors]") {
   REQUIRE(h.tensors.size() == 72);
   REQUIRE(8 + h.json_size + h.data_size == f.size());
   REQUIRE(h.tensors.back().end == h.data_size);
+}
+
+TEST_CASE("safetensors: the dtypes of safetensors 0.8, sub-byte ones in whole bytes", "[safetensors]") {
+  // Sizes as safetensors 0.8.0 writes and loads them (checked against its
+  // safe_open): F4 packs two elements a byte, F6_* four in three bytes.
+  const struct {
+    const char* dtype;
+    uint64_t bits;
+    const char* shape;
+    uint64_t bytes;
+  } ok[] = {{"F4", 4, "[2, 3]", 3},        {"F4", 4, "[8192]", 4096},    {"F6_E2M3", 6, "[4]", 3},
+            {"F6_E3M2", 6, "[2, 8]", 12},  {"F8_E8M0", 8, "[5]", 5},     {"F8_E4M3FNUZ", 8, "[3]", 3},
+            {"F8_E5M2FNUZ", 8, "[3]", 3}, {"C64", 64, "[2]", 16},       {"F4", 4, "[0]", 0}};
+  for (const auto& c : ok) {
+    INFO(c.dtype << " " << c.shape);
+    StHeader h;
+    const Status s = parse("{" + entry("t", c.dtype, c.shape, 0, c.bytes) + "}", c.bytes, &h);
+    INFO(s.message);
+    REQUIRE(s.ok());
+    REQUIRE(h.tensors.size() == 1);
+    Dtype d;
+    REQUIRE(dtype_from_name(c.dtype, &d));
+    CHECK(h.tensors[0].dtype == d);
+    CHECK(dtype_bits(d) == c.bits);
+    CHECK(dtype_size(d) == (c.bits < 8 ? 1 : c.bits / 8));
+    CHECK(std::string(dtype_name(d)) == c.dtype);
+  }
+  // Elements that end inside a byte, as safetensors refuses them, and sizes
+  // that are whole but wrong.
+  const struct {
+    const char* dtype;
+    const char* shape;
+    uint64_t bytes;
+  } bad[] = {{"F4", "[7]", 4}, {"F4", "[7]", 3}, {"F4", "[]", 1}, {"F6_E2M3", "[5]", 4}, {"F6_E3M2", "[1]", 1},
+             {"F4", "[8]", 5}, {"C64", "[2]", 8}, {"F8_E8M0", "[3]", 4}};
+  for (const auto& c : bad) {
+    INFO(c.dtype << " " << c.shape << " in " << c.bytes << " bytes");
+    expect("{" + entry("t", c.dtype, c.shape, 0, c.bytes) + "}", c.bytes, Error::StSizeMismatch);
+  }
+  const Status s = parse("{" + entry("t", "F4", "[7]", 0, 4) + "}", 4);
+  CHECK(s.message == kLabel + ": tensor 't' of shape [7] and dtype F4 holds 28 bits, not a whole number of bytes "
+                              "(StSizeMismatch)");
+  // Names the newer safetensors does not have either stay unknown.
+  for (const char* name : {"F8_E4M3FN", "C128", "U4", "I4", "f4", "E8M0"})
+    expect("{" + entry("t", name, "[8]", 0, 8) + "}", 8, Error::StUnknownDtype);
+  // A product past 2^64 bytes, with the sub-byte factor too.
+  expect("{" + entry("t", "F4", "[36893488147419103232]", 0, 0) + "}", 0, Error::StInvalidShape);
+  expect("{" + entry("t", "C64", "[4294967296, 4294967296]", 0, 0) + "}", 0, Error::StSizeMismatch);
 }

@@ -550,3 +550,33 @@ def test_read_of_a_file_without_tensors_and_of_a_shape_numpy_cannot_hold(df11mod
         with pytest.raises(df11mod.UsageError) as e:
             f.read("e")
         assert "tensor 'e' of shape [0, 18446744073709551615] has no numpy form" in e.value.message
+
+
+def test_dtypes_of_safetensors_08(df11mod, cli, tmp_path):
+    """The dtypes safetensors 0.8 added: float8 ones through ml_dtypes (or
+    uint8 without it), complex64 as numpy's, the packed F4/F6 as raw bytes."""
+    rng = np.random.default_rng(3)
+    blocks = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    scales = (118 + rng.integers(0, 8, 256)).astype(np.uint8).tobytes()
+    c64 = (rng.standard_normal(64) + 1j * rng.standard_normal(64)).astype(np.complex64)
+    src = str(tmp_path / "mx.safetensors")
+    st_io.write(src, [("blocks", "F4", [64, 128], blocks), ("scales", "F8_E8M0", [64, 4], scales),
+                      ("f6", "F6_E2M3", [8], bytes(range(6))), ("fnuz", "F8_E4M3FNUZ", [3], b"\x00\x01\x80"),
+                      ("rot", "C64", [64], c64.tobytes())])
+    packed = compress(cli, src, str(tmp_path / "mx.df11"))
+    with df11mod.open(packed) as f:
+        b = f.read("blocks")
+        assert b.dtype == np.uint8 and b.shape == (4096,) and b.tobytes() == blocks
+        assert f.info("blocks")["shape"] == (64, 128)
+        assert f.read("f6").tobytes() == bytes(range(6))
+        r = f.read("rot")
+        assert r.dtype == np.complex64 and r.shape == (64,) and np.array_equal(r, c64)
+        s = f.read("scales")
+        assert s.shape == (64, 4) and s.tobytes() == scales
+        try:
+            import ml_dtypes
+            want = np.dtype(getattr(ml_dtypes, "float8_e8m0fnu", np.uint8))
+        except ImportError:
+            want = np.dtype(np.uint8)
+        assert s.dtype == want
+        assert f.read("fnuz").tobytes() == b"\x00\x01\x80"

@@ -34,9 +34,10 @@ void check_header(const df11::StHeader& h, uint64_t data_size) {
       DF11_FUZZ_CHECK(d == 0 || elems <= UINT64_MAX / d);
       elems *= d;
     }
-    const uint64_t es = df11::dtype_size(t.dtype);
-    DF11_FUZZ_CHECK(es > 0);
-    DF11_FUZZ_CHECK(elems <= UINT64_MAX / es && elems * es == t.end - t.begin);
+    const uint64_t eb = df11::dtype_bits(t.dtype);
+    DF11_FUZZ_CHECK(eb > 0);
+    const unsigned __int128 bits = static_cast<unsigned __int128>(elems) * eb;
+    DF11_FUZZ_CHECK(bits % 8 == 0 && bits / 8 == t.end - t.begin);
     df11::Dtype back;
     DF11_FUZZ_CHECK(df11::dtype_from_name(df11::dtype_name(t.dtype), &back) && back == t.dtype);
   }
