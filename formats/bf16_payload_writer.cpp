@@ -11,6 +11,7 @@
 #include "earliest_status.h"
 #include "parallel.h"
 #include "read_ahead.h"
+#include <zstd.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -34,6 +35,34 @@ std::unique_ptr<ReadAhead> window_read_ahead(const MappedFile& in, uint64_t src,
     const uint64_t b = k * w, len = std::min(w, n - b);
     return in.read(src + 2 * b, 2 * len, bufs[slot].data());
   });
+}
+
+// Whether zstd would store the n weights at `src` in under `budget` bytes,
+// judged from at most 256 KiB of them: the whole tensor when it is that
+// small, else 16 pieces of 16 KiB spread evenly, each compressed alone (no
+// piece sees another's repeats, so the estimate errs on zstd's side).
+Status zstd_estimate_under(const MappedFile& in, uint64_t src, uint64_t n, uint64_t budget, bool* under) {
+  constexpr uint64_t kPiece = 16 << 10, kPieces = 16;
+  const uint64_t bytes = 2 * n;
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  if (!cctx) return make_status(Error::OutOfMemory, in.path(), "zstd: out of memory");
+  std::vector<uint8_t> piece(std::min(bytes, kPiece * kPieces)), z(ZSTD_compressBound(piece.size()));
+  uint64_t sampled = 0, stored = 0;
+  auto add = [&](uint64_t at, uint64_t len) -> Status {
+    if (Status s = in.read(src + at, len, piece.data()); !s.ok()) return s;
+    const size_t c = ZSTD_compressCCtx(cctx.get(), z.data(), z.size(), piece.data(), len, 1);
+    stored += ZSTD_isError(c) ? len : c;
+    sampled += len;
+    return Status::Ok();
+  };
+  if (bytes <= piece.size()) {
+    if (Status s = add(0, bytes); !s.ok()) return s;
+  } else {
+    for (uint64_t k = 0; k < kPieces; ++k)  // even offsets: whole weights
+      if (Status s = add((bytes - kPiece) / (kPieces - 1) * k & ~uint64_t{1}, kPiece); !s.ok()) return s;
+  }
+  *under = static_cast<unsigned __int128>(stored) * bytes < static_cast<unsigned __int128>(budget) * sampled;
+  return Status::Ok();
 }
 
 }  // namespace
@@ -113,6 +142,21 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
   const Bf16Sections sec = bf16_sections(g);
   r->payload_size = sec.end;
   if (sec.end >= 2 * n) return Status::Ok();  // not smaller: the caller stores it otherwise
+  // BF16_HUFFMAN keeps every sign-mantissa byte: at least 8 bits a weight.
+  // A tensor where one exponent holds half the weights or more (zeros, a
+  // constant, a mask, a sparse matrix) may repeat those bytes too, and zstd
+  // then stores it in a fraction of that (a 32 MiB zero matrix: 1 KB against
+  // 19 MB). It goes to ZSTD only when zstd takes under half the space: that
+  // tensor stops being decodable on the GPU (df11_pack_host refuses it, and
+  // the Python loader keeps it dense there), which a sparse matrix that zstd
+  // shrinks by a fifth more is not worth. Trained weights (no exponent above
+  // a third of them) are never sampled.
+  const uint64_t top = *std::max_element(r->hist.begin(), r->hist.end());
+  if (2 * top >= n) {
+    bool under = false;
+    if (Status s = zstd_estimate_under(in, src_offset, n, sec.end / 2, &under); !s.ok()) return s;
+    if (under) return Status::Ok();
+  }
   r->huffman = true;
 
   // Pass 2: every window encoded at its bit offset and stored at its place.

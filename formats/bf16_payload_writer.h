@@ -29,7 +29,10 @@ uint64_t set_bf16_window_elems(uint64_t elems) noexcept;
 }  // namespace testing
 
 struct Bf16PayloadResult {
-  bool huffman = false;   // false: BF16_HUFFMAN is not smaller than the tensor; nothing written
+  // false: nothing written, the caller stores the tensor otherwise (ZSTD, or
+  // RAW): BF16_HUFFMAN is not smaller than it, or zstd stores it in under half
+  // of BF16_HUFFMAN's size (a degenerate tensor, sampled).
+  bool huffman = false;
   uint64_t orig_xxh64 = 0;
   uint64_t payload_size = 0;
   Bf16Geometry geom;
@@ -42,7 +45,8 @@ class Bf16PayloadWriter {
   // Encodes the n weights at `src_offset` of `in` into a BF16_HUFFMAN payload
   // at offset p0 of `out` (pwrite; the file offset is left alone). Pass 1
   // computes the histogram and the tensor's XXH64; if Huffman coding is not
-  // smaller, it returns with r->huffman false and writes nothing.
+  // smaller, or zstd would take under half its size, it returns with
+  // r->huffman false and writes nothing.
   Status write(const MappedFile& in, uint64_t src_offset, uint64_t n, AtomicOutputFile& out, uint64_t p0,
                unsigned threads, Bf16PayloadResult* r);
 

@@ -32,7 +32,7 @@ Bytes bf16_bytes(const std::vector<uint16_t>& w) {
 }
 
 // The reference container, built once: a 2-block BF16 tensor, a one-symbol
-// BF16 tensor, a ZSTD F32 tensor, a RAW U8 tensor, an empty BF16 tensor.
+// BF16 tensor (one exponent), a ZSTD F32 tensor, a RAW U8 tensor, an empty BF16 tensor.
 struct Reference {
   Bytes original;   // safetensors
   Bytes container;  // .df11
@@ -49,9 +49,13 @@ const Reference& reference() {
     Bytes rnd(64);
     uint32_t x = 12345;
     for (auto& b : rnd) b = static_cast<uint8_t>((x = x * 1103515245u + 12345u) >> 24);
+    // One exponent (a one-symbol code) under random signs and mantissas: a
+    // constant would be stored as ZSTD, which takes it in a few bytes.
+    std::vector<uint16_t> one_exponent(3000);
+    for (auto& w : one_exponent) w = static_cast<uint16_t>(0x3F80 | (((x = x * 1103515245u + 12345u) >> 16) & 0x807F));
     ref.original = df11test::make_safetensors({
         {"big", "BF16", {30000}, bf16_bytes(df11test::gaussian_bf16(30000, 0.05, 2))},
-        {"const", "BF16", {3000}, bf16_bytes(std::vector<uint16_t>(3000, 0x3F80))},
+        {"const", "BF16", {3000}, bf16_bytes(one_exponent)},
         {"norm", "F32", {512}, f32},
         {"rand", "U8", {64}, rnd},
         {"empty", "BF16", {0}, {}},

@@ -223,3 +223,49 @@ TEST_CASE("round trip: the dtypes of safetensors 0.8 (MX scales, FP4/FP6, FNUZ, 
     }
   }
 }
+
+TEST_CASE("round trip: degenerate BF16 tensors go to ZSTD, trained and 2:4-sparse ones stay BF16_HUFFMAN",
+          "[roundtrip][special]") {
+  // BF16_HUFFMAN keeps every sign-mantissa byte (8 bits a weight at least);
+  // zeros, a constant or a mask repeat them, and zstd stores such a tensor in
+  // a few bytes. The writer samples a tensor whose top exponent holds half its
+  // weights or more and takes ZSTD when zstd needs under half the space.
+  df11test::TempDir tmp;
+  std::mt19937_64 rng(23);
+  const uint64_t n = 2048 * 2048;  // 8 MiB: sampled in pieces
+  std::vector<uint16_t> zeros(n, 0), ones(n, 0x3F80), mask(1024 * 1024), sparse = df11test::gaussian_bf16(n, 0.02, 4);
+  for (uint64_t r = 0; r < 1024; ++r)
+    for (uint64_t c = 0; c < 1024; ++c) mask[r * 1024 + c] = c <= r ? 0x3F80 : 0;
+  for (uint64_t i = 0; i < n; i += 4) {  // 2:4: two of every four weights are zero
+    const uint64_t a = rng() % 4, b = (a + 1 + rng() % 3) % 4;
+    sparse[i + a] = 0;
+    sparse[i + b] = 0;
+  }
+  const std::vector<uint16_t> trained = df11test::gaussian_bf16(n, 0.02, 5);
+  const std::vector<uint16_t> lora_b(4096 * 16, 0);  // small: sampled whole
+  df11test::write_safetensors(tmp.path + "/m.safetensors",
+                              {{"zeros", "BF16", {2048, 2048}, bf16_bytes(zeros)},
+                               {"ones", "BF16", {2048, 2048}, bf16_bytes(ones)},
+                               {"mask", "BF16", {1024, 1024}, bf16_bytes(mask)},
+                               {"sparse", "BF16", {2048, 2048}, bf16_bytes(sparse)},
+                               {"trained", "BF16", {2048, 2048}, bf16_bytes(trained)},
+                               {"lora_B", "BF16", {4096, 16}, bf16_bytes(lora_b)}});
+  Report rep;
+  REQUIRE(compress(tmp.path + "/m.safetensors", tmp.path + "/m.df11", opts(2), &rep).message == "");
+  REQUIRE(rep.files.size() == 1);
+  for (const auto& t : rep.files[0].tensors) {
+    INFO(t.name << ": " << t.encoding << ", " << t.stored_bytes << " of " << t.original_bytes << " bytes");
+    if (t.name == "sparse" || t.name == "trained") {
+      CHECK(t.encoding == "bf16-huffman");
+    } else {
+      CHECK(t.encoding == "zstd");
+      CHECK(t.stored_bytes * 100 < t.original_bytes);  // under 1% (BF16_HUFFMAN: 56%)
+    }
+  }
+  REQUIRE(decompress(tmp.path + "/m.df11", tmp.path + "/r.safetensors", opts(2), nullptr).ok());
+  CHECK(df11test::read_file(tmp.path + "/r.safetensors") == df11test::read_file(tmp.path + "/m.safetensors"));
+  Options v = opts(2);
+  v.device = "cpu";
+  VerifyReport vr;
+  CHECK(verify(tmp.path + "/m.df11", tmp.path + "/m.safetensors", v, &vr).message == "");
+}
