@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <memory>
 #include <cstring>
+#include <functional>
 #include <mutex>
 
 #include "container_layout.h"
@@ -28,12 +29,20 @@ struct EdgeWord {
   uint32_t bits;
 };
 
-// With one worker, window k + 1 is read while window k is coded.
+// With one worker, window k + 1 is read while window k is coded, and
+// `then` runs on the reader's thread too, on each window just read, in
+// window order: the part of a pass that would otherwise wait on the coder
+// (pass 1's XXH64, pass 2's split), so that at -T1 the two threads share
+// the work instead of one copying and the other doing everything else.
+using AfterRead = std::function<void(int slot, const uint16_t* w, uint64_t len)>;
 std::unique_ptr<ReadAhead> window_read_ahead(const MappedFile& in, uint64_t src, uint64_t n, uint64_t w,
-                                             std::vector<uint16_t>* bufs) {
-  return std::make_unique<ReadAhead>(div_ceil(n, w), [&in, src, n, w, bufs](uint64_t k, int slot) {
+                                             std::vector<uint16_t>* bufs, AfterRead then) {
+  return std::make_unique<ReadAhead>(div_ceil(n, w), [&in, src, n, w, bufs, then = std::move(then)](uint64_t k,
+                                                                                                     int slot) {
     const uint64_t b = k * w, len = std::min(w, n - b);
-    return in.read(src + 2 * b, 2 * len, bufs[slot].data());
+    const Status s = in.read(src + 2 * b, 2 * len, bufs[slot].data());
+    if (s.ok()) then(slot, bufs[slot].data(), len);
+    return s;
   });
 }
 
@@ -96,7 +105,10 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
       std::unique_ptr<ReadAhead> ahead;
       if (workers == 1 && nwin > 1) {
         sl.in[1].resize(W);
-        ahead = window_read_ahead(in, src_offset, n, W, sl.in);
+        // The reader hashes each window it reads (in order): the XXH64 leaves
+        // the coder's thread, which keeps the histogram.
+        ahead = window_read_ahead(in, src_offset, n, W, sl.in,
+                                  [&xxh](int, const uint16_t* w, uint64_t len) { XXH64_update(&xxh, w, 2 * len); });
       }
       for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
         const uint64_t b = k * W, len = std::min(W, n - b);
@@ -112,10 +124,13 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         const Histogram h = exponent_histogram(w, len);
         for (int e = 0; e < 256; ++e) hists_[k][e] = static_cast<uint32_t>(h[e]);
         if (k == nwin - 1) last_exp = static_cast<uint8_t>((w[len - 1] >> 7) & 0xFF);
+        if (ahead) {
+          ahead->release(k);
+          continue;
+        }
         if (!turn.wait(k)) return;
         XXH64_update(&xxh, w, 2 * len);
         turn.done();
-        if (ahead) ahead->release(k);
       }
     }, [&] {
       first.stop();
@@ -181,22 +196,30 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     std::atomic<uint64_t> next{0};
     run_workers(workers, [&](unsigned wk) {
       Slot& sl = slots_[wk];
-      sl.exps.resize(W);
-      sl.sm.resize(W);
+      sl.exps[0].resize(W);
+      sl.sm[0].resize(W);
       sl.words.resize(div_ceil(W * kMaxCodeLength, 32) + 2);
       std::unique_ptr<ReadAhead> ahead;
-      if (workers == 1 && nwin > 1) ahead = window_read_ahead(in, src_offset, n, W, sl.in);
+      if (workers == 1 && nwin > 1) {
+        // The reader splits each window it reads into that slot's planes:
+        // the coder's thread keeps only the encode.
+        sl.exps[1].resize(W);
+        sl.sm[1].resize(W);
+        ahead = window_read_ahead(in, src_offset, n, W, sl.in, [&sl](int slot, const uint16_t* w, uint64_t len) {
+          split_bf16(w, len, sl.exps[slot].data(), sl.sm[slot].data());
+        });
+      }
       for (uint64_t k; !first.failed && (k = next.fetch_add(1)) < nwin;) {
         const uint64_t b = k * W, cnt = std::min(W, n - b);
-        const uint16_t* w = sl.in[0].data();
+        const int slot = ahead ? static_cast<int>(k & 1) : 0;
         Status s = ahead ? ahead->get(k) : whole ? Status::Ok() : in.read(src_offset + 2 * b, 2 * cnt, sl.in[0].data());
-        if (ahead) w = sl.in[k & 1].data();
         if (!s.ok() || interrupted()) {
           first.set(k, s.ok() ? interrupted_status(in.path()) : s);
           return;
         }
-        split_bf16(w, cnt, sl.exps.data(), sl.sm.data());
-        if (ahead) ahead->release(k);  // split: the weights are no longer needed
+        if (!ahead) split_bf16(sl.in[0].data(), cnt, sl.exps[0].data(), sl.sm[0].data());
+        const uint8_t* const exps = sl.exps[slot].data();
+        const uint8_t* const sm = sl.sm[slot].data();
         // The previous window's last code length: needed to know whether this
         // window opens a chunk at its first code.
         uint32_t prev_len = 0;
@@ -210,8 +233,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
           prev_len = len[(prev >> 7) & 0xFF];
         }
         const uint64_t bb = bit_begin[k], be = bit_begin[k + 1];
-        encode_bf16_window(tables, sl.exps.data(), b, cnt, bb, prev_len, sl.words.data(), gaps_.data(),
-                           block_out_.data());
+        encode_bf16_window(tables, exps, b, cnt, bb, prev_len, sl.words.data(), gaps_.data(), block_out_.data());
         // One worker: through the writer thread's buffers, so the page-cache
         // copy overlaps the coding. Several: each writes its own, one at a time
         // (AtomicOutputFile::pwrite), without the copy into a buffer (as
@@ -219,7 +241,10 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
         auto put = [&](const void* d, uint64_t bytes, uint64_t at) {
           return whole ? put_whole(d, bytes, at) : workers > 1 ? out.pwrite(d, bytes, at) : out.pwrite_behind(d, bytes, at);
         };
-        s = put(sl.sm.data(), cnt, p0 + sec.sm + b);
+        s = put(sm, cnt, p0 + sec.sm + b);
+        // The slot's planes are used (put copied the sign-mantissa bytes, or
+        // wrote them): the reader may refill it.
+        if (ahead) ahead->release(k);
         // Whole words inside this window go out now; a first or last word
         // that a neighbour shares is kept as an edge.
         const uint64_t w0 = bb / 32, w_end = div_ceil(be, 32);

@@ -53,7 +53,7 @@ class Bf16PayloadWriter {
  private:
   struct Slot {  // one worker's buffers
     std::vector<uint16_t> in[2];  // two with one worker: one is read ahead
-    std::vector<uint8_t> exps, sm;
+    std::vector<uint8_t> exps[2], sm[2];  // the planes of in[0] and in[1]
     std::vector<uint32_t> words;
   };
   std::vector<Slot> slots_;
