@@ -488,10 +488,12 @@ static int run(int argc, char** argv) {
 // its temporaries removed), df11 ends by that signal, as GNU sort or cp do: a
 // shell decides from how its child ended whether the user interrupted it, and
 // on a plain exit status `for f in *; do df11 ...; done` went on to the next
-// file after Ctrl-C. Returns `code` when the signal cannot end the process.
+// file after Ctrl-C. So too after a run that completed before it noticed the
+// signal (its output is in place): the user asked to stop, and the shell must
+// hear it. Returns `code` when the signal cannot end the process.
 int end_by_signal_if_interrupted(int code) {
   const int sig = df11::interrupt_signal();
-  if (sig == 0 || code == 0) return code;
+  if (sig == 0) return code;
   std::fflush(stdout);  // a --json report; a reader that is gone is no matter now
   std::fflush(stderr);
   signal(sig, SIG_DFL);

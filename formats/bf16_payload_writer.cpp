@@ -1,6 +1,8 @@
 #include "bf16_payload_writer.h"
 
 #include <algorithm>
+#include <thread>
+#include <chrono>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -8,10 +10,12 @@
 #include <functional>
 #include <mutex>
 
+#include "byte_planes.h"
 #include "container_layout.h"
 #include "earliest_status.h"
 #include "parallel.h"
 #include "read_ahead.h"
+#include "zstd_payload.h"
 #include <zstd.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -21,6 +25,13 @@ namespace df11 {
 namespace {
 
 std::atomic<uint64_t> g_window_elems{0};  // testing hook; 0: kBf16WindowElems
+std::atomic<uint32_t> g_coder_delay_us{0};  // testing hook; 0: none
+
+// The testing hook's pause of the coder, with its window in hand.
+void coder_delay() {
+  if (const uint32_t us = g_coder_delay_us.load(std::memory_order_relaxed))
+    std::this_thread::sleep_for(std::chrono::microseconds(us));
+}
 
 // One stream word shared by two windows (or the partial last word): OR-ed
 // together once every window is done.
@@ -47,24 +58,29 @@ std::unique_ptr<ReadAhead> window_read_ahead(const MappedFile& in, uint64_t src,
 }
 
 // Whether zstd would store the n weights at `src` in under `budget` bytes,
-// judged from at most 256 KiB of them: the whole tensor when it is that
-// small, else 16 pieces of 16 KiB spread evenly, each compressed alone (no
-// piece sees another's repeats, so the estimate errs on zstd's side).
+// judged as the ZSTD payload would be written (byte planes, the payload's
+// level): the whole tensor when it is at most 256 KiB (then exactly what the
+// payload holds), else 16 pieces of 16 KiB spread evenly, each one group of
+// planes, compressed alone (no piece sees another's repeats, so the estimate
+// errs against zstd).
 Status zstd_estimate_under(const MappedFile& in, uint64_t src, uint64_t n, uint64_t budget, bool* under) {
   constexpr uint64_t kPiece = 16 << 10, kPieces = 16;
   const uint64_t bytes = 2 * n;
+  const int level = bytes <= kZstdSmallBytes ? kZstdSmallLevel : kZstdLevel;
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
   if (!cctx) return make_status(Error::OutOfMemory, in.path(), "zstd: out of memory");
-  std::vector<uint8_t> piece(std::min(bytes, kPiece * kPieces)), z(ZSTD_compressBound(piece.size()));
+  const uint64_t most = std::min(bytes, kPiece * kPieces);
+  std::vector<uint8_t> piece(most), planes(most), z(ZSTD_compressBound(most));
   uint64_t sampled = 0, stored = 0;
   auto add = [&](uint64_t at, uint64_t len) -> Status {
     if (Status s = in.read(src + at, len, piece.data()); !s.ok()) return s;
-    const size_t c = ZSTD_compressCCtx(cctx.get(), z.data(), z.size(), piece.data(), len, 1);
+    to_byte_planes(piece.data(), len, 2, planes.data());
+    const size_t c = ZSTD_compressCCtx(cctx.get(), z.data(), z.size(), planes.data(), len, level);
     stored += ZSTD_isError(c) ? len : c;
     sampled += len;
     return Status::Ok();
   };
-  if (bytes <= piece.size()) {
+  if (bytes <= most) {
     if (Status s = add(0, bytes); !s.ok()) return s;
   } else {
     for (uint64_t k = 0; k < kPieces; ++k)  // even offsets: whole weights
@@ -78,6 +94,7 @@ Status zstd_estimate_under(const MappedFile& in, uint64_t src, uint64_t n, uint6
 
 namespace testing {
 uint64_t set_bf16_window_elems(uint64_t elems) noexcept { return g_window_elems.exchange(elems); }
+uint32_t set_bf16_coder_delay_us(uint32_t us) noexcept { return g_coder_delay_us.exchange(us); }
 }  // namespace testing
 
 Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint64_t n, AtomicOutputFile& out,
@@ -120,6 +137,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
           turn.abort();
           return;
         }
+        coder_delay();
         // Straight from the weights: pass 2 splits them (pass 1 needs no planes).
         const Histogram h = exponent_histogram(w, len);
         for (int e = 0; e < 256; ++e) hists_[k][e] = static_cast<uint32_t>(h[e]);
@@ -217,6 +235,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
           first.set(k, s.ok() ? interrupted_status(in.path()) : s);
           return;
         }
+        coder_delay();
         if (!ahead) split_bf16(sl.in[0].data(), cnt, sl.exps[0].data(), sl.sm[0].data());
         const uint8_t* const exps = sl.exps[slot].data();
         const uint8_t* const sm = sl.sm[slot].data();

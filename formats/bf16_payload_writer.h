@@ -26,6 +26,11 @@ namespace testing {
 // default. Process-wide; returns the previous setting. The payload is the
 // same bytes whatever the window size.
 uint64_t set_bf16_window_elems(uint64_t elems) noexcept;
+// Test hook: the coding thread pauses `us` microseconds with each window in
+// hand (after the read-ahead delivered it, before using it), so that a slot
+// handed back too early is refilled under it every time. 0 (the default):
+// no pause. Returns the previous setting.
+uint32_t set_bf16_coder_delay_us(uint32_t us) noexcept;
 }  // namespace testing
 
 struct Bf16PayloadResult {

@@ -174,7 +174,9 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
   const uint64_t meta_len = fh.json_size + fh.tensor_count * kRecordSize;
   if (ZSTD_getFrameContentSize(d + fh.meta_offset, fh.meta_size) != meta_len)
     return fail(Error::Df11BadHeaderField, "meta block does not declare JSON + index size");
-  if (meta_len > zstd_max_output(fh.meta_size) || !single_zstd_frame_pread(m.file, fh.meta_offset, fh.meta_size))
+  bool one_frame = false;
+  if (s = single_zstd_frame_pread(m.file, fh.meta_offset, fh.meta_size, &one_frame); !s.ok()) return s;
+  if (meta_len > zstd_max_output(fh.meta_size) || !one_frame)
     return fail(Error::Df11BadHeaderField, "meta block is not one zstd frame that can hold JSON + index");
   m.meta.resize(meta_len);
   const size_t got = ZSTD_decompress(m.meta.data(), meta_len, d + fh.meta_offset, fh.meta_size);
@@ -225,7 +227,7 @@ Status Reader::open(const std::string& path, std::unique_ptr<Reader>* out) {
     if (r.encoding == kZstd) {
       const unsigned long long c = ZSTD_getFrameContentSize(t.payload, r.payload_size);
       if (c != r.orig_size) return bad(Error::Df11ZstdCorrupt, "zstd frame does not declare the tensor's size");
-      const bool one_frame = single_zstd_frame_pread(m.file, r.payload_offset, r.payload_size);
+      if (s = single_zstd_frame_pread(m.file, r.payload_offset, r.payload_size, &one_frame); !s.ok()) return s;
       if (r.orig_size > zstd_max_output(r.payload_size) || !one_frame)
         return bad(Error::Df11ZstdCorrupt, "payload is not one zstd frame that can hold the tensor");
     }
@@ -385,19 +387,22 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
       const uint64_t nb = mapped.geom.n_blocks(), groups = div_ceil(nb, kGroupBlocks);
       const unsigned workers = decode_workers(i, threads);
       // Blocks [b0, b1) of `v`, from their stream words and sign-mantissa
-      // bytes, decoded to `to` and placed (at their offset in the tensor);
-      // returns the bytes decoded in *bytes, *size.
+      // bytes, decoded to `to` (into `dest`, or `out`): d.bytes, d.size, and
+      // d.offset in the tensor, where `place` puts them unless decoded in place.
+      struct Decoded {
+        const uint8_t* bytes = nullptr;
+        uint64_t size = 0, offset = 0;
+      };
       auto decode_group = [&](const Bf16Decoder& dec, const Bf16View& v, uint64_t b0, uint64_t b1, const uint32_t* words,
-                              const uint8_t* sm, std::vector<uint16_t>& out, const uint8_t** bytes, uint64_t* size) {
+                              const uint8_t* sm, std::vector<uint16_t>& out, Decoded* d) {
         const uint64_t e0 = v.block_out[b0], e1 = v.block_out[b1];
         if (!direct && out.size() < e1 - e0) out.resize(e1 - e0);
         uint16_t* const to = direct ? reinterpret_cast<uint16_t*>(direct) + e0 : out.data();
-        *bytes = reinterpret_cast<const uint8_t*>(to);
-        *size = 2 * (e1 - e0);
+        *d = Decoded{reinterpret_cast<const uint8_t*>(to), 2 * (e1 - e0), 2 * e0};
         const Error e = dec.decode_window(b0, b1, words, sm, to);
-        if (e != Error::Ok) return fail(e, "exponent stream does not decode consistently");
-        return direct ? Status::Ok() : place(2 * e0, *bytes, *size);
+        return e == Error::Ok ? Status::Ok() : fail(e, "exponent stream does not decode consistently");
       };
+      auto place_group = [&](const Decoded& d) { return direct ? Status::Ok() : place(d.offset, d.bytes, d.size); };
       // One group (a tensor of up to about 1 MB): its sections read in one
       // pread, decoded, placed and hashed right here. The threads below (an
       // in-order stage, a reader) cost more than such a tensor's decode:
@@ -419,11 +424,11 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
           break;
         }
         if (sc.slots.empty()) sc.slots.resize(1);
-        const uint8_t* bytes = nullptr;
-        uint64_t size = 0;
+        Decoded d;
         s = decode_group(Bf16Decoder(v), v, 0, nb, reinterpret_cast<const uint32_t*>(sec.data() + (stream_at - block_out_at)),
-                         sec.data() + (sm_at - block_out_at) + v.block_out[0], sc.slots[0].out[0], &bytes, &size);
-        if (s.ok()) s = in_order(bytes, size);
+                         sec.data() + (sm_at - block_out_at) + v.block_out[0], sc.slots[0].out[0], &d);
+        if (s.ok()) s = place_group(d);
+        if (s.ok()) s = in_order(d.bytes, d.size);
         break;
       }
       sc.block_out.resize(mapped.geom.block_out_entries());
@@ -517,11 +522,11 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
             }
             const uint64_t b0 = g * kGroupBlocks, b1 = std::min(nb, b0 + kGroupBlocks);
             const int k = ahead ? static_cast<int>(g & 1) : 0;
-            const uint8_t* bytes = nullptr;
-            uint64_t size = 0;
+            Decoded d;
             Status st = ahead ? ahead->get(g) : load(sl, g, 0);
-            if (st.ok()) st = decode_group(dec, v, b0, b1, sl.stream[k].data(), sl.sm[k].data(), sl.out[bi], &bytes, &size);
-            if (ahead) ahead->release(g);
+            if (st.ok()) st = decode_group(dec, v, b0, b1, sl.stream[k].data(), sl.sm[k].data(), sl.out[bi], &d);
+            if (ahead) ahead->release(g);  // decoded: the reader may refill the slot while this one is placed
+            if (st.ok()) st = place_group(d);
             if (!st.ok()) {
               first.set(g, st);
               abort_all();
@@ -529,7 +534,7 @@ Status Reader::decode(size_t i, unsigned threads, const PlacedSink* place_to, co
             }
             std::lock_guard<std::mutex> lock(mu);
             if (!direct) busy[bi] = true;
-            ready[g] = Ready{bytes, size, direct ? nullptr : &busy[bi]};
+            ready[g] = Ready{d.bytes, d.size, direct ? nullptr : &busy[bi]};
             cv.notify_all();
           }
           // The stage may still read this worker's buffers: wait until it is

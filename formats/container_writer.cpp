@@ -22,13 +22,6 @@ namespace df11 {
 
 namespace {
 
-// zstd levels for non-BF16 tensors. Most are small (norms, biases: a few KB);
-// on those level 19 costs milliseconds and stores 4% less than level 3 (GPT-2
-// test file: 127 KB instead of 133 KB of byte planes). Level 19 runs at a few
-// MB/s, so tensors above kZstdSmallBytes keep zstd's default balance, level 3.
-constexpr int kZstdLevel = 3;
-constexpr int kZstdSmallLevel = 19;
-constexpr uint64_t kZstdSmallBytes = uint64_t{64} << 10;
 
 struct XxhState {
   XXH64_state_t* s = XXH64_createState();

@@ -185,9 +185,10 @@ class Reader {
   Status decode_tensor_stream(size_t i, unsigned threads, const PlacedSink& place,
                               const PieceSink& ordered = nullptr) const;
   // How many threads the decodes above run for tensor i when offered
-  // `threads` (0: all cores): 1 for RAW and ZSTD tensors and for BF16 ones of
-  // up to about 1 MB, never more than offered. At 1, `place` is called from
-  // one thread only, in order.
+  // `threads` (0 counts as 1, as in the decodes: a caller resolves "all
+  // cores" itself): 1 for RAW and ZSTD tensors and for BF16 ones of up to
+  // about 1 MB, never more than offered. At 1, `place` is called from one
+  // thread only, in order.
   unsigned decode_workers(size_t i, unsigned threads) const;
   // The original file's first 8 + json_size bytes.
   std::vector<uint8_t> original_header() const;

@@ -357,9 +357,10 @@ class StHandler final : public JsonHandler {
       return;
     }
     if (bits % 8 != 0) {
+      std::string count;  // decimal; bits may pass 2^64 (up to 2^67)
+      for (unsigned __int128 v = bits; v; v /= 10) count.insert(count.begin(), static_cast<char>('0' + v % 10));
       fail(Error::StSizeMismatch, tensor_ref() + " of shape " + shape_text(e.shape) + " and dtype " +
-                                      dtype_name(e.dtype) + " holds " + std::to_string(static_cast<uint64_t>(bits)) +
-                                      " bits, not a whole number of bytes");
+                                      dtype_name(e.dtype) + " holds " + count + " bits, not a whole number of bytes");
       return;
     }
     const uint64_t bytes = static_cast<uint64_t>(bits / 8);

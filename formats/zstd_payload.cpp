@@ -173,43 +173,47 @@ Status ZstdPayloadReader::read(const MappedFile& file, uint64_t offset, uint64_t
 // walks every block header through the mapping, and fault-around maps the
 // pages between them too, so a 512 MB F32 tensor's check held about 500 MB
 // (a black-box audit measured 528 MB for verify, decompress and info).
-// Block headers are read through a 4 KiB window (RFC 8878, 3.1.1).
-bool single_zstd_frame_pread(const MappedFile& f, uint64_t at, uint64_t n) {
+// Block headers are read through a 4 KiB window (RFC 8878, 3.1.1). A read
+// that fails is its own error, not a verdict on the frame.
+Status single_zstd_frame_pread(const MappedFile& f, uint64_t at, uint64_t n, bool* one_frame) {
+  *one_frame = false;
   uint8_t win[4096];
   uint64_t win_at = 0, win_len = 0;  // win holds [win_at, win_at + win_len) of the payload
+  Status read_error;
   auto bytes = [&](uint64_t pos, uint64_t len) -> const uint8_t* {
     if (pos + len > n) return nullptr;
     if (pos < win_at || pos + len > win_at + win_len) {
       win_at = pos;
       win_len = std::min<uint64_t>(sizeof win, n - pos);
-      if (!f.read(at + pos, win_len, win).ok()) return nullptr;
+      if (read_error = f.read(at + pos, win_len, win); !read_error.ok()) return nullptr;
     }
     return win + (pos - win_at);
   };
   const uint8_t* h = bytes(0, 5);
-  if (!h || (h[0] | h[1] << 8 | h[2] << 16 | static_cast<uint32_t>(h[3]) << 24) != 0xFD2FB528u) return false;
+  if (!h || (h[0] | h[1] << 8 | h[2] << 16 | static_cast<uint32_t>(h[3]) << 24) != 0xFD2FB528u) return read_error;
   const unsigned fhd = h[4];
-  if (fhd & 0x08) return false;  // reserved bit
+  if (fhd & 0x08) return read_error;  // reserved bit
   const unsigned single_segment = (fhd >> 5) & 1, fcs_flag = fhd >> 6;
   if (!single_segment) {  // the window descriptor: as zstd, no window over 2^31
     const uint8_t* w = bytes(5, 1);
-    if (!w || (*w >> 3) + 10 > 31) return false;
+    if (!w || (*w >> 3) + 10 > 31) return read_error;
   }
   static constexpr unsigned kDictIdBytes[4] = {0, 1, 2, 4}, kContentSizeBytes[4] = {0, 2, 4, 8};
   uint64_t pos = 5 + (single_segment ? 0 : 1) + kDictIdBytes[fhd & 3] +
                  (fcs_flag == 0 ? single_segment : kContentSizeBytes[fcs_flag]);
   for (bool last = false; !last;) {
     const uint8_t* b = bytes(pos, 3);
-    if (!b) return false;
+    if (!b) return read_error;
     const uint32_t block = b[0] | b[1] << 8 | static_cast<uint32_t>(b[2]) << 16;
     const unsigned type = (block >> 1) & 3;
-    if (type == 3) return false;  // reserved block type
+    if (type == 3) return read_error;  // reserved block type
     last = block & 1;
     pos += 3 + (type == 1 ? 1 : block >> 3);  // an RLE block holds one byte
-    if (pos > n) return false;
+    if (pos > n) return read_error;
   }
   if ((fhd >> 2) & 1) pos += 4;  // content checksum
-  return pos == n;
+  *one_frame = pos == n;
+  return read_error;
 }
 
 }  // namespace df11

@@ -488,6 +488,10 @@ TEST_CASE("safetensors: the dtypes of safetensors 0.8, sub-byte ones in whole by
   const Status s = parse("{" + entry("t", "F4", "[7]", 0, 4) + "}", 4);
   CHECK(s.message == kLabel + ": tensor 't' of shape [7] and dtype F4 holds 28 bits, not a whole number of bytes "
                               "(StSizeMismatch)");
+  // Past 2^64 bits (but within 2^64 bytes), counted exactly in the message.
+  const Status big = parse("{" + entry("t", "F4", "[4611686018427387905]", 0, 0) + "}", 0);
+  CHECK(big.message == kLabel + ": tensor 't' of shape [4611686018427387905] and dtype F4 holds "
+                                "18446744073709551620 bits, not a whole number of bytes (StSizeMismatch)");
   // Names the newer safetensors does not have either stay unknown.
   for (const char* name : {"F8_E4M3FN", "C128", "U4", "I4", "f4", "E8M0"})
     expect("{" + entry("t", name, "[8]", 0, 8) + "}", 8, Error::StUnknownDtype);

@@ -335,6 +335,7 @@ TEST_CASE("stream codec: decode_workers says how many threads call the sink", "[
     if (ts[i].name == "big") {
       big_i = i;
       CHECK(ts[i].encoding == 2);
+      CHECK(r->decode_workers(i, 0) == 1);  // 0 counts as 1
       CHECK(r->decode_workers(i, 1) == 1);
       CHECK(r->decode_workers(i, 3) == 3);
       const unsigned all = r->decode_workers(i, 1000);  // one per group of blocks
@@ -374,4 +375,32 @@ TEST_CASE("stream codec: decode_workers says how many threads call the sink", "[
                                          : ts[i].name == "f" ? f32 : u8;
       CHECK(got == want);
     }
+}
+
+TEST_CASE("stream codec: at -T1 the reader thread's slots are handed back only when used (testing hooks)", "[stream]") {
+  // One worker: a reader thread reads each window ahead, hashes it (pass 1)
+  // and splits it into planes (pass 2). With the coder pausing on every
+  // window, a slot released before the histogram, the encode or the write
+  // of its sign-mantissa bytes would be refilled with the window after next
+  // under it: the container would differ from the -T3 one (each worker reads
+  // its own windows there) or fail its checksum.
+  struct Hooks {
+    ~Hooks() {
+      df11::testing::set_bf16_window_elems(0);
+      df11::testing::set_bf16_coder_delay_us(0);
+    }
+  } restore;
+  df11test::TempDir tmp;
+  const uint64_t n = 40 * 4096 + 123;
+  const std::vector<uint16_t> w = make_weights(n, 0, 31);
+  df11::testing::set_bf16_window_elems(4096);
+  const Packed three = pack(tmp, w, 3, "t3");
+  df11::testing::set_bf16_coder_delay_us(300);
+  const Packed one = pack(tmp, w, 1, "t1");
+  CHECK(one.bytes == three.bytes);
+  std::unique_ptr<Reader> r;
+  REQUIRE(Reader::open(one.path, &r).message == "");
+  std::vector<uint8_t> got(2 * n);
+  REQUIRE(r->decode_tensor(1, got.data(), 1).message == "");
+  CHECK(std::memcmp(got.data(), w.data(), got.size()) == 0);
 }
