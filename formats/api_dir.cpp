@@ -353,14 +353,15 @@ Status run_op(const std::string& in, const std::string& out_arg, bool compressin
   const std::string out = out_arg.empty() ? default_output_path(in, compressing) : out_arg;
   Status s = refuse_output_over_input(in, out);
   if (!s.ok()) return s;
-  if (is_dir) {
-    s = AtomicOutputDir::named_for_output(dir_op(in, out, opt, report), out);
-  } else {
+  // Out of memory (bad_alloc, a refused thread) is a status naming the input.
+  s = out_of_memory_as_status(in, [&] {
+    if (is_dir) return AtomicOutputDir::named_for_output(dir_op(in, out, opt, report), out);
     FileReport fr;
     fr.path = in;
-    s = file_op(in, out, opt, &fr);
-    if (report && s.ok()) report->files.push_back(std::move(fr));
-  }
+    const Status fs = file_op(in, out, opt, &fr);
+    if (report && fs.ok()) report->files.push_back(std::move(fr));
+    return fs;
+  });
   if (report) {
     for (const auto& f : report->files) {
       report->original_bytes += f.original_bytes;
@@ -374,25 +375,21 @@ Status run_op(const std::string& in, const std::string& out_arg, bool compressin
 }  // namespace
 
 Status compress(const std::string& in, const std::string& out, const Options& opt, Report* report) {
-  return out_of_memory_as_status(in, [&] {
-    return run_op(
-        in, out, true, opt, report,
-        [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
-          return compress_one(i, o, p, r, nullptr);
-        },
-        compress_dir);
-  });
+  return run_op(
+      in, out, true, opt, report,
+      [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
+        return compress_one(i, o, p, r, nullptr);
+      },
+      compress_dir);
 }
 
 Status decompress(const std::string& in, const std::string& out, const Options& opt, Report* report) {
-  return out_of_memory_as_status(in, [&] {
-    return run_op(
-        in, out, false, opt, report,
-        [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
-          return decompress_one(i, o, p, r, nullptr);
-        },
-        decompress_dir);
-  });
+  return run_op(
+      in, out, false, opt, report,
+      [](const std::string& i, const std::string& o, const Options& p, FileReport* r) {
+        return decompress_one(i, o, p, r, nullptr);
+      },
+      decompress_dir);
 }
 
 namespace {
