@@ -89,7 +89,7 @@ echo "Copy of the largest file into one new file in $work (\`cp\`, $lgb GB): $cp
 echo
 echo "| -T | dir compress | GB/s | x -T1 | dir decompress | GB/s | x -T1 | shard compress | GB/s | x -T1 | shard decompress | GB/s | x -T1 |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-declare -A base
+declare -A base base_cpu
 cpu_rows=()
 for t in $threads; do
   row="| $t"
@@ -102,7 +102,7 @@ for t in $threads; do
       fd) r=$(timeit "$df11" decompress -q -T"$t" "$work/first.df11" -o "$work/out1.safetensors"); b=$fbytes ;;
     esac
     read -r s c kb <<<"$r"
-    [ -n "${base[$job]:-}" ] || base[$job]=$s
+    [ -n "${base[$job]:-}" ] || { base[$job]=$s; base_cpu[$job]=$c; }
     row="$row | $(printf '%.2f' "$s") s | $(awk "BEGIN {printf \"%.2f\", $b / $s / 1e9}") | $(awk "BEGIN {printf \"%.2f\", ${base[$job]} / $s}")"
     cpu="$cpu | $c s | $((kb / 1024)) MiB"
   done
@@ -118,4 +118,11 @@ printf '%s\n' "${cpu_rows[@]}"
 echo
 echo "Directory compress includes the SHA-256 of every file (manifest); decompress and the shard runs hash nothing. Target: -T16 at least 6x -T1, or within 80% of the copy bandwidth."
 echo "The most the serial bounds allow at any -T: dir compress $(awk "BEGIN {printf \"%.2f\", ${base[dc]} / $sha_s}")x -T1 (-T1 time / SHA-256 of the largest file), dir decompress written with pwrite alone $(awk "BEGIN {printf \"%.2f\", ${base[dd]} / $cp_s}")x -T1 (-T1 time / copy of the largest file)."
+# -T1 is one coder, yet its helper threads (read-ahead, the SHA-256 of each
+# file, write-behind) keep more than one core busy. Spreading the same CPU
+# time perfectly over the cores of the largest -T gives the most any -T can
+# reach against it, whatever the code does above -T1.
+cores=$(( max_t < $(nproc) ? max_t : $(nproc) ))
+cap() { awk "BEGIN {printf \"%.2f cores busy, at most %.2fx\", ${base_cpu[$1]} / ${base[$1]}, $cores * ${base[$1]} / ${base_cpu[$1]}}"; }
+echo "The most perfect scaling allows on $cores cores ($cores x -T1 time / -T1 CPU time; the first -T of THREADS counts as -T1): dir compress $(cap dc), dir decompress $(cap dd), shard compress $(cap fc), shard decompress $(cap fd)."
 rm -f "$work/.time"
