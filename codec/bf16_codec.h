@@ -40,12 +40,18 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
 void split_bf16(const uint16_t* w, uint64_t n, uint8_t* exps, uint8_t* sm);
 
 // Coding tables of one code: single[e] = code << 8 | length; pair[e0 | e1 << 8]
-// = the two codes joined (lengths summed in the low byte).
+// = the two codes joined (lengths summed in the low byte). set() writes the
+// pairs of exponents that have a code only, the only ones a tensor coded
+// with it looks up, and leaves the rest of the 256 KiB as it was: one object
+// then serves tensor after tensor without clearing it each time (in a file
+// of 8,192 small tensors the clearing was 8% of compress).
 struct Bf16EncodeTables {
-  explicit Bf16EncodeTables(const CodeLengths& lengths);
-  CodeLengths lengths;
-  uint32_t single[256];
-  std::vector<uint32_t> pair;
+  Bf16EncodeTables() = default;
+  explicit Bf16EncodeTables(const CodeLengths& lengths) { set(lengths); }
+  void set(const CodeLengths& lengths);
+  CodeLengths lengths{};
+  uint32_t single[256] = {};
+  std::vector<uint32_t> pair;  // 65536 entries once set
 };
 
 namespace testing {

@@ -43,7 +43,9 @@ void split_bf16(const uint16_t* w, uint64_t n, uint8_t* exps, uint8_t* sm) {
   }
 }
 
-Bf16EncodeTables::Bf16EncodeTables(const CodeLengths& l) : lengths(l), pair(65536, 0) {
+void Bf16EncodeTables::set(const CodeLengths& l) {
+  lengths = l;
+  pair.resize(65536);  // zeros the first time only
   const auto codes = canonical_codes(lengths);
   for (int e = 0; e < 256; ++e) single[e] = (codes[e] << 8) | lengths[e];
   // Pair table, filled only for present exponents (the only ones looked up).

@@ -197,7 +197,8 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
   gaps_.assign(g.gap_bytes(), 0);
   block_out_.assign(g.block_out_entries(), 0);
   block_out_.back() = n;
-  const Bf16EncodeTables tables(len);
+  tables_.set(len);
+  const Bf16EncodeTables& tables = tables_;
   std::vector<EdgeWord> edges(2 * nwin, EdgeWord{UINT64_MAX, 0});
   const uint64_t stream_at = p0 + sec.stream;
   out.start_writer();

@@ -67,6 +67,7 @@ class Bf16PayloadWriter {
   std::vector<uint64_t> block_out_;
   std::vector<uint8_t> head_;  // the sections before the stream, written at once
   std::vector<uint8_t> whole_;  // a one-window tensor's payload, written at once
+  Bf16EncodeTables tables_;     // reused: set() rewrites only the entries a tensor uses
 };
 
 }  // namespace df11

@@ -81,6 +81,41 @@ TEST_CASE("bf16 codec: multithreaded encode equals single-threaded", "[codec]") 
   check_round_trip(df11test::gaussian_bf16(5'000'000, 0.01, 3), 4);
 }
 
+TEST_CASE("bf16 codec: coding tables reused for another code code as fresh ones", "[codec]") {
+  // The payload writer keeps one Bf16EncodeTables for a file's tensors and
+  // set() rewrites only the pairs of exponents that have a code: every pair
+  // the second code looks up must come out as a fresh table's.
+  const std::vector<uint16_t> first = df11test::gaussian_bf16(300'000, 0.02, 11);
+  std::vector<uint16_t> second = df11test::gaussian_bf16(300'000, 1e-4, 12);
+  second.insert(second.end(), first.begin(), first.begin() + 1000);  // shared exponents, other lengths
+  const CodeLengths l1 = build_code_lengths(exponent_histogram(first.data(), first.size()));
+  const CodeLengths l2 = build_code_lengths(exponent_histogram(second.data(), second.size()));
+  REQUIRE(l1 != l2);
+  Bf16EncodeTables reused(l1);
+  reused.set(l2);
+  const Bf16EncodeTables fresh(l2);
+  for (int e0 = 0; e0 < 256; ++e0) {
+    REQUIRE(reused.single[e0] == fresh.single[e0]);
+    if (!l2[e0]) continue;
+    for (int e1 = 0; e1 < 256; ++e1)
+      if (l2[e1]) REQUIRE(reused.pair[e0 | (e1 << 8)] == fresh.pair[e0 | (e1 << 8)]);
+  }
+  // And the stream words they give are the same.
+  std::vector<uint8_t> exps(second.size()), sm(second.size());
+  split_bf16(second.data(), second.size(), exps.data(), sm.data());
+  uint64_t bits = 0;
+  for (uint8_t e : exps) bits += l2[e];
+  const uint64_t chunks = bits / kChunkBits + 2;
+  auto encode = [&](const Bf16EncodeTables& t) {
+    std::vector<uint32_t> words(bits / 32 + 2, 0);
+    std::vector<uint8_t> gaps(chunks / 2 + 1, 0);
+    std::vector<uint64_t> block_out(chunks / kBlockThreads + 2, 0);
+    encode_bf16_window(t, exps.data(), 0, exps.size(), 0, 0, words.data(), gaps.data(), block_out.data());
+    return words;
+  };
+  REQUIRE(encode(reused) == encode(fresh));
+}
+
 TEST_CASE("bf16 codec: corrupted stream never decodes silently", "[codec]") {
   const auto w = df11test::gaussian_bf16(100000, 0.02, 11);
   EncodedBf16 enc = encode_bf16(w.data(), w.size());
