@@ -20,8 +20,15 @@ struct Node {
 
 CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len) {
   CodeLengths len{};
+  size_t present = 0;
+  for (int s = 0; s < 256; ++s) present += hist[s] != 0;
+  // The pool never holds more than n nodes per round (leaves, then each
+  // round's packages); the lists never more than 2n items. Reserved once: a
+  // file of thousands of small tensors builds a code for each.
   std::vector<Node> pool;
+  pool.reserve(present * std::max<uint32_t>(max_len, 1));
   std::vector<int32_t> leaves;
+  leaves.reserve(present);
   for (int s = 0; s < 256; ++s)
     if (hist[s]) {
       leaves.push_back(static_cast<int32_t>(pool.size()));
@@ -39,15 +46,17 @@ CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len) {
 
   // Package-merge (Larmore & Hirschberg): max_len - 1 rounds of pairing the
   // previous list and merging the pairs with the leaves; leaves win ties.
-  std::vector<int32_t> list = leaves;
+  std::vector<int32_t> list = leaves, packages, merged;
+  list.reserve(2 * n);
+  packages.reserve(n);
+  merged.reserve(2 * n);
   for (uint32_t round = 1; round < max_len; ++round) {
-    std::vector<int32_t> packages;
+    packages.clear();
     for (size_t i = 0; i + 1 < list.size(); i += 2) {
       packages.push_back(static_cast<int32_t>(pool.size()));
       pool.push_back({pool[list[i]].weight + pool[list[i + 1]].weight, list[i], list[i + 1]});
     }
-    std::vector<int32_t> merged;
-    merged.reserve(leaves.size() + packages.size());
+    merged.clear();
     size_t a = 0, b = 0;
     while (a < leaves.size() || b < packages.size()) {
       if (b == packages.size() ||
@@ -60,6 +69,7 @@ CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len) {
   }
   // Each appearance of a leaf among the first 2n-2 items adds one to its length.
   std::vector<int32_t> stack;
+  stack.reserve(2 * max_len + 2);
   for (size_t i = 0; i < 2 * n - 2; ++i) {
     stack.push_back(list[i]);
     while (!stack.empty()) {
