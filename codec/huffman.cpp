@@ -8,80 +8,67 @@
 
 namespace df11 {
 
-namespace {
-
-struct Node {
-  uint64_t weight;
-  int32_t left;   // -1 for a leaf
-  int32_t right;  // symbol for a leaf
-};
-
-}  // namespace
-
 CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len) {
   CodeLengths len{};
-  size_t present = 0;
-  for (int s = 0; s < 256; ++s) present += hist[s] != 0;
-  // The pool never holds more than n nodes per round (leaves, then each
-  // round's packages); the lists never more than 2n items. Reserved once: a
-  // file of thousands of small tensors builds a code for each.
-  std::vector<Node> pool;
-  pool.reserve(present * std::max<uint32_t>(max_len, 1));
-  std::vector<int32_t> leaves;
-  leaves.reserve(present);
+  // Leaves sorted by weight; ties keep symbol order, so the result is
+  // deterministic.
+  std::array<uint8_t, 256> sym;
+  size_t n = 0;
   for (int s = 0; s < 256; ++s)
-    if (hist[s]) {
-      leaves.push_back(static_cast<int32_t>(pool.size()));
-      pool.push_back({hist[s], -1, s});
-    }
-  const size_t n = leaves.size();
+    if (hist[s]) sym[n++] = static_cast<uint8_t>(s);
   if (n == 0) return len;
   if (n == 1) {
-    len[pool[leaves[0]].right] = 1;
+    len[sym[0]] = 1;
     return len;
   }
-  // Stable sort by weight: ties keep symbol order, so the result is deterministic.
-  std::stable_sort(leaves.begin(), leaves.end(),
-                   [&](int32_t a, int32_t b) { return pool[a].weight < pool[b].weight; });
+  std::stable_sort(sym.begin(), sym.begin() + static_cast<std::ptrdiff_t>(n),
+                   [&](uint8_t a, uint8_t b) { return hist[a] < hist[b]; });
 
-  // Package-merge (Larmore & Hirschberg): max_len - 1 rounds of pairing the
-  // previous list and merging the pairs with the leaves; leaves win ties.
-  std::vector<int32_t> list = leaves, packages, merged;
-  list.reserve(2 * n);
-  packages.reserve(n);
-  merged.reserve(2 * n);
-  for (uint32_t round = 1; round < max_len; ++round) {
-    packages.clear();
-    for (size_t i = 0; i + 1 < list.size(); i += 2) {
-      packages.push_back(static_cast<int32_t>(pool.size()));
-      pool.push_back({pool[list[i]].weight + pool[list[i + 1]].weight, list[i], list[i + 1]});
-    }
-    merged.clear();
-    size_t a = 0, b = 0;
-    while (a < leaves.size() || b < packages.size()) {
-      if (b == packages.size() ||
-          (a < leaves.size() && pool[leaves[a]].weight <= pool[packages[b]].weight))
-        merged.push_back(leaves[a++]);
-      else
-        merged.push_back(packages[b++]);
-    }
-    list.swap(merged);
+  // Package-merge (Larmore & Hirschberg). List 1 is the leaves; list k + 1
+  // merges the leaves with the packages of list k (its items paired in
+  // order), leaves first on ties. The code is the first 2n - 2 items of the
+  // last list, each package standing for the two items of the list below it
+  // that it joined, and a leaf's length is the number of lists whose chosen
+  // items include it. The leaves among the first m items of a list are the
+  // first few sorted leaves and the packages among them the first few
+  // packages, so only the leaf/package order of each list is kept, and the
+  // lengths are counted list by list from the top: no tree of packages is
+  // built or walked (a file of thousands of small tensors builds a code for
+  // each, and the tree was a tenth of its compress).
+  const size_t most = 2 * n;  // a list holds at most 2n - 1 items
+  std::vector<uint64_t> weight(most), next(most);
+  std::vector<uint8_t> is_leaf(static_cast<size_t>(max_len) * most);
+  std::vector<size_t> size(max_len + 1);
+  for (size_t i = 0; i < n; ++i) {
+    weight[i] = hist[sym[i]];
+    is_leaf[i] = 1;
   }
-  // Each appearance of a leaf among the first 2n-2 items adds one to its length.
-  std::vector<int32_t> stack;
-  stack.reserve(2 * max_len + 2);
-  for (size_t i = 0; i < 2 * n - 2; ++i) {
-    stack.push_back(list[i]);
-    while (!stack.empty()) {
-      const Node& node = pool[stack.back()];
-      stack.pop_back();
-      if (node.left < 0) {
-        ++len[node.right];
+  size[1] = n;
+  for (uint32_t k = 2; k <= max_len; ++k) {
+    const size_t packages = size[k - 1] / 2;
+    uint8_t* const leaf = &is_leaf[(k - 1) * most];
+    size_t a = 0, b = 0, m = 0;
+    while (a < n || b < packages) {
+      const uint64_t pw = b < packages ? weight[2 * b] + weight[2 * b + 1] : 0;
+      if (b == packages || (a < n && hist[sym[a]] <= pw)) {
+        next[m] = hist[sym[a++]];
+        leaf[m++] = 1;
       } else {
-        stack.push_back(node.left);
-        stack.push_back(node.right);
+        next[m] = pw;
+        leaf[m++] = 0;
+        ++b;
       }
     }
+    size[k] = m;
+    weight.swap(next);
+  }
+  size_t chosen = 2 * n - 2;
+  for (uint32_t k = max_len; k >= 1 && chosen > 0; --k) {
+    const uint8_t* const leaf = &is_leaf[(k - 1) * most];
+    size_t leaves = 0;
+    for (size_t i = 0; i < chosen; ++i) leaves += leaf[i];
+    for (size_t i = 0; i < leaves; ++i) ++len[sym[i]];
+    chosen = 2 * (chosen - leaves);
   }
   return len;
 }
