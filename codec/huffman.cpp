@@ -65,6 +65,7 @@ CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len) {
   size_t chosen = 2 * n - 2;
   for (uint32_t k = max_len; k >= 1 && chosen > 0; --k) {
     const uint8_t* const leaf = &is_leaf[(k - 1) * most];
+    chosen = std::min(chosen, size[k]);  // only short of 2n - 2 when max_len is too small for n
     size_t leaves = 0;
     for (size_t i = 0; i < chosen; ++i) leaves += leaf[i];
     for (size_t i = 0; i < leaves; ++i) ++len[sym[i]];

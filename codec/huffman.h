@@ -13,7 +13,9 @@ using CodeLengths = std::array<uint8_t, 256>;  // 0 = symbol absent
 
 // Optimal code lengths limited to max_len (package-merge). Deterministic:
 // ties are broken by symbol value. One present symbol gets length 1; none
-// present gives all zeros.
+// present gives all zeros. Needs 2^max_len >= the number of present symbols
+// (every caller's limit is 8 or more); below that no code exists, and the
+// lengths returned are not one.
 CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len = kMaxCodeLength);
 
 // Rules of the spec for a stored code-length table: every length <= kMaxCodeLength,
