@@ -69,9 +69,14 @@ uint64_t set_encoder_min_segment_elems(uint64_t elems) noexcept;
 // plus one the encoder may scribble on; bits of the first word before bit_begin
 // are zero, so neighbouring windows' shared words are OR-ed together. gaps
 // (packed, zeroed beforehand, atomically OR-ed) and block_out (global indices)
-// receive the entries of every chunk whose first code starts in this window.
-void encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uint64_t first, uint64_t count,
-                        uint64_t bit_begin, uint32_t prev_len, uint32_t* out, uint8_t* gaps, uint64_t* block_out);
+// receive the entries of every chunk whose first code starts in this window,
+// for chunks below n_chunks only. Returns the stream bit after the window's
+// last code: the caller planned it from a histogram, and exponents that
+// differ from that histogram (an input rewritten between a writer's two
+// passes) give another end, and no write outside gaps and block_out.
+uint64_t encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uint64_t first, uint64_t count,
+                            uint64_t bit_begin, uint32_t prev_len, uint32_t* out, uint8_t* gaps, uint64_t* block_out,
+                            uint64_t n_chunks);
 
 // Borrowed view of one BF16 tensor's sections, e.g. inside an mmapped container.
 struct Bf16View {

@@ -64,8 +64,9 @@ void Bf16EncodeTables::set(const CodeLengths& l) {
 // block entries are recorded for every chunk whose first code lies in this
 // range; gaps are OR-ed in atomically because a gap byte holds two chunks that
 // neighbouring windows may own.
-void encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uint64_t first, uint64_t count,
-                        uint64_t bit_begin, uint32_t prev_len, uint32_t* out, uint8_t* gaps, uint64_t* block_out) {
+uint64_t encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uint64_t first, uint64_t count,
+                            uint64_t bit_begin, uint32_t prev_len, uint32_t* out, uint8_t* gaps, uint64_t* block_out,
+                            uint64_t n_chunks) {
   const uint32_t* single = tables.single;
   const uint32_t* pair = tables.pair.data();
   uint64_t acc = 0;
@@ -82,6 +83,10 @@ void encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uin
   auto mark = [&](uint64_t start, uint64_t i) {
     if (start >= next_boundary) {
       const uint64_t c = start / kChunkBits;
+      if (c >= n_chunks) {  // past the planned stream: the end position will say so
+        next_boundary = UINT64_MAX;
+        return;
+      }
       const uint8_t nibble = static_cast<uint8_t>((start % kChunkBits) << ((c & 1) * 4));
       if (nibble) __atomic_fetch_or(&gaps[c >> 1], nibble, __ATOMIC_RELAXED);
       if (c % kBlockThreads == 0) block_out[c / kBlockThreads] = first + i;
@@ -120,6 +125,7 @@ void encode_bf16_window(const Bf16EncodeTables& tables, const uint8_t* exps, uin
     append(t);
   }
   if (nacc) out[wi] = static_cast<uint32_t>(acc << (32 - nacc));
+  return p;
 }
 
 namespace testing {
@@ -181,8 +187,9 @@ void encode_bf16_into(const uint16_t* w, uint64_t n, unsigned threads, EncodedBf
   r.gaps.assign(r.geom.gap_bytes(), 0);
   auto encode = [&](const Segment& s, uint32_t* words) {
     const uint32_t prev_len = s.begin ? r.lengths[exps[s.begin - 1]] : 0;
+    // The histogram and the codes come from the same buffer: the end is planned.
     encode_bf16_window(tables, exps + s.begin, s.begin, s.end - s.begin, s.bit_begin, prev_len, words, r.gaps.data(),
-                       r.block_out.data());
+                       r.block_out.data(), r.geom.n_threads);
   };
 
   if (nseg == 1) {

@@ -26,6 +26,7 @@ namespace {
 
 std::atomic<uint64_t> g_window_elems{0};  // testing hook; 0: kBf16WindowElems
 std::atomic<uint32_t> g_coder_delay_us{0};  // testing hook; 0: none
+std::atomic<void (*)()> g_between_passes{nullptr};  // testing hook
 
 // The testing hook's pause of the coder, with its window in hand.
 void coder_delay() {
@@ -95,6 +96,7 @@ Status zstd_estimate_under(const MappedFile& in, uint64_t src, uint64_t n, uint6
 namespace testing {
 uint64_t set_bf16_window_elems(uint64_t elems) noexcept { return g_window_elems.exchange(elems); }
 uint32_t set_bf16_coder_delay_us(uint32_t us) noexcept { return g_coder_delay_us.exchange(us); }
+void (*set_bf16_between_passes(void (*fn)()) noexcept)() { return g_between_passes.exchange(fn); }
 }  // namespace testing
 
 Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint64_t n, AtomicOutputFile& out,
@@ -192,6 +194,7 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
     if (under) return Status::Ok();
   }
   r->huffman = true;
+  if (void (*hook)() = g_between_passes.load(std::memory_order_relaxed)) hook();
 
   // Pass 2: every window encoded at its bit offset and stored at its place.
   gaps_.assign(g.gap_bytes(), 0);
@@ -254,7 +257,15 @@ Status Bf16PayloadWriter::write(const MappedFile& in, uint64_t src_offset, uint6
           prev_len = len[(prev >> 7) & 0xFF];
         }
         const uint64_t bb = bit_begin[k], be = bit_begin[k + 1];
-        encode_bf16_window(tables, exps, b, cnt, bb, prev_len, sl.words.data(), gaps_.data(), block_out_.data());
+        // Pass 2 reads the weights again: ones that differ from pass 1's
+        // (a rewrite that kept the file's size and mtime, which
+        // check_unchanged cannot see) end the window elsewhere than planned.
+        if (encode_bf16_window(tables, exps, b, cnt, bb, prev_len, sl.words.data(), gaps_.data(), block_out_.data(),
+                               g.n_threads) != be) {
+          first.set(k, make_status(Error::Io, in.path(),
+                                   "file changed while being read (its tensor data differ between two reads)"));
+          return;
+        }
         // One worker: through the writer thread's buffers, so the page-cache
         // copy overlaps the coding. Several: each writes its own, one at a time
         // (AtomicOutputFile::pwrite), without the copy into a buffer (as

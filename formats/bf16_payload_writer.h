@@ -31,6 +31,9 @@ uint64_t set_bf16_window_elems(uint64_t elems) noexcept;
 // handed back too early is refilled under it every time. 0 (the default):
 // no pause. Returns the previous setting.
 uint32_t set_bf16_coder_delay_us(uint32_t us) noexcept;
+// Test hook: fn runs once a BF16 tensor's pass 1 is done and before pass 2
+// reads it again (null: none). Process-wide; returns the previous hook.
+void (*set_bf16_between_passes(void (*fn)()) noexcept)();
 }  // namespace testing
 
 struct Bf16PayloadResult {

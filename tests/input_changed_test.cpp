@@ -16,8 +16,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "bf16_payload_writer.h"
 #include "df11.h"
 #include "file_io.h"
+#include "huffman.h"
 #include "safetensors_writer.h"
 #include "sha256.h"
 #include "test_util.h"
@@ -121,6 +123,59 @@ TEST_CASE("input changed: compress of a file rewritten meanwhile fails and write
   CHECK(rewritten);
   CHECK_FALSE(fs::exists(out));
   CHECK(df11test::temporaries_in(t.path).empty());
+}
+
+namespace {
+// The between-passes hook's work: give the first weights of tensor "a" the
+// exponent with the longest code, in place, and put the mtime back, so that
+// only the bytes tell (a rewrite check_unchanged cannot see).
+std::string g_rewrite_path;
+void rewrite_keeping_mtime() {
+  const int fd = ::open(g_rewrite_path.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  struct stat st {};
+  REQUIRE(::fstat(fd, &st) == 0);
+  uint64_t header = 0;
+  REQUIRE(::pread(fd, &header, 8, 0) == 8);
+  std::vector<uint16_t> w(300'000);
+  REQUIRE(::pread(fd, w.data(), 2 * w.size(), static_cast<off_t>(8 + header)) == static_cast<ssize_t>(2 * w.size()));
+  const CodeLengths len = build_code_lengths(exponent_histogram(w.data(), w.size()));
+  const int longest = static_cast<int>(std::max_element(len.begin(), len.end()) - len.begin());
+  for (size_t i = 0; i < 100'000; ++i) w[i] = static_cast<uint16_t>((w[i] & 0x807F) | (longest << 7));
+  REQUIRE(::pwrite(fd, w.data(), 2 * w.size(), static_cast<off_t>(8 + header)) == static_cast<ssize_t>(2 * w.size()));
+  const timespec t[2] = {st.st_atim, st.st_mtim};
+  REQUIRE(::futimens(fd, t) == 0);
+  ::close(fd);
+}
+}  // namespace
+
+TEST_CASE("input changed: tensor data rewritten between compress's two reads, size and mtime kept, is an error",
+          "[input_changed]") {
+  // Pass 2 reads each window again and codes it at the bit offset pass 1
+  // planned; other exponents end it elsewhere. That is the error (before, the
+  // encoder marked chunks past the planned stream, outside its arrays, and
+  // compress wrote a container that did not decode).
+  df11test::TempDir t;
+  const std::string in = t.path + "/m.safetensors", out = t.path + "/m.df11";
+  two_tensor_model(in);
+  g_rewrite_path = in;
+  struct Hooks {
+    uint64_t window = testing::set_bf16_window_elems(4096);  // several windows: pass 2 reads the file again
+    void (*between)() = testing::set_bf16_between_passes(rewrite_keeping_mtime);
+    ~Hooks() {
+      testing::set_bf16_window_elems(window);
+      testing::set_bf16_between_passes(between);
+    }
+  } hooks;
+  for (unsigned threads : {1u, 3u}) {
+    INFO("-T" << threads);
+    two_tensor_model(in);
+    Options o;
+    o.threads = threads;
+    check_changed(compress(in, out, o, nullptr), in);
+    CHECK_FALSE(fs::exists(out));
+    CHECK(df11test::temporaries_in(t.path).empty());
+  }
 }
 
 TEST_CASE("input changed: decompress and verify of a container rewritten meanwhile say so, not 'corrupt'",
