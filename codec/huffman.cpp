@@ -21,6 +21,7 @@ CodeLengths build_code_lengths(const Histogram& hist, uint32_t max_len) {
     len[sym[0]] = 1;
     return len;
   }
+  if (max_len == 0) return len;  // no code of two symbols or more (the precondition)
   std::stable_sort(sym.begin(), sym.begin() + static_cast<std::ptrdiff_t>(n),
                    [&](uint8_t a, uint8_t b) { return hist[a] < hist[b]; });
 
