@@ -27,7 +27,7 @@ commands=${COMMANDS:-compress decompress${small:+ verify}}  # a change to one di
 mkdir -p "$work"
 if [ -n "$small" ]; then
   command -v zstd >/dev/null || { echo "SMALL needs zstd on PATH" >&2; exit 2; }
-  first="$work/small-$small.safetensors"
+  first="$work/small-$small-${SMALL_MIB:-64}m.safetensors"
   [ -f "$first" ] || "$mk" "$first" --kind many --mib "${SMALL_MIB:-64}" --elements "$small" >/dev/null
   "$a" compress -q -f "$first" -o "$work/first.df11"
   zstd -q -1 -f "$first" -o "$work/first.zst"
@@ -45,11 +45,17 @@ else
   jobs=("compress $first" "decompress $work/first.df11" "compress $work/model" "decompress $work/model.df11")
 fi
 
-# one BIN ARGS...: wall seconds of one run (the output, $work/out, removed first).
+# one BIN ARGS...: wall seconds of one run (the output, $work/out, removed
+# first). A run that fails stops the script: its time is no sample (this runs
+# in $(...), where set -e does not reach, so the whole script is ended).
 one() {
   rm -rf "$work/out"
-  /usr/bin/time -f "%e" -o "$work/.time" "$@" >/dev/null
-  cat "$work/.time"
+  if ! /usr/bin/time -f "%e" -o "$work/.time" "$@" >/dev/null; then
+    echo "failed: $*" >&2
+    kill -TERM $$
+    exit 1
+  fi
+  tail -n 1 "$work/.time"
 }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
