@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <cstring>
@@ -174,6 +175,84 @@ TEST_CASE("stream codec: a sink error stops the decode and is returned", "[strea
         [](const uint8_t*, uint64_t) { return Status{Error::Io, "sink: full"}; });
     CHECK(s.code == Error::Io);
     CHECK(s.message == "sink: full");
+  }
+}
+
+TEST_CASE("stream codec: many workers hash the groups once each and in order", "[stream]") {
+  // With 4 to 16 workers on a tensor and groups that finish out of order,
+  // the ordered sink must still see every byte once, in order, a sink error
+  // must stop the decode, and a damaged group must fail the XXH64. (The
+  // other tests decode with 1-3 workers.)
+  df11test::TempDir tmp;
+  const uint64_t n = 8 * W + 12345;
+  const std::vector<uint16_t> w = make_weights(n, 0, 31);
+  const Packed p = pack(tmp, w, 2, "h");
+  std::unique_ptr<Reader> r;
+  REQUIRE(Reader::open(p.path, &r).ok());
+  REQUIRE(r->tensors()[1].encoding == 2u);
+  const uint8_t* const want = reinterpret_cast<const uint8_t*>(w.data());
+  for (unsigned threads : {4u, 7u, 16u}) {
+    INFO("threads " << threads);
+    REQUIRE(r->decode_workers(1, threads) >= 4);
+    std::vector<uint8_t> out(2 * n, 0xAB);
+    uint64_t at = 0, pieces = 0;
+    bool in_order = true;
+    std::mt19937_64 jitter(threads);
+    std::mutex jmu;
+    REQUIRE(r->decode_tensor_stream(
+                 1, threads,
+                 [&](uint64_t off, const uint8_t* q, uint64_t m) {
+                   std::memcpy(out.data() + off, q, m);
+                   unsigned us;
+                   {
+                     std::lock_guard<std::mutex> lock(jmu);
+                     us = static_cast<unsigned>(jitter() % 300);
+                   }
+                   std::this_thread::sleep_for(std::chrono::microseconds(us));  // groups finish out of order
+                   return Status::Ok();
+                 },
+                 [&](const uint8_t* q, uint64_t m) {
+                   in_order = in_order && at + m <= 2 * n && std::memcmp(q, want + at, m) == 0;
+                   at += m;
+                   ++pieces;
+                   return Status::Ok();
+                 })
+                .ok());
+    CHECK(in_order);
+    CHECK(at == 2 * n);
+    CHECK(pieces >= 4);
+    CHECK(std::memcmp(out.data(), want, 2 * n) == 0);
+    // The third piece's sink error is the decode's.
+    uint64_t seen = 0;
+    const Status s = r->decode_tensor_stream(
+        1, threads, [](uint64_t, const uint8_t*, uint64_t) { return Status::Ok(); },
+        [&](const uint8_t*, uint64_t) { return ++seen == 3 ? Status{Error::Io, "sink: full"} : Status::Ok(); });
+    CHECK(s.code == Error::Io);
+    CHECK(seen == 3);
+  }
+  // A flipped sign/mantissa byte in the last group (the payload's last bytes;
+  // the payload of a file's only tensor starts at byte 128) fails the XXH64,
+  // decoded in place and through the copy (an odd address).
+  const std::string one = tmp.path + "/one.safetensors", one_df11 = tmp.path + "/one.df11";
+  std::vector<uint8_t> wb(2 * n);
+  std::memcpy(wb.data(), w.data(), wb.size());
+  df11test::write_safetensors(one, {{"w", "BF16", {n}, wb}});
+  Options o;
+  o.threads = 2;
+  REQUIRE(compress(one, one_df11, o, nullptr).message == "");
+  std::unique_ptr<Reader> r1;
+  REQUIRE(Reader::open(one_df11, &r1).ok());
+  REQUIRE(r1->tensors()[0].encoding == 2u);
+  auto bytes = df11test::read_file(one_df11);
+  bytes[128 + r1->tensors()[0].payload_size - 100] ^= 0x01;
+  df11test::write_file(one_df11, bytes);
+  REQUIRE(Reader::open(one_df11, &r1).ok());
+  std::vector<uint8_t> buf(wb.size() + 1);
+  for (unsigned threads : {4u, 16u}) {
+    for (size_t shift : {0u, 1u}) {
+      INFO("threads " << threads << ", shift " << shift);
+      CHECK(r1->decode_tensor(0, buf.data() + shift, threads).code == Error::Df11TensorChecksum);
+    }
   }
 }
 
