@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "bf16_codec.h"
+#include "cpu_clones.h"
 #include "parallel.h"
 
 namespace df11 {
@@ -258,9 +259,7 @@ Error validate_bf16(const Bf16View& v, uint64_t* max_block_elems) {
 }
 
 namespace {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))  // wider vectors where the CPU has them
-#endif
+DF11_AVX2_CLONES  // wider vectors where the CPU has them
 void merge_run(uint16_t* __restrict o, const uint8_t* __restrict m, const uint8_t* __restrict e, uint32_t c) {
   for (uint32_t k = 0; k < c; ++k) o[k] = bf16_merge(m[k], e[k]);  // vectorised by the compiler
 }

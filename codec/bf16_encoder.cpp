@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "bf16_codec.h"
+#include "cpu_clones.h"
 #include "parallel.h"
 
 namespace df11 {
@@ -32,9 +33,7 @@ struct Segment {
 
 // Splits weights into exponent bytes and sign+mantissa bytes (a loop the
 // compiler vectorises), so the serial coding loop reads one byte per weight.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))  // wider vectors where the CPU has them
-#endif
+DF11_AVX2_CLONES  // wider vectors where the CPU has them
 void split_bf16(const uint16_t* w, uint64_t n, uint8_t* exps, uint8_t* sm) {
   for (uint64_t i = 0; i < n; ++i) {
     const uint32_t v = w[i];

@@ -646,9 +646,9 @@ static int decode_mode(const char* path, unsigned threads) {
  * that cannot start was std::terminate inside df11_decode_host; it is
  * OutOfMemory now, with the threads already started joined. */
 static void thread_refusal_test(const char* cli, const char* dir) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   (void)cli, (void)dir;
-  printf("SKIPPED: thread refusal under ulimit -v (AddressSanitizer's shadow memory does not fit it)\n");
+  printf("SKIPPED: thread refusal under ulimit -v (the sanitizer's shadow memory does not fit it)\n");
 #else
   char self[1024], path[2048], out[2048];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

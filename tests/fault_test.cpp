@@ -449,8 +449,8 @@ TEST_CASE("faults: an input file that vanishes during a directory compress", "[f
 // No address space left for the input's mapping (a tight ulimit -v) is
 // OutOfMemory naming the file, one line, exit 3 (it was Io).
 TEST_CASE("faults: an input too large for the address space left is OutOfMemory, naming it", "[faults]") {
-#ifdef DF11_TEST_ASAN
-  WARN("skipped under AddressSanitizer: its shadow memory does not fit ulimit -v");
+#ifdef DF11_TEST_SHADOW_MEMORY
+  WARN("skipped under a sanitizer: its shadow memory does not fit ulimit -v");
   return;
 #endif
   df11test::TempDir t;

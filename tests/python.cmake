@@ -4,8 +4,8 @@
 # is reported as skipped (CI installs them: .ci/run).
 find_package(Python3 COMPONENTS Interpreter)
 set(DF11_PYTEST_MISSING "")
-if(DF11_SANITIZE)
-  # An ASan-instrumented libdf11.so cannot be loaded into an uninstrumented python.
+if(DF11_SANITIZE OR DF11_TSAN)
+  # A sanitizer-instrumented libdf11.so cannot be loaded into an uninstrumented python.
   set(DF11_PYTEST_MISSING "the sanitizer build's libdf11.so cannot be loaded into an uninstrumented python")
 elseif(NOT Python3_Interpreter_FOUND)
   set(DF11_PYTEST_MISSING "python3 not found")

@@ -2,9 +2,10 @@
 // index must not make df11 allocate more than the file's size warrants. The
 // CLI runs in a child under `ulimit -v` (2 GB of address space) and must end
 // with a clean error exit and a one-line message, not a crash or a kill.
-// Under AddressSanitizer (scripts/sanitize.sh) `ulimit -v` cannot be used (the
-// shadow memory alone is terabytes of address space); ASan's own limits take
-// its place: any single allocation above 2 GB, or RSS above 3 GB, is an error.
+// Under AddressSanitizer or ThreadSanitizer (scripts/sanitize.sh) `ulimit -v`
+// cannot be used (the shadow memory alone is terabytes of address space); the
+// sanitizer's own limits take its place: any single allocation above 2 GB, or
+// RSS above 3 GB, is an error.
 #include <catch2/catch.hpp>
 #include <sys/wait.h>
 #include <zstd.h>
@@ -35,10 +36,15 @@ struct Run {
 // `df11 ARGS` in DIR under a 2 GB address-space limit.
 Run limited(const std::string& args, const std::string& dir) {
   const std::string bin = std::string(DF11_BINARY_DIR) + "/df11";
-#ifdef DF11_TEST_ASAN
+#if defined(DF11_TEST_ASAN)
   const std::string limit =
       "ASAN_OPTIONS=detect_leaks=0:max_allocation_size_mb=2000:hard_rss_limit_mb=3000:allocator_may_return_null=0; "
       "export ASAN_OPTIONS; ";
+#elif defined(DF11_TEST_TSAN)
+  // The same sanitizer_common limits; halt_on_error keeps a race fatal here.
+  const std::string limit =
+      "TSAN_OPTIONS=halt_on_error=1:max_allocation_size_mb=2000:hard_rss_limit_mb=3000:allocator_may_return_null=0; "
+      "export TSAN_OPTIONS; ";
 #else
   const std::string limit = "ulimit -v 2000000 && ";
 #endif
@@ -243,7 +249,7 @@ TEST_CASE("resource bounds: a .df11 whose index claims a 10^15-byte tensor", "[r
   CHECK(s.code == Error::Df11ZstdCorrupt);
 }
 
-#ifndef DF11_TEST_ASAN  // ASan aborts on a failed operator new instead of throwing
+#ifndef DF11_TEST_SHADOW_MEMORY  // the sanitizers abort on a failed operator new instead of throwing
 TEST_CASE("resource bounds: a real 3 GiB zstd tensor under a 2 GB limit fails cleanly", "[resources]") {
   // 24,576 RLE blocks of 128 KiB: a genuine 98 KB frame of 3 GiB of zeros,
   // within what zstd can express, so the reader accepts it. It is a

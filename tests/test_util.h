@@ -4,14 +4,22 @@
 #include <string>
 #include <vector>
 
-// DF11_TEST_ASAN: defined in AddressSanitizer builds (gcc and clang), whose
-// shadow memory makes peak-RSS bounds meaningless.
+// DF11_TEST_ASAN / DF11_TEST_TSAN: defined in AddressSanitizer and
+// ThreadSanitizer builds (gcc and clang). DF11_TEST_SHADOW_MEMORY: either;
+// their shadow memory makes `ulimit -v` and peak-RSS bounds meaningless.
 #if defined(__SANITIZE_ADDRESS__)
 #define DF11_TEST_ASAN 1
+#elif defined(__SANITIZE_THREAD__)
+#define DF11_TEST_TSAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define DF11_TEST_ASAN 1
+#elif __has_feature(thread_sanitizer)
+#define DF11_TEST_TSAN 1
 #endif
+#endif
+#if defined(DF11_TEST_ASAN) || defined(DF11_TEST_TSAN)
+#define DF11_TEST_SHADOW_MEMORY 1
 #endif
 
 namespace df11test {
